@@ -1,0 +1,45 @@
+//! Touchpoint's event contract and gRPC APIs, generated from `touchpoint/v1/*.proto`.
+//!
+//! The package is versioned (`touchpoint.v1`) and only ever grows: fields are added,
+//! never renumbered or removed.
+
+/// Generated code of the `touchpoint.v1` package.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod v1 {
+    tonic::include_proto!("touchpoint.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every Touchpoint proto, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("touchpoint_descriptor");
+
+pub use prost::Message;
+pub use prost_types::Timestamp;
+
+use v1::envelope::Payload;
+
+impl Payload {
+    /// The fully qualified protobuf name of the payload, used as the Kafka
+    /// `event-type` header so a subscriber can filter without decoding.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Payload::CaseOpened(_) => "touchpoint.v1.CaseOpened",
+            Payload::ContactPointsUpdated(_) => "touchpoint.v1.ContactPointsUpdated",
+            Payload::ConsentRecorded(_) => "touchpoint.v1.ConsentRecorded",
+            Payload::ConsentRevoked(_) => "touchpoint.v1.ConsentRevoked",
+            Payload::CoordinatorAssigned(_) => "touchpoint.v1.CoordinatorAssigned",
+            Payload::TherapyEventRecorded(_) => "touchpoint.v1.TherapyEventRecorded",
+            Payload::CaseStatusChanged(_) => "touchpoint.v1.CaseStatusChanged",
+            Payload::OutreachRequested(_) => "touchpoint.v1.OutreachRequested",
+            Payload::AttemptSent(_) => "touchpoint.v1.AttemptSent",
+            Payload::AttemptDelivered(_) => "touchpoint.v1.AttemptDelivered",
+            Payload::AttemptFailed(_) => "touchpoint.v1.AttemptFailed",
+            Payload::AttemptSuppressed(_) => "touchpoint.v1.AttemptSuppressed",
+            Payload::CallTaskRequested(_) => "touchpoint.v1.CallTaskRequested",
+            Payload::InboundReceived(_) => "touchpoint.v1.InboundReceived",
+            Payload::ContactRouted(_) => "touchpoint.v1.ContactRouted",
+            Payload::OptOutReceived(_) => "touchpoint.v1.OptOutReceived",
+            Payload::AdverseEventSuspected(_) => "touchpoint.v1.AdverseEventSuspected",
+            Payload::Probe(_) => "touchpoint.v1.Probe",
+        }
+    }
+}

@@ -1,0 +1,3 @@
+-- The dispatch service's own tables start here; its issue fills them in.
+-- The platform's outbox and inbox (versions below 1000) already exist in this schema.
+COMMENT ON SCHEMA dispatch IS 'Touchpoint dispatch service';

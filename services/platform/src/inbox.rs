@@ -1,0 +1,348 @@
+//! The inbox consumer loop: Kafka records applied to PostgreSQL exactly once.
+//!
+//! For each batch of records: decode each envelope (an undecodable record goes to the
+//! DLQ at once); in one transaction, for each record in order, record its `event_id`
+//! in `inbox` and run the handler, both inside a savepoint — a repeated event id is
+//! skipped, a failing handler is retried a bounded number of times and then the
+//! record goes to the DLQ. Only after the transaction commits are the offsets
+//! stored, so a crash anywhere replays records whose effect is then skipped.
+//!
+//! A record's key is its case id, so one case's records share a partition and are
+//! applied in order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::{Acquire as _, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use touchpoint_proto::v1::Envelope;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::config::{ConsumerConfig, KafkaConfig};
+use crate::dlq::{DeadLetters, header};
+use crate::envelope::decode;
+use crate::kafka;
+use crate::trace_context::{TRACEPARENT, continue_trace};
+
+/// A record decoded into an envelope, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event.
+    pub envelope: Envelope,
+    /// The event id, parsed.
+    pub event_id: Uuid,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// A handler could not apply an event. The message must not contain patient data:
+/// it becomes the DLQ reason.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Retrying will not help (e.g. the event contradicts the state); goes to the DLQ.
+    #[error("{0}")]
+    Permanent(String),
+    /// May succeed on a later try (e.g. a serialization conflict).
+    #[error("{0}")]
+    Transient(String),
+    /// A database error inside the handler.
+    #[error("database error in handler: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Applies one event inside the consumer's transaction.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `delivery` using `tx`; what it writes commits with the inbox row.
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        delivery: &'a Delivery,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+}
+
+/// The consumer loop could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The Kafka client could not be created or subscribed.
+    #[error("consumer could not start: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// What became of one record in a batch.
+enum Outcome {
+    Applied,
+    Duplicate,
+    DeadLetter(String),
+}
+
+/// A Kafka consumer group that applies events through a [`Handler`].
+pub struct InboxConsumer<H> {
+    name: String,
+    topics: Vec<String>,
+    pool: PgPool,
+    handler: H,
+    kafka: KafkaConfig,
+    config: ConsumerConfig,
+}
+
+impl<H> std::fmt::Debug for InboxConsumer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxConsumer")
+            .field("name", &self.name)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> InboxConsumer<H> {
+    /// A consumer named `name` (its group id and inbox key) reading `topics`.
+    pub fn new(
+        name: &str,
+        topics: Vec<String>,
+        pool: PgPool,
+        handler: H,
+        kafka: KafkaConfig,
+        config: ConsumerConfig,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            topics,
+            pool,
+            handler,
+            kafka,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; the batch in hand is finished first and
+    /// its offsets committed.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let consumer: StreamConsumer = kafka::consumer_config(&self.kafka, &self.name).create()?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let dead_letters = DeadLetters::new(&self.kafka, &self.name)?;
+        tracing::info!(consumer = %self.name, "inbox consumer started");
+
+        let mut batches = consumer.stream().ready_chunks(self.config.batch_size);
+        loop {
+            let batch = tokio::select! {
+                () = shutdown.cancelled() => break,
+                batch = batches.next() => batch,
+            };
+            let Some(batch) = batch else { break };
+            let mut records = Vec::with_capacity(batch.len());
+            for message in batch {
+                match message {
+                    Ok(message) => records.push(message.detach()),
+                    Err(error) => {
+                        tracing::warn!(consumer = %self.name, %error, "kafka consume error")
+                    }
+                }
+            }
+            if records.is_empty() {
+                continue;
+            }
+            if !self.apply_batch(&records, &dead_letters, &shutdown).await {
+                break; // Shut down mid-retry: nothing stored, the records come again.
+            }
+            store_offsets(&consumer, &records);
+        }
+        drop(batches);
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // NoOffset just means nothing new was stored since the last commit.
+            tracing::debug!(consumer = %self.name, %error, "final offset commit");
+        }
+        tracing::info!(consumer = %self.name, "inbox consumer stopped");
+        Ok(())
+    }
+
+    /// Applies `records` and dead-letters what cannot be applied. Retries the whole
+    /// batch while the database is unavailable; returns false if shut down first.
+    async fn apply_batch(
+        &self,
+        records: &[OwnedMessage],
+        dead_letters: &DeadLetters,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            match self.try_apply_batch(records).await {
+                Ok(outcomes) => {
+                    for (record, outcome) in records.iter().zip(outcomes) {
+                        if let Outcome::DeadLetter(reason) = outcome
+                            && !self
+                                .dead_letter(dead_letters, record, &reason, shutdown)
+                                .await
+                        {
+                            return false;
+                        }
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(consumer = %self.name, %error, records = records.len(), "batch not applied; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One transaction over the batch. An `Err` means the transaction itself failed
+    /// (nothing was applied); handler failures are outcomes.
+    async fn try_apply_batch(&self, records: &[OwnedMessage]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            let delivery = match decode(record.payload()) {
+                Ok((envelope, event_id)) => Delivery {
+                    envelope,
+                    event_id,
+                    topic: record.topic().to_owned(),
+                    partition: record.partition(),
+                    offset: record.offset(),
+                },
+                Err(error) => {
+                    outcomes.push(Outcome::DeadLetter(format!("undecodable: {error}")));
+                    continue;
+                }
+            };
+            let span = tracing::info_span!(
+                "inbox.apply",
+                consumer = %self.name,
+                topic = %delivery.topic,
+                partition = delivery.partition,
+                offset = delivery.offset,
+                event_id = %delivery.event_id,
+                case_id = %delivery.envelope.case_id,
+            );
+            continue_trace(&span, header(record, TRACEPARENT));
+            let outcome = self.apply_one(&mut tx, &delivery).instrument(span).await?;
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Applies one event under a savepoint, with bounded retries.
+    async fn apply_one(
+        &self,
+        tx: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut attempt = 0;
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            attempt += 1;
+            let mut savepoint = tx.begin().await?;
+            let fresh = sqlx::query(
+                "INSERT INTO inbox (consumer, event_id, topic, kafka_partition, kafka_offset)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(&self.name)
+            .bind(delivery.event_id)
+            .bind(&delivery.topic)
+            .bind(delivery.partition)
+            .bind(delivery.offset)
+            .execute(&mut *savepoint)
+            .await?
+            .rows_affected()
+                == 1;
+            if !fresh {
+                savepoint.commit().await?;
+                tracing::debug!("duplicate event skipped");
+                return Ok(Outcome::Duplicate);
+            }
+            match self.handler.handle(&mut savepoint, delivery).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    return Ok(Outcome::Applied);
+                }
+                Err(error) => {
+                    // Rolling back also removes the inbox row, so a replay from the
+                    // DLQ is not mistaken for a duplicate.
+                    savepoint.rollback().await?;
+                    let permanent = matches!(error, HandlerError::Permanent(_));
+                    tracing::warn!(%error, attempt, permanent, "handler failed");
+                    if permanent || attempt >= self.config.max_attempts {
+                        return Ok(Outcome::DeadLetter(format!(
+                            "handler failed after {attempt} attempt(s): {error}"
+                        )));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+    }
+
+    /// Sends to the DLQ, retrying until the broker has it; false if shut down first.
+    /// A record is never skipped without landing somewhere.
+    async fn dead_letter(
+        &self,
+        dead_letters: &DeadLetters,
+        record: &OwnedMessage,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            match dead_letters.send(record, reason).await {
+                Ok(()) => {
+                    tracing::warn!(
+                        consumer = %self.name,
+                        topic = %record.topic(),
+                        partition = record.partition(),
+                        offset = record.offset(),
+                        reason,
+                        "record sent to DLQ"
+                    );
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(consumer = %self.name, %error, "DLQ send failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Stores the next offset of each partition seen in `records`.
+fn store_offsets(consumer: &StreamConsumer, records: &[OwnedMessage]) {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for record in records {
+        let entry = next
+            .entry((record.topic(), record.partition()))
+            .or_insert(0);
+        *entry = (*entry).max(record.offset() + 1);
+    }
+    let mut list = TopicPartitionList::with_capacity(next.len());
+    for ((topic, partition), offset) in next {
+        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(%error, "offset not stored");
+        }
+    }
+    if let Err(error) = consumer.store_offsets(&list) {
+        // The partition was revoked meanwhile: its new owner replays the records and
+        // the inbox skips them.
+        tracing::warn!(%error, "offsets not stored");
+    }
+}

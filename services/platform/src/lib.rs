@@ -1,0 +1,21 @@
+//! What every Touchpoint service shares: configuration, telemetry, the database,
+//! the event plumbing (envelopes, outbox relay, inbox consumer, dead letters),
+//! gRPC bootstrap, the clock and graceful shutdown.
+
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod dlq;
+pub mod envelope;
+pub mod grpc;
+pub mod inbox;
+pub mod kafka;
+pub mod outbox;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+pub mod trace_context;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,0 +1,441 @@
+//! The transactional outbox.
+//!
+//! A service writes its state change and the events it causes in one PostgreSQL
+//! transaction ([`append`]); the [`OutboxRelay`] publishes unsent rows to Kafka with
+//! an idempotent producer and marks them sent. A crash between publish and mark
+//! republishes the rows on restart: at-least-once on the wire, and consumers' inbox
+//! makes it exactly once in effect.
+//!
+//! Ordering: rows are claimed in id order and a case's records share a key, so they
+//! land in one partition in the order they were appended. Only one relay per schema
+//! publishes at a time — it holds a session advisory lock and does all its claiming
+//! on that session — so replicas cannot interleave one case's events out of order,
+//! and a standby takes over within a poll interval when the leader's session ends.
+//! Rows are read by `sent_at IS NULL`, never by `id > last_seen`, so a row whose
+//! transaction commits late (ids are taken before commit) is still published.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use prost::Message as _;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{
+    ConnectOptions as _, Connection as _, PgConnection, PgPool, Postgres, Row as _, Transaction,
+};
+use tokio_util::sync::CancellationToken;
+use touchpoint_proto::v1::Envelope;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::config::{KafkaConfig, OutboxConfig};
+use crate::envelope::event_type;
+use crate::kafka;
+use crate::trace_context::{TRACEPARENT, current_traceparent};
+
+/// Kafka header naming the payload type, e.g. `touchpoint.v1.AttemptSent`.
+pub const EVENT_TYPE_HEADER: &str = "event-type";
+/// Kafka header with the record's event id.
+pub const EVENT_ID_HEADER: &str = "event-id";
+/// Kafka header with the value's content type.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// The content type of every record value.
+pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=touchpoint.v1.Envelope";
+
+/// How long sent rows are kept before the relay purges them.
+const SENT_RETENTION: &str = "24 hours";
+/// How often the relay purges sent rows.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// An event to publish to `topic`.
+#[derive(Debug, Clone)]
+pub struct OutgoingEvent {
+    /// The full topic name (see [`crate::topics::Topics`]).
+    pub topic: String,
+    /// The event.
+    pub envelope: Envelope,
+}
+
+/// The outbox could not be written or relayed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// An envelope's `event_id` is not a UUID.
+    #[error("event_id of an outgoing event is not a UUID")]
+    EventId,
+    /// An envelope has no `case_id` to key its record by.
+    #[error("an outgoing event has no case_id")]
+    CaseId,
+    /// The database failed.
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The producer could not be created.
+    #[error("outbox producer error: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// The `NOTIFY` channel the relay of `schema` listens on.
+pub fn notify_channel(schema: &str) -> String {
+    format!("touchpoint_outbox_{schema}")
+}
+
+/// Appends `events` to the outbox inside the caller's transaction, in order.
+///
+/// The current span's trace context is stored with each event and travels in the
+/// Kafka headers. A `NOTIFY` wakes the relay when the transaction commits; it is only
+/// a hint, the relay also polls.
+pub async fn append(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[OutgoingEvent],
+) -> Result<(), OutboxError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let traceparent = current_traceparent();
+    let mut topics = Vec::with_capacity(events.len());
+    let mut keys = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut traces = Vec::with_capacity(events.len());
+    for event in events {
+        let id = Uuid::parse_str(&event.envelope.event_id).map_err(|_| OutboxError::EventId)?;
+        if event.envelope.case_id.is_empty() {
+            return Err(OutboxError::CaseId);
+        }
+        topics.push(event.topic.clone());
+        keys.push(event.envelope.case_id.clone());
+        ids.push(id);
+        types.push(event_type(&event.envelope).to_owned());
+        payloads.push(event.envelope.encode_to_vec());
+        traces.push(traceparent.clone());
+    }
+    sqlx::query(
+        "INSERT INTO outbox (topic, record_key, event_id, event_type, payload, traceparent)
+         SELECT topic, record_key, event_id, event_type, payload, traceparent
+         FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::text[], $5::bytea[], $6::text[])
+              WITH ORDINALITY AS e(topic, record_key, event_id, event_type, payload, traceparent, n)
+         ORDER BY n",
+    )
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&payloads)
+    .bind(&traces)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify('touchpoint_outbox_' || current_schema(), '')")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A test hook run after a batch is published and before it is marked sent.
+pub type AfterPublishHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// Publishes unsent outbox rows of one schema to Kafka.
+pub struct OutboxRelay {
+    pool: PgPool,
+    connect_options: PgConnectOptions,
+    schema: String,
+    kafka: KafkaConfig,
+    config: OutboxConfig,
+    after_publish: Option<AfterPublishHook>,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("schema", &self.schema)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Row {
+    id: i64,
+    topic: String,
+    key: String,
+    event_id: Uuid,
+    event_type: String,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
+}
+
+/// Why a leadership term ended.
+enum TermEnd {
+    Shutdown,
+    Lost(OutboxError),
+}
+
+impl OutboxRelay {
+    /// A relay for the outbox in `schema` (connections from `connect_options` must
+    /// use that schema's `search_path`, as [`crate::db::connect_options`] makes them).
+    pub fn new(
+        pool: PgPool,
+        connect_options: PgConnectOptions,
+        schema: &str,
+        kafka: KafkaConfig,
+        config: OutboxConfig,
+    ) -> Self {
+        Self {
+            pool,
+            connect_options,
+            schema: schema.to_owned(),
+            kafka,
+            config,
+            after_publish: None,
+        }
+    }
+
+    /// Runs `hook` with the batch size after each publish, before marking sent.
+    /// Fault tests use it to kill the process in that window.
+    pub fn with_after_publish(mut self, hook: AfterPublishHook) -> Self {
+        self.after_publish = Some(hook);
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled; the batch in flight is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown).await {
+                Ok(TermEnd::Shutdown) => break,
+                Ok(TermEnd::Lost(error)) | Err(error) => {
+                    tracing::warn!(schema = %self.schema, %error, "outbox relay lost its session; retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        tracing::info!(schema = %self.schema, "outbox relay stopped");
+    }
+
+    /// Waits for leadership, then publishes until shutdown or the session is lost.
+    async fn lead(&self, shutdown: &CancellationToken) -> Result<TermEnd, OutboxError> {
+        let mut session = self.connect_options.connect().await?;
+        loop {
+            let leader: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtextextended('touchpoint.outbox.' || current_schema(), 0))",
+            )
+            .fetch_one(&mut session)
+            .await?;
+            if leader {
+                break;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(TermEnd::Shutdown),
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        tracing::info!(schema = %self.schema, "outbox relay is publishing");
+
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(&notify_channel(&self.schema)).await?;
+        let mut producer = self.producer()?;
+        let mut last_purge = tokio::time::Instant::now();
+
+        let end = loop {
+            let published = match self.publish_batch(&mut session, &mut producer).await {
+                Ok(n) => n,
+                Err(error) => break TermEnd::Lost(error),
+            };
+            if shutdown.is_cancelled() {
+                break TermEnd::Shutdown;
+            }
+            if last_purge.elapsed() >= PURGE_EVERY {
+                last_purge = tokio::time::Instant::now();
+                if let Err(error) = purge_sent(&mut session).await {
+                    break TermEnd::Lost(error);
+                }
+            }
+            if published == self.config.batch_size {
+                continue; // More rows are likely waiting.
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break TermEnd::Shutdown,
+                notification = listener.recv() => {
+                    if let Err(error) = notification {
+                        // The hint channel failed; polling still covers us.
+                        tracing::debug!(%error, "outbox listener interrupted");
+                    }
+                }
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        };
+        // Release leadership now rather than when the session times out.
+        let _ = session.close().await;
+        if let Err(error) = producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "outbox producer flush at stop failed");
+        }
+        Ok(end)
+    }
+
+    fn producer(&self) -> Result<FutureProducer, OutboxError> {
+        Ok(kafka::idempotent_producer_config(&self.kafka).create()?)
+    }
+
+    /// Publishes one batch and marks what was delivered; returns the rows claimed.
+    async fn publish_batch(
+        &self,
+        session: &mut PgConnection,
+        producer: &mut FutureProducer,
+    ) -> Result<usize, OutboxError> {
+        let rows = claim(session, self.config.batch_size).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let span = tracing::debug_span!("outbox.publish", schema = %self.schema, rows = rows.len());
+        let delivered = publish(producer, &rows).instrument(span).await;
+        if let Some(hook) = &self.after_publish {
+            hook(delivered);
+        }
+        // Mark only the delivered prefix: a failed row and everything after it is
+        // published again next round, so no case's events overtake each other.
+        let sent: Vec<i64> = rows.iter().take(delivered).map(|r| r.id).collect();
+        if !sent.is_empty() {
+            sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+                .bind(&sent)
+                .execute(&mut *session)
+                .await?;
+        }
+        if delivered < rows.len() {
+            tracing::warn!(
+                schema = %self.schema,
+                delivered,
+                claimed = rows.len(),
+                "outbox publish incomplete; the rest is retried"
+            );
+            if producer.client().fatal_error().is_some() {
+                // An idempotent producer that hit a fatal error must be replaced.
+                *producer = self.producer()?;
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
+        Ok(rows.len())
+    }
+}
+
+async fn claim(session: &mut PgConnection, limit: usize) -> Result<Vec<Row>, OutboxError> {
+    let rows = sqlx::query(
+        "SELECT id, topic, record_key, event_id, event_type, payload, traceparent
+         FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit as i64)
+    .fetch_all(&mut *session)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Row {
+                id: row.try_get("id")?,
+                topic: row.try_get("topic")?,
+                key: row.try_get("record_key")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                payload: row.try_get("payload")?,
+                traceparent: row.try_get("traceparent")?,
+            })
+        })
+        .collect()
+}
+
+/// Sends `rows` and waits for every delivery report; returns how many rows, from the
+/// first, were all delivered.
+async fn publish(producer: &FutureProducer, rows: &[Row]) -> usize {
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let event_id = row.event_id.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header {
+                key: EVENT_ID_HEADER,
+                value: Some(event_id.as_str()),
+            })
+            .insert(Header {
+                key: EVENT_TYPE_HEADER,
+                value: Some(row.event_type.as_str()),
+            })
+            .insert(Header {
+                key: CONTENT_TYPE_HEADER,
+                value: Some(CONTENT_TYPE),
+            });
+        if let Some(traceparent) = &row.traceparent {
+            headers = headers.insert(Header {
+                key: TRACEPARENT,
+                value: Some(traceparent.as_str()),
+            });
+        }
+        let mut record = FutureRecord::to(&row.topic)
+            .key(&row.key)
+            .payload(&row.payload)
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // The local queue is full: let librdkafka drain it, then retry.
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => {
+                    tracing::warn!(%error, event_id = %row.event_id, "outbox record not accepted by producer");
+                    return delivered_prefix(join_all(deliveries).await);
+                }
+            }
+        }
+    }
+    delivered_prefix(join_all(deliveries).await)
+}
+
+fn delivered_prefix(
+    results: Vec<Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>>,
+) -> usize {
+    let mut count = 0;
+    for result in results {
+        match result {
+            Ok(Ok(_)) => count += 1,
+            Ok(Err((error, _))) => {
+                tracing::warn!(%error, "outbox record delivery failed");
+                break;
+            }
+            Err(_) => {
+                tracing::warn!("outbox delivery report lost");
+                break;
+            }
+        }
+    }
+    count
+}
+
+async fn purge_sent(session: &mut PgConnection) -> Result<(), OutboxError> {
+    let purged = sqlx::query(&format!(
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox WHERE sent_at < now() - interval '{SENT_RETENTION}' LIMIT 10000)"
+    ))
+    .execute(&mut *session)
+    .await?
+    .rows_affected();
+    if purged > 0 {
+        tracing::debug!(purged, "outbox purged sent rows");
+    }
+    Ok(())
+}
+
+/// How many outbox rows are not yet published (for health and benchmarks).
+pub async fn unsent_count(pool: &PgPool) -> Result<i64, OutboxError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(pool)
+            .await?,
+    )
+}

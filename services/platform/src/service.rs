@@ -1,0 +1,109 @@
+//! What every service does at start, in order: connect to its schema and migrate,
+//! create the topics, start the outbox relay, and bind gRPC with health and
+//! reflection. A service's `start` adds its own API and consumers in between.
+
+use std::net::SocketAddr;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+
+use crate::clock::SharedClock;
+use crate::config::PlatformConfig;
+use crate::db::{self, DbError};
+use crate::grpc::{GrpcError, GrpcServer};
+use crate::outbox::OutboxRelay;
+use crate::shutdown::Shutdown;
+use crate::topics::{self, TopicError, Topics};
+
+/// Who a service is, for the platform.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Name in logs and traces, and its `source` in envelopes.
+    pub name: &'static str,
+    /// Its own PostgreSQL schema.
+    pub schema: &'static str,
+    /// Its embedded migrations (versions 1000 and up).
+    pub migrations: &'static Migrator,
+}
+
+/// A service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The broker.
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    /// The gRPC listener.
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+    /// Reading the bound address.
+    #[error("listener address unavailable: {0}")]
+    Address(#[from] std::io::Error),
+}
+
+/// The shared parts of a running service.
+#[derive(Debug)]
+pub struct Platform {
+    /// The service.
+    pub spec: ServiceSpec,
+    /// Its configuration.
+    pub config: PlatformConfig,
+    /// A pool confined to its schema.
+    pub pool: PgPool,
+    /// Its clock.
+    pub clock: SharedClock,
+    /// Topic names under the configured prefix.
+    pub topics: Topics,
+    /// Its gRPC server, not serving until [`Platform::serve`].
+    pub grpc: GrpcServer,
+    /// The shutdown every task watches.
+    pub shutdown: Shutdown,
+}
+
+impl Platform {
+    /// Migrates, creates topics, starts the outbox relay and binds gRPC.
+    pub async fn start(
+        spec: ServiceSpec,
+        config: PlatformConfig,
+        shutdown: Shutdown,
+    ) -> Result<Self, StartError> {
+        let pool = db::connect(&config.database, spec.schema, spec.migrations).await?;
+        topics::bootstrap(&config.kafka).await?;
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            db::connect_options(&config.database, spec.schema)?,
+            spec.schema,
+            config.kafka.clone(),
+            config.outbox.clone(),
+        );
+        shutdown.spawn(relay.run(shutdown.token()));
+        let grpc = GrpcServer::bind(config.grpc_addr).await?;
+        Ok(Self {
+            spec,
+            clock: config.clock.build(),
+            topics: Topics::new(config.kafka.topic_prefix.clone()),
+            config,
+            pool,
+            grpc,
+            shutdown,
+        })
+    }
+
+    /// Starts serving gRPC; returns the bound address.
+    pub fn serve(self) -> Result<SocketAddr, StartError> {
+        let addr = self.grpc.local_addr()?;
+        let name = self.spec.name;
+        let token = self.shutdown.token();
+        let shutdown = self.shutdown.clone();
+        self.shutdown.spawn(async move {
+            if let Err(error) = self.grpc.serve(token).await {
+                tracing::error!(service = name, %error, "gRPC server failed; shutting down");
+                shutdown.trigger();
+            }
+        });
+        tracing::info!(service = name, %addr, "serving gRPC");
+        Ok(addr)
+    }
+}

@@ -1,0 +1,284 @@
+//! The test harness every crate's tests use (feature `testkit`).
+//!
+//! - [`TestDatabase::fresh`]: a new database per test on the server of
+//!   `DATABASE_URL` (default the local server), dropped when the test ends.
+//! - [`broker`]: `KAFKA_BROKERS` if set, else one Tansu broker on a free port with
+//!   memory storage, shared by the tests of one binary and stopped when it exits.
+//! - [`unique_prefix`]: topic names no other test uses.
+//! - [`eventually`]: poll a condition with a deadline — never sleep to synchronise.
+//!
+//! Test helpers panic with a clear message: that is how a test fails.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection as _, PgConnection};
+
+use crate::config::{
+    ConsumerConfig, DatabaseConfig, Env, KafkaConfig, OutboxConfig, PlatformConfig,
+};
+
+/// Where tests find the server when `DATABASE_URL` is unset.
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+    server_url: String,
+}
+
+impl TestDatabase {
+    /// Creates an empty database with a unique name.
+    pub async fn fresh() -> Self {
+        let server_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
+        let name = format!("tp_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&server_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("test database server unreachable (run deploy/setup.sh): {e}")
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
+        let _ = conn.close().await;
+        Self {
+            url: with_database(&server_url, &name),
+            name,
+            server_url,
+        }
+    }
+
+    /// Database settings pointing at this database.
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.url.clone(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs outside any async context we can rely on: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&server_url).await.ok()?;
+                sqlx::query(&sql).execute(&mut conn).await.ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("note: test database {} was not dropped", self.name);
+        }
+    }
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| base[start..].find('/').map(|j| start + j))
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{database}", &base[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// A topic prefix no other test uses.
+pub fn unique_prefix() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t{}.", &id[..12])
+}
+
+struct SpawnedBroker {
+    addr: String,
+    _child: Child,
+}
+
+static BROKER: OnceLock<Result<SpawnedBroker, String>> = OnceLock::new();
+
+/// The brokers tests use: `KAFKA_BROKERS`, else a Tansu broker started on first use.
+pub fn broker() -> String {
+    if let Ok(brokers) = std::env::var("KAFKA_BROKERS")
+        && !brokers.trim().is_empty()
+    {
+        return brokers;
+    }
+    match BROKER.get_or_init(spawn_tansu) {
+        Ok(broker) => broker.addr.clone(),
+        Err(why) => panic!("no Kafka broker for tests: {why}"),
+    }
+}
+
+/// The Tansu binary: `TANSU_BIN`, else `tansu` in cargo's bin directory, else on PATH.
+pub fn tansu_binary() -> String {
+    if let Ok(path) = std::env::var("TANSU_BIN") {
+        return path;
+    }
+    let home = std::env::var("CARGO_HOME")
+        .ok()
+        .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
+    if let Some(home) = home {
+        let candidate = format!("{home}/bin/tansu");
+        if std::path::Path::new(&candidate).exists() {
+            return candidate;
+        }
+    }
+    "tansu".to_owned()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn spawn_tansu() -> Result<SpawnedBroker, String> {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let tansu = tansu_binary();
+    // A watchdog shell owns the broker and stops it when this test process is gone,
+    // so no broker outlives the run even though statics are never dropped.
+    let script = format!(
+        "\"$TANSU\" broker --storage-engine memory://tansu/ \
+           --listener-url tcp://127.0.0.1:{port} \
+           --advertised-listener-url tcp://127.0.0.1:{port} >/dev/null 2>&1 & b=$!; \
+         trap 'kill $b 2>/dev/null' EXIT INT TERM; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done",
+        parent = std::process::id()
+    );
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("TANSU", &tansu)
+        // Tansu reads these too; the test's own values are not meant for it.
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("STORAGE_ENGINE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {tansu} (run deploy/setup.sh): {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let socket: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_ok() {
+            return Ok(SpawnedBroker {
+                addr,
+                _child: child,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "{tansu} did not listen on {addr} within 30 s (run deploy/setup.sh)"
+    ))
+}
+
+/// Kafka settings for a test: the test broker, `prefix`, 3 partitions.
+pub fn kafka_config(prefix: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: broker(),
+        topic_prefix: prefix.to_owned(),
+        partitions: 3,
+        replication: 1,
+    }
+}
+
+/// Platform settings for a service under test: a free port, `database`, the test
+/// broker under `prefix`, fast polling.
+pub fn platform_config(service: &str, database: &TestDatabase, prefix: &str) -> PlatformConfig {
+    let mut config = PlatformConfig::from_env(&Env::from_pairs([]), service, 0)
+        .unwrap_or_else(|e| panic!("default config rejected: {e}"));
+    config.database = database.config();
+    config.kafka = kafka_config(prefix);
+    config.outbox = OutboxConfig {
+        batch_size: 1000,
+        poll_interval: Duration::from_millis(50),
+    };
+    config.consumer = ConsumerConfig {
+        batch_size: 500,
+        max_attempts: 3,
+        retry_backoff: Duration::from_millis(10),
+    };
+    config
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_keeping_options() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+    }
+}
+
+static TRACING: OnceLock<Option<crate::telemetry::Telemetry>> = OnceLock::new();
+
+/// Installs the platform's telemetry in the test process once, so spans carry
+/// trace ids as they do in a service.
+pub fn init_tracing() {
+    TRACING.get_or_init(|| {
+        let config = crate::config::TelemetryConfig {
+            service_name: "test".into(),
+            otlp_endpoint: None,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        };
+        crate::telemetry::init(&config).ok()
+    });
+}

@@ -1,0 +1,5 @@
+//! Fixtures shared by the cross-process tests, the `spine-peer` process and the
+//! benchmarks: a producer side that appends probe events to an outbox, and a
+//! consumer side that applies them to `spine_effects`.
+
+pub mod spine;

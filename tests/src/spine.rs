@@ -1,0 +1,75 @@
+//! The spine's two sides, as small as they can be while using the real platform.
+
+use chrono::Utc;
+use sqlx::migrate::Migrator;
+use sqlx::{PgConnection, PgPool};
+use touchpoint_platform::envelope::new_envelope;
+use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
+use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
+use touchpoint_platform::trace_context::current_trace_id;
+use touchpoint_proto::v1::Probe;
+use touchpoint_proto::v1::envelope::Payload;
+
+/// Schema of the producing side (outbox only).
+pub const PRODUCER_SCHEMA: &str = "spine_producer";
+/// Schema of the consuming side (inbox and `spine_effects`).
+pub const CONSUMER_SCHEMA: &str = "spine_consumer";
+/// Consumer group and inbox name.
+pub const CONSUMER_NAME: &str = "spine-consumer";
+/// A probe note that makes the handler fail every time.
+pub const ALWAYS_FAIL: &str = "always-fail";
+
+/// No tables of its own: the producer only needs the platform's outbox.
+pub static PRODUCER_MIGRATIONS: Migrator = Migrator::DEFAULT;
+/// The consumer's `spine_effects` table.
+pub static CONSUMER_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// A probe event for `case_id` with `sequence`.
+pub fn probe(topic: &str, case_id: &str, sequence: u64, note: &str) -> OutgoingEvent {
+    OutgoingEvent {
+        topic: topic.to_owned(),
+        envelope: new_envelope(
+            case_id,
+            "spine-test",
+            Utc::now(),
+            Payload::Probe(Probe {
+                sequence,
+                note: note.to_owned(),
+            }),
+            None,
+        ),
+    }
+}
+
+/// Appends `events` in one transaction.
+pub async fn append(pool: &PgPool, events: &[OutgoingEvent]) -> Result<(), OutboxError> {
+    let mut tx = pool.begin().await?;
+    outbox::append(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records each probe in `spine_effects` with the trace id it arrived under.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordEffect;
+
+impl Handler for RecordEffect {
+    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+        let Some(Payload::Probe(probe)) = &delivery.envelope.payload else {
+            return Err(HandlerError::Permanent("not a probe event".into()));
+        };
+        if probe.note == ALWAYS_FAIL {
+            return Err(HandlerError::Transient("probe asked to fail".into()));
+        }
+        sqlx::query(
+            "INSERT INTO spine_effects (event_id, case_id, sequence, trace_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(delivery.event_id)
+        .bind(&delivery.envelope.case_id)
+        .bind(probe.sequence as i64)
+        .bind(current_trace_id())
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}

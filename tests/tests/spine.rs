@@ -1,0 +1,421 @@
+//! The spine against real PostgreSQL and a real Kafka-protocol broker: outbox →
+//! relay → topic → inbox consumer, across processes, through crashes and poison.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use sqlx::PgPool;
+use touchpoint_platform::config::PlatformConfig;
+use touchpoint_platform::dlq::{self, header};
+use touchpoint_platform::inbox::InboxConsumer;
+use touchpoint_platform::outbox::{EVENT_ID_HEADER, OutboxRelay};
+use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::{self, TestDatabase, eventually};
+use touchpoint_platform::topics::{self, Stream, Topics};
+use touchpoint_platform::{db, kafka, trace_context};
+use touchpoint_tests::spine;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's world: a fresh database, its own topics, both schemas migrated.
+struct World {
+    database: TestDatabase,
+    config: PlatformConfig,
+    topics: Topics,
+    producer_pool: PgPool,
+    consumer_pool: PgPool,
+}
+
+impl World {
+    async fn new() -> Self {
+        testkit::init_tracing();
+        let database = TestDatabase::fresh().await;
+        let prefix = testkit::unique_prefix();
+        let config = testkit::platform_config("spine-test", &database, &prefix);
+        topics::bootstrap(&config.kafka)
+            .await
+            .unwrap_or_else(|e| panic!("topic bootstrap: {e}"));
+        let producer_pool = db::connect(
+            &config.database,
+            spine::PRODUCER_SCHEMA,
+            &spine::PRODUCER_MIGRATIONS,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("producer schema: {e}"));
+        let consumer_pool = db::connect(
+            &config.database,
+            spine::CONSUMER_SCHEMA,
+            &spine::CONSUMER_MIGRATIONS,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("consumer schema: {e}"));
+        Self {
+            database,
+            topics: Topics::new(prefix),
+            config,
+            producer_pool,
+            consumer_pool,
+        }
+    }
+
+    fn case_topic(&self) -> String {
+        self.topics.name(Stream::Case)
+    }
+
+    /// Starts `spine-peer ROLE` as a separate process against this world.
+    fn peer(&self, role: &str, crash_after_publish: bool) -> Peer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spine-peer"));
+        command
+            .arg(role)
+            .env("DATABASE_URL", &self.database.url)
+            .env("KAFKA_BROKERS", &self.config.kafka.brokers)
+            .env(
+                "TOUCHPOINT_TOPIC_PREFIX",
+                self.topics
+                    .name(Stream::Case)
+                    .replace(Stream::Case.base_name(), ""),
+            )
+            .env("TOUCHPOINT_OUTBOX_POLL_MS", "50")
+            .env("TOUCHPOINT_CONSUMER_RETRY_MS", "10")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if crash_after_publish {
+            command.env("SPINE_CRASH_AFTER_PUBLISH", "1");
+        }
+        Peer(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start spine-peer: {e}")),
+        )
+    }
+
+    /// Runs a relay and a consumer inside this process until the returned shutdown.
+    fn in_process_pipeline(&self) -> Shutdown {
+        let shutdown = Shutdown::new();
+        let relay = OutboxRelay::new(
+            self.producer_pool.clone(),
+            db::connect_options(&self.config.database, spine::PRODUCER_SCHEMA)
+                .unwrap_or_else(|e| panic!("{e}")),
+            spine::PRODUCER_SCHEMA,
+            self.config.kafka.clone(),
+            self.config.outbox.clone(),
+        );
+        shutdown.spawn(relay.run(shutdown.token()));
+        let consumer = InboxConsumer::new(
+            spine::CONSUMER_NAME,
+            vec![self.case_topic()],
+            self.consumer_pool.clone(),
+            spine::RecordEffect,
+            self.config.kafka.clone(),
+            self.config.consumer.clone(),
+        );
+        let token = shutdown.token();
+        shutdown.spawn(async move {
+            if let Err(e) = consumer.run(token).await {
+                panic!("consumer failed: {e}");
+            }
+        });
+        shutdown
+    }
+
+    async fn effect_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM spine_effects")
+            .fetch_one(&self.consumer_pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn wait_for_effects(&self, expected: i64) {
+        eventually(&format!("{expected} effects"), WAIT, || async {
+            (self.effect_count().await >= expected).then_some(())
+        })
+        .await;
+    }
+
+    /// (event_id, case_id, sequence, trace_id) in the order they were applied.
+    async fn effects(&self) -> Vec<(uuid::Uuid, String, i64, Option<String>)> {
+        sqlx::query_as(
+            "SELECT event_id, case_id, sequence, trace_id FROM spine_effects ORDER BY applied_seq",
+        )
+        .fetch_all(&self.consumer_pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn unsent(&self) -> i64 {
+        touchpoint_platform::outbox::unsent_count(&self.producer_pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Reads `topic` from the start until `done` says enough, or panics at the deadline.
+    async fn read_topic(
+        &self,
+        topic: &str,
+        done: impl Fn(&[OwnedMessage]) -> bool,
+    ) -> Vec<OwnedMessage> {
+        let group = format!("reader-{}", uuid::Uuid::new_v4());
+        let reader: StreamConsumer = kafka::consumer_config(&self.config.kafka, &group)
+            .create()
+            .unwrap_or_else(|e| panic!("{e}"));
+        reader.subscribe(&[topic]).unwrap_or_else(|e| panic!("{e}"));
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(&seen) {
+            match tokio::time::timeout_at(deadline, reader.recv()).await {
+                Ok(Ok(message)) => seen.push(message.detach()),
+                Ok(Err(e)) => panic!("reading {topic}: {e}"),
+                Err(_) => panic!("timed out reading {topic}: {} records seen", seen.len()),
+            }
+        }
+        seen
+    }
+}
+
+/// A child process killed when the test is done with it.
+struct Peer(Child);
+
+impl Peer {
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let child = std::sync::Mutex::new(&mut self.0);
+        eventually("peer to exit", WAIT, || {
+            let status = child
+                .lock()
+                .ok()
+                .and_then(|mut c| c.try_wait().ok().flatten());
+            async move { status }
+        })
+        .await
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_appended_in_one_process_is_applied_once_in_another_with_its_trace() {
+    let world = World::new().await;
+    let span = tracing::info_span!("test.append");
+    let trace_id = span
+        .in_scope(trace_context::current_trace_id)
+        .unwrap_or_else(|| panic!("no trace id"));
+    let event = spine::probe(&world.case_topic(), "case-trace", 1, "");
+    let event_id = event.envelope.event_id.clone();
+    {
+        let _entered = span.enter();
+        spine::append(&world.producer_pool, &[event])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let _relay = world.peer("relay", false);
+    let _consumer = world.peer("consume", false);
+    world.wait_for_effects(1).await;
+
+    let effects = world.effects().await;
+    assert_eq!(effects.len(), 1, "applied exactly once");
+    assert_eq!(effects[0].0.to_string(), event_id);
+    assert_eq!(
+        effects[0].3.as_deref(),
+        Some(trace_id.as_str()),
+        "trace id survives the trip"
+    );
+    eventually("outbox row marked sent", WAIT, || async {
+        (world.unsent().await == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_killed_between_publish_and_mark_sent_duplicates_on_the_wire_but_not_in_effect() {
+    let world = World::new().await;
+    // One case, so one partition: the sentinel is applied after every earlier record.
+    let events: Vec<_> = (1..=50)
+        .map(|n| spine::probe(&world.case_topic(), "case-crash", n, ""))
+        .collect();
+    spine::append(&world.producer_pool, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut crashing = world.peer("relay", true);
+    let status = crashing.wait_exit().await;
+    assert!(!status.success(), "the relay was meant to die mid-batch");
+    assert_eq!(
+        world.unsent().await,
+        50,
+        "nothing was marked sent before the crash"
+    );
+
+    let _relay = world.peer("relay", false);
+    // Both publishes reach the wire: each event id at least twice.
+    let wire = world
+        .read_topic(&world.case_topic(), |seen| seen.len() >= 100)
+        .await;
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for record in &wire {
+        *copies
+            .entry(
+                header(record, EVENT_ID_HEADER)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(copies.len(), 50);
+    assert!(
+        copies.values().all(|&n| n >= 2),
+        "every event was published twice: {copies:?}"
+    );
+
+    spine::append(
+        &world.producer_pool,
+        &[spine::probe(&world.case_topic(), "case-crash", 51, "")],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let _consumer = world.peer("consume", false);
+    eventually("the sentinel applied", WAIT, || async {
+        world
+            .effects()
+            .await
+            .iter()
+            .any(|e| e.2 == 51)
+            .then_some(())
+    })
+    .await;
+
+    let effects = world.effects().await;
+    let sequences: Vec<i64> = effects.iter().map(|e| e.2).collect();
+    assert_eq!(
+        sequences,
+        (1..=51).collect::<Vec<_>>(),
+        "each event applied exactly once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_failing_records_go_to_the_dlq_and_the_consumer_goes_on() {
+    let world = World::new().await;
+    let producer: FutureProducer = kafka::idempotent_producer_config(&world.config.kafka)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let topic = world.case_topic();
+    let garbage = FutureRecord::to(&topic)
+        .key("case-poison")
+        .payload(&[0xde_u8, 0xad, 0xbe, 0xef][..]);
+    producer
+        .send(garbage, Timeout::After(WAIT))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("{e}"));
+    spine::append(
+        &world.producer_pool,
+        &[
+            spine::probe(&world.case_topic(), "case-poison", 1, spine::ALWAYS_FAIL),
+            spine::probe(&world.case_topic(), "case-poison", 2, ""),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let pipeline = world.in_process_pipeline();
+    world.wait_for_effects(1).await;
+    let effects = world.effects().await;
+    assert_eq!(effects.len(), 1);
+    assert_eq!(
+        effects[0].2, 2,
+        "the good record after the poison was applied"
+    );
+
+    let dead = world
+        .read_topic(&world.topics.dlq(Stream::Case), |seen| seen.len() >= 2)
+        .await;
+    let reasons: Vec<&str> = dead
+        .iter()
+        .filter_map(|r| header(r, dlq::REASON_HEADER))
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("undecodable")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("handler failed after 3 attempt(s)")),
+        "{reasons:?}"
+    );
+    for record in &dead {
+        assert_eq!(
+            header(record, dlq::ORIGINAL_TOPIC_HEADER),
+            Some(world.case_topic().as_str())
+        );
+        assert!(
+            header(record, dlq::ORIGINAL_PARTITION_HEADER)
+                .is_some_and(|p| p.parse::<i32>().is_ok())
+        );
+        assert!(
+            header(record, dlq::ORIGINAL_OFFSET_HEADER).is_some_and(|o| o.parse::<i64>().is_ok())
+        );
+        assert_eq!(
+            record.key(),
+            Some(&b"case-poison"[..]),
+            "the DLQ keeps the original key"
+        );
+    }
+    pipeline.drain(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_for_a_hundred_cases_are_applied_in_per_case_order() {
+    const CASES: u64 = 100;
+    const PER_CASE: u64 = 100;
+    let world = World::new().await;
+    let pipeline = world.in_process_pipeline();
+    // Interleave cases across many small transactions, as services would.
+    for round in 0..PER_CASE / 10 {
+        let mut batch = Vec::new();
+        for case in 0..CASES {
+            for n in 1..=10 {
+                let sequence = round * 10 + n;
+                batch.push(spine::probe(
+                    &world.case_topic(),
+                    &format!("case-{case:03}"),
+                    sequence,
+                    "",
+                ));
+            }
+        }
+        for chunk in batch.chunks(250) {
+            spine::append(&world.producer_pool, chunk)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    world.wait_for_effects((CASES * PER_CASE) as i64).await;
+    pipeline.drain(WAIT).await;
+
+    let effects = world.effects().await;
+    assert_eq!(
+        effects.len() as u64,
+        CASES * PER_CASE,
+        "no event applied twice"
+    );
+    let distinct: HashSet<_> = effects.iter().map(|e| e.0).collect();
+    assert_eq!(distinct.len(), effects.len());
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for (_, case, sequence, _) in &effects {
+        let previous = last.insert(case.as_str(), *sequence).unwrap_or(0);
+        assert_eq!(*sequence, previous + 1, "{case} applied out of order");
+    }
+    assert_eq!(last.len() as u64, CASES);
+}
