@@ -55,19 +55,42 @@ pub struct RecordEffect;
 
 impl Handler for RecordEffect {
     async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        let Some(Payload::Probe(probe)) = &delivery.envelope.payload else {
-            return Err(HandlerError::Permanent("not a probe event".into()));
-        };
-        if probe.note == ALWAYS_FAIL {
-            return Err(HandlerError::Transient("probe asked to fail".into()));
+        self.handle_batch(tx, std::slice::from_ref(delivery)).await
+    }
+
+    /// One insert for the whole batch, each row with the trace id of its own event.
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        deliveries: &[Delivery],
+    ) -> Result<(), HandlerError> {
+        let mut event_ids = Vec::with_capacity(deliveries.len());
+        let mut case_ids = Vec::with_capacity(deliveries.len());
+        let mut sequences = Vec::with_capacity(deliveries.len());
+        let mut trace_ids = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let Some(Payload::Probe(probe)) = &delivery.envelope.payload else {
+                return Err(HandlerError::Permanent("not a probe event".into()));
+            };
+            if probe.note == ALWAYS_FAIL {
+                return Err(HandlerError::Transient("probe asked to fail".into()));
+            }
+            event_ids.push(delivery.event_id);
+            case_ids.push(delivery.envelope.case_id.clone());
+            sequences.push(probe.sequence as i64);
+            trace_ids.push(delivery.span().in_scope(current_trace_id));
         }
         sqlx::query(
-            "INSERT INTO spine_effects (event_id, case_id, sequence, trace_id) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO spine_effects (event_id, case_id, sequence, trace_id)
+             SELECT event_id, case_id, sequence, trace_id
+             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY
+                      AS e(event_id, case_id, sequence, trace_id, n)
+             ORDER BY n",
         )
-        .bind(delivery.event_id)
-        .bind(&delivery.envelope.case_id)
-        .bind(probe.sequence as i64)
-        .bind(current_trace_id())
+        .bind(&event_ids)
+        .bind(&case_ids)
+        .bind(&sequences)
+        .bind(&trace_ids)
         .execute(&mut *tx)
         .await?;
         Ok(())

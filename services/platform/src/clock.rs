@@ -106,7 +106,14 @@ impl Clock for AcceleratedClock {
     }
 
     fn real_wait_until(&self, at: DateTime<Utc>) -> Duration {
-        let simulated_ms = (at - self.now()).num_milliseconds().max(0) as f64;
+        self.real_wait_from(Utc::now(), at)
+    }
+}
+
+impl AcceleratedClock {
+    /// The real wait, from real instant `real_now`, until this clock reads `at`.
+    fn real_wait_from(&self, real_now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
+        let simulated_ms = (at - self.at_real(real_now)).num_milliseconds().max(0) as f64;
         Duration::from_millis((simulated_ms / self.speed) as u64)
     }
 }
@@ -217,10 +224,17 @@ mod tests {
 
     #[test]
     fn accelerated_wait_is_scaled_down() {
-        let clock = AcceleratedClock::new(Utc::now(), Utc::now(), 1000.0);
-        let wait = clock.real_wait_until(clock.now() + TimeDelta::seconds(1000));
-        assert!(wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(wait >= Duration::from_millis(900), "{wait:?}");
+        let start = instant("2026-01-05T09:00:00Z");
+        let epoch = instant("2026-11-22T10:00:00Z");
+        let clock = AcceleratedClock::new(start, epoch, 1000.0);
+        // At the epoch, 1000 simulated seconds away is one real second away.
+        let wait = clock.real_wait_from(epoch, start + TimeDelta::seconds(1000));
+        assert_eq!(wait, Duration::from_secs(1));
+        // A past instant needs no wait.
+        assert_eq!(
+            clock.real_wait_from(epoch, start - TimeDelta::seconds(5)),
+            Duration::ZERO
+        );
     }
 
     #[test]

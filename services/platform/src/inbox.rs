@@ -1,16 +1,21 @@
 //! The inbox consumer loop: Kafka records applied to PostgreSQL exactly once.
 //!
-//! For each batch of records: decode each envelope (an undecodable record goes to the
-//! DLQ at once); in one transaction, for each record in order, record its `event_id`
-//! in `inbox` and run the handler, both inside a savepoint — a repeated event id is
-//! skipped, a failing handler is retried a bounded number of times and then the
-//! record goes to the DLQ. Only after the transaction commits are the offsets
-//! stored, so a crash anywhere replays records whose effect is then skipped.
+//! Records arrive in batches (whatever is ready, up to the configured size). An
+//! undecodable record goes to the DLQ at once. The rest are applied in one
+//! transaction that also records each `event_id` in `inbox`; a repeated id is
+//! skipped. Only after the transaction commits are the offsets stored, so a crash
+//! anywhere replays records whose effect is then skipped.
+//!
+//! Fast path: one statement claims every event id of the batch and the handler
+//! applies the new events together. If the handler fails, that transaction is
+//! rolled back and the batch is applied one event at a time, each under a savepoint
+//! with bounded retries; an event that still fails goes to the DLQ with the reason,
+//! and the others are applied.
 //!
 //! A record's key is its case id, so one case's records share a partition and are
 //! applied in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -43,6 +48,39 @@ pub struct Delivery {
     pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// The W3C trace context the record carried.
+    pub traceparent: Option<String>,
+}
+
+impl Delivery {
+    /// A span for applying this event, continuing the trace it arrived with.
+    /// Events the handler appends inside it carry the same trace onward.
+    pub fn span(&self) -> tracing::Span {
+        let span = tracing::info_span!(
+            "inbox.apply",
+            topic = %self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            event_id = %self.event_id,
+            case_id = %self.envelope.case_id,
+        );
+        continue_trace(&span, self.traceparent.as_deref());
+        span
+    }
+}
+
+/// Decodes a record, or says why it cannot be (the DLQ reason).
+fn to_delivery(record: &OwnedMessage) -> Result<Delivery, String> {
+    let (envelope, event_id) =
+        decode(record.payload()).map_err(|error| format!("undecodable: {error}"))?;
+    Ok(Delivery {
+        envelope,
+        event_id,
+        topic: record.topic().to_owned(),
+        partition: record.partition(),
+        offset: record.offset(),
+        traceparent: header(record, TRACEPARENT).map(str::to_owned),
+    })
 }
 
 /// A handler could not apply an event. The message must not contain patient data:
@@ -60,7 +98,7 @@ pub enum HandlerError {
     Database(#[from] sqlx::Error),
 }
 
-/// Applies one event inside the consumer's transaction.
+/// Applies events inside the consumer's transaction.
 pub trait Handler: Send + Sync + 'static {
     /// Applies `delivery` using `tx`; what it writes commits with the inbox row.
     fn handle<'a>(
@@ -68,6 +106,26 @@ pub trait Handler: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         delivery: &'a Delivery,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+
+    /// Applies `deliveries` (new events, in record order) using `tx`.
+    ///
+    /// The default applies them one by one; override it to batch SQL. On `Err` the
+    /// transaction is rolled back and the batch is applied again one event at a
+    /// time through [`Handler::handle`], so a failure is pinned to its event.
+    fn handle_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        deliveries: &'a [Delivery],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
+        async move {
+            for delivery in deliveries {
+                self.handle(tx, delivery)
+                    .instrument(delivery.span())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The consumer loop could not start.
@@ -204,33 +262,102 @@ impl<H: Handler> InboxConsumer<H> {
     /// One transaction over the batch. An `Err` means the transaction itself failed
     /// (nothing was applied); handler failures are outcomes.
     async fn try_apply_batch(&self, records: &[OwnedMessage]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let decoded: Vec<Result<Delivery, String>> = records.iter().map(to_delivery).collect();
+        if let Some(outcomes) = self.apply_together(&decoded).await? {
+            return Ok(outcomes);
+        }
+        self.apply_one_by_one(decoded).await
+    }
+
+    /// The fast path: every event id claimed in one statement, every new event
+    /// applied by one `handle_batch`. `None` if the handler failed: nothing was
+    /// committed and the batch must go one by one.
+    async fn apply_together(
+        &self,
+        decoded: &[Result<Delivery, String>],
+    ) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
+        let deliveries: Vec<&Delivery> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
         let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            let delivery = match decode(record.payload()) {
-                Ok((envelope, event_id)) => Delivery {
-                    envelope,
-                    event_id,
-                    topic: record.topic().to_owned(),
-                    partition: record.partition(),
-                    offset: record.offset(),
-                },
-                Err(error) => {
-                    outcomes.push(Outcome::DeadLetter(format!("undecodable: {error}")));
+        let fresh_ids: HashSet<Uuid> = if deliveries.is_empty() {
+            HashSet::new()
+        } else {
+            sqlx::query_scalar(
+                "INSERT INTO inbox (consumer, event_id, topic, kafka_partition, kafka_offset)
+                 SELECT $1, event_id, topic, kafka_partition, kafka_offset
+                 FROM UNNEST($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+                      AS r(event_id, topic, kafka_partition, kafka_offset)
+                 ON CONFLICT DO NOTHING
+                 RETURNING event_id",
+            )
+            .bind(&self.name)
+            .bind(deliveries.iter().map(|d| d.event_id).collect::<Vec<_>>())
+            .bind(
+                deliveries
+                    .iter()
+                    .map(|d| d.topic.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(deliveries.iter().map(|d| d.partition).collect::<Vec<_>>())
+            .bind(deliveries.iter().map(|d| d.offset).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        // A record is new if its id was claimed just now and it is the first copy of
+        // that id in the batch.
+        let mut claimed = HashSet::new();
+        let mut outcomes = Vec::with_capacity(decoded.len());
+        let mut fresh = Vec::with_capacity(deliveries.len());
+        for item in decoded {
+            match item {
+                Err(reason) => outcomes.push(Outcome::DeadLetter(reason.clone())),
+                Ok(d) if fresh_ids.contains(&d.event_id) && claimed.insert(d.event_id) => {
+                    fresh.push(d.clone());
+                    outcomes.push(Outcome::Applied);
+                }
+                Ok(_) => outcomes.push(Outcome::Duplicate),
+            }
+        }
+        let span =
+            tracing::debug_span!("inbox.apply_batch", consumer = %self.name, events = fresh.len());
+        match self
+            .handler
+            .handle_batch(&mut tx, &fresh)
+            .instrument(span)
+            .await
+        {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(Some(outcomes))
+            }
+            Err(error) => {
+                tracing::debug!(consumer = %self.name, %error, "batch failed; applying one by one");
+                tx.rollback().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The careful path: each event under its own savepoint, with bounded retries.
+    async fn apply_one_by_one(
+        &self,
+        decoded: Vec<Result<Delivery, String>>,
+    ) -> Result<Vec<Outcome>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(decoded.len());
+        for item in decoded {
+            let delivery = match item {
+                Ok(delivery) => delivery,
+                Err(reason) => {
+                    outcomes.push(Outcome::DeadLetter(reason));
                     continue;
                 }
             };
-            let span = tracing::info_span!(
-                "inbox.apply",
-                consumer = %self.name,
-                topic = %delivery.topic,
-                partition = delivery.partition,
-                offset = delivery.offset,
-                event_id = %delivery.event_id,
-                case_id = %delivery.envelope.case_id,
-            );
-            continue_trace(&span, header(record, TRACEPARENT));
-            let outcome = self.apply_one(&mut tx, &delivery).instrument(span).await?;
+            let outcome = self
+                .apply_one(&mut tx, &delivery)
+                .instrument(delivery.span())
+                .await?;
             outcomes.push(outcome);
         }
         tx.commit().await?;

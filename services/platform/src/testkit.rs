@@ -247,6 +247,21 @@ where
     }
 }
 
+static TRACING: OnceLock<Option<crate::telemetry::Telemetry>> = OnceLock::new();
+
+/// Installs the platform's telemetry in the test process once, so spans carry
+/// trace ids as they do in a service.
+pub fn init_tracing() {
+    TRACING.get_or_init(|| {
+        let config = crate::config::TelemetryConfig {
+            service_name: "test".into(),
+            otlp_endpoint: None,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        };
+        crate::telemetry::init(&config).ok()
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,19 +281,4 @@ mod tests {
             "postgres://h:5432/x"
         );
     }
-}
-
-static TRACING: OnceLock<Option<crate::telemetry::Telemetry>> = OnceLock::new();
-
-/// Installs the platform's telemetry in the test process once, so spans carry
-/// trace ids as they do in a service.
-pub fn init_tracing() {
-    TRACING.get_or_init(|| {
-        let config = crate::config::TelemetryConfig {
-            service_name: "test".into(),
-            otlp_endpoint: None,
-            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        };
-        crate::telemetry::init(&config).ok()
-    });
 }
