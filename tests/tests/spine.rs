@@ -419,3 +419,67 @@ async fn ten_thousand_events_for_a_hundred_cases_are_applied_in_per_case_order()
     }
     assert_eq!(last.len() as u64, CASES);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relay_replicas_publish_each_row_once_and_the_standby_takes_over() {
+    let world = World::new().await;
+    let relay = || {
+        OutboxRelay::new(
+            world.producer_pool.clone(),
+            db::connect_options(&world.config.database, spine::PRODUCER_SCHEMA)
+                .unwrap_or_else(|e| panic!("{e}")),
+            spine::PRODUCER_SCHEMA,
+            world.config.kafka.clone(),
+            world.config.outbox.clone(),
+        )
+    };
+    // The first replica publishes alone, so it is the leader when the second joins.
+    let first = Shutdown::new();
+    first.spawn(relay().run(first.token()));
+    let before: Vec<_> = (1..=200)
+        .map(|n| spine::probe(&world.case_topic(), &format!("case-{}", n % 7), n, ""))
+        .collect();
+    spine::append(&world.producer_pool, &before)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("first rows published", WAIT, || async {
+        (world.unsent().await == 0).then_some(())
+    })
+    .await;
+    let second = Shutdown::new();
+    second.spawn(relay().run(second.token()));
+    let during: Vec<_> = (201..=250)
+        .map(|n| spine::probe(&world.case_topic(), &format!("case-{}", n % 7), n, ""))
+        .collect();
+    spine::append(&world.producer_pool, &during)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("rows published while both run", WAIT, || async {
+        (world.unsent().await == 0).then_some(())
+    })
+    .await;
+
+    // The leader stops; only the standby is left to publish the rest.
+    first.drain(WAIT).await;
+    let after: Vec<_> = (251..=300)
+        .map(|n| spine::probe(&world.case_topic(), &format!("case-{}", n % 7), n, ""))
+        .collect();
+    spine::append(&world.producer_pool, &after)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("later rows published by the survivor", WAIT, || async {
+        (world.unsent().await == 0).then_some(())
+    })
+    .await;
+    second.drain(WAIT).await;
+
+    let wire = world
+        .read_topic(&world.case_topic(), |seen| seen.len() >= 300)
+        .await;
+    let ids: HashSet<&str> = wire
+        .iter()
+        .filter_map(|r| header(r, EVENT_ID_HEADER))
+        .collect();
+    assert_eq!(wire.len(), 300, "no row was published twice");
+    assert_eq!(ids.len(), 300);
+}

@@ -1,1 +1,27 @@
-fn main() {}
+//! `touchpoint`: the local stack and the operator's commands.
+//!
+//! - `touchpoint up`: start a broker (unless `KAFKA_BROKERS` is set) and the four
+//!   services as separate processes, wait until each reports healthy, show them,
+//!   and stop everything it started on Ctrl-C.
+//! - `touchpoint health [ADDR...]`: the gRPC health of running services.
+
+mod health;
+mod stack;
+
+use anyhow::bail;
+
+const USAGE: &str = "usage: touchpoint up | touchpoint health [HOST:PORT ...]";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("up") => stack::up().await,
+        Some("health") => health::report(&args[1..]).await,
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}

@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod outbox;
 pub mod service;
 pub mod shutdown;
+pub mod tansu;
 pub mod telemetry;
 pub mod topics;
 pub mod trace_context;

@@ -133,23 +133,6 @@ pub fn broker() -> String {
     }
 }
 
-/// The Tansu binary: `TANSU_BIN`, else `tansu` in cargo's bin directory, else on PATH.
-pub fn tansu_binary() -> String {
-    if let Ok(path) = std::env::var("TANSU_BIN") {
-        return path;
-    }
-    let home = std::env::var("CARGO_HOME")
-        .ok()
-        .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
-    if let Some(home) = home {
-        let candidate = format!("{home}/bin/tansu");
-        if std::path::Path::new(&candidate).exists() {
-            return candidate;
-        }
-    }
-    "tansu".to_owned()
-}
-
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -161,7 +144,7 @@ pub fn free_port() -> u16 {
 fn spawn_tansu() -> Result<SpawnedBroker, String> {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let tansu = tansu_binary();
+    let tansu = crate::tansu::binary();
     // A watchdog shell owns the broker and stops it when this test process is gone,
     // so no broker outlives the run even though statics are never dropped.
     let script = format!(

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Prepares a machine for Touchpoint's local runs and tests. Run it once; it is
+# idempotent and takes a second when everything is already there.
+#
+#   - Tansu 0.6.0, the Kafka-protocol broker (cargo install, ~10 min the first time)
+#   - PostgreSQL answering on DATABASE_URL's server (started, or installed from
+#     Debian's postgresql package and started, when nothing answers)
+#
+# protoc needs no install: the proto crate uses a vendored compiler.
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/touchpoint}"
+
+say() { echo "setup: $*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        say "need root for: $*"; exit 1
+    fi
+}
+
+apt_install() {
+    if [ -z "${APT_UPDATED:-}" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- build tools -------------------------------------------------------------
+if ! command -v cc >/dev/null || ! command -v make >/dev/null || ! command -v pkg-config >/dev/null; then
+    say "installing the C toolchain librdkafka builds with"
+    apt_install build-essential pkg-config
+fi
+
+# --- Tansu -------------------------------------------------------------------
+tansu_bin="${TANSU_BIN:-${CARGO_HOME:-$HOME/.cargo}/bin/tansu}"
+if [ -x "$tansu_bin" ] && "$tansu_bin" --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION"; then
+    say "tansu $TANSU_VERSION present"
+else
+    say "installing tansu $TANSU_VERSION (about 10 minutes on 2 cores)"
+    # --locked is required: without it tansu does not compile. A storage feature
+    # is required too, or the broker refuses to start.
+    cargo install tansu --locked --version "$TANSU_VERSION" --features libsql,dynostore
+fi
+
+# --- PostgreSQL --------------------------------------------------------------
+# host and port of DATABASE_URL (postgres://user[:pw]@host[:port]/db?...)
+authority="${DATABASE_URL#*://}"; authority="${authority%%/*}"; authority="${authority##*@}"
+pg_host="${authority%%:*}"; pg_port="${authority##*:}"
+[ "$pg_port" = "$authority" ] && pg_port=5432
+
+pg_answers() { command -v pg_isready >/dev/null && pg_isready -q -h "$pg_host" -p "$pg_port"; }
+
+if pg_answers; then
+    say "postgresql answers on $pg_host:$pg_port"
+else
+    case "$pg_host" in
+        127.0.0.1|localhost|::1) ;;
+        *) say "nothing answers on $pg_host:$pg_port and it is not this machine"; exit 1 ;;
+    esac
+    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        say "installing Debian's postgresql"
+        apt_install postgresql
+    fi
+    version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+    if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main"; then
+        as_root pg_createcluster "$version" main --port "$pg_port" >/dev/null
+    fi
+    # Local development and CI only: let the postgres user in over loopback
+    # without a password, as DATABASE_URL's default expects.
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    if ! grep -q "touchpoint-local" "$hba"; then
+        as_root sed -i "1i host all postgres 127.0.0.1/32 trust # touchpoint-local\nhost all postgres ::1/128 trust # touchpoint-local" "$hba"
+    fi
+    say "starting postgresql $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do pg_answers && break; sleep 0.5; done
+    pg_answers || { say "postgresql did not start on $pg_host:$pg_port"; exit 1; }
+    say "postgresql answers on $pg_host:$pg_port"
+fi
+say "ready"

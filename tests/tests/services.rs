@@ -1,0 +1,126 @@
+//! Each service starts on a free port against its own schema, serves the standard
+//! gRPC health service, and stops serving on shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use touchpoint_platform::config::PlatformConfig;
+use touchpoint_platform::service::StartError;
+use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::{self, TestDatabase};
+
+async fn health(addr: SocketAddr) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let response = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(response.into_inner().status).ok()
+}
+
+async fn tables_in(database: &TestDatabase, schema: &str) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(&database.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+    )
+    .bind(schema)
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
+    testkit::init_tracing();
+    let database = TestDatabase::fresh().await;
+    let prefix = testkit::unique_prefix();
+    let config =
+        |name: &str| -> PlatformConfig { testkit::platform_config(name, &database, &prefix) };
+    let shutdown = Shutdown::new();
+
+    let started: Vec<(&str, Result<SocketAddr, StartError>)> = vec![
+        (
+            "cases",
+            touchpoint_cases::start(
+                touchpoint_cases::Config {
+                    platform: config("cases"),
+                },
+                &shutdown,
+            )
+            .await,
+        ),
+        (
+            "cadence",
+            touchpoint_cadence::start(
+                touchpoint_cadence::Config {
+                    platform: config("cadence"),
+                },
+                &shutdown,
+            )
+            .await,
+        ),
+        (
+            "dispatch",
+            touchpoint_dispatch::start(
+                touchpoint_dispatch::Config {
+                    platform: config("dispatch"),
+                },
+                &shutdown,
+            )
+            .await,
+        ),
+        (
+            "routing",
+            touchpoint_routing::start(
+                touchpoint_routing::Config {
+                    platform: config("routing"),
+                },
+                &shutdown,
+            )
+            .await,
+        ),
+    ];
+    let mut addrs = Vec::new();
+    for (name, result) in started {
+        let addr = result.unwrap_or_else(|e| panic!("{name} did not start: {e}"));
+        assert_ne!(addr.port(), 0);
+        let status =
+            testkit::eventually(&format!("{name} serving"), Duration::from_secs(30), || {
+                health(addr)
+            })
+            .await;
+        assert_eq!(status, ServingStatus::Serving, "{name}");
+        let tables = tables_in(&database, name).await;
+        for table in ["_sqlx_migrations", "inbox", "outbox"] {
+            assert!(
+                tables.iter().any(|t| t == table),
+                "{name} schema lacks {table}: {tables:?}"
+            );
+        }
+        addrs.push(addr);
+    }
+
+    assert!(
+        shutdown.drain(Duration::from_secs(30)).await,
+        "every task drained"
+    );
+    for addr in addrs {
+        assert_ne!(
+            health(addr).await,
+            Some(ServingStatus::Serving),
+            "{addr} still serving after shutdown"
+        );
+    }
+}
