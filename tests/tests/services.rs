@@ -28,6 +28,41 @@ async fn health(addr: SocketAddr) -> Option<ServingStatus> {
     ServingStatus::try_from(response.into_inner().status).ok()
 }
 
+/// The services the server lists through gRPC reflection.
+async fn reflected_services(addr: SocketAddr) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap_or_else(|e| panic!("reflection call: {e}"))
+        .into_inner();
+    match responses
+        .message()
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer: {other:?}"),
+    }
+}
+
 async fn tables_in(database: &TestDatabase, schema: &str) -> Vec<String> {
     let pool = sqlx::PgPool::connect(&database.url)
         .await
@@ -109,6 +144,15 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
                 "{name} schema lacks {table}: {tables:?}"
             );
         }
+        let services = reflected_services(addr).await;
+        assert!(
+            services.iter().any(|s| s == "grpc.health.v1.Health"),
+            "{name}: {services:?}"
+        );
+        assert!(
+            services.iter().any(|s| s.starts_with("touchpoint.v1.")),
+            "{name}: {services:?}"
+        );
         addrs.push(addr);
     }
 
