@@ -3,9 +3,12 @@
 use chrono::Utc;
 use sqlx::migrate::Migrator;
 use sqlx::{PgConnection, PgPool};
+use touchpoint_platform::config::PlatformConfig;
+use touchpoint_platform::db::DbError;
 use touchpoint_platform::envelope::new_envelope;
-use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
-use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
+use touchpoint_platform::inbox::{Delivery, Handler, HandlerError, InboxConsumer};
+use touchpoint_platform::outbox::{self, OutboxError, OutboxRelay, OutgoingEvent};
+use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::trace_context::current_trace_id;
 use touchpoint_proto::v1::Probe;
 use touchpoint_proto::v1::envelope::Payload;
@@ -47,6 +50,23 @@ pub async fn append(pool: &PgPool, events: &[OutgoingEvent]) -> Result<(), Outbo
     outbox::append(&mut tx, events).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The relay of the producer schema.
+pub fn relay(producer_pool: &PgPool, config: &PlatformConfig) -> Result<OutboxRelay, DbError> {
+    OutboxRelay::new(producer_pool.clone(), PRODUCER_SCHEMA, config)
+}
+
+/// The consumer that applies the case topic to the consumer schema.
+pub fn consumer(consumer_pool: &PgPool, config: &PlatformConfig) -> InboxConsumer<RecordEffect> {
+    let topic = Topics::new(config.kafka.topic_prefix.clone()).name(Stream::Case);
+    InboxConsumer::new(
+        CONSUMER_NAME,
+        vec![topic],
+        consumer_pool.clone(),
+        RecordEffect,
+        config,
+    )
 }
 
 /// Records each probe in `spine_effects` with the trace id it arrived under.

@@ -13,8 +13,7 @@ use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use touchpoint_platform::config::PlatformConfig;
 use touchpoint_platform::dlq::{self, header};
-use touchpoint_platform::inbox::InboxConsumer;
-use touchpoint_platform::outbox::{EVENT_ID_HEADER, OutboxRelay};
+use touchpoint_platform::outbox::EVENT_ID_HEADER;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 use touchpoint_platform::topics::{self, Stream, Topics};
@@ -99,23 +98,10 @@ impl World {
     /// Runs a relay and a consumer inside this process until the returned shutdown.
     fn in_process_pipeline(&self) -> Shutdown {
         let shutdown = Shutdown::new();
-        let relay = OutboxRelay::new(
-            self.producer_pool.clone(),
-            db::connect_options(&self.config.database, spine::PRODUCER_SCHEMA)
-                .unwrap_or_else(|e| panic!("{e}")),
-            spine::PRODUCER_SCHEMA,
-            self.config.kafka.clone(),
-            self.config.outbox.clone(),
-        );
+        let relay =
+            spine::relay(&self.producer_pool, &self.config).unwrap_or_else(|e| panic!("{e}"));
         shutdown.spawn(relay.run(shutdown.token()));
-        let consumer = InboxConsumer::new(
-            spine::CONSUMER_NAME,
-            vec![self.case_topic()],
-            self.consumer_pool.clone(),
-            spine::RecordEffect,
-            self.config.kafka.clone(),
-            self.config.consumer.clone(),
-        );
+        let consumer = spine::consumer(&self.consumer_pool, &self.config);
         let token = shutdown.token();
         shutdown.spawn(async move {
             if let Err(e) = consumer.run(token).await {
@@ -423,16 +409,8 @@ async fn ten_thousand_events_for_a_hundred_cases_are_applied_in_per_case_order()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relay_replicas_publish_each_row_once_and_the_standby_takes_over() {
     let world = World::new().await;
-    let relay = || {
-        OutboxRelay::new(
-            world.producer_pool.clone(),
-            db::connect_options(&world.config.database, spine::PRODUCER_SCHEMA)
-                .unwrap_or_else(|e| panic!("{e}")),
-            spine::PRODUCER_SCHEMA,
-            world.config.kafka.clone(),
-            world.config.outbox.clone(),
-        )
-    };
+    let relay =
+        || spine::relay(&world.producer_pool, &world.config).unwrap_or_else(|e| panic!("{e}"));
     // The first replica publishes alone, so it is the leader when the second joins.
     let first = Shutdown::new();
     first.spawn(relay().run(first.token()));

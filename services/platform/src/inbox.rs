@@ -29,7 +29,7 @@ use touchpoint_proto::v1::Envelope;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::config::{ConsumerConfig, KafkaConfig};
+use crate::config::{ConsumerConfig, KafkaConfig, PlatformConfig};
 use crate::dlq::{DeadLetters, header};
 use crate::envelope::decode;
 use crate::kafka;
@@ -163,22 +163,22 @@ impl<H> std::fmt::Debug for InboxConsumer<H> {
 }
 
 impl<H: Handler> InboxConsumer<H> {
-    /// A consumer named `name` (its group id and inbox key) reading `topics`.
+    /// A consumer named `name` (its group id and inbox key) reading `topics` and
+    /// applying them through `handler` to `pool`.
     pub fn new(
         name: &str,
         topics: Vec<String>,
         pool: PgPool,
         handler: H,
-        kafka: KafkaConfig,
-        config: ConsumerConfig,
+        config: &PlatformConfig,
     ) -> Self {
         Self {
             name: name.to_owned(),
             topics,
             pool,
             handler,
-            kafka,
-            config,
+            kafka: config.kafka.clone(),
+            config: config.consumer.clone(),
         }
     }
 

@@ -33,7 +33,8 @@ use touchpoint_proto::v1::Envelope;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::config::{KafkaConfig, OutboxConfig};
+use crate::config::{KafkaConfig, OutboxConfig, PlatformConfig};
+use crate::db::{self, DbError};
 use crate::envelope::event_type;
 use crate::kafka;
 use crate::trace_context::{TRACEPARENT, current_traceparent};
@@ -174,23 +175,17 @@ enum TermEnd {
 }
 
 impl OutboxRelay {
-    /// A relay for the outbox in `schema` (connections from `connect_options` must
-    /// use that schema's `search_path`, as [`crate::db::connect_options`] makes them).
-    pub fn new(
-        pool: PgPool,
-        connect_options: PgConnectOptions,
-        schema: &str,
-        kafka: KafkaConfig,
-        config: OutboxConfig,
-    ) -> Self {
-        Self {
+    /// A relay for the outbox in `schema`; `pool` must be confined to that schema,
+    /// as [`crate::db::connect`] makes it.
+    pub fn new(pool: PgPool, schema: &str, config: &PlatformConfig) -> Result<Self, DbError> {
+        Ok(Self {
             pool,
-            connect_options,
+            connect_options: db::connect_options(&config.database, schema)?,
             schema: schema.to_owned(),
-            kafka,
-            config,
+            kafka: config.kafka.clone(),
+            config: config.outbox.clone(),
             after_publish: None,
-        }
+        })
     }
 
     /// Runs `hook` with the batch size after each publish, before marking sent.
@@ -202,13 +197,18 @@ impl OutboxRelay {
 
     /// Runs until `shutdown` is cancelled; the batch in flight is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         while !shutdown.is_cancelled() {
+            let term_started = tokio::time::Instant::now();
             match self.lead(&shutdown).await {
                 Ok(TermEnd::Shutdown) => break,
                 Ok(TermEnd::Lost(error)) | Err(error) => {
                     tracing::warn!(schema = %self.schema, %error, "outbox relay lost its session; retrying");
                 }
+            }
+            if term_started.elapsed() > Duration::from_secs(30) {
+                backoff = FIRST_BACKOFF; // A long healthy term: this is a fresh failure.
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -264,8 +264,10 @@ impl OutboxRelay {
                 () = shutdown.cancelled() => break TermEnd::Shutdown,
                 notification = listener.recv() => {
                     if let Err(error) = notification {
-                        // The hint channel failed; polling still covers us.
+                        // The hint channel failed (it reconnects on the next call);
+                        // fall back to the poll so a broken channel cannot spin.
                         tracing::debug!(%error, "outbox listener interrupted");
+                        tokio::time::sleep(self.config.poll_interval).await;
                     }
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}

@@ -71,13 +71,7 @@ impl Platform {
     ) -> Result<Self, StartError> {
         let pool = db::connect(&config.database, spec.schema, spec.migrations).await?;
         topics::bootstrap(&config.kafka).await?;
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            db::connect_options(&config.database, spec.schema)?,
-            spec.schema,
-            config.kafka.clone(),
-            config.outbox.clone(),
-        );
+        let relay = OutboxRelay::new(pool.clone(), spec.schema, &config)?;
         shutdown.spawn(relay.run(shutdown.token()));
         let grpc = GrpcServer::bind(config.grpc_addr).await?;
         Ok(Self {

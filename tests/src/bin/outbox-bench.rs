@@ -17,8 +17,7 @@ use futures::future::try_join_all;
 use prost::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use touchpoint_platform::inbox::InboxConsumer;
-use touchpoint_platform::outbox::{OutboxRelay, OutgoingEvent};
+use touchpoint_platform::outbox::OutgoingEvent;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{self, Stream, Topics};
@@ -85,22 +84,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let shutdown = Shutdown::new();
-    let relay = OutboxRelay::new(
-        producer_pool.clone(),
-        db::connect_options(&config.database, spine::PRODUCER_SCHEMA)?,
-        spine::PRODUCER_SCHEMA,
-        config.kafka.clone(),
-        config.outbox.clone(),
-    );
+    let relay = spine::relay(&producer_pool, &config)?;
     shutdown.spawn(relay.run(shutdown.token()));
-    let consumer = InboxConsumer::new(
-        spine::CONSUMER_NAME,
-        vec![topic.clone()],
-        consumer_pool.clone(),
-        spine::RecordEffect,
-        config.kafka.clone(),
-        config.consumer.clone(),
-    );
+    let consumer = spine::consumer(&consumer_pool, &config);
     let token = shutdown.token();
     shutdown.spawn(async move {
         if let Err(error) = consumer.run(token).await {

@@ -9,10 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use touchpoint_platform::config::{Env, PlatformConfig};
-use touchpoint_platform::inbox::InboxConsumer;
-use touchpoint_platform::outbox::OutboxRelay;
 use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::{db, telemetry};
 use touchpoint_tests::spine;
 
@@ -30,13 +27,7 @@ async fn main() -> anyhow::Result<()> {
                 &spine::PRODUCER_MIGRATIONS,
             )
             .await?;
-            let mut relay = OutboxRelay::new(
-                pool,
-                db::connect_options(&config.database, spine::PRODUCER_SCHEMA)?,
-                spine::PRODUCER_SCHEMA,
-                config.kafka.clone(),
-                config.outbox.clone(),
-            );
+            let mut relay = spine::relay(&pool, &config)?;
             if std::env::var("SPINE_CRASH_AFTER_PUBLISH").as_deref() == Ok("1") {
                 relay = relay.with_after_publish(Arc::new(|published| {
                     if published > 0 {
@@ -53,18 +44,10 @@ async fn main() -> anyhow::Result<()> {
                 &spine::CONSUMER_MIGRATIONS,
             )
             .await?;
-            let topic = Topics::new(config.kafka.topic_prefix.clone()).name(Stream::Case);
-            InboxConsumer::new(
-                spine::CONSUMER_NAME,
-                vec![topic],
-                pool,
-                spine::RecordEffect,
-                config.kafka.clone(),
-                config.consumer.clone(),
-            )
-            .run(shutdown.token())
-            .await
-            .context("consumer stopped")?;
+            spine::consumer(&pool, &config)
+                .run(shutdown.token())
+                .await
+                .context("consumer stopped")?;
         }
         other => anyhow::bail!("unknown role {other:?}: expected relay or consume"),
     }
