@@ -135,6 +135,25 @@ impl World {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Appends probes numbered `sequences` over seven cases, then waits until the
+    /// relay has published every row.
+    async fn append_and_wait_published(
+        &self,
+        sequences: std::ops::RangeInclusive<u64>,
+        what: &str,
+    ) {
+        let events: Vec<_> = sequences
+            .map(|n| spine::probe(&self.case_topic(), &format!("case-{}", n % 7), n, ""))
+            .collect();
+        spine::append(&self.producer_pool, &events)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        eventually(what, WAIT, || async {
+            (self.unsent().await == 0).then_some(())
+        })
+        .await;
+    }
+
     async fn unsent(&self) -> i64 {
         touchpoint_platform::outbox::unsent_count(&self.producer_pool)
             .await
@@ -414,41 +433,20 @@ async fn two_relay_replicas_publish_each_row_once_and_the_standby_takes_over() {
     // The first replica publishes alone, so it is the leader when the second joins.
     let first = Shutdown::new();
     first.spawn(relay().run(first.token()));
-    let before: Vec<_> = (1..=200)
-        .map(|n| spine::probe(&world.case_topic(), &format!("case-{}", n % 7), n, ""))
-        .collect();
-    spine::append(&world.producer_pool, &before)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    eventually("first rows published", WAIT, || async {
-        (world.unsent().await == 0).then_some(())
-    })
-    .await;
+    world
+        .append_and_wait_published(1..=200, "rows published by the leader")
+        .await;
     let second = Shutdown::new();
     second.spawn(relay().run(second.token()));
-    let during: Vec<_> = (201..=250)
-        .map(|n| spine::probe(&world.case_topic(), &format!("case-{}", n % 7), n, ""))
-        .collect();
-    spine::append(&world.producer_pool, &during)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    eventually("rows published while both run", WAIT, || async {
-        (world.unsent().await == 0).then_some(())
-    })
-    .await;
+    world
+        .append_and_wait_published(201..=250, "rows published while both run")
+        .await;
 
     // The leader stops; only the standby is left to publish the rest.
     first.drain(WAIT).await;
-    let after: Vec<_> = (251..=300)
-        .map(|n| spine::probe(&world.case_topic(), &format!("case-{}", n % 7), n, ""))
-        .collect();
-    spine::append(&world.producer_pool, &after)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    eventually("later rows published by the survivor", WAIT, || async {
-        (world.unsent().await == 0).then_some(())
-    })
-    .await;
+    world
+        .append_and_wait_published(251..=300, "rows published by the survivor")
+        .await;
     second.drain(WAIT).await;
 
     let wire = world
