@@ -29,6 +29,7 @@ impl Payload {
             Payload::CoordinatorAssigned(_) => "touchpoint.v1.CoordinatorAssigned",
             Payload::TherapyEventRecorded(_) => "touchpoint.v1.TherapyEventRecorded",
             Payload::CaseStatusChanged(_) => "touchpoint.v1.CaseStatusChanged",
+            Payload::NoteAdded(_) => "touchpoint.v1.NoteAdded",
             Payload::OutreachRequested(_) => "touchpoint.v1.OutreachRequested",
             Payload::AttemptSent(_) => "touchpoint.v1.AttemptSent",
             Payload::AttemptDelivered(_) => "touchpoint.v1.AttemptDelivered",

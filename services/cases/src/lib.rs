@@ -3,6 +3,10 @@
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! service on a free port.
 
+pub mod api;
+pub mod domain;
+pub mod store;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,6 +14,11 @@ use sqlx::migrate::Migrator;
 use touchpoint_platform::config::{ConfigError, Env, PlatformConfig};
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::topics::Stream;
+use touchpoint_proto::v1::case_service_server::CaseServiceServer;
+
+use crate::api::CaseApi;
+use crate::store::CaseStore;
 
 /// The service's name, schema and migrations.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -44,7 +53,16 @@ impl Config {
 
 /// Starts the service; returns the gRPC address. It stops when `shutdown` does.
 pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, StartError> {
-    let platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
+    let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
+    let store = CaseStore::new(
+        platform.pool.clone(),
+        platform.clock.clone(),
+        platform.topics.name(Stream::Case),
+    );
+    platform
+        .grpc
+        .routes()
+        .add_service(CaseServiceServer::new(CaseApi::new(store)));
     platform.serve()
 }
 

@@ -1,0 +1,350 @@
+//! `CaseService` over gRPC: requests parsed into domain commands at the edge, store
+//! errors mapped to status codes whose messages name fields, never values.
+
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+use touchpoint_proto::v1::case_service_server::CaseService;
+use touchpoint_proto::v1::{
+    AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
+    CommandResult, ConsentSource, ContactPoints, FindCasesByContactRequest,
+    FindCasesByContactResponse, GetCaseRequest, OpenCaseRequest, Person, RecordConsentRequest,
+    RecordTherapyEventRequest, RevokeConsentRequest, SetStatusRequest, TherapyEventKind,
+    UpdateContactPointsRequest,
+};
+use uuid::Uuid;
+
+use crate::domain::FieldError;
+use crate::domain::case::{
+    Command, Contact, ContactUpdate, NewCase, PersonDetails, Rejection, StatusChange, TherapyFact,
+};
+use crate::domain::contact::{ContactKey, EmailAddress, PhoneNumber};
+use crate::domain::locale::{Language, TimeZone};
+use crate::store::{CaseStore, Meta, StoreError};
+
+/// Longest free-text field accepted (names, reasons, ids).
+const MAX_TEXT: usize = 200;
+/// Longest note accepted.
+const MAX_NOTE: usize = 10_000;
+
+/// The gRPC face of the case store.
+#[derive(Debug, Clone)]
+pub struct CaseApi {
+    store: CaseStore,
+}
+
+impl CaseApi {
+    /// Serves `store`.
+    pub fn new(store: CaseStore) -> Self {
+        Self { store }
+    }
+
+    async fn run(
+        &self,
+        case_id: &str,
+        meta: Option<CommandMeta>,
+        command: Command,
+    ) -> Result<Response<CommandResult>, Status> {
+        let meta = parse_meta(meta)?;
+        let outcome = self
+            .store
+            .execute(case_id, &meta, &command)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(CommandResult {
+            case_id: outcome.case_id,
+            version: outcome.version,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl CaseService for CaseApi {
+    async fn open_case(
+        &self,
+        request: Request<OpenCaseRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let new_case = NewCase {
+            program_id: text(&r.program_id, "program_id", true)?,
+            language: Language::from_proto(r.language, "language").map_err(invalid)?,
+            time_zone: TimeZone::parse(&r.time_zone, "time_zone").map_err(invalid)?,
+            patient: person(r.patient, "patient")?.ok_or_else(|| missing("patient"))?,
+            caregiver: person(r.caregiver, "caregiver")?,
+            prescriber_fax: PhoneNumber::parse_optional(&r.prescriber_fax, "prescriber_fax")
+                .map_err(invalid)?,
+            enrolled_at: r
+                .enrolled_at
+                .map(|t| instant(t, "enrolled_at"))
+                .transpose()?,
+        };
+        let case_id = Uuid::now_v7().to_string();
+        self.run(&case_id, r.meta, Command::Open(Box::new(new_case)))
+            .await
+    }
+
+    async fn update_contact_points(
+        &self,
+        request: Request<UpdateContactPointsRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let command = Command::UpdateContactPoints(Box::new(ContactUpdate {
+            patient: contact(r.patient.unwrap_or_default(), "patient")?,
+            caregiver: r.caregiver.map(|c| contact(c, "caregiver")).transpose()?,
+            prescriber_fax: PhoneNumber::parse_optional(&r.prescriber_fax, "prescriber_fax")
+                .map_err(invalid)?,
+        }));
+        self.run(&case_id, r.meta, command).await
+    }
+
+    async fn record_consent(
+        &self,
+        request: Request<RecordConsentRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let command = Command::RecordConsent {
+            channel: channel(r.channel)?,
+            source: consent_source(r.source)?,
+            by: actor(r.meta.as_ref())?,
+        };
+        self.run(&case_id, r.meta, command).await
+    }
+
+    async fn revoke_consent(
+        &self,
+        request: Request<RevokeConsentRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let command = Command::RevokeConsent {
+            channel: channel(r.channel)?,
+            source: consent_source(r.source)?,
+            by: actor(r.meta.as_ref())?,
+        };
+        self.run(&case_id, r.meta, command).await
+    }
+
+    async fn assign_coordinator(
+        &self,
+        request: Request<AssignCoordinatorRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let command = Command::AssignCoordinator {
+            coordinator_id: text(&r.coordinator_id, "coordinator_id", true)?,
+            navigator_id: text(&r.navigator_id, "navigator_id", false)?,
+        };
+        self.run(&case_id, r.meta, command).await
+    }
+
+    async fn record_therapy_event(
+        &self,
+        request: Request<RecordTherapyEventRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let fact = match TherapyEventKind::try_from(r.kind) {
+            Ok(TherapyEventKind::TherapyStart) => TherapyFact::Started,
+            Ok(TherapyEventKind::TherapyStopped) => TherapyFact::Stopped,
+            Ok(TherapyEventKind::Fill) if (1..=366).contains(&r.days_supply) => TherapyFact::Fill {
+                days_supply: r.days_supply,
+            },
+            Ok(TherapyEventKind::Fill) => {
+                return Err(invalid(FieldError::new("days_supply", "must be 1 to 366")));
+            }
+            _ => {
+                return Err(invalid(FieldError::new(
+                    "kind",
+                    "must be THERAPY_START, FILL or THERAPY_STOPPED",
+                )));
+            }
+        };
+        let at = instant(r.at.ok_or_else(|| missing("at"))?, "at")?;
+        self.run(&case_id, r.meta, Command::RecordTherapyEvent { fact, at })
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        request: Request<SetStatusRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let change = match CaseStatus::try_from(r.status) {
+            Ok(CaseStatus::Active) => StatusChange::Resume,
+            Ok(CaseStatus::Paused) => StatusChange::Pause {
+                reason: text(&r.reason, "reason", true)?,
+                until: r
+                    .paused_until
+                    .map(|t| instant(t, "paused_until"))
+                    .transpose()?,
+            },
+            Ok(CaseStatus::Closed) => StatusChange::Close {
+                reason: text(&r.reason, "reason", true)?,
+            },
+            _ => {
+                return Err(invalid(FieldError::new(
+                    "status",
+                    "must be ACTIVE, PAUSED or CLOSED",
+                )));
+            }
+        };
+        self.run(&case_id, r.meta, Command::SetStatus(change)).await
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<AddNoteRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        if r.text.trim().is_empty() || r.text.len() > MAX_NOTE {
+            return Err(invalid(FieldError::new(
+                "text",
+                "must be 1 to 10000 characters",
+            )));
+        }
+        let command = Command::AddNote {
+            author: actor(r.meta.as_ref())?,
+            text: r.text,
+        };
+        self.run(&case_id, r.meta, command).await
+    }
+
+    async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
+        let case_id = case_id(&request.into_inner().case_id)?;
+        match self.store.get(&case_id).await.map_err(to_status)? {
+            Some(case) => Ok(Response::new(case)),
+            None => Err(to_status(StoreError::Rejected(Rejection::NotFound))),
+        }
+    }
+
+    async fn find_cases_by_contact(
+        &self,
+        request: Request<FindCasesByContactRequest>,
+    ) -> Result<Response<FindCasesByContactResponse>, Status> {
+        let key = ContactKey::parse(&request.into_inner().contact, "contact").map_err(invalid)?;
+        let case_ids = self.store.find_by_contact(&key).await.map_err(to_status)?;
+        Ok(Response::new(FindCasesByContactResponse { case_ids }))
+    }
+}
+
+fn parse_meta(meta: Option<CommandMeta>) -> Result<Meta, Status> {
+    let meta = meta.unwrap_or_default();
+    let request_id = text(&meta.request_id, "meta.request_id", false)?;
+    Ok(Meta {
+        request_id: (!request_id.is_empty()).then_some(request_id),
+        expected_version: meta.expected_version,
+    })
+}
+
+fn actor(meta: Option<&CommandMeta>) -> Result<String, Status> {
+    text(meta.map_or("", |m| m.actor.as_str()), "meta.actor", true)
+}
+
+fn case_id(raw: &str) -> Result<String, Status> {
+    text(raw, "case_id", true)
+}
+
+/// A trimmed text field of at most `MAX_TEXT` characters.
+fn text(raw: &str, field: &str, required: bool) -> Result<String, Status> {
+    let value = raw.trim();
+    if required && value.is_empty() {
+        return Err(missing(field));
+    }
+    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(invalid(FieldError::new(
+            field,
+            "must be at most 200 printable characters",
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn person(person: Option<Person>, field: &str) -> Result<Option<PersonDetails>, Status> {
+    let Some(person) = person else {
+        return Ok(None);
+    };
+    let name = person.name.unwrap_or_default();
+    Ok(Some(PersonDetails {
+        given_name: text(&name.given_name, &format!("{field}.name.given_name"), true)?,
+        family_name: text(
+            &name.family_name,
+            &format!("{field}.name.family_name"),
+            true,
+        )?,
+        contact: contact(
+            person.contact.unwrap_or_default(),
+            &format!("{field}.contact"),
+        )?,
+        relationship: text(
+            &person.relationship,
+            &format!("{field}.relationship"),
+            false,
+        )?,
+    }))
+}
+
+fn contact(points: ContactPoints, field: &str) -> Result<Contact, Status> {
+    Ok(Contact {
+        mobile: PhoneNumber::parse_optional(&points.mobile_e164, &format!("{field}.mobile_e164"))
+            .map_err(invalid)?,
+        landline: PhoneNumber::parse_optional(
+            &points.landline_e164,
+            &format!("{field}.landline_e164"),
+        )
+        .map_err(invalid)?,
+        email: EmailAddress::parse_optional(&points.email, &format!("{field}.email"))
+            .map_err(invalid)?,
+        postal_address: points.postal_address,
+    })
+}
+
+fn channel(value: i32) -> Result<Channel, Status> {
+    match Channel::try_from(value) {
+        Ok(Channel::Unspecified) | Err(_) => Err(invalid(FieldError::new(
+            "channel",
+            "must be SMS, VOICE, EMAIL, FAX or MAIL",
+        ))),
+        Ok(channel) => Ok(channel),
+    }
+}
+
+fn consent_source(value: i32) -> Result<ConsentSource, Status> {
+    match ConsentSource::try_from(value) {
+        Ok(ConsentSource::Unspecified) | Err(_) => Err(invalid(FieldError::new(
+            "source",
+            "must name how consent was given",
+        ))),
+        Ok(source) => Ok(source),
+    }
+}
+
+fn instant(t: touchpoint_proto::Timestamp, field: &str) -> Result<DateTime<Utc>, Status> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .ok_or_else(|| invalid(FieldError::new(field, "not a valid timestamp")))
+}
+
+fn missing(field: &str) -> Status {
+    invalid(FieldError::new(field, "is required"))
+}
+
+fn invalid(error: FieldError) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+fn to_status(error: StoreError) -> Status {
+    match error {
+        StoreError::Rejected(Rejection::NotFound) => Status::not_found("case not found"),
+        StoreError::Rejected(rejection) => Status::failed_precondition(rejection.to_string()),
+        StoreError::VersionConflict { .. } => Status::aborted(error.to_string()),
+        StoreError::RequestIdReused => Status::invalid_argument(error.to_string()),
+        StoreError::Corrupt | StoreError::Database(_) | StoreError::Outbox(_) => {
+            tracing::error!(%error, "case store failure");
+            Status::unavailable("case store unavailable; retry with the same request_id")
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Contact points: phone numbers in E.164 and email addresses, normalised so the
+//! same number typed three ways finds the same case.
+
+use phonenumber::Mode;
+use phonenumber::country::Id;
+
+use super::FieldError;
+
+/// A valid phone number in E.164 form, e.g. `+13125550123`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Parses a number in any common format; national numbers are taken as US.
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        let number = phonenumber::parse(Some(Id::US), raw.trim())
+            .map_err(|_| FieldError::new(field, "not a phone number"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(FieldError::new(field, "not a valid phone number"));
+        }
+        Ok(Self(number.format().mode(Mode::E164).to_string()))
+    }
+
+    /// Parses an optional number: empty means none.
+    pub fn parse_optional(raw: &str, field: &str) -> Result<Option<Self>, FieldError> {
+        if raw.trim().is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(raw, field).map(Some)
+        }
+    }
+
+    /// The E.164 form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: the country code and last two digits only, e.g. `+1******23`.
+    pub fn masked(&self) -> String {
+        mask(&self.0, 2, 2)
+    }
+}
+
+/// An email address, with its domain lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Parses an address of the form `local@domain.tld`.
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        let raw = raw.trim();
+        let invalid = || FieldError::new(field, "not a valid email address");
+        if raw.len() > 254 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = raw.split_once('@').ok_or_else(invalid)?;
+        let labels_ok = domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+        if local.is_empty()
+            || local.len() > 64
+            || local.contains('@')
+            || !domain.contains('.')
+            || !labels_ok
+        {
+            return Err(invalid());
+        }
+        Ok(Self(format!("{local}@{}", domain.to_ascii_lowercase())))
+    }
+
+    /// Parses an optional address: empty means none.
+    pub fn parse_optional(raw: &str, field: &str) -> Result<Option<Self>, FieldError> {
+        if raw.trim().is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(raw, field).map(Some)
+        }
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key contact lookups use: the whole address lower-cased (mailbox names
+    /// are case-insensitive at every provider a hub meets).
+    pub fn lookup_key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// What a caller looks a case up by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ContactKey {
+    /// A phone or fax number.
+    Phone(PhoneNumber),
+    /// An email address.
+    Email(EmailAddress),
+}
+
+impl ContactKey {
+    /// A phone number in any format, or an email address.
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        if raw.contains('@') {
+            EmailAddress::parse(raw, field).map(ContactKey::Email)
+        } else {
+            PhoneNumber::parse(raw, field).map(ContactKey::Phone)
+        }
+    }
+
+    /// The normalised key stored in the contact index.
+    pub fn index_key(&self) -> String {
+        match self {
+            ContactKey::Phone(phone) => format!("phone:{}", phone.as_str()),
+            ContactKey::Email(email) => format!("email:{}", email.lookup_key()),
+        }
+    }
+}
+
+fn mask(value: &str, keep_start: usize, keep_end: usize) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= keep_start + keep_end {
+        return "*".repeat(chars.len());
+    }
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i < keep_start || i >= chars.len() - keep_end {
+                *c
+            } else {
+                '*'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_number_typed_three_ways_is_one_e164() -> Result<(), FieldError> {
+        let forms = ["(312) 555-0142", "312.555.0142", "+1 312 555 0142"];
+        let parsed: Vec<String> = forms
+            .iter()
+            .map(|f| PhoneNumber::parse(f, "phone").map(|p| p.as_str().to_owned()))
+            .collect::<Result<_, _>>()?;
+        assert!(parsed.iter().all(|p| p == "+13125550142"), "{parsed:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_phone_names_the_field_not_the_value() {
+        for bad in ["", "hello", "555", "+1 000 000 0000"] {
+            let err = PhoneNumber::parse(bad, "patient.contact.mobile_e164").err();
+            let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                text.starts_with("patient.contact.mobile_e164:"),
+                "{bad:?} -> {text}"
+            );
+            assert!(bad.is_empty() || !text.contains(bad), "{text}");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked_and_their_domain_lowercased() -> Result<(), FieldError> {
+        assert_eq!(
+            EmailAddress::parse(" Ana.Ruiz@Example.COM ", "email")?.as_str(),
+            "Ana.Ruiz@example.com"
+        );
+        for bad in [
+            "",
+            "no-at-sign",
+            "a@b",
+            "a b@c.com",
+            "@c.com",
+            "a@-c.com",
+            "a@c..com",
+            "a@b@c.com",
+        ] {
+            assert!(
+                EmailAddress::parse(bad, "email").is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn lookup_keys_tell_phones_from_emails() -> Result<(), FieldError> {
+        assert_eq!(
+            ContactKey::parse("312-555-0142", "c")?.index_key(),
+            "phone:+13125550142"
+        );
+        assert_eq!(
+            ContactKey::parse("Ana@Example.com", "c")?.index_key(),
+            "email:ana@example.com"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn masked_phone_keeps_only_the_edges() -> Result<(), FieldError> {
+        assert_eq!(
+            PhoneNumber::parse("312 555 0142", "p")?.masked(),
+            "+1********42"
+        );
+        Ok(())
+    }
+}

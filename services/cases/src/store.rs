@@ -1,0 +1,292 @@
+//! The case store: commands carried out against PostgreSQL, one transaction each.
+//!
+//! In one transaction: the request id is checked (a retry returns the first
+//! result), the case's projection row is locked, the expected version checked, the
+//! domain decides the events, and the events are appended to the timeline with
+//! their versions, folded into the projection, indexed by contact point, recorded
+//! against the request id and put in the outbox for `touchpoint.case.v1`.
+
+use prost::Message as _;
+use sqlx::{PgConnection, PgPool, Postgres, Row as _, Transaction};
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::{event_type, new_envelope, timestamp};
+use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
+use touchpoint_proto::v1::{Case, Envelope};
+use uuid::Uuid;
+
+use crate::domain::case::{Command, Rejection, apply, contact_keys, decide};
+use crate::domain::contact::ContactKey;
+
+/// The `source` of every event this service emits.
+pub const SOURCE: &str = "cases";
+
+/// How a command is to be carried out.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// Client request id: a retry with the same id returns the first result.
+    pub request_id: Option<String>,
+    /// Apply only if the case is at this version.
+    pub expected_version: Option<u64>,
+}
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The case.
+    pub case_id: String,
+    /// Its version after the command.
+    pub version: u64,
+}
+
+/// A command could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain refused it.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// `expected_version` did not match.
+    #[error("expected version {expected}, the case is at version {current}")]
+    VersionConflict {
+        /// What the caller expected.
+        expected: u64,
+        /// Where the case is.
+        current: u64,
+    },
+    /// The request id was used for another case.
+    #[error("request_id was already used for a different case")]
+    RequestIdReused,
+    /// A stored case could not be decoded.
+    #[error("stored state of a case is unreadable")]
+    Corrupt,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// Reads and writes cases.
+#[derive(Debug, Clone)]
+pub struct CaseStore {
+    pool: PgPool,
+    clock: SharedClock,
+    topic: String,
+}
+
+impl CaseStore {
+    /// A store over `pool` publishing to `topic`.
+    pub fn new(pool: PgPool, clock: SharedClock, topic: String) -> Self {
+        Self { pool, clock, topic }
+    }
+
+    /// Carries out `command` on case `case_id`.
+    pub async fn execute(
+        &self,
+        case_id: &str,
+        meta: &Meta,
+        command: &Command,
+    ) -> Result<Outcome, StoreError> {
+        let opens = matches!(command, Command::Open(_));
+        let attempt = async {
+            let mut tx = self.pool.begin().await?;
+            if let Some(first) = first_result(&mut tx, meta, case_id, opens).await? {
+                return Ok(first);
+            }
+            let outcome = self.apply_command(&mut tx, case_id, meta, command).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        };
+        match attempt.await {
+            // The same request id was carried out concurrently: answer with its result.
+            Err(StoreError::Database(error))
+                if is_unique_violation(&error) && meta.request_id.is_some() =>
+            {
+                let mut tx = self.pool.begin().await?;
+                first_result(&mut tx, meta, case_id, opens)
+                    .await?
+                    .ok_or(StoreError::Database(error))
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_command(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        case_id: &str,
+        meta: &Meta,
+        command: &Command,
+    ) -> Result<Outcome, StoreError> {
+        let current = load_for_update(tx, case_id).await?;
+        let current_version = current.as_ref().map_or(0, |c| c.version);
+        if let Some(expected) = meta.expected_version
+            && expected != current_version
+        {
+            return Err(StoreError::VersionConflict {
+                expected,
+                current: current_version,
+            });
+        }
+        let payloads = decide(current.as_ref(), command)?;
+        let now = self.clock.now();
+        let at = timestamp(now);
+        let contacts_before = current.as_ref().map(contact_keys);
+        let mut state = current;
+        let mut outgoing = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            state = apply(state, case_id, &payload, &at);
+            let version = state.as_ref().map_or(0, |c| c.version);
+            let envelope = new_envelope(case_id, SOURCE, now, payload, None);
+            append_to_timeline(tx, &envelope, Some(version)).await?;
+            outgoing.push(OutgoingEvent {
+                topic: self.topic.clone(),
+                envelope,
+            });
+        }
+        let Some(state) = state else {
+            return Err(StoreError::Rejected(Rejection::NotFound));
+        };
+        sqlx::query(
+            "INSERT INTO cases (case_id, version, state) VALUES ($1, $2, $3)
+             ON CONFLICT (case_id) DO UPDATE SET version = $2, state = $3, updated_at = now()",
+        )
+        .bind(case_id)
+        .bind(state.version as i64)
+        .bind(state.encode_to_vec())
+        .execute(&mut **tx)
+        .await?;
+        let contacts_after = contact_keys(&state);
+        if contacts_before.as_ref() != Some(&contacts_after) {
+            reindex_contacts(tx, case_id, &contacts_after).await?;
+        }
+        if let Some(request_id) = &meta.request_id {
+            sqlx::query(
+                "INSERT INTO command_requests (request_id, case_id, version) VALUES ($1, $2, $3)",
+            )
+            .bind(request_id)
+            .bind(case_id)
+            .bind(state.version as i64)
+            .execute(&mut **tx)
+            .await?;
+        }
+        outbox::append(tx, &outgoing).await?;
+        Ok(Outcome {
+            case_id: case_id.to_owned(),
+            version: state.version,
+        })
+    }
+
+    /// The current state of a case.
+    pub async fn get(&self, case_id: &str) -> Result<Option<Case>, StoreError> {
+        let state: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT state FROM cases WHERE case_id = $1")
+                .bind(case_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        state
+            .map(|bytes| Case::decode(bytes.as_slice()).map_err(|_| StoreError::Corrupt))
+            .transpose()
+    }
+
+    /// Ids of the cases reachable at `contact`, oldest case first.
+    pub async fn find_by_contact(&self, contact: &ContactKey) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT i.case_id FROM contact_index i JOIN cases c USING (case_id)
+             WHERE i.contact_key = $1 ORDER BY c.case_id",
+        )
+        .bind(contact.index_key())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// The result of an earlier command with the same request id, if any. An OpenCase
+/// retry arrives with a fresh server-made case id, so only other commands must
+/// name the same case as the first time.
+async fn first_result(
+    tx: &mut PgConnection,
+    meta: &Meta,
+    case_id: &str,
+    opens: bool,
+) -> Result<Option<Outcome>, StoreError> {
+    let Some(request_id) = &meta.request_id else {
+        return Ok(None);
+    };
+    let row = sqlx::query("SELECT case_id, version FROM command_requests WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let first = Outcome {
+        case_id: row.try_get("case_id")?,
+        version: row.try_get::<i64, _>("version")? as u64,
+    };
+    if !opens && first.case_id != case_id {
+        return Err(StoreError::RequestIdReused);
+    }
+    Ok(Some(first))
+}
+
+async fn load_for_update(tx: &mut PgConnection, case_id: &str) -> Result<Option<Case>, StoreError> {
+    let state: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT state FROM cases WHERE case_id = $1 FOR UPDATE")
+            .bind(case_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    state
+        .map(|bytes| Case::decode(bytes.as_slice()).map_err(|_| StoreError::Corrupt))
+        .transpose()
+}
+
+/// Appends one event to the case timeline (`version` for the case's own events).
+/// Returns false if the event was already there.
+pub async fn append_to_timeline(
+    tx: &mut PgConnection,
+    envelope: &Envelope,
+    version: Option<u64>,
+) -> Result<bool, StoreError> {
+    let event_id = Uuid::parse_str(&envelope.event_id).map_err(|_| StoreError::Corrupt)?;
+    let occurred_at = envelope
+        .occurred_at
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .unwrap_or_else(chrono::Utc::now);
+    let inserted = sqlx::query(
+        "INSERT INTO timeline (case_id, version, event_id, kind, source, occurred_at, envelope)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&envelope.case_id)
+    .bind(version.map(|v| v as i64))
+    .bind(event_id)
+    .bind(event_type(envelope))
+    .bind(&envelope.source)
+    .bind(occurred_at)
+    .bind(envelope.encode_to_vec())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+async fn reindex_contacts(
+    tx: &mut PgConnection,
+    case_id: &str,
+    keys: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM contact_index WHERE case_id = $1")
+        .bind(case_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO contact_index (contact_key, case_id) SELECT k, $2 FROM UNNEST($1::text[]) AS k")
+        .bind(keys)
+        .bind(case_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}

@@ -1,0 +1,481 @@
+//! The case service through its real gRPC API, against PostgreSQL and the broker.
+
+use std::time::Duration;
+
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use tonic::Code;
+use tonic::transport::Channel as GrpcChannel;
+use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::{self, TestDatabase};
+use touchpoint_platform::topics::{Stream, Topics};
+use touchpoint_platform::{dlq, kafka};
+use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_proto::v1::{
+    AssignCoordinatorRequest, CaseStatus, Channel, CommandMeta, ConsentSource, ConsentState,
+    ContactPoints, FindCasesByContactRequest, GetCaseRequest, Language, OpenCaseRequest, Person,
+    PersonName, RecordConsentRequest, SetStatusRequest,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PHONE: &str = "(312) 555-0142";
+
+struct Service {
+    client: CaseServiceClient<GrpcChannel>,
+    prefix: String,
+    _database: TestDatabase,
+    _shutdown: Shutdown,
+}
+
+async fn service() -> Service {
+    testkit::init_tracing();
+    let database = TestDatabase::fresh().await;
+    let prefix = testkit::unique_prefix();
+    let config = touchpoint_cases::Config {
+        platform: testkit::platform_config("cases", &database, &prefix),
+    };
+    let shutdown = Shutdown::new();
+    let addr = touchpoint_cases::start(config, &shutdown)
+        .await
+        .unwrap_or_else(|e| panic!("cases did not start: {e}"));
+    let client = CaseServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Service {
+        client,
+        prefix,
+        _database: database,
+        _shutdown: shutdown,
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Stop the service before its database is dropped under it.
+        self._shutdown.trigger();
+    }
+}
+
+fn meta(request_id: &str) -> Option<CommandMeta> {
+    Some(CommandMeta {
+        request_id: request_id.into(),
+        expected_version: None,
+        actor: "agent-7".into(),
+    })
+}
+
+fn open_request(request_id: &str, mobile: &str) -> OpenCaseRequest {
+    OpenCaseRequest {
+        meta: meta(request_id),
+        program_id: "adherence".into(),
+        language: Language::Es as i32,
+        time_zone: "America/Chicago".into(),
+        patient: Some(Person {
+            name: Some(PersonName {
+                given_name: "Ana".into(),
+                family_name: "Ruiz".into(),
+            }),
+            contact: Some(ContactPoints {
+                mobile_e164: mobile.into(),
+                email: "ana.ruiz@example.com".into(),
+                ..ContactPoints::default()
+            }),
+            relationship: String::new(),
+        }),
+        caregiver: None,
+        prescriber_fax: String::new(),
+        enrolled_at: None,
+    }
+}
+
+impl Service {
+    async fn open(&mut self, request_id: &str) -> String {
+        self.client
+            .open_case(open_request(request_id, PHONE))
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"))
+            .into_inner()
+            .case_id
+    }
+
+    async fn set_status(
+        &mut self,
+        case_id: &str,
+        status: CaseStatus,
+        reason: &str,
+    ) -> Result<u64, tonic::Status> {
+        self.client
+            .set_status(SetStatusRequest {
+                meta: meta(""),
+                case_id: case_id.into(),
+                status: status as i32,
+                reason: reason.into(),
+                paused_until: None,
+            })
+            .await
+            .map(|r| r.into_inner().version)
+    }
+
+    async fn consent(
+        &mut self,
+        case_id: &str,
+        channel: Channel,
+        meta: Option<CommandMeta>,
+    ) -> Result<u64, tonic::Status> {
+        self.client
+            .record_consent(RecordConsentRequest {
+                meta,
+                case_id: case_id.into(),
+                channel: channel as i32,
+                source: ConsentSource::WrittenForm as i32,
+            })
+            .await
+            .map(|r| r.into_inner().version)
+    }
+
+    async fn get(&mut self, case_id: &str) -> touchpoint_proto::v1::Case {
+        self.client
+            .get_case(GetCaseRequest {
+                case_id: case_id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("get: {e}"))
+            .into_inner()
+    }
+
+    /// Event types published to touchpoint.case.v1 for `case_id`, once `count` arrived.
+    async fn published(&self, case_id: &str, count: usize) -> Vec<String> {
+        let config = testkit::kafka_config(&self.prefix);
+        let reader: StreamConsumer =
+            kafka::consumer_config(&config, &format!("reader-{}", uuid_like()))
+                .create()
+                .unwrap_or_else(|e| panic!("{e}"));
+        let topic = Topics::new(self.prefix.clone()).name(Stream::Case);
+        reader
+            .subscribe(&[&topic])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut types = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while types.len() < count {
+            let record = tokio::time::timeout_at(deadline, reader.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {types:?} published"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if record.key() == Some(case_id.as_bytes()) {
+                types.push(
+                    dlq::header(&record, "event-type")
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+        types
+    }
+}
+
+fn uuid_like() -> String {
+    testkit::unique_prefix().trim_end_matches('.').to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_consent_assign_and_the_case_shows_it_and_publishes_it() {
+    let mut svc = service().await;
+    let case_id = svc.open("open-1").await;
+    assert_eq!(
+        svc.consent(&case_id, Channel::Sms, meta("consent-1"))
+            .await
+            .ok(),
+        Some(2)
+    );
+    let assigned = svc
+        .client
+        .assign_coordinator(AssignCoordinatorRequest {
+            meta: meta("assign-1"),
+            case_id: case_id.clone(),
+            coordinator_id: "coord-12".into(),
+            navigator_id: "nav-3".into(),
+        })
+        .await
+        .map(|r| r.into_inner().version);
+    assert_eq!(assigned.ok(), Some(3));
+
+    let case = svc.get(&case_id).await;
+    assert_eq!(case.version, 3);
+    assert_eq!(case.status, CaseStatus::Active as i32);
+    assert_eq!(case.language, Language::Es as i32);
+    assert_eq!(case.coordinator_id, "coord-12");
+    assert_eq!(case.consents.len(), 1);
+    assert_eq!(case.consents[0].channel, Channel::Sms as i32);
+    assert_eq!(case.consents[0].state, ConsentState::Granted as i32);
+    assert_eq!(case.consents[0].by, "agent-7");
+    let mobile = case.patient.and_then(|p| p.contact).map(|c| c.mobile_e164);
+    assert_eq!(mobile.as_deref(), Some("+13125550142"), "stored in E.164");
+
+    assert_eq!(
+        svc.published(&case_id, 3).await,
+        vec![
+            "touchpoint.v1.CaseOpened",
+            "touchpoint.v1.ConsentRecorded",
+            "touchpoint.v1.CoordinatorAssigned"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_close_and_a_closed_case_refuses_changes() {
+    let mut svc = service().await;
+    let case_id = svc.open("open-2").await;
+    assert_eq!(
+        svc.set_status(&case_id, CaseStatus::Paused, "hospitalised")
+            .await
+            .ok(),
+        Some(2)
+    );
+    assert_eq!(svc.get(&case_id).await.status, CaseStatus::Paused as i32);
+    assert_eq!(
+        svc.set_status(&case_id, CaseStatus::Active, "").await.ok(),
+        Some(3)
+    );
+    assert_eq!(
+        svc.set_status(&case_id, CaseStatus::Closed, "therapy completed")
+            .await
+            .ok(),
+        Some(4)
+    );
+    let case = svc.get(&case_id).await;
+    assert_eq!(case.status, CaseStatus::Closed as i32);
+    assert_eq!(case.status_reason, "therapy completed");
+
+    let again = svc.set_status(&case_id, CaseStatus::Closed, "again").await;
+    assert_eq!(
+        again.err().map(|s| s.code()),
+        Some(Code::FailedPrecondition)
+    );
+    let consent = svc.consent(&case_id, Channel::Email, meta("")).await;
+    assert_eq!(
+        consent.err().map(|s| s.code()),
+        Some(Code::FailedPrecondition)
+    );
+    assert_eq!(
+        svc.get(&case_id).await.version,
+        4,
+        "nothing appended by refused commands"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_expected_version_is_aborted_with_the_current_version() {
+    let mut svc = service().await;
+    let case_id = svc.open("open-3").await;
+    svc.consent(&case_id, Channel::Sms, meta(""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stale = Some(CommandMeta {
+        request_id: String::new(),
+        expected_version: Some(1),
+        actor: "agent-7".into(),
+    });
+    let status = svc.consent(&case_id, Channel::Email, stale).await.err();
+    assert_eq!(status.as_ref().map(|s| s.code()), Some(Code::Aborted));
+    let message = status.map(|s| s.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("version 2"), "{message}");
+
+    let current = Some(CommandMeta {
+        request_id: String::new(),
+        expected_version: Some(2),
+        actor: "agent-7".into(),
+    });
+    assert_eq!(
+        svc.consent(&case_id, Channel::Email, current).await.ok(),
+        Some(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_returns_the_first_result_and_appends_nothing() {
+    let mut svc = service().await;
+    let first = svc.open("open-once").await;
+    let retry = svc.open("open-once").await;
+    assert_eq!(first, retry, "the retried OpenCase names the first case");
+
+    let v1 = svc
+        .consent(&first, Channel::Sms, meta("consent-once"))
+        .await
+        .ok();
+    let v2 = svc
+        .consent(&first, Channel::Sms, meta("consent-once"))
+        .await
+        .ok();
+    assert_eq!(v1, Some(2));
+    assert_eq!(v2, Some(2));
+    assert_eq!(svc.get(&first).await.version, 2);
+
+    let found = svc
+        .client
+        .find_cases_by_contact(FindCasesByContactRequest {
+            contact: PHONE.into(),
+        })
+        .await
+        .map(|r| r.into_inner().case_ids);
+    assert_eq!(
+        found.ok(),
+        Some(vec![first.clone()]),
+        "only one case was opened"
+    );
+
+    // The same request id on another case is a client bug, not a retry.
+    let other = svc.open("open-other").await;
+    let reused = svc
+        .consent(&other, Channel::Sms, meta("consent-once"))
+        .await
+        .err();
+    assert_eq!(
+        reused.as_ref().map(|s| s.code()),
+        Some(Code::InvalidArgument)
+    );
+    assert_eq!(
+        svc.get(&other).await.version,
+        1,
+        "nothing appended to the other case"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_typed_three_ways_finds_the_same_cases() {
+    let mut svc = service().await;
+    let first = svc.open("open-a").await;
+    let second = svc.open("open-b").await; // a caregiver's number on two cases
+    let mut expected = vec![first, second];
+    expected.sort();
+    for typed in ["(312) 555-0142", "312.555.0142", "+1 312 555 0142"] {
+        let found = svc
+            .client
+            .find_cases_by_contact(FindCasesByContactRequest {
+                contact: typed.into(),
+            })
+            .await
+            .map(|r| r.into_inner().case_ids);
+        assert_eq!(found.ok(), Some(expected.clone()), "{typed}");
+    }
+    let by_email = svc
+        .client
+        .find_cases_by_contact(FindCasesByContactRequest {
+            contact: "Ana.Ruiz@EXAMPLE.com".into(),
+        })
+        .await
+        .map(|r| r.into_inner().case_ids.len());
+    assert_eq!(by_email.ok(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_names_the_field_and_never_echoes_the_value() {
+    let mut svc = service().await;
+    let mut bad_phone = open_request("", "555-CALL-NOW-PLEASE");
+    bad_phone.meta = meta("");
+    let status = svc.client.open_case(bad_phone).await.err();
+    assert_eq!(
+        status.as_ref().map(|s| s.code()),
+        Some(Code::InvalidArgument)
+    );
+    let message = status.map(|s| s.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("patient.contact.mobile_e164"), "{message}");
+    assert!(!message.contains("CALL-NOW"), "{message}");
+
+    let mut bad_zone = open_request("", PHONE);
+    bad_zone.time_zone = "Mars/Olympus".into();
+    let message = svc
+        .client
+        .open_case(bad_zone)
+        .await
+        .err()
+        .map(|s| s.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("time_zone:") && !message.contains("Mars"),
+        "{message}"
+    );
+
+    let mut bad_language = open_request("", PHONE);
+    bad_language.language = Language::Unspecified as i32;
+    let status = svc.client.open_case(bad_language).await.err();
+    assert_eq!(status.map(|s| s.code()), Some(Code::InvalidArgument));
+
+    let missing = svc
+        .set_status("no-such-case", CaseStatus::Paused, "x")
+        .await
+        .err();
+    assert_eq!(missing.map(|s| s.code()), Some(Code::NotFound));
+    let unknown = svc
+        .client
+        .get_case(GetCaseRequest {
+            case_id: "no-such-case".into(),
+        })
+        .await
+        .err();
+    assert_eq!(unknown.as_ref().map(|s| s.code()), Some(Code::NotFound));
+    assert!(
+        !unknown
+            .map(|s| s.message().to_owned())
+            .unwrap_or_default()
+            .contains("no-such-case")
+    );
+
+    let lookup = svc
+        .client
+        .find_cases_by_contact(FindCasesByContactRequest {
+            contact: "ana@".into(),
+        })
+        .await
+        .err();
+    assert_eq!(lookup.map(|s| s.code()), Some(Code::InvalidArgument));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updated_contact_points_move_the_lookup_to_the_new_number() {
+    let mut svc = service().await;
+    let case_id = svc.open("open-move").await;
+    let updated = svc
+        .client
+        .update_contact_points(touchpoint_proto::v1::UpdateContactPointsRequest {
+            meta: meta("move-1"),
+            case_id: case_id.clone(),
+            patient: Some(ContactPoints {
+                mobile_e164: "415 555 0177".into(),
+                ..ContactPoints::default()
+            }),
+            caregiver: None,
+            prescriber_fax: "312-555-0199".into(),
+        })
+        .await
+        .map(|r| r.into_inner().version);
+    assert_eq!(updated.ok(), Some(2));
+    let find = |contact: &str| FindCasesByContactRequest {
+        contact: contact.into(),
+    };
+    let old = svc
+        .client
+        .find_cases_by_contact(find(PHONE))
+        .await
+        .map(|r| r.into_inner().case_ids);
+    assert_eq!(
+        old.ok(),
+        Some(vec![]),
+        "the old number no longer leads to the case"
+    );
+    let new = svc
+        .client
+        .find_cases_by_contact(find("+14155550177"))
+        .await
+        .map(|r| r.into_inner().case_ids);
+    assert_eq!(new.ok(), Some(vec![case_id.clone()]));
+    let fax = svc
+        .client
+        .find_cases_by_contact(find("(312) 555 0199"))
+        .await
+        .map(|r| r.into_inner().case_ids);
+    assert_eq!(
+        fax.ok(),
+        Some(vec![case_id]),
+        "the prescriber fax is indexed too"
+    );
+}
