@@ -11,10 +11,12 @@ CREATE TABLE timeline (
     occurred_at TIMESTAMPTZ NOT NULL,
     recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     envelope    BYTEA       NOT NULL,
-    -- Lets a reader by position wait until every earlier transaction has
-    -- committed, so a slow writer's row is never skipped.
-    writer_xid  xid8        NOT NULL DEFAULT pg_current_xact_id()
+    -- The writing transaction's id. WatchEvents reads in (writer_xid, position)
+    -- order and only rows whose writer is older than every running transaction,
+    -- so a row whose transaction commits late is never skipped.
+    writer_xid  BIGINT      NOT NULL DEFAULT (pg_current_xact_id()::text::bigint)
 );
+CREATE INDEX timeline_stream ON timeline (writer_xid, position);
 CREATE UNIQUE INDEX timeline_case_version ON timeline (case_id, version) WHERE version IS NOT NULL;
 CREATE INDEX timeline_case_position ON timeline (case_id, position);
 

@@ -1,15 +1,19 @@
 //! `CaseService` over gRPC: requests parsed into domain commands at the edge, store
 //! errors mapped to status codes whose messages name fields, never values.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use touchpoint_proto::v1::case_service_server::CaseService;
 use touchpoint_proto::v1::{
     AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
     CommandResult, ConsentSource, ContactPoints, FindCasesByContactRequest,
-    FindCasesByContactResponse, GetCaseRequest, OpenCaseRequest, Person, RecordConsentRequest,
-    RecordTherapyEventRequest, RevokeConsentRequest, SetStatusRequest, TherapyEventKind,
-    UpdateContactPointsRequest,
+    FindCasesByContactResponse, GetCaseRequest, GetTimelineRequest, GetTimelineResponse,
+    OpenCaseRequest, Person, RecordConsentRequest, RecordTherapyEventRequest, RevokeConsentRequest,
+    SetStatusRequest, TherapyEventKind, UpdateContactPointsRequest, WatchCaseRequest,
+    WatchEventsRequest,
 };
 use uuid::Uuid;
 
@@ -20,22 +24,43 @@ use crate::domain::case::{
 use crate::domain::contact::{ContactKey, EmailAddress, PhoneNumber};
 use crate::domain::locale::{Language, TimeZone};
 use crate::store::{CaseStore, Meta, StoreError};
+use crate::timeline::{self, Cursor};
+use crate::watch::{self, AllEvents, CaseEvents, EntryStream};
 
 /// Longest free-text field accepted (names, reasons, ids).
 const MAX_TEXT: usize = 200;
 /// Longest note accepted.
 const MAX_NOTE: usize = 10_000;
 
+/// Default and largest `GetTimeline` page.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+/// How often a caught-up watch stream looks for new entries.
+const WATCH_POLL: Duration = Duration::from_millis(100);
+
 /// The gRPC face of the case store.
 #[derive(Debug, Clone)]
 pub struct CaseApi {
     store: CaseStore,
+    shutdown: CancellationToken,
 }
 
 impl CaseApi {
-    /// Serves `store`.
-    pub fn new(store: CaseStore) -> Self {
-        Self { store }
+    /// Serves `store`; watch streams end when `shutdown` is cancelled.
+    pub fn new(store: CaseStore, shutdown: CancellationToken) -> Self {
+        Self { store, shutdown }
+    }
+
+    async fn existing_case(&self, raw: &str) -> Result<String, Status> {
+        let case_id = case_id(raw)?;
+        if timeline::case_exists(self.store.pool(), &case_id)
+            .await
+            .map_err(to_status)?
+        {
+            Ok(case_id)
+        } else {
+            Err(to_status(StoreError::Rejected(Rejection::NotFound)))
+        }
     }
 
     async fn run(
@@ -59,6 +84,105 @@ impl CaseApi {
 
 #[tonic::async_trait]
 impl CaseService for CaseApi {
+    type WatchCaseStream = EntryStream;
+    type WatchEventsStream = EntryStream;
+
+    async fn get_timeline(
+        &self,
+        request: Request<GetTimelineRequest>,
+    ) -> Result<Response<GetTimelineResponse>, Status> {
+        let r = request.into_inner();
+        let kinds = r
+            .kinds
+            .iter()
+            .map(|k| kind(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n if n <= MAX_PAGE => n,
+            _ => {
+                return Err(invalid(FieldError::new(
+                    "page_size",
+                    "must be at most 1000",
+                )));
+            }
+        };
+        let after: i64 = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token
+                .parse()
+                .ok()
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| {
+                    invalid(FieldError::new(
+                        "page_token",
+                        "not a token returned by this service",
+                    ))
+                })?
+        };
+        let case_id = self.existing_case(&r.case_id).await?;
+        let mut entries = timeline::page(
+            self.store.pool(),
+            &case_id,
+            &kinds,
+            after,
+            i64::from(page_size) + 1,
+        )
+        .await
+        .map_err(to_status)?;
+        let next_page_token = if entries.len() > page_size as usize {
+            entries.truncate(page_size as usize);
+            entries
+                .last()
+                .map(|e| e.position.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(GetTimelineResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn watch_case(
+        &self,
+        request: Request<WatchCaseRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let r = request.into_inner();
+        let case_id = self.existing_case(&r.case_id).await?;
+        let after_version = i64::try_from(r.after_version)
+            .map_err(|_| invalid(FieldError::new("after_version", "is too large")))?;
+        let source = CaseEvents {
+            pool: self.store.pool().clone(),
+            case_id,
+            after_version,
+        };
+        Ok(Response::new(watch::stream(
+            source,
+            self.shutdown.clone(),
+            WATCH_POLL,
+        )))
+    }
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let cursor =
+            Cursor::parse(&request.into_inner().after_cursor, "after_cursor").map_err(invalid)?;
+        let source = AllEvents {
+            pool: self.store.pool().clone(),
+            cursor,
+        };
+        Ok(Response::new(watch::stream(
+            source,
+            self.shutdown.clone(),
+            WATCH_POLL,
+        )))
+    }
+
     async fn open_case(
         &self,
         request: Request<OpenCaseRequest>,
@@ -298,6 +422,25 @@ fn contact(points: ContactPoints, field: &str) -> Result<Contact, Status> {
         email: EmailAddress::parse_optional(&points.email, &format!("{field}.email"))
             .map_err(invalid)?,
         postal_address: points.postal_address,
+    })
+}
+
+/// A payload type name: `AttemptSent` or `touchpoint.v1.AttemptSent`.
+fn kind(raw: &str) -> Result<String, Status> {
+    let raw = raw.trim();
+    let plain = !raw.is_empty()
+        && raw.len() <= 100
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+    if !plain {
+        return Err(invalid(FieldError::new(
+            "kinds",
+            "must be payload type names such as AttemptSent",
+        )));
+    }
+    Ok(if raw.contains('.') {
+        raw.to_owned()
+    } else {
+        format!("touchpoint.v1.{raw}")
     })
 }
 

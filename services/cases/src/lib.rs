@@ -6,6 +6,9 @@
 pub mod api;
 pub mod domain;
 pub mod store;
+pub mod timeline;
+pub mod timeline_consumer;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,8 +20,11 @@ use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::case_service_server::CaseServiceServer;
 
+use touchpoint_platform::inbox::InboxConsumer;
+
 use crate::api::CaseApi;
 use crate::store::CaseStore;
+use crate::timeline_consumer::TimelineRecorder;
 
 /// The service's name, schema and migrations.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -59,10 +65,27 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         platform.clock.clone(),
         platform.topics.name(Stream::Case),
     );
+    let api = CaseApi::new(store, shutdown.token());
     platform
         .grpc
         .routes()
-        .add_service(CaseServiceServer::new(CaseApi::new(store)));
+        .add_service(CaseServiceServer::new(api));
+
+    // Other services' events join the case timeline.
+    let others = [Stream::Outreach, Stream::Attempt, Stream::Inbound];
+    let timeline = InboxConsumer::new(
+        timeline_consumer::CONSUMER,
+        others.iter().map(|s| platform.topics.name(*s)).collect(),
+        platform.pool.clone(),
+        TimelineRecorder,
+        &platform.config,
+    );
+    let token = shutdown.token();
+    shutdown.spawn(async move {
+        if let Err(error) = timeline.run(token).await {
+            tracing::error!(%error, "timeline consumer stopped");
+        }
+    });
     platform.serve()
 }
 

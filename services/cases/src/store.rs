@@ -177,6 +177,11 @@ impl CaseStore {
         })
     }
 
+    /// The pool, for the timeline readers.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// The current state of a case.
     pub async fn get(&self, case_id: &str) -> Result<Option<Case>, StoreError> {
         let state: Option<Vec<u8>> =
@@ -247,10 +252,7 @@ pub async fn append_to_timeline(
     version: Option<u64>,
 ) -> Result<bool, StoreError> {
     let event_id = Uuid::parse_str(&envelope.event_id).map_err(|_| StoreError::Corrupt)?;
-    let occurred_at = envelope
-        .occurred_at
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-        .unwrap_or_else(chrono::Utc::now);
+    let occurred_at = occurred_at(envelope);
     let inserted = sqlx::query(
         "INSERT INTO timeline (case_id, version, event_id, kind, source, occurred_at, envelope)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
@@ -266,6 +268,66 @@ pub async fn append_to_timeline(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Appends other services' events to the timeline in one statement, in order;
+/// events already there are skipped.
+pub async fn append_many_to_timeline(
+    tx: &mut PgConnection,
+    envelopes: &[&Envelope],
+) -> Result<(), StoreError> {
+    let mut case_ids = Vec::with_capacity(envelopes.len());
+    let mut event_ids = Vec::with_capacity(envelopes.len());
+    let mut kinds = Vec::with_capacity(envelopes.len());
+    let mut sources = Vec::with_capacity(envelopes.len());
+    let mut occurred = Vec::with_capacity(envelopes.len());
+    let mut bodies = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        case_ids.push(envelope.case_id.clone());
+        event_ids.push(Uuid::parse_str(&envelope.event_id).map_err(|_| StoreError::Corrupt)?);
+        kinds.push(event_type(envelope).to_owned());
+        sources.push(envelope.source.clone());
+        occurred.push(occurred_at(envelope));
+        bodies.push(envelope.encode_to_vec());
+    }
+    sqlx::query(
+        "INSERT INTO timeline (case_id, event_id, kind, source, occurred_at, envelope)
+         SELECT case_id, event_id, kind, source, occurred_at, envelope
+         FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])
+              WITH ORDINALITY AS e(case_id, event_id, kind, source, occurred_at, envelope, n)
+         ORDER BY n
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&case_ids)
+    .bind(&event_ids)
+    .bind(&kinds)
+    .bind(&sources)
+    .bind(&occurred)
+    .bind(&bodies)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Which of `case_ids` exist.
+pub async fn existing_cases(
+    tx: &mut PgConnection,
+    case_ids: &[&str],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let found: Vec<String> =
+        sqlx::query_scalar("SELECT case_id FROM cases WHERE case_id = ANY($1)")
+            .bind(case_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// When the event happened, as its envelope says (now if it does not say).
+fn occurred_at(envelope: &Envelope) -> chrono::DateTime<chrono::Utc> {
+    envelope
+        .occurred_at
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .unwrap_or_else(chrono::Utc::now)
 }
 
 async fn reindex_contacts(
