@@ -3,6 +3,7 @@
 # idempotent and takes a second when everything is already there.
 #
 #   - Tansu 0.6.0, the Kafka-protocol broker (cargo install, ~10 min the first time)
+#   - cargo-nextest, the test runner
 #   - PostgreSQL answering on DATABASE_URL's server (started, or installed from
 #     Debian's postgresql package and started, when nothing answers)
 #
@@ -40,6 +41,15 @@ else
     # --locked is required: without it tansu does not compile. A storage feature
     # is required too, or the broker refuses to start.
     cargo install tansu --locked --version "$TANSU_VERSION" --features libsql,dynostore
+fi
+
+# --- cargo-nextest: the test runner (one process per test, so each test that
+# needs a broker gets its own) -------------------------------------------------
+if cargo nextest --version >/dev/null 2>&1; then
+    say "cargo-nextest present"
+else
+    say "installing cargo-nextest"
+    cargo install cargo-nextest --locked
 fi
 
 # --- PostgreSQL --------------------------------------------------------------

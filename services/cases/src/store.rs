@@ -158,7 +158,7 @@ impl CaseStore {
         .await?;
         let contacts_after = contact_keys(&state);
         if contacts_before.as_ref() != Some(&contacts_after) {
-            reindex_contacts(tx, case_id, &contacts_after).await?;
+            reindex_contacts(tx, case_id, contacts_before.is_some(), &contacts_after).await?;
         }
         if let Some(request_id) = &meta.request_id {
             sqlx::query(
@@ -330,15 +330,19 @@ fn occurred_at(envelope: &Envelope) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(chrono::Utc::now)
 }
 
+/// Replaces the case's contact index entries (`indexed`: it has some already).
 async fn reindex_contacts(
     tx: &mut PgConnection,
     case_id: &str,
+    indexed: bool,
     keys: &[String],
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM contact_index WHERE case_id = $1")
-        .bind(case_id)
-        .execute(&mut *tx)
-        .await?;
+    if indexed {
+        sqlx::query("DELETE FROM contact_index WHERE case_id = $1")
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query("INSERT INTO contact_index (contact_key, case_id) SELECT k, $2 FROM UNNEST($1::text[]) AS k")
         .bind(keys)
         .bind(case_id)
