@@ -213,6 +213,20 @@ async fn bad_input_names_the_field_and_never_echoes_the_value() {
     assert!(message.contains("patient.contact.mobile_e164"), "{message}");
     assert!(!message.contains("CALL-NOW"), "{message}");
 
+    let mut bad_email = open_request("", PHONE);
+    if let Some(contact) = bad_email.patient.as_mut().and_then(|p| p.contact.as_mut()) {
+        contact.email = "ana.ruiz(at)example".into();
+    }
+    let message = svc
+        .client
+        .open_case(bad_email)
+        .await
+        .err()
+        .map(|s| s.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.starts_with("patient.contact.email:"), "{message}");
+    assert!(!message.contains("ana.ruiz"), "{message}");
+
     let mut bad_zone = open_request("", PHONE);
     bad_zone.time_zone = "Mars/Olympus".into();
     let message = svc
