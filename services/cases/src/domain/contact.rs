@@ -23,11 +23,7 @@ impl PhoneNumber {
 
     /// Parses an optional number: empty means none.
     pub fn parse_optional(raw: &str, field: &str) -> Result<Option<Self>, FieldError> {
-        if raw.trim().is_empty() {
-            Ok(None)
-        } else {
-            Self::parse(raw, field).map(Some)
-        }
+        optional(raw, field, Self::parse)
     }
 
     /// The E.164 form.
@@ -73,11 +69,7 @@ impl EmailAddress {
 
     /// Parses an optional address: empty means none.
     pub fn parse_optional(raw: &str, field: &str) -> Result<Option<Self>, FieldError> {
-        if raw.trim().is_empty() {
-            Ok(None)
-        } else {
-            Self::parse(raw, field).map(Some)
-        }
+        optional(raw, field, Self::parse)
     }
 
     /// The address.
@@ -117,6 +109,19 @@ impl ContactKey {
             ContactKey::Phone(phone) => format!("phone:{}", phone.as_str()),
             ContactKey::Email(email) => format!("email:{}", email.lookup_key()),
         }
+    }
+}
+
+/// An empty field is none; anything else must parse.
+fn optional<T>(
+    raw: &str,
+    field: &str,
+    parse: fn(&str, &str) -> Result<T, FieldError>,
+) -> Result<Option<T>, FieldError> {
+    if raw.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse(raw, field).map(Some)
     }
 }
 
