@@ -4,13 +4,17 @@
 //!   services as separate processes, wait until each reports healthy, show them,
 //!   and stop everything it started on Ctrl-C.
 //! - `touchpoint health [ADDR...]`: the gRPC health of running services.
+//! - `touchpoint programs validate [DIR]`: check program files (default `programs`)
+//!   and list every problem; exits 1 if there is any.
 
 mod health;
+mod programs;
 mod stack;
 
 use anyhow::bail;
 
-const USAGE: &str = "usage: touchpoint up | touchpoint health [HOST:PORT ...]";
+const USAGE: &str =
+    "usage: touchpoint up | touchpoint health [HOST:PORT ...] | touchpoint programs validate [DIR]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +22,9 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => stack::up().await,
         Some("health") => health::report(&args[1..]).await,
+        Some("programs") if args.get(1).map(String::as_str) == Some("validate") => {
+            programs::validate(args.get(2).map_or("programs", String::as_str))
+        }
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,140 @@
+//! Program definitions: the cadence of a patient support program, written as a
+//! reviewed file and validated before it goes live.
+//!
+//! A program is a folder `programs/<id>/` with `program.toml` and a `templates/`
+//! folder (`<template>.<language>[.<channel>].<ext>`, rendered by dispatch). See the
+//! README for the format with a full example.
+
+mod duration;
+mod raw;
+mod validate;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
+use touchpoint_proto::v1::{Channel, Language};
+
+pub use duration::parse_offset;
+pub use validate::{ProgramError, load_dir, parse};
+
+/// A validated program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// Stable id, the folder's name.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Languages it writes in; the first is the default (fallback) language.
+    pub languages: Vec<Language>,
+    /// When patients may be contacted, in their local time.
+    pub window: ContactWindow,
+    /// Most messages per patient per day and per week.
+    pub cap: FrequencyCap,
+    /// The touchpoints, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Hours of the day (patient's local time) and days when contact is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactWindow {
+    /// First allowed local time.
+    pub start: NaiveTime,
+    /// End of the window (exclusive).
+    pub end: NaiveTime,
+    /// Weekdays with no contact.
+    pub no_contact_days: BTreeSet<u8>,
+    /// Dates with no contact (holidays).
+    pub no_contact_dates: BTreeSet<NaiveDate>,
+}
+
+impl ContactWindow {
+    /// Whether `day` is a no-contact weekday.
+    pub fn rests_on(&self, day: Weekday) -> bool {
+        self.no_contact_days
+            .contains(&(day.num_days_from_monday() as u8))
+    }
+}
+
+/// Messages per patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrequencyCap {
+    /// Per local day.
+    pub per_day: u32,
+    /// Per 7 days.
+    pub per_week: u32,
+}
+
+/// What a step's due time is measured from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anchor {
+    /// The case's enrolment.
+    Enrolled,
+    /// The therapy start.
+    TherapyStart,
+    /// The next refill due date (last fill + days supply).
+    RefillDue,
+    /// The completion of an earlier step.
+    AfterStep(String),
+}
+
+/// One channel of a step, tried `attempts` times `wait` apart before the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPlan {
+    /// The channel.
+    pub channel: Channel,
+    /// Tries on this channel.
+    pub attempts: u32,
+    /// Wait between tries.
+    pub wait: TimeDelta,
+}
+
+/// What ends a step (and stops its remaining attempts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitRule {
+    /// The patient answered.
+    Responded,
+    /// The patient opted out.
+    OptedOut,
+    /// The case was paused.
+    Paused,
+    /// The case was closed.
+    Closed,
+    /// Therapy stopped.
+    TherapyStopped,
+}
+
+/// One touchpoint of the program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Unique within the program.
+    pub id: String,
+    /// What the due time is measured from.
+    pub anchor: Anchor,
+    /// Offset from the anchor (negative: before it).
+    pub offset: TimeDelta,
+    /// Channels in order of preference.
+    pub channels: Vec<ChannelPlan>,
+    /// Template id, rendered by dispatch per language and channel.
+    pub template: String,
+    /// What ends the step.
+    pub exit_when: BTreeSet<ExitRule>,
+}
+
+/// Template ids found in a program folder's `templates/` (`<id>.<rest>`).
+pub fn templates_in(program_dir: &Path) -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(program_dir.join("templates")) else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.split('.')
+                .next()
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+        })
+        .collect()
+}

@@ -1,0 +1,60 @@
+//! The program file as written, before validation. Loose on purpose: every field
+//! that can be wrong in meaning is read as text, so validation can list every
+//! problem at once instead of stopping at the first.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProgram {
+    pub id: String,
+    pub name: String,
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub contact_window: RawWindow,
+    pub frequency_cap: Option<RawCap>,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    #[serde(default)]
+    pub no_contact_days: Vec<String>,
+    #[serde(default)]
+    pub no_contact_dates: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCap {
+    pub per_day: i64,
+    pub per_week: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub id: String,
+    pub anchor: String,
+    #[serde(default)]
+    pub offset: Option<String>,
+    pub template: String,
+    #[serde(default)]
+    pub channels: Vec<RawChannel>,
+    #[serde(default)]
+    pub exit_when: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    pub channel: String,
+    #[serde(default)]
+    pub attempts: Option<i64>,
+    #[serde(default)]
+    pub wait: Option<String>,
+}
