@@ -8,6 +8,7 @@
 mod duration;
 mod raw;
 mod validate;
+mod window;
 
 use std::collections::BTreeSet;
 use std::path::Path;
