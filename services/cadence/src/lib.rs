@@ -3,6 +3,7 @@
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! service on a free port.
 
+pub mod plan;
 pub mod program;
 
 use std::net::SocketAddr;
