@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use touchpoint_platform::envelope;
 use touchpoint_proto::v1::case_service_server::CaseService;
 use touchpoint_proto::v1::{
     AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
@@ -465,10 +466,7 @@ fn consent_source(value: i32) -> Result<ConsentSource, Status> {
 }
 
 fn instant(t: touchpoint_proto::Timestamp, field: &str) -> Result<DateTime<Utc>, Status> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| invalid(FieldError::new(field, "not a valid timestamp")))
+    envelope::instant(&t).ok_or_else(|| invalid(FieldError::new(field, "not a valid timestamp")))
 }
 
 fn missing(field: &str) -> Status {

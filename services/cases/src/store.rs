@@ -9,7 +9,7 @@
 use prost::Message as _;
 use sqlx::{PgConnection, PgPool, Postgres, Row as _, Transaction};
 use touchpoint_platform::clock::SharedClock;
-use touchpoint_platform::envelope::{event_type, new_envelope, timestamp};
+use touchpoint_platform::envelope::{event_type, instant, new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
 use touchpoint_proto::v1::{Case, Envelope};
 use uuid::Uuid;
@@ -326,7 +326,8 @@ pub async fn existing_cases(
 fn occurred_at(envelope: &Envelope) -> chrono::DateTime<chrono::Utc> {
     envelope
         .occurred_at
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .as_ref()
+        .and_then(instant)
         .unwrap_or_else(chrono::Utc::now)
 }
 

@@ -58,6 +58,12 @@ pub fn timestamp(at: DateTime<Utc>) -> touchpoint_proto::Timestamp {
     }
 }
 
+/// The instant a protobuf timestamp names, or None if it names none (nanos out of
+/// range, or a year chrono cannot hold). The inverse of [`timestamp`].
+pub fn instant(at: &touchpoint_proto::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
+}
+
 /// Decodes a record value into an envelope with a usable event id and case id.
 ///
 /// An unknown payload case (from a newer producer) decodes with `payload: None`;
@@ -109,6 +115,22 @@ mod tests {
         assert_eq!(second.causation_id, first.event_id);
         assert_eq!(second.correlation_id, first.correlation_id);
         assert_ne!(second.event_id, first.event_id);
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways_and_nonsense_is_none() {
+        let at = DateTime::from_timestamp(1_767_225_600, 123_456_789).unwrap_or_default();
+        assert_eq!(instant(&timestamp(at)), Some(at));
+        let negative_nanos = touchpoint_proto::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        assert_eq!(instant(&negative_nanos), None);
+        let beyond = touchpoint_proto::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(instant(&beyond), None);
     }
 
     #[test]

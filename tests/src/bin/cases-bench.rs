@@ -19,7 +19,7 @@ use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use tokio::sync::Mutex;
-use touchpoint_platform::envelope::{decode, new_envelope, timestamp};
+use touchpoint_platform::envelope::{decode, instant, new_envelope, timestamp};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
@@ -100,14 +100,14 @@ async fn main() -> anyhow::Result<()> {
                 let Ok((envelope, _)) = decode(record.payload()) else {
                     continue;
                 };
-                if let (Some(Payload::CaseOpened(_)), Some(at)) =
-                    (&envelope.payload, envelope.occurred_at)
+                let occurred = envelope.occurred_at.as_ref().and_then(instant);
+                if let (Some(Payload::CaseOpened(_)), Some(occurred)) =
+                    (&envelope.payload, occurred)
                 {
-                    let occurred = at.seconds as f64 + f64::from(at.nanos) / 1e9;
-                    let now = Utc::now();
-                    let arrived =
-                        now.timestamp() as f64 + f64::from(now.timestamp_subsec_nanos()) / 1e9;
-                    lags.lock().await.push((arrived - occurred) * 1000.0);
+                    let lag = (Utc::now() - occurred)
+                        .num_microseconds()
+                        .unwrap_or(i64::MAX);
+                    lags.lock().await.push(lag as f64 / 1000.0);
                 }
             }
         })

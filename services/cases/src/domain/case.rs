@@ -4,7 +4,7 @@
 //! Pure: `decide` and `apply` take values and a `now` and touch nothing else.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::envelope::{instant, timestamp};
 use touchpoint_proto::Timestamp;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
@@ -445,7 +445,7 @@ fn next_refill_due(fills: &[Fill]) -> Option<Timestamp> {
         .iter()
         .filter_map(|f| Some((f.filled_at?, f.days_supply)))
         .max_by_key(|(at, _)| (at.seconds, at.nanos))?;
-    let filled = DateTime::from_timestamp(latest.0.seconds, latest.0.nanos.max(0) as u32)?;
+    let filled = instant(&latest.0)?;
     Some(timestamp(filled + TimeDelta::days(i64::from(latest.1))))
 }
 
