@@ -5,6 +5,8 @@
 
 pub mod plan;
 pub mod program;
+#[cfg(test)]
+mod test_fixtures;
 
 use std::net::SocketAddr;
 use std::time::Duration;

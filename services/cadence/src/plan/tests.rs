@@ -1,5 +1,6 @@
 use super::*;
 use crate::program::parse;
+use crate::test_fixtures::utc;
 
 const PROGRAM: &str = r#"
 id = "p"
@@ -54,12 +55,6 @@ fn program() -> Program {
         Ok(program) => program,
         Err(errors) => panic!("{errors:?}"),
     }
-}
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .unwrap_or_default()
 }
 
 fn facts(reachable: &[Channel]) -> CaseFacts {
@@ -232,20 +227,14 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-
-    const ZONES: [Tz; 4] = [
-        chrono_tz::America::New_York,
-        chrono_tz::America::Mexico_City,
-        chrono_tz::America::Los_Angeles,
-        chrono_tz::America::Phoenix,
-    ];
+    use crate::test_fixtures::{THREE_YEARS, ZONES};
 
     proptest! {
         /// No message is ever placed outside the window in the patient's local time,
         /// before it is due, or past the daily and weekly caps.
         #[test]
         fn a_deliverable_instant_is_in_the_window_and_under_the_cap(
-            due_seconds in 1_767_225_600_i64..1_861_920_000,
+            due_seconds in THREE_YEARS,
             zone in 0..ZONES.len(),
             history in proptest::collection::vec(0_i64..(10 * 86_400), 0..6),
         ) {

@@ -72,6 +72,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::test_fixtures::{THREE_YEARS, ZONES, utc};
 
     fn window(start: u32, end: u32, rest_days: &[u8]) -> ContactWindow {
         ContactWindow {
@@ -80,12 +81,6 @@ mod tests {
             no_contact_days: rest_days.iter().copied().collect(),
             no_contact_dates: BTreeSet::new(),
         }
-    }
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.to_utc())
-            .unwrap_or_default()
     }
 
     const TCPA: (u32, u32) = (8, 21);
@@ -173,20 +168,13 @@ mod tests {
         );
     }
 
-    const ZONES: [Tz; 4] = [
-        chrono_tz::America::New_York,
-        chrono_tz::America::Mexico_City,
-        chrono_tz::America::Los_Angeles,
-        chrono_tz::America::Phoenix,
-    ];
-
     proptest! {
         /// Whatever the instant, zone and window: the opening found is inside the
         /// window in the patient's local time, not before the instant, and the
         /// earliest such minute.
         #[test]
         fn the_next_opening_is_inside_the_window_and_the_earliest(
-            seconds in 1_767_225_600_i64..1_861_920_000, // 2026-01-01 .. 2029-01-01
+            seconds in THREE_YEARS,
             zone in 0..ZONES.len(),
             start in 8_u32..20,
             length in 1_u32..13,
