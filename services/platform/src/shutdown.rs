@@ -46,11 +46,6 @@ impl Shutdown {
         self.token.cancel();
     }
 
-    /// Whether shutdown has started.
-    pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
     /// Runs `task` as work the shutdown waits for.
     pub fn spawn<F>(&self, task: F)
     where
