@@ -29,9 +29,9 @@ pub static CONSUMER_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// A probe event for `case_id` with `sequence`.
 pub fn probe(topic: &str, case_id: &str, sequence: u64, note: &str) -> OutgoingEvent {
-    OutgoingEvent {
-        topic: topic.to_owned(),
-        envelope: new_envelope(
+    OutgoingEvent::new(
+        topic,
+        new_envelope(
             case_id,
             "spine-test",
             Utc::now(),
@@ -41,7 +41,7 @@ pub fn probe(topic: &str, case_id: &str, sequence: u64, note: &str) -> OutgoingE
             }),
             None,
         ),
-    }
+    )
 }
 
 /// Appends `events` in one transaction.

@@ -139,10 +139,7 @@ impl CaseStore {
             let version = state.as_ref().map_or(0, |c| c.version);
             let envelope = new_envelope(case_id, SOURCE, now, payload, None);
             append_to_timeline(tx, &envelope, Some(version)).await?;
-            outgoing.push(OutgoingEvent {
-                topic: self.topic.clone(),
-                envelope,
-            });
+            outgoing.push(OutgoingEvent::new(self.topic.clone(), envelope));
         }
         let Some(state) = state else {
             return Err(StoreError::Rejected(Rejection::NotFound));

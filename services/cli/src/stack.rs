@@ -91,6 +91,9 @@ async fn start_all(
             .env("DATABASE_URL", database_url)
             .env("KAFKA_BROKERS", &brokers)
             .env("TOUCHPOINT_GRPC_ADDR", &addr)
+            // One replica each: a service restarted here takes its old place in
+            // its consumer groups at once.
+            .env("TOUCHPOINT_CONSUMER_INSTANCE_ID", "local")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -266,15 +266,33 @@ pub struct ConsumerConfig {
     pub max_attempts: u32,
     /// `TOUCHPOINT_CONSUMER_RETRY_MS`: first backoff between tries (doubles each time).
     pub retry_backoff: Duration,
+    /// `TOUCHPOINT_CONSUMER_INSTANCE_ID`: this replica's stable name, for static
+    /// group membership. A replica restarted under the same name takes its old
+    /// place in each consumer group at once instead of joining as a stranger.
+    /// Unset: dynamic membership.
+    pub instance_id: Option<String>,
 }
 
 impl ConsumerConfig {
     /// Reads the consumer variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let instance_id = env.raw("TOUCHPOINT_CONSUMER_INSTANCE_ID");
+        if instance_id.as_ref().is_some_and(|id| {
+            id.len() > 100
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        }) {
+            return Err(ConfigError::new(
+                "TOUCHPOINT_CONSUMER_INSTANCE_ID",
+                "expected at most 100 letters, digits, '.', '_' or '-'",
+            ));
+        }
         Ok(Self {
             batch_size: env.count("TOUCHPOINT_CONSUMER_BATCH", 500, 50_000)?,
             max_attempts: env.count("TOUCHPOINT_CONSUMER_MAX_ATTEMPTS", 3, 100)? as u32,
             retry_backoff: env.millis("TOUCHPOINT_CONSUMER_RETRY_MS", 50)?,
+            instance_id,
         })
     }
 }
@@ -353,6 +371,7 @@ mod tests {
             ("TOUCHPOINT_OUTBOX_BATCH", "lots"),
             ("TOUCHPOINT_OUTBOX_POLL_MS", "0"),
             ("TOUCHPOINT_CONSUMER_MAX_ATTEMPTS", "-1"),
+            ("TOUCHPOINT_CONSUMER_INSTANCE_ID", "two words"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
             ("TOUCHPOINT_CLOCK", "sundial"),
             ("TOUCHPOINT_CLOCK_SPEED", "fast"),

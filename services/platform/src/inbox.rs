@@ -185,7 +185,15 @@ impl<H: Handler> InboxConsumer<H> {
     /// Runs until `shutdown` is cancelled; the batch in hand is finished first and
     /// its offsets committed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let consumer: StreamConsumer = kafka::consumer_config(&self.kafka, &self.name).create()?;
+        let mut client = kafka::consumer_config(&self.kafka, &self.name);
+        if let Some(instance) = &self.config.instance_id {
+            // Static membership: a restarted replica takes its old place (and its
+            // partitions) at once. Brokers whose coordinator mishandles a member
+            // that died mid-group (Tansu 0.6.0 can leave the newcomer with no
+            // partitions) need it; Kafka merely skips a rebalance.
+            client.set("group.instance.id", format!("{}-{instance}", self.name));
+        }
+        let consumer: StreamConsumer = client.create()?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let dead_letters = DeadLetters::new(&self.kafka, &self.name)?;

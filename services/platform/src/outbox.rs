@@ -60,6 +60,26 @@ pub struct OutgoingEvent {
     pub topic: String,
     /// The event.
     pub envelope: Envelope,
+    /// The W3C trace context to publish it under; `None` takes the current span's.
+    pub traceparent: Option<String>,
+}
+
+impl OutgoingEvent {
+    /// `envelope` for `topic`, under the trace of the span that appends it.
+    pub fn new(topic: impl Into<String>, envelope: Envelope) -> Self {
+        Self {
+            topic: topic.into(),
+            envelope,
+            traceparent: None,
+        }
+    }
+
+    /// The same event under the trace `traceparent` (e.g. one trace per attempt
+    /// when a batch of attempts is appended at once).
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
+    }
 }
 
 /// The outbox could not be written or relayed.
@@ -86,8 +106,8 @@ pub fn notify_channel(schema: &str) -> String {
 
 /// Appends `events` to the outbox inside the caller's transaction, in order.
 ///
-/// The current span's trace context is stored with each event and travels in the
-/// Kafka headers. A `NOTIFY` wakes the relay when the transaction commits; it is only
+/// Each event's trace context (its own, else the current span's) is stored with it
+/// and travels in the Kafka headers. A `NOTIFY` wakes the relay when the transaction commits; it is only
 /// a hint, the relay also polls.
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
@@ -113,7 +133,7 @@ pub async fn append(
         ids.push(id);
         types.push(event_type(&event.envelope).to_owned());
         payloads.push(event.envelope.encode_to_vec());
-        traces.push(traceparent.clone());
+        traces.push(event.traceparent.clone().or_else(|| traceparent.clone()));
     }
     sqlx::query(
         "INSERT INTO outbox (topic, record_key, event_id, event_type, payload, traceparent)

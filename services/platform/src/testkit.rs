@@ -208,6 +208,7 @@ pub fn platform_config(service: &str, database: &TestDatabase, prefix: &str) -> 
         batch_size: 500,
         max_attempts: 3,
         retry_backoff: Duration::from_millis(10),
+        instance_id: None,
     };
     config
 }
