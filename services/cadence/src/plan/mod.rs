@@ -93,13 +93,55 @@ pub fn next_attempt(
             ..failed.clone()
         });
     }
-    let channel_index = reachable_from(step, facts, failed.channel_index + 1)?;
+    next_channel(step, failed, facts, now)
+}
+
+/// How long an attempt on a channel with no `wait` is given to be answered before
+/// the step falls back to its next channel.
+pub const DEFAULT_ANSWER_WAIT: TimeDelta = TimeDelta::days(1);
+
+/// After `made` was requested at `at`, if it goes unanswered: another try on the
+/// same channel after its wait, else the next reachable channel once the answer
+/// wait has passed (the channel's `wait`, or [`DEFAULT_ANSWER_WAIT`]). None when the
+/// step has no attempt left.
+pub fn follow_up(
+    step: &Step,
+    made: &Attempt,
+    facts: &CaseFacts,
+    at: DateTime<Utc>,
+) -> Option<Attempt> {
+    let plan = step.channels.get(made.channel_index)?;
+    if made.number < plan.attempts && facts.reachable.contains(&plan.channel) {
+        return Some(Attempt {
+            number: made.number + 1,
+            due_at: at + plan.wait,
+            ..made.clone()
+        });
+    }
+    let answer_wait = if plan.wait > TimeDelta::zero() {
+        plan.wait
+    } else {
+        DEFAULT_ANSWER_WAIT
+    };
+    next_channel(step, made, facts, at + answer_wait)
+}
+
+/// The first attempt on the next reachable channel after `current`'s, due at
+/// `due_at`: where a step goes when a channel can no longer be used (a permanent
+/// failure, consent revoked, an opt-out).
+pub fn next_channel(
+    step: &Step,
+    current: &Attempt,
+    facts: &CaseFacts,
+    due_at: DateTime<Utc>,
+) -> Option<Attempt> {
+    let channel_index = reachable_from(step, facts, current.channel_index + 1)?;
     Some(Attempt {
         step_id: step.id.clone(),
         channel_index,
         channel: step.channels[channel_index].channel,
         number: 1,
-        due_at: now,
+        due_at,
     })
 }
 

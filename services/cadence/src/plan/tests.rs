@@ -46,6 +46,7 @@ id = "follow-up"
 anchor = "after:first-week"
 offset = "3d"
 template = "t"
+exit_when = ["opted_out"]
 channels = [{ channel = "email" }]
 "#;
 
@@ -174,7 +175,7 @@ fn channels_without_consent_are_skipped_and_an_opt_out_moves_on() {
 }
 
 #[test]
-fn exit_rules_end_steps_and_opt_out_always_does() {
+fn exit_rules_end_steps_closing_always_does_and_opt_out_only_when_listed() {
     let program = program();
     assert!(ends_step(step(&program, "welcome"), ExitRule::Responded));
     assert!(!ends_step(
@@ -186,9 +187,59 @@ fn exit_rules_end_steps_and_opt_out_always_does() {
         "not listed for refill"
     );
     for id in ["welcome", "first-week", "refill", "follow-up"] {
-        assert!(ends_step(step(&program, id), ExitRule::OptedOut), "{id}");
         assert!(ends_step(step(&program, id), ExitRule::Closed), "{id}");
     }
+    assert!(ends_step(step(&program, "follow-up"), ExitRule::OptedOut));
+    assert!(
+        !ends_step(step(&program, "welcome"), ExitRule::OptedOut),
+        "welcome falls back to another channel instead"
+    );
+}
+
+#[test]
+fn an_unanswered_attempt_is_followed_up_after_its_wait_or_the_answer_wait() {
+    let program = program();
+    let welcome = step(&program, "welcome");
+    let case = facts(&ALL);
+    let at = utc("2026-04-07T15:00:00Z");
+    let call = first_attempt(welcome, &case, &BTreeMap::new())
+        .unwrap_or_else(|| panic!("no first attempt"));
+    // Voice has one attempt and no wait: SMS once a day has passed unanswered.
+    let sms = follow_up(welcome, &call, &case, at).unwrap_or_else(|| panic!("no SMS"));
+    assert_eq!(
+        (sms.channel, sms.number, sms.due_at),
+        (Channel::Sms, 1, at + DEFAULT_ANSWER_WAIT)
+    );
+    // SMS has two attempts a day apart.
+    let again = follow_up(welcome, &sms, &case, at).unwrap_or_else(|| panic!("no retry"));
+    assert_eq!(
+        (again.channel, again.number, again.due_at),
+        (Channel::Sms, 2, at + TimeDelta::days(1))
+    );
+    let email = follow_up(welcome, &again, &case, at).unwrap_or_else(|| panic!("no email"));
+    assert_eq!((email.channel, email.number), (Channel::Email, 1));
+    assert_eq!(follow_up(welcome, &email, &case, at), None, "nothing after");
+    // Without SMS consent the voice call is followed by email.
+    let no_sms = facts(&[Channel::Voice, Channel::Email]);
+    let next = follow_up(welcome, &call, &no_sms, at).map(|a| a.channel);
+    assert_eq!(next, Some(Channel::Email));
+}
+
+#[test]
+fn a_channel_that_cannot_be_used_moves_the_step_to_the_next_one_at_once() {
+    let program = program();
+    let welcome = step(&program, "welcome");
+    let case = facts(&ALL);
+    let now = utc("2026-04-07T16:00:00Z");
+    let sms = Attempt {
+        step_id: "welcome".into(),
+        channel_index: 1,
+        channel: Channel::Sms,
+        number: 1,
+        due_at: now,
+    };
+    let next = next_channel(welcome, &sms, &case, now).map(|a| (a.channel, a.number, a.due_at));
+    assert_eq!(next, Some((Channel::Email, 1, now)), "no second SMS");
 }
 
 #[test]

@@ -43,6 +43,12 @@ impl ContactWindow {
         None
     }
 
+    /// When the window closes on the patient's local day of `at`: the latest instant
+    /// a message requested at `at` may be handed to a provider.
+    pub fn closes_on(&self, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        local_instant(tz, at.with_timezone(&tz).date_naive().and_time(self.end))
+    }
+
     fn open_on(&self, date: NaiveDate) -> bool {
         !self.rests_on(date.weekday()) && !self.no_contact_dates.contains(&date)
     }
@@ -157,6 +163,22 @@ mod tests {
         // Friday 2026-12-25 22:00 EST -> Saturday, Sunday rest, Monday the 28th a holiday.
         let next = w.next_open(chrono_tz::America::New_York, utc("2026-12-26T03:00:00Z"));
         assert_eq!(next, Some(utc("2026-12-29T13:00:00Z")));
+    }
+
+    #[test]
+    fn the_window_closes_at_its_end_on_the_patients_local_day() {
+        let w = window(9, 20, &[]);
+        // 22:30Z on 2026-03-07 is 17:30 EST; it closes at 20:00 EST = 01:00Z next day.
+        let ny = chrono_tz::America::New_York;
+        assert_eq!(
+            w.closes_on(ny, utc("2026-03-07T22:30:00Z")),
+            Some(utc("2026-03-08T01:00:00Z"))
+        );
+        // The next day is the spring-forward day: 20:00 EDT is 00:00Z.
+        assert_eq!(
+            w.closes_on(ny, utc("2026-03-08T14:00:00Z")),
+            Some(utc("2026-03-09T00:00:00Z"))
+        );
     }
 
     #[test]

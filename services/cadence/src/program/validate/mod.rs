@@ -387,8 +387,9 @@ fn check_steps(
                 }
             };
         }
-        // Opting out and closing always end a step, whatever the file says.
-        exit_when.insert(ExitRule::OptedOut);
+        // Closing always ends a step, whatever the file says. An opt-out always
+        // cancels what is pending on its channel; it ends the step only when listed,
+        // else the step falls back to another consented channel.
         exit_when.insert(ExitRule::Closed);
         match (anchor, offset, channels) {
             (Some(anchor), Some(offset), Some(channels)) => steps.push(Step {

@@ -71,8 +71,12 @@ fn a_full_program_parses() -> Result<(), Vec<ProgramError>> {
     assert_eq!(remind.channels[0].attempts, 2);
     assert_eq!(remind.channels[1].channel, Channel::Email);
     assert!(
-        remind.exit_when.contains(&ExitRule::OptedOut),
-        "opt-out always ends a step"
+        remind.exit_when.contains(&ExitRule::Closed),
+        "closing always ends a step"
+    );
+    assert!(
+        !remind.exit_when.contains(&ExitRule::OptedOut),
+        "an opt-out ends a step only when listed"
     );
     assert_eq!(program.steps[1].anchor, Anchor::AfterStep("remind".into()));
     Ok(())
