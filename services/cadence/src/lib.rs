@@ -3,7 +3,10 @@
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! service on a free port.
 
+pub mod enrolment;
+pub mod events;
 pub mod plan;
+pub mod preview;
 pub mod program;
 #[cfg(test)]
 mod test_fixtures;

@@ -10,7 +10,7 @@ mod raw;
 mod validate;
 mod window;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
@@ -120,6 +120,31 @@ pub struct Step {
     pub template: String,
     /// What ends the step.
     pub exit_when: BTreeSet<ExitRule>,
+}
+
+/// The programs a service runs, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    programs: BTreeMap<String, Program>,
+}
+
+impl Catalogue {
+    /// A catalogue of `programs` (ids are unique: each is its folder's name).
+    pub fn new(programs: Vec<Program>) -> Self {
+        Self {
+            programs: programs.into_iter().map(|p| (p.id.clone(), p)).collect(),
+        }
+    }
+
+    /// The program `id`, if loaded.
+    pub fn get(&self, id: &str) -> Option<&Program> {
+        self.programs.get(id)
+    }
+
+    /// Every program, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Program> {
+        self.programs.values()
+    }
 }
 
 /// Template ids found in a program folder's `templates/` (`<id>.<rest>`).

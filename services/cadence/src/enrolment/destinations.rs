@@ -1,0 +1,167 @@
+//! Where each channel reaches a case: the patient's contact points first, the
+//! caregiver's when the patient has none, the prescriber's office for fax.
+//!
+//! These are patient data. `Debug` says only which contact points are known, so
+//! an enrolment can be logged or shown in a test failure without them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use touchpoint_proto::v1::contact_point::Value;
+use touchpoint_proto::v1::{Channel, ContactPoint, ContactPoints};
+
+/// One person's contact points, as the cases service keeps them (phones in E.164).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonContacts {
+    /// Mobile phone.
+    pub mobile: Option<String>,
+    /// Landline.
+    pub landline: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+}
+
+impl PersonContacts {
+    /// From the event's contact points; empty fields are unknown.
+    pub fn from_proto(contact: Option<&ContactPoints>) -> Self {
+        let known = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
+        contact.map_or_else(Self::default, |c| Self {
+            mobile: known(&c.mobile_e164),
+            landline: known(&c.landline_e164),
+            email: known(&c.email),
+        })
+    }
+}
+
+/// Every contact point outreach may use for a case.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destinations {
+    /// The patient's.
+    pub patient: PersonContacts,
+    /// The caregiver's, if the case has one.
+    pub caregiver: PersonContacts,
+    /// The prescriber office's fax, E.164.
+    pub prescriber_fax: Option<String>,
+}
+
+impl Destinations {
+    /// Where `channel` reaches the case, if anywhere. Voice tries mobiles before
+    /// landlines; postal mail is not sent by outreach requests.
+    pub fn for_channel(&self, channel: Channel) -> Option<ContactPoint> {
+        let (p, c) = (&self.patient, &self.caregiver);
+        let value = match channel {
+            Channel::Sms => p
+                .mobile
+                .as_ref()
+                .or(c.mobile.as_ref())
+                .cloned()
+                .map(Value::PhoneE164),
+            Channel::Voice => [&p.mobile, &p.landline, &c.mobile, &c.landline]
+                .into_iter()
+                .find_map(Option::as_ref)
+                .cloned()
+                .map(Value::PhoneE164),
+            Channel::Email => p
+                .email
+                .as_ref()
+                .or(c.email.as_ref())
+                .cloned()
+                .map(Value::Email),
+            Channel::Fax => self.prescriber_fax.clone().map(Value::FaxE164),
+            Channel::Mail | Channel::Unspecified => None,
+        }?;
+        Some(ContactPoint { value: Some(value) })
+    }
+
+    /// Placeholder contact points on every channel, for previews, which need no
+    /// patient data.
+    pub fn placeholders() -> Self {
+        let person = PersonContacts {
+            mobile: Some("+15550000000".into()),
+            landline: Some("+15550000001".into()),
+            email: Some("patient@example.invalid".into()),
+        };
+        Self {
+            patient: person,
+            caregiver: PersonContacts::default(),
+            prescriber_fax: Some("+15550000002".into()),
+        }
+    }
+}
+
+impl fmt::Debug for PersonContacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersonContacts")
+            .field("mobile", &self.mobile.is_some())
+            .field("landline", &self.landline.is_some())
+            .field("email", &self.email.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Destinations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Destinations")
+            .field("patient", &self.patient)
+            .field("caregiver", &self.caregiver)
+            .field("prescriber_fax", &self.prescriber_fax.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone(point: Option<ContactPoint>) -> Option<String> {
+        match point?.value? {
+            Value::PhoneE164(p) | Value::FaxE164(p) | Value::Email(p) => Some(p),
+        }
+    }
+
+    #[test]
+    fn the_patient_comes_first_then_the_caregiver() {
+        let mut d = Destinations {
+            caregiver: PersonContacts {
+                mobile: Some("+13125550199".into()),
+                ..PersonContacts::default()
+            },
+            ..Destinations::default()
+        };
+        assert_eq!(
+            phone(d.for_channel(Channel::Sms)).as_deref(),
+            Some("+13125550199")
+        );
+        d.patient.landline = Some("+13125550100".into());
+        assert_eq!(
+            phone(d.for_channel(Channel::Voice)).as_deref(),
+            Some("+13125550100"),
+            "a patient's landline before a caregiver's mobile"
+        );
+        assert_eq!(
+            phone(d.for_channel(Channel::Sms)).as_deref(),
+            Some("+13125550199")
+        );
+        assert_eq!(d.for_channel(Channel::Email), None);
+        assert_eq!(d.for_channel(Channel::Fax), None);
+        assert_eq!(d.for_channel(Channel::Mail), None);
+    }
+
+    #[test]
+    fn debug_output_names_no_contact_point() {
+        let d = Destinations {
+            patient: PersonContacts {
+                mobile: Some("+13125550142".into()),
+                landline: None,
+                email: Some("ana.ruiz@example.com".into()),
+            },
+            caregiver: PersonContacts::default(),
+            prescriber_fax: Some("+13125550111".into()),
+        };
+        let shown = format!("{d:?}");
+        for secret in ["3125550142", "ana.ruiz", "3125550111"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("mobile: true"), "{shown}");
+    }
+}
