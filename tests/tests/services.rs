@@ -8,7 +8,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use touchpoint_platform::config::PlatformConfig;
-use touchpoint_platform::service::StartError;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 
@@ -85,7 +84,8 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
         |name: &str| -> PlatformConfig { testkit::platform_config(name, &database, &prefix) };
     let shutdown = Shutdown::new();
 
-    let started: Vec<(&str, Result<SocketAddr, StartError>)> = vec![
+    let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../programs");
+    let started: Vec<(&str, Result<SocketAddr, String>)> = vec![
         (
             "cases",
             touchpoint_cases::start(
@@ -94,17 +94,17 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
                 },
                 &shutdown,
             )
-            .await,
+            .await
+            .map_err(|e| e.to_string()),
         ),
         (
             "cadence",
             touchpoint_cadence::start(
-                touchpoint_cadence::Config {
-                    platform: config("cadence"),
-                },
+                touchpoint_cadence::Config::new(config("cadence"), programs),
                 &shutdown,
             )
-            .await,
+            .await
+            .map_err(|e| e.to_string()),
         ),
         (
             "dispatch",
@@ -114,7 +114,8 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
                 },
                 &shutdown,
             )
-            .await,
+            .await
+            .map_err(|e| e.to_string()),
         ),
         (
             "routing",
@@ -124,7 +125,8 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
                 },
                 &shutdown,
             )
-            .await,
+            .await
+            .map_err(|e| e.to_string()),
         ),
     ];
     let mut addrs = Vec::new();

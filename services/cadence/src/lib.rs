@@ -1,23 +1,40 @@
-//! The cadence service: when each touchpoint is due: programs, durable timers, outreach requests.
+//! The cadence service: when each touchpoint is due. It loads the programs,
+//! enrols cases from `touchpoint.case.v1`, keeps each enrolment's timer in
+//! PostgreSQL, emits an `OutreachRequested` for each due attempt, and reacts to
+//! attempt outcomes and inbound contacts.
 //!
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! service on a free port.
 
+pub mod api;
+pub mod due;
 pub mod enrolment;
 pub mod events;
 pub mod plan;
 pub mod preview;
 pub mod program;
+pub mod reactions;
+pub mod store;
 #[cfg(test)]
 mod test_fixtures;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use touchpoint_platform::config::{ConfigError, Env, PlatformConfig};
+use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::topics::Stream;
+use touchpoint_proto::v1::cadence_service_server::CadenceServiceServer;
+
+use crate::api::CadenceApi;
+use crate::due::DueLoop;
+use crate::program::Catalogue;
+use crate::reactions::Reactions;
 
 /// The service's name, schema and migrations.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -39,25 +56,111 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub struct Config {
     /// What every service needs.
     pub platform: PlatformConfig,
+    /// `TOUCHPOINT_PROGRAMS_DIR`: the program folders, loaded and validated at start.
+    pub programs_dir: PathBuf,
+    /// `TOUCHPOINT_DUE_BATCH`: enrolments the due loop claims per round.
+    pub due_batch: usize,
+    /// `TOUCHPOINT_DUE_POLL_MS`: how often an idle due loop looks for due timers.
+    pub due_poll: Duration,
 }
+
+const DEFAULT_DUE_BATCH: usize = 500;
+const DEFAULT_DUE_POLL_MS: u64 = 200;
 
 impl Config {
     /// Reads the configuration; a bad value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             platform: PlatformConfig::from_env(env, SPEC.name, DEFAULT_GRPC_PORT)?,
+            programs_dir: PathBuf::from(env.string("TOUCHPOINT_PROGRAMS_DIR", "programs")),
+            due_batch: env.count("TOUCHPOINT_DUE_BATCH", DEFAULT_DUE_BATCH, 10_000)?,
+            due_poll: env.millis("TOUCHPOINT_DUE_POLL_MS", DEFAULT_DUE_POLL_MS)?,
         })
+    }
+
+    /// `platform` with the programs in `programs_dir` and the default due loop.
+    pub fn new(platform: PlatformConfig, programs_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            platform,
+            programs_dir: programs_dir.into(),
+            due_batch: DEFAULT_DUE_BATCH,
+            due_poll: Duration::from_millis(DEFAULT_DUE_POLL_MS),
+        }
     }
 }
 
+/// The cadence service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CadenceStartError {
+    /// The programs folder holds an invalid program (every problem listed).
+    #[error("the programs in {dir} are not valid:\n{problems}")]
+    Programs {
+        /// The folder.
+        dir: String,
+        /// One problem per line: `file: step: field: problem`.
+        problems: String,
+    },
+    /// What every service needs.
+    #[error(transparent)]
+    Platform(#[from] StartError),
+}
+
 /// Starts the service; returns the gRPC address. It stops when `shutdown` does.
-pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, StartError> {
-    let platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
-    platform.serve()
+pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, CadenceStartError> {
+    let programs =
+        program::load_dir(&config.programs_dir).map_err(|errors| CadenceStartError::Programs {
+            dir: config.programs_dir.display().to_string(),
+            problems: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })?;
+    tracing::info!(programs = programs.len(), "programs loaded");
+    let catalogue = Arc::new(Catalogue::new(programs));
+
+    let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
+    let api = CadenceApi::new(
+        platform.pool.clone(),
+        catalogue.clone(),
+        platform.clock.clone(),
+    );
+    platform
+        .grpc
+        .routes()
+        .add_service(CadenceServiceServer::new(api));
+
+    let reactions = InboxConsumer::new(
+        reactions::CONSUMER,
+        [Stream::Case, Stream::Attempt, Stream::Inbound]
+            .iter()
+            .map(|s| platform.topics.name(*s))
+            .collect(),
+        platform.pool.clone(),
+        Reactions::new(catalogue.clone(), platform.clock.clone()),
+        &platform.config,
+    );
+    let token = shutdown.token();
+    shutdown.spawn(async move {
+        if let Err(error) = reactions.run(token).await {
+            tracing::error!(%error, "cadence consumer stopped");
+        }
+    });
+
+    let due = DueLoop::new(
+        platform.pool.clone(),
+        catalogue,
+        platform.clock.clone(),
+        platform.topics.name(Stream::Outreach),
+        config.due_batch,
+        config.due_poll,
+    );
+    shutdown.spawn(due.run(shutdown.token()));
+    Ok(platform.serve()?)
 }
 
 /// Runs until SIGTERM or Ctrl-C, then drains in-flight work.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(config: Config) -> Result<(), CadenceStartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
     shutdown.wait_and_drain(DRAIN_LIMIT).await;

@@ -1,0 +1,347 @@
+//! `CadenceService` over gRPC: requests parsed at the edge, answers built from the
+//! enrolment and its program. Error messages name fields, never values.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::{instant, timestamp};
+use touchpoint_proto::v1::cadence_service_server::CadenceService;
+use touchpoint_proto::v1::{
+    Channel, GetPlanRequest, Language, ListProgramsRequest, ListProgramsResponse,
+    PauseOutreachRequest, Plan, PlannedTouchpoint, PreviewCase, PreviewProgramRequest,
+    PreviewProgramResponse, PreviewedTouchpoint, ProgramProblem, ProgramSummary,
+    ResumeOutreachRequest, StepPlan, StepState, ValidateProgramRequest, ValidateProgramResponse,
+};
+
+use crate::enrolment::{CaseStatus, Change, Enrolment, RunState, V7Ids};
+use crate::preview::{self, DEFAULT_HORIZON, MAX_HORIZON};
+use crate::program::{self, Catalogue, Program};
+use crate::store::{self, Saved, StoreError};
+
+/// Longest program file `ValidateProgram` accepts.
+const MAX_PROGRAM_TEXT: usize = 256 * 1024;
+/// Longest case id accepted.
+const MAX_CASE_ID: usize = 100;
+
+/// The gRPC face of the cadence service.
+#[derive(Debug, Clone)]
+pub struct CadenceApi {
+    pool: PgPool,
+    catalogue: Arc<Catalogue>,
+    clock: SharedClock,
+}
+
+impl CadenceApi {
+    /// Serves enrolments in `pool` planned with `catalogue`.
+    pub fn new(pool: PgPool, catalogue: Arc<Catalogue>, clock: SharedClock) -> Self {
+        Self {
+            pool,
+            catalogue,
+            clock,
+        }
+    }
+
+    /// Applies `change` to the enrolment of `case_id` under its row lock, and
+    /// answers with its plan.
+    async fn change(&self, case_id: &str, change: Change) -> Result<Plan, Status> {
+        let mut tx = self.pool.begin().await.map_err(|e| internal(e.into()))?;
+        let ids = [case_id.to_owned()];
+        let mut locked = store::lock(&mut tx, &ids).await.map_err(internal)?;
+        let enrolment = locked.get_mut(case_id).ok_or_else(not_enrolled)?;
+        let now = self.clock.now();
+        let program = self.catalogue.get(&enrolment.program_id);
+        enrolment.apply(program, change, now, &mut V7Ids);
+        let saved = Saved {
+            case_id,
+            enrolment,
+            wake_at: store::timer(enrolment, program.is_some(), now),
+        };
+        store::save(&mut tx, &[saved]).await.map_err(internal)?;
+        tx.commit().await.map_err(|e| internal(e.into()))?;
+        Ok(plan(case_id, enrolment, program))
+    }
+}
+
+#[tonic::async_trait]
+impl CadenceService for CadenceApi {
+    async fn list_programs(
+        &self,
+        _request: Request<ListProgramsRequest>,
+    ) -> Result<Response<ListProgramsResponse>, Status> {
+        let programs = self
+            .catalogue
+            .iter()
+            .map(|p| ProgramSummary {
+                program_id: p.id.clone(),
+                name: p.name.clone(),
+                languages: p.languages.iter().map(|l| *l as i32).collect(),
+                step_ids: p.steps.iter().map(|s| s.id.clone()).collect(),
+            })
+            .collect();
+        Ok(Response::new(ListProgramsResponse { programs }))
+    }
+
+    async fn validate_program(
+        &self,
+        request: Request<ValidateProgramRequest>,
+    ) -> Result<Response<ValidateProgramResponse>, Status> {
+        let r = request.into_inner();
+        if r.program_toml.len() > MAX_PROGRAM_TEXT {
+            return Err(invalid("program_toml", "must be at most 256 KiB"));
+        }
+        let templates = r.template_ids.into_iter().collect();
+        let problems = match program::parse("program.toml", &r.program_toml, &templates) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .into_iter()
+                .map(|e| ProgramProblem {
+                    file: e.file,
+                    step_id: e.step.unwrap_or_default(),
+                    field: e.field,
+                    problem: e.problem,
+                })
+                .collect(),
+        };
+        Ok(Response::new(ValidateProgramResponse {
+            valid: problems.is_empty(),
+            problems,
+        }))
+    }
+
+    async fn get_plan(&self, request: Request<GetPlanRequest>) -> Result<Response<Plan>, Status> {
+        let case_id = case_id(&request.into_inner().case_id)?;
+        let enrolment = store::get(&self.pool, &case_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(not_enrolled)?;
+        let program = self.catalogue.get(&enrolment.program_id);
+        Ok(Response::new(plan(&case_id, &enrolment, program)))
+    }
+
+    async fn preview_program(
+        &self,
+        request: Request<PreviewProgramRequest>,
+    ) -> Result<Response<PreviewProgramResponse>, Status> {
+        let r = request.into_inner();
+        let program = self
+            .catalogue
+            .get(&r.program_id)
+            .ok_or_else(|| Status::not_found("program_id: no such program is loaded"))?;
+        let case = preview_case(r.case_facts.as_ref())?;
+        let responses = r
+            .responses
+            .iter()
+            .map(|t| instant(t).ok_or_else(|| invalid("responses", "must be valid instants")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let until = match &r.until {
+            None => case.enrolled_at + DEFAULT_HORIZON,
+            Some(t) => instant(t)
+                .filter(|u| *u > case.enrolled_at && *u <= case.enrolled_at + MAX_HORIZON)
+                .ok_or_else(|| {
+                    invalid(
+                        "until",
+                        "must be after enrolled_at and within two years of it",
+                    )
+                })?,
+        };
+        let tz = case.time_zone;
+        let touchpoints = preview::preview(program, &case, &responses, until)
+            .into_iter()
+            .map(|request| PreviewedTouchpoint {
+                send_at: Some(timestamp(request.requested_at)),
+                send_at_local: local(tz, request.requested_at),
+                step_id: request.step_id,
+                channel: request.channel as i32,
+                attempt_number: request.number,
+                template_id: request.template,
+                language: request.language as i32,
+                due_at: Some(timestamp(request.due_at)),
+            })
+            .collect();
+        Ok(Response::new(PreviewProgramResponse { touchpoints }))
+    }
+
+    async fn pause_outreach(
+        &self,
+        request: Request<PauseOutreachRequest>,
+    ) -> Result<Response<Plan>, Status> {
+        let r = request.into_inner();
+        let case_id = case_id(&r.case_id)?;
+        let until = match &r.until {
+            None => None,
+            Some(t) => Some(
+                instant(t)
+                    .filter(|u| *u > self.clock.now())
+                    .ok_or_else(|| invalid("until", "must be in the future"))?,
+            ),
+        };
+        Ok(Response::new(
+            self.change(&case_id, Change::Hold { until }).await?,
+        ))
+    }
+
+    async fn resume_outreach(
+        &self,
+        request: Request<ResumeOutreachRequest>,
+    ) -> Result<Response<Plan>, Status> {
+        let case_id = case_id(&request.into_inner().case_id)?;
+        Ok(Response::new(
+            self.change(&case_id, Change::ReleaseHold).await?,
+        ))
+    }
+}
+
+/// The plan `GetPlan` shows: every step in program order, and the touchpoints
+/// waiting, soonest first.
+fn plan(case_id: &str, enrolment: &Enrolment, program: Option<&Program>) -> Plan {
+    let tz = enrolment.time_zone;
+    let steps = program.map_or_else(Vec::new, |program| {
+        program
+            .steps
+            .iter()
+            .map(|step| match enrolment.runs.get(&step.id) {
+                None => StepPlan {
+                    step_id: step.id.clone(),
+                    state: StepState::AwaitingAnchor as i32,
+                    ..StepPlan::default()
+                },
+                Some(run) => {
+                    let (state, ended_at, end_reason) = match run.state {
+                        RunState::Scheduled => (StepState::Scheduled, None, ""),
+                        RunState::Running => (StepState::Running, None, ""),
+                        RunState::Blocked => (StepState::Blocked, None, ""),
+                        RunState::Completed { at } => (StepState::Completed, Some(at), ""),
+                        RunState::Exhausted { at } => (StepState::Exhausted, Some(at), ""),
+                        RunState::Cancelled { at, reason } => {
+                            (StepState::Cancelled, Some(at), reason.as_str())
+                        }
+                    };
+                    StepPlan {
+                        step_id: step.id.clone(),
+                        state: state as i32,
+                        anchor_at: Some(timestamp(run.anchor_at)),
+                        attempts_made: run.made.len() as u32,
+                        ended_at: ended_at.map(timestamp),
+                        end_reason: end_reason.to_owned(),
+                    }
+                }
+            })
+            .collect()
+    });
+    let mut upcoming: Vec<PlannedTouchpoint> = enrolment
+        .runs
+        .iter()
+        .filter(|(_, run)| run.is_live())
+        .filter_map(|(step_id, run)| {
+            let p = run.pending.as_ref()?;
+            Some(PlannedTouchpoint {
+                step_id: step_id.clone(),
+                attempt_id: p.attempt_id.to_string(),
+                channel: p.channel as i32,
+                attempt_number: p.number,
+                due_at: Some(timestamp(p.due_at)),
+                send_at: Some(timestamp(p.send_at)),
+                send_at_local: local(tz, p.send_at),
+                held: p.held,
+            })
+        })
+        .collect();
+    upcoming.sort_by_key(|t| t.send_at.as_ref().map(|s| (s.seconds, s.nanos)));
+    let case_status = match enrolment.status {
+        CaseStatus::Active => "active",
+        CaseStatus::Paused { .. } => "paused",
+        CaseStatus::Closed => "closed",
+    };
+    Plan {
+        case_id: case_id.to_owned(),
+        program_id: enrolment.program_id.clone(),
+        time_zone: tz.name().to_owned(),
+        case_status: case_status.to_owned(),
+        outreach_held: enrolment.hold.is_some(),
+        held_until: enrolment.hold.and_then(|h| h.until).map(timestamp),
+        steps,
+        upcoming,
+    }
+}
+
+fn preview_case(raw: Option<&PreviewCase>) -> Result<preview::PreviewCase, Status> {
+    let raw = raw.ok_or_else(|| invalid("case_facts", "is required"))?;
+    let time_zone: Tz = raw.time_zone.parse().map_err(|_| {
+        invalid(
+            "case_facts.time_zone",
+            "must be an IANA time zone such as America/Chicago",
+        )
+    })?;
+    let language = Language::try_from(raw.language)
+        .map_err(|_| invalid("case_facts.language", "must be a known language"))?;
+    let enrolled_at = raw
+        .enrolled_at
+        .as_ref()
+        .and_then(instant)
+        .ok_or_else(|| invalid("case_facts.enrolled_at", "is required"))?;
+    let optional_instant = |t: &Option<touchpoint_proto::Timestamp>, field| match t {
+        None => Ok(None),
+        Some(t) => instant(t)
+            .map(Some)
+            .ok_or_else(|| invalid(field, "must be a valid instant")),
+    };
+    let therapy_start = optional_instant(&raw.therapy_start, "case_facts.therapy_start")?;
+    let last_fill = match optional_instant(&raw.last_fill_at, "case_facts.last_fill_at")? {
+        None => None,
+        Some(_) if raw.days_supply == 0 || raw.days_supply > 365 => {
+            return Err(invalid(
+                "case_facts.days_supply",
+                "must be 1 to 365 with a last fill",
+            ));
+        }
+        Some(at) => Some((at, raw.days_supply)),
+    };
+    let consented = raw
+        .consented_channels
+        .iter()
+        .map(|c| {
+            Channel::try_from(*c)
+                .ok()
+                .filter(|c| *c != Channel::Unspecified)
+                .ok_or_else(|| invalid("case_facts.consented_channels", "must be known channels"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(preview::PreviewCase {
+        time_zone,
+        language,
+        enrolled_at,
+        therapy_start,
+        last_fill,
+        consented,
+    })
+}
+
+fn case_id(raw: &str) -> Result<String, Status> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > MAX_CASE_ID || raw.chars().any(char::is_control) {
+        return Err(invalid("case_id", "must be a case id"));
+    }
+    Ok(raw.to_owned())
+}
+
+/// `at` in the patient's local time, RFC 3339 with the offset.
+fn local(tz: Tz, at: DateTime<Utc>) -> String {
+    at.with_timezone(&tz).to_rfc3339()
+}
+
+fn invalid(field: &str, problem: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {problem}"))
+}
+
+fn not_enrolled() -> Status {
+    Status::not_found("case_id: the case is not enrolled in a program")
+}
+
+fn internal(error: StoreError) -> Status {
+    tracing::error!(%error, "cadence request failed");
+    Status::internal("cadence storage is unavailable; try again")
+}

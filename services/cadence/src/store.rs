@@ -1,0 +1,148 @@
+//! Enrolments in PostgreSQL: one row per case, its enrolment as JSONB and its
+//! `wake_at`, the durable timer the due loop claims.
+//!
+//! Every change to an enrolment happens under its row lock: consumers and the API
+//! lock the rows they change (in case id order, so two batches cannot deadlock),
+//! and due loops claim due rows with `FOR UPDATE SKIP LOCKED`, so replicas never
+//! wake the same case at once and never wait on a consumer.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{PgConnection, PgPool, Row as _};
+
+use crate::enrolment::Enrolment;
+
+/// How soon an enrolment whose program is not loaded here is looked at again, to
+/// plan it once a release brings the program.
+pub const UNKNOWN_PROGRAM_RECHECK: TimeDelta = TimeDelta::hours(1);
+
+/// The enrolment store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stored enrolment cannot be read back.
+    #[error("the stored enrolment of case {case_id} is unreadable")]
+    Corrupt {
+        /// The case.
+        case_id: String,
+    },
+    /// The database failed.
+    #[error("enrolment database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// An enrolment to write, with its timer.
+#[derive(Debug)]
+pub struct Saved<'a> {
+    /// The case.
+    pub case_id: &'a str,
+    /// Its enrolment.
+    pub enrolment: &'a Enrolment,
+    /// When the due loop must next look at it.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// When the due loop must next look at `enrolment`: its own wake time, or while
+/// its program is not loaded here, a while from `now`.
+pub fn timer(
+    enrolment: &Enrolment,
+    program_loaded: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if program_loaded {
+        enrolment.wake_at()
+    } else {
+        Some(now + UNKNOWN_PROGRAM_RECHECK)
+    }
+}
+
+/// Locks and reads the enrolments of `case_ids` that exist.
+pub async fn lock(
+    tx: &mut PgConnection,
+    case_ids: &[String],
+) -> Result<BTreeMap<String, Enrolment>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT case_id, state::text AS state FROM enrolments
+         WHERE case_id = ANY($1) ORDER BY case_id FOR UPDATE",
+    )
+    .bind(case_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// Claims up to `limit` enrolments due at `now`, soonest first, skipping rows
+/// another transaction holds (another replica's due loop, or a consumer).
+pub async fn claim_due(
+    tx: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<(String, Enrolment)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT case_id, state::text AS state FROM enrolments
+         WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// The enrolment of `case_id`, if the case is enrolled.
+pub async fn get(pool: &PgPool, case_id: &str) -> Result<Option<Enrolment>, StoreError> {
+    let row =
+        sqlx::query("SELECT case_id, state::text AS state FROM enrolments WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_optional(pool)
+            .await?;
+    row.as_ref()
+        .map(decode)
+        .transpose()
+        .map(|r| r.map(|(_, e)| e))
+}
+
+/// Inserts or replaces `rows`, in one statement.
+pub async fn save(tx: &mut PgConnection, rows: &[Saved<'_>]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut case_ids = Vec::with_capacity(rows.len());
+    let mut program_ids = Vec::with_capacity(rows.len());
+    let mut states = Vec::with_capacity(rows.len());
+    let mut wakes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let state = serde_json::to_string(row.enrolment).map_err(|_| StoreError::Corrupt {
+            case_id: row.case_id.to_owned(),
+        })?;
+        case_ids.push(row.case_id);
+        program_ids.push(row.enrolment.program_id.as_str());
+        states.push(state);
+        wakes.push(row.wake_at);
+    }
+    sqlx::query(
+        "INSERT INTO enrolments (case_id, program_id, state, wake_at)
+         SELECT case_id, program_id, state::jsonb, wake_at
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+              AS u(case_id, program_id, state, wake_at)
+         ON CONFLICT (case_id) DO UPDATE
+         SET program_id = EXCLUDED.program_id, state = EXCLUDED.state,
+             wake_at = EXCLUDED.wake_at, updated_at = now()",
+    )
+    .bind(&case_ids)
+    .bind(&program_ids)
+    .bind(&states)
+    .bind(&wakes)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn decode(row: &sqlx::postgres::PgRow) -> Result<(String, Enrolment), StoreError> {
+    let case_id: String = row.try_get("case_id")?;
+    let state: String = row.try_get("state")?;
+    match serde_json::from_str(&state) {
+        Ok(enrolment) => Ok((case_id, enrolment)),
+        Err(_) => Err(StoreError::Corrupt { case_id }),
+    }
+}
