@@ -241,9 +241,9 @@ fn plan(case_id: &str, enrolment: &Enrolment, program: Option<&Program>) -> Plan
             Some(PlannedTouchpoint {
                 step_id: step_id.clone(),
                 attempt_id: p.attempt_id.to_string(),
-                channel: p.channel as i32,
-                attempt_number: p.number,
-                due_at: Some(timestamp(p.due_at)),
+                channel: p.attempt.channel as i32,
+                attempt_number: p.attempt.number,
+                due_at: Some(timestamp(p.attempt.due_at)),
                 send_at: Some(timestamp(p.send_at)),
                 send_at_local: local(tz, p.send_at),
                 held: p.held,

@@ -15,6 +15,7 @@ pub mod preview;
 pub mod program;
 pub mod reactions;
 pub mod store;
+mod stored;
 #[cfg(test)]
 mod test_fixtures;
 

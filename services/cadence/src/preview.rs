@@ -108,6 +108,7 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::DEFAULT_ANSWER_WAIT;
     use crate::program::load_dir;
     use crate::test_fixtures::utc;
 
@@ -184,8 +185,9 @@ mod tests {
             ]
         );
         assert!(requests.iter().all(|r| r.language == Language::Es));
-        // month-one follows first-week's end by 21 days.
-        let first_week_end = requests
+        // month-one follows first-week's end by 21 days: its last attempt, a call,
+        // went unanswered for a day.
+        let first_week_last = requests
             .iter()
             .filter(|r| r.step_id == "first-week")
             .map(|r| r.requested_at)
@@ -195,7 +197,10 @@ mod tests {
             .iter()
             .find(|r| r.step_id == "month-one")
             .map(|r| r.due_at);
-        assert_eq!(month_one, Some(first_week_end + TimeDelta::days(21)));
+        assert_eq!(
+            month_one,
+            Some(first_week_last + DEFAULT_ANSWER_WAIT + TimeDelta::days(21))
+        );
     }
 
     #[test]

@@ -136,8 +136,13 @@ async fn stop_moves_pending_touchpoints_off_sms_and_blocks_steps_with_no_channel
             ),
         ])
         .await;
+    // The consent and the STOP travel on different topics, in either order; wait
+    // until both are applied.
     let plan = plan_where(&replica, "case-stop", |p| {
         step_state(p, "first-week") == Some(StepState::Blocked)
+            && p.upcoming
+                .iter()
+                .any(|t| t.channel == Channel::Email as i32)
     })
     .await;
     // welcome does not list opted_out: it falls back to email.

@@ -11,11 +11,11 @@
 //! A run is one pass through a step, measured from its anchor's instant. A run is
 //! *live* while it is scheduled, running (an attempt was requested) or blocked (no
 //! channel is reachable); it ends completed (the patient responded), exhausted
-//! (every attempt was made) or cancelled (an exit rule, an opt-out, closure).
-//! Steps anchored `after:` another start when that one completes or is exhausted.
+//! (its last attempt went unanswered for its wait) or cancelled (an exit rule, an
+//! opt-out, closure). Steps anchored `after:` another start when that one
+//! completes or is exhausted.
 
 mod destinations;
-mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -31,8 +31,8 @@ use uuid::Uuid;
 pub use destinations::{Destinations, PersonContacts};
 
 use crate::plan::{
-    Attempt, CaseFacts, anchor_instant, deliverable_at, first_attempt, follow_up, next_attempt,
-    next_channel,
+    Attempt, CaseFacts, anchor_instant, answer_wait, deliverable_at, first_attempt, follow_up,
+    next_attempt, next_channel,
 };
 use crate::program::{Anchor, ExitRule, Program, Step};
 
@@ -141,9 +141,9 @@ pub enum RunState {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Every attempt was made.
+    /// Every attempt was made and the last went unanswered for its wait.
     Exhausted {
-        /// When the last one was requested.
+        /// When the last one's wait ran out.
         at: DateTime<Utc>,
     },
     /// Ended early.
@@ -160,15 +160,8 @@ pub enum RunState {
 pub struct Pending {
     /// Its attempt id, chosen now so `GetPlan` can show it and outcomes find it.
     pub attempt_id: Uuid,
-    /// Index into the step's channels.
-    pub channel_index: usize,
-    /// The channel.
-    #[serde(with = "stored::channel")]
-    pub channel: Channel,
-    /// 1-based attempt number on the channel.
-    pub number: u32,
-    /// When the program makes it due.
-    pub due_at: DateTime<Utc>,
+    /// Its channel, try and due time.
+    pub attempt: Attempt,
     /// When it is next looked at: the due time moved into the contact window, or
     /// later under the cap or a pause.
     pub send_at: DateTime<Utc>,
@@ -181,15 +174,8 @@ pub struct Pending {
 pub struct Made {
     /// Its attempt id.
     pub attempt_id: Uuid,
-    /// Index into the step's channels.
-    pub channel_index: usize,
-    /// The channel.
-    #[serde(with = "stored::channel")]
-    pub channel: Channel,
-    /// 1-based attempt number on the channel.
-    pub number: u32,
-    /// When the program made it due.
-    pub due_at: DateTime<Utc>,
+    /// Its channel, try and due time.
+    pub attempt: Attempt,
     /// When it was requested.
     pub requested_at: DateTime<Utc>,
 }
@@ -205,6 +191,11 @@ pub struct StepRun {
     pub pending: Option<Pending>,
     /// The attempts requested so far, oldest first.
     pub made: Vec<Made>,
+    /// With nothing left to send: when the last attempt, unanswered, is given up
+    /// on. The run then moves to a channel that has become reachable, or is
+    /// exhausted; until then a reply completes it.
+    #[serde(default)]
+    pub answer_by: Option<DateTime<Utc>>,
 }
 
 impl StepRun {
@@ -231,6 +222,21 @@ impl StepRun {
     fn cancel(&mut self, at: DateTime<Utc>, reason: EndReason) {
         self.state = RunState::Cancelled { at, reason };
         self.pending = None;
+        self.answer_by = None;
+    }
+
+    /// What the run waits for, and when: its touchpoint's send time, or (nothing
+    /// left to send) the end of the last attempt's answer wait. None while held
+    /// or ended.
+    fn next_look(&self) -> Option<DateTime<Utc>> {
+        if !self.is_live() {
+            return None;
+        }
+        match &self.pending {
+            Some(p) if p.held => None,
+            Some(p) => Some(p.send_at),
+            None => self.answer_by,
+        }
     }
 }
 
@@ -359,7 +365,7 @@ pub struct Enrolment {
     /// The program.
     pub program_id: String,
     /// The case's preferred language.
-    #[serde(with = "stored::language")]
+    #[serde(with = "crate::stored::language")]
     pub language: Language,
     /// The patient's time zone.
     pub time_zone: Tz,
@@ -372,10 +378,10 @@ pub struct Enrolment {
     /// When therapy stopped, if it did.
     pub therapy_stopped: Option<DateTime<Utc>>,
     /// Channels with consent recorded and not revoked.
-    #[serde(with = "stored::channels")]
+    #[serde(with = "crate::stored::channels")]
     pub consented: BTreeSet<Channel>,
     /// Channels the patient opted out of.
-    #[serde(with = "stored::channels")]
+    #[serde(with = "crate::stored::channels")]
     pub opted_out: BTreeSet<Channel>,
     /// Contact points.
     pub destinations: Destinations,
@@ -450,13 +456,7 @@ impl Enrolment {
         if self.status == CaseStatus::Closed {
             return None;
         }
-        self.runs
-            .values()
-            .filter(|run| run.is_live())
-            .filter_map(|run| run.pending.as_ref())
-            .filter(|p| !p.held)
-            .map(|p| p.send_at)
-            .min()
+        self.runs.values().filter_map(StepRun::next_look).min()
     }
 
     /// If outreach is paused at `now`: `Some(None)` until told, `Some(Some(t))`
@@ -585,12 +585,17 @@ impl Enrolment {
                     // starts once a channel is reachable.
                     if run.is_live() && !run.started() {
                         let first = first_attempt(step, &facts, &finished);
-                        let planned = run.pending.as_ref().map(|p| p.channel_index);
+                        let planned = run.pending.as_ref().map(|p| p.attempt.channel_index);
                         if first.as_ref().map(|a| a.channel_index) != planned {
                             match first {
                                 Some(first) => {
-                                    run.pending =
-                                        Some(pending(ids.next_id(), &first, program, &facts));
+                                    run.pending = Some(pending(
+                                        ids.next_id(),
+                                        &first,
+                                        program,
+                                        &facts,
+                                        &self.sent,
+                                    ));
                                     run.state = RunState::Scheduled;
                                 }
                                 None => {
@@ -613,14 +618,16 @@ impl Enrolment {
                 Some(first) => StepRun {
                     anchor_at,
                     state: RunState::Scheduled,
-                    pending: Some(pending(ids.next_id(), &first, program, &facts)),
+                    pending: Some(pending(ids.next_id(), &first, program, &facts, &self.sent)),
                     made: Vec::new(),
+                    answer_by: None,
                 },
                 None => StepRun {
                     anchor_at,
                     state: RunState::Blocked,
                     pending: None,
                     made: Vec::new(),
+                    answer_by: None,
                 },
             };
             self.runs.insert(step.id.clone(), run);
@@ -646,18 +653,17 @@ impl Enrolment {
                 .iter()
                 .enumerate()
                 .filter_map(|(order, step)| {
-                    let run = self.runs.get(&step.id).filter(|r| r.is_live())?;
-                    let p = run
-                        .pending
-                        .as_ref()
-                        .filter(|p| !p.held && p.send_at <= now)?;
-                    Some(((p.send_at, order), step.id.clone()))
+                    let at = self.runs.get(&step.id)?.next_look()?;
+                    (at <= now).then(|| ((at, order), step.id.clone()))
                 })
                 .chain(self.orphans(program, now))
                 .min()
                 .map(|(_, id)| id);
             let Some(step_id) = due else { break };
-            if let Some(request) = self.fire(program, &step_id, now, ids) {
+            let waiting = self.runs.get(&step_id).is_some_and(|r| r.pending.is_some());
+            if !waiting {
+                self.give_up_waiting(program, &step_id, now, ids);
+            } else if let Some(request) = self.fire(program, &step_id, now, ids) {
                 requests.push(request);
             }
         }
@@ -690,9 +696,10 @@ impl Enrolment {
             return None;
         }
         let waiting = self.runs.get(step_id)?.pending.clone()?;
+        let channel = waiting.attempt.channel;
         let Some(destination) = self
-            .reachable(waiting.channel)
-            .then(|| self.destinations.for_channel(waiting.channel))
+            .reachable(channel)
+            .then(|| self.destinations.for_channel(channel))
             .flatten()
         else {
             self.move_to_next_channel(program, step, now, ids);
@@ -714,11 +721,11 @@ impl Enrolment {
             attempt_id: waiting.attempt_id,
             step_id: step.id.clone(),
             template: step.template.clone(),
-            channel: waiting.channel,
-            number: waiting.number,
+            channel,
+            number: waiting.attempt.number,
             language: self.language_for(program),
             destination,
-            due_at: waiting.due_at,
+            due_at: waiting.attempt.due_at,
             requested_at: now,
             not_after: program.window.closes_on(tz, now).unwrap_or(now),
         };
@@ -726,27 +733,57 @@ impl Enrolment {
         let facts = self.facts();
         let made = Made {
             attempt_id: waiting.attempt_id,
-            channel_index: waiting.channel_index,
-            channel: waiting.channel,
-            number: waiting.number,
-            due_at: waiting.due_at,
+            attempt: waiting.attempt,
             requested_at: now,
         };
-        let next = follow_up(step, &attempt_of(step, &made), &facts, now);
-        let run = self.run_mut(step_id)?;
+        let next = follow_up(step, &made.attempt, &facts, now);
+        let answer_by = now + answer_wait(step, &made.attempt);
+        let run = self.runs.get_mut(step_id)?;
         run.made.push(made);
+        run.state = RunState::Running;
         match next {
             Some(next) => {
-                run.state = RunState::Running;
-                run.pending = Some(pending(ids.next_id(), &next, program, &facts));
+                run.pending = Some(pending(ids.next_id(), &next, program, &facts, &self.sent));
             }
             None => {
-                run.state = RunState::Exhausted { at: now };
                 run.pending = None;
-                self.replan(program, now, ids);
+                run.answer_by = Some(answer_by);
             }
         }
         Some(request)
+    }
+
+    /// The last attempt of a run went unanswered for its wait: the run moves to a
+    /// channel that has become reachable meanwhile, or is exhausted.
+    fn give_up_waiting(
+        &mut self,
+        program: &Program,
+        step_id: &str,
+        now: DateTime<Utc>,
+        ids: &mut impl AttemptIds,
+    ) {
+        let Some(step) = program.steps.iter().find(|s| s.id == step_id) else {
+            if let Some(run) = self.runs.get_mut(step_id) {
+                run.cancel(now, EndReason::StepRemoved);
+            }
+            return;
+        };
+        let facts = self.facts();
+        let Some(run) = self.runs.get_mut(step_id) else {
+            return;
+        };
+        let (Some(answer_by), Some(last)) = (run.answer_by.take(), run.made.last()) else {
+            return;
+        };
+        match next_channel(step, &last.attempt, &facts, now) {
+            Some(next) => {
+                run.pending = Some(pending(ids.next_id(), &next, program, &facts, &self.sent));
+            }
+            None => {
+                run.state = RunState::Exhausted { at: answer_by };
+                self.replan(program, now, ids);
+            }
+        }
     }
 
     /// Ends the live runs whose step lists `rule`.
@@ -785,6 +822,7 @@ impl Enrolment {
             {
                 run.state = RunState::Completed { at: now };
                 run.pending = None;
+                run.answer_by = None;
             }
         }
     }
@@ -803,19 +841,19 @@ impl Enrolment {
             return;
         };
         let facts = self.facts();
-        let failed = attempt_of(step, &failed);
         let next = if channel_unusable {
-            next_channel(step, &failed, &facts, now)
+            next_channel(step, &failed.attempt, &facts, now)
         } else {
-            next_attempt(step, &failed, &facts, now)
+            next_attempt(step, &failed.attempt, &facts, now)
         };
         let Some(run) = self.runs.get_mut(&step.id) else {
             return;
         };
+        run.answer_by = None;
         match next {
             Some(next) => {
                 run.state = RunState::Running;
-                run.pending = Some(pending(ids.next_id(), &next, program, &facts));
+                run.pending = Some(pending(ids.next_id(), &next, program, &facts, &self.sent));
             }
             None if run.is_live() => {
                 run.state = RunState::Exhausted { at: now };
@@ -847,12 +885,10 @@ impl Enrolment {
             return;
         };
         run.state = RunState::Running;
+        run.answer_by = None;
         run.pending = Some(Pending {
             attempt_id: ids.next_id(),
-            channel_index: deferred.channel_index,
-            channel: deferred.channel,
-            number: deferred.number,
-            due_at: deferred.due_at,
+            attempt: deferred.attempt,
             send_at,
             held: false,
         });
@@ -887,7 +923,7 @@ impl Enrolment {
                 .get(&step.id)
                 .filter(|r| r.is_live())
                 .and_then(|r| r.pending.as_ref())
-                .is_some_and(|p| !self.reachable(p.channel));
+                .is_some_and(|p| !self.reachable(p.attempt.channel));
             if stuck {
                 self.move_to_next_channel(program, step, now, ids);
             }
@@ -910,15 +946,13 @@ impl Enrolment {
         let Some(current) = run.pending.as_ref() else {
             return;
         };
-        let current = Attempt {
-            step_id: step.id.clone(),
-            channel_index: current.channel_index,
-            channel: current.channel,
-            number: current.number,
-            due_at: current.due_at,
-        };
-        match next_channel(step, &current, &facts, now) {
-            Some(next) => run.pending = Some(pending(ids.next_id(), &next, program, &facts)),
+        let current = current.attempt.clone();
+        // The next channel takes the touchpoint's place: due when it was, or now if
+        // that has passed.
+        match next_channel(step, &current, &facts, now.max(current.due_at)) {
+            Some(next) => {
+                run.pending = Some(pending(ids.next_id(), &next, program, &facts, &self.sent))
+            }
             None if run.started() => {
                 run.state = RunState::Exhausted { at: now };
                 run.pending = None;
@@ -950,8 +984,8 @@ impl Enrolment {
             .iter()
             .filter(|(id, run)| run.is_live() && !program.steps.iter().any(|s| s.id == **id))
             .filter_map(|(id, run)| {
-                let p = run.pending.as_ref().filter(|p| p.send_at <= now)?;
-                Some(((p.send_at, usize::MAX), id.clone()))
+                let at = run.next_look().filter(|at| *at <= now)?;
+                Some(((at, usize::MAX), id.clone()))
             })
             .collect()
     }
@@ -976,28 +1010,20 @@ fn restarts_when_moved(anchor: &Anchor, run: &StepRun) -> bool {
     }
 }
 
-/// A touchpoint waiting to send `attempt`, first looked at when the window opens.
-fn pending(attempt_id: Uuid, attempt: &Attempt, program: &Program, facts: &CaseFacts) -> Pending {
+/// A touchpoint waiting to send `attempt`, first looked at when the window and
+/// the cap (given what was `sent`) would let it go. A wake checks both again.
+fn pending(
+    attempt_id: Uuid,
+    attempt: &Attempt,
+    program: &Program,
+    facts: &CaseFacts,
+    sent: &[DateTime<Utc>],
+) -> Pending {
     Pending {
         attempt_id,
-        channel_index: attempt.channel_index,
-        channel: attempt.channel,
-        number: attempt.number,
-        due_at: attempt.due_at,
-        send_at: program
-            .window
-            .next_open(facts.time_zone, attempt.due_at)
+        attempt: attempt.clone(),
+        send_at: deliverable_at(program, facts.time_zone, sent, attempt.due_at)
             .unwrap_or(attempt.due_at),
         held: false,
-    }
-}
-
-fn attempt_of(step: &Step, made: &Made) -> Attempt {
-    Attempt {
-        step_id: step.id.clone(),
-        channel_index: made.channel_index,
-        channel: made.channel,
-        number: made.number,
-        due_at: made.due_at,
     }
 }

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 use touchpoint_proto::v1::contact_point::Value;
 
 use super::*;
+use crate::plan::DEFAULT_ANSWER_WAIT;
 use crate::preview::simulate;
 use crate::program::parse;
 use crate::test_fixtures::{THREE_YEARS, ZONES, utc};
@@ -186,14 +187,15 @@ fn unanswered_attempts_are_retried_then_fall_back_and_the_after_step_follows() {
             ("welcome", Channel::Sms, 2, utc("2026-04-08T14:00:00Z")),
             // SMS has no further attempt: email after a day unanswered
             ("welcome", Channel::Email, 1, utc("2026-04-09T14:00:00Z")),
-            // check-in: seven days after welcome ended; no voice consent
-            ("check-in", Channel::Sms, 1, utc("2026-04-16T14:00:00Z")),
+            // check-in: seven days after welcome ended, the day after its email
+            // went unanswered; no voice consent
+            ("check-in", Channel::Sms, 1, utc("2026-04-17T14:00:00Z")),
         ]
     );
     assert_eq!(
         run(&e, "welcome").state,
         RunState::Exhausted {
-            at: utc("2026-04-09T14:00:00Z")
+            at: utc("2026-04-10T14:00:00Z")
         }
     );
 }
@@ -215,8 +217,76 @@ fn a_response_completes_the_step_it_answers_and_starts_the_next() {
     );
     assert_eq!(run(&e, "welcome").pending, None, "no retry after an answer");
     assert_eq!(
-        run(&e, "check-in").pending.as_ref().map(|p| p.due_at),
+        run(&e, "check-in")
+            .pending
+            .as_ref()
+            .map(|p| p.attempt.due_at),
         Some(answered_at + TimeDelta::days(7))
+    );
+}
+
+#[test]
+fn the_last_attempt_waits_for_an_answer_before_the_step_ends() {
+    let program = program();
+    let mut ids = CountingIds::default();
+    // Email consent only: welcome's one email is its last attempt.
+    let mut e = enrolled(&[Channel::Email], &mut ids);
+    let sent_at = utc("2026-04-07T14:00:00Z");
+    assert_eq!(e.wake(&program, sent_at, &mut ids).len(), 1);
+    assert_eq!(
+        run(&e, "welcome").state,
+        RunState::Running,
+        "awaiting an answer"
+    );
+    assert_eq!(e.wake_at(), Some(sent_at + DEFAULT_ANSWER_WAIT));
+
+    // Answered late, it is completed rather than exhausted.
+    let mut answered = e.clone();
+    let reply_at = sent_at + TimeDelta::hours(20);
+    let reply = Change::Responded { in_reply_to: None };
+    answered.apply(Some(&program), reply, reply_at, &mut ids);
+    assert_eq!(
+        run(&answered, "welcome").state,
+        RunState::Completed { at: reply_at }
+    );
+
+    // Unanswered, it is exhausted when the wait ends, and check-in follows.
+    let ended = sent_at + DEFAULT_ANSWER_WAIT;
+    assert!(e.wake(&program, ended, &mut ids).is_empty());
+    assert_eq!(run(&e, "welcome").state, RunState::Exhausted { at: ended });
+    assert_eq!(
+        run(&e, "check-in").anchor_at,
+        ended,
+        "check-in is measured from there"
+    );
+}
+
+#[test]
+fn a_channel_consented_while_the_last_attempt_waits_is_tried_next() {
+    let program = program();
+    let mut ids = CountingIds::default();
+    let mut e = enrolled(&[Channel::Sms], &mut ids);
+    let simulated = simulate(
+        &program,
+        &mut e,
+        Vec::new(),
+        utc("2026-04-08T15:00:00Z"),
+        &mut ids,
+    );
+    assert_eq!(simulated.len(), 2, "both SMS attempts went out");
+    let consent_at = utc("2026-04-08T16:00:00Z");
+    e.apply(
+        Some(&program),
+        Change::ConsentGranted(Channel::Email),
+        consent_at,
+        &mut ids,
+    );
+    let after_wait = utc("2026-04-09T14:00:00Z");
+    let requests = e.wake(&program, after_wait, &mut ids);
+    assert_eq!(
+        sends(&requests),
+        vec![("welcome", Channel::Email, 1, after_wait)],
+        "email follows the unanswered SMS"
     );
 }
 
@@ -277,13 +347,13 @@ fn stop_on_sms_moves_a_step_to_email_at_once_and_no_sms_ever_follows() {
         after_stop.iter().all(|r| r.channel != Channel::Sms),
         "{after_stop:?}"
     );
-    // welcome does not list opted_out: it falls back to email, but not before the
-    // day's cap allows (one SMS went out at 10:00 that day).
+    // welcome does not list opted_out: email takes the place of the second SMS,
+    // when that was due.
     assert_eq!(
         after_stop
             .first()
             .map(|r| (r.step_id.as_str(), r.channel, r.requested_at)),
-        Some(("welcome", Channel::Email, utc("2026-04-08T13:00:00Z")))
+        Some(("welcome", Channel::Email, utc("2026-04-08T14:00:00Z")))
     );
     // check-in had not started when the patient opted out; it starts after welcome,
     // blocked: SMS is opted out and voice has no consent.
@@ -339,7 +409,10 @@ fn a_revoked_consent_moves_pending_touchpoints_off_the_channel() {
         &mut ids,
     );
     let pending = run(&e, "welcome").pending.clone();
-    assert_eq!(pending.as_ref().map(|p| p.channel), Some(Channel::Email));
+    assert_eq!(
+        pending.as_ref().map(|p| p.attempt.channel),
+        Some(Channel::Email)
+    );
     e.apply(
         Some(&program),
         Change::ConsentRevoked(Channel::Email),
@@ -362,7 +435,12 @@ fn before_anything_is_sent_a_newly_consented_preferred_channel_takes_over() {
     let program = program();
     let mut ids = CountingIds::default();
     let mut e = enrolled(&[Channel::Email], &mut ids);
-    let planned = |e: &Enrolment| run(e, "welcome").pending.as_ref().map(|p| p.channel);
+    let planned = |e: &Enrolment| {
+        run(e, "welcome")
+            .pending
+            .as_ref()
+            .map(|p| p.attempt.channel)
+    };
     assert_eq!(planned(&e), Some(Channel::Email));
     let now = utc("2026-04-06T15:00:00Z");
     e.apply(
@@ -502,7 +580,7 @@ fn a_new_fill_starts_a_new_refill_cycle_and_therapy_stop_ends_it() {
         &mut ids,
     );
     assert_eq!(
-        run(&e, "refill").pending.as_ref().map(|p| p.due_at),
+        run(&e, "refill").pending.as_ref().map(|p| p.attempt.due_at),
         Some(utc("2026-05-03T14:00:00Z")),
         "30 days supply, 3 days before"
     );
@@ -517,7 +595,7 @@ fn a_new_fill_starts_a_new_refill_cycle_and_therapy_stop_ends_it() {
     );
     assert_eq!(run(&e, "refill").state, RunState::Scheduled, "a new cycle");
     assert_eq!(
-        run(&e, "refill").pending.as_ref().map(|p| p.due_at),
+        run(&e, "refill").pending.as_ref().map(|p| p.attempt.due_at),
         Some(utc("2026-06-01T14:00:00Z"))
     );
     let stopped = utc("2026-05-10T14:00:00Z");
@@ -565,7 +643,10 @@ fn a_therapy_start_moves_a_step_not_yet_sent() {
         &mut ids,
     );
     assert_eq!(
-        run(&e, "first-week").pending.as_ref().map(|p| p.due_at),
+        run(&e, "first-week")
+            .pending
+            .as_ref()
+            .map(|p| p.attempt.due_at),
         Some(utc("2026-04-17T14:00:00Z"))
     );
 }
@@ -584,7 +665,9 @@ fn failures_move_on_by_the_plan_and_a_permanent_one_leaves_the_channel() {
     e.apply(Some(&program), failed, failed_at, &mut ids);
     let retry = run(&e, "welcome").pending.clone();
     assert_eq!(
-        retry.as_ref().map(|p| (p.channel, p.number, p.due_at)),
+        retry
+            .as_ref()
+            .map(|p| (p.attempt.channel, p.attempt.number, p.attempt.due_at)),
         Some((Channel::Sms, 2, failed_at + TimeDelta::days(1)))
     );
     // An outcome of an attempt the run has moved past changes nothing.
@@ -604,7 +687,7 @@ fn failures_move_on_by_the_plan_and_a_permanent_one_leaves_the_channel() {
         run(&e, "welcome")
             .pending
             .as_ref()
-            .map(|p| (p.channel, p.due_at)),
+            .map(|p| (p.attempt.channel, p.attempt.due_at)),
         Some((Channel::Email, at))
     );
 }
@@ -623,7 +706,9 @@ fn a_deferred_attempt_is_tried_again_later_under_a_new_id() {
     e.apply(Some(&program), deferred, deferred_at, &mut ids);
     let again = run(&e, "welcome").pending.clone();
     assert_eq!(
-        again.as_ref().map(|p| (p.channel, p.number, p.send_at)),
+        again
+            .as_ref()
+            .map(|p| (p.attempt.channel, p.attempt.number, p.send_at)),
         Some((Channel::Sms, 1, deferred_at + DEFERRED_RETRY_AFTER)),
         "the same attempt; it never went out, so today's cap is free"
     );

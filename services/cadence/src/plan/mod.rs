@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 use touchpoint_proto::v1::Channel;
 
 use crate::program::{Anchor, ExitRule, FrequencyCap, Program, Step};
@@ -28,14 +29,13 @@ pub struct CaseFacts {
     pub reachable: BTreeSet<Channel>,
 }
 
-/// One planned attempt of a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One attempt of a step: which channel, which try on it, and when it is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
-    /// The step.
-    pub step_id: String,
     /// Index into the step's channels.
     pub channel_index: usize,
     /// The channel.
+    #[serde(with = "crate::stored::channel")]
     pub channel: Channel,
     /// 1-based attempt number on this channel.
     pub number: u32,
@@ -68,7 +68,6 @@ pub fn first_attempt(
     let due_at = anchor_instant(step, facts, completed)? + step.offset;
     let channel_index = reachable_from(step, facts, 0)?;
     Some(Attempt {
-        step_id: step.id.clone(),
         channel_index,
         channel: step.channels[channel_index].channel,
         number: 1,
@@ -118,12 +117,17 @@ pub fn follow_up(
             ..made.clone()
         });
     }
-    let answer_wait = if plan.wait > TimeDelta::zero() {
-        plan.wait
-    } else {
-        DEFAULT_ANSWER_WAIT
-    };
-    next_channel(step, made, facts, at + answer_wait)
+    next_channel(step, made, facts, at + answer_wait(step, made))
+}
+
+/// How long `made` is given to be answered before the step moves past its
+/// channel: the channel's `wait`, or [`DEFAULT_ANSWER_WAIT`] when it has none.
+pub fn answer_wait(step: &Step, made: &Attempt) -> TimeDelta {
+    step.channels
+        .get(made.channel_index)
+        .map(|plan| plan.wait)
+        .filter(|wait| *wait > TimeDelta::zero())
+        .unwrap_or(DEFAULT_ANSWER_WAIT)
 }
 
 /// The first attempt on the next reachable channel after `current`'s, due at
@@ -137,7 +141,6 @@ pub fn next_channel(
 ) -> Option<Attempt> {
     let channel_index = reachable_from(step, facts, current.channel_index + 1)?;
     Some(Attempt {
-        step_id: step.id.clone(),
         channel_index,
         channel: step.channels[channel_index].channel,
         number: 1,

@@ -232,7 +232,6 @@ fn a_channel_that_cannot_be_used_moves_the_step_to_the_next_one_at_once() {
     let case = facts(&ALL);
     let now = utc("2026-04-07T16:00:00Z");
     let sms = Attempt {
-        step_id: "welcome".into(),
         channel_index: 1,
         channel: Channel::Sms,
         number: 1,

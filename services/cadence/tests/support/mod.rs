@@ -347,20 +347,27 @@ pub async fn dead_letter_reasons(world: &World, stream: Stream, count: usize) ->
     reasons
 }
 
-/// The plan of `case_id` once `check` holds.
+/// The plan of `case_id` once `check` holds; on timeout the failure shows the
+/// last plan seen (plans carry ids and times, no patient data).
 pub async fn plan_where(replica: &Replica, case_id: &str, check: impl Fn(&Plan) -> bool) -> Plan {
-    let check = &check;
-    testkit::eventually("the plan", WAIT, || {
-        let mut client = replica.client.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
+    loop {
         let request = GetPlanRequest {
             case_id: case_id.into(),
         };
-        async move {
-            let plan = client.get_plan(request).await.ok()?.into_inner();
-            check(&plan).then_some(plan)
+        if let Ok(plan) = replica.client.clone().get_plan(request).await {
+            let plan = plan.into_inner();
+            if check(&plan) {
+                return plan;
+            }
+            last = Some(plan);
         }
-    })
-    .await
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {WAIT:?} waiting for the plan; last seen: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The state of `step` in `plan`.
