@@ -34,8 +34,8 @@ async fn two_replicas_running_together_never_emit_the_same_attempt() {
     let programs = programs_dir("burst", &burst_program(ATTEMPTS), &["hello"]);
     let outreach = world.outreach();
     // Small batches so both replicas' due loops keep claiming side by side.
-    let first = world.cadence(&programs, 20).await;
-    let second = world.cadence(&programs, 20).await;
+    let first = world.cadence(programs.path(), 20).await;
+    let second = world.cadence(programs.path(), 20).await;
     let cases = enrol(&world, 0..200).await;
 
     let expected = cases.len() * ATTEMPTS as usize;
@@ -125,7 +125,7 @@ async fn a_service_killed_mid_run_and_restarted_loses_no_due_touchpoint_and_repe
     topics::bootstrap(&testkit::kafka_config(&world.prefix))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut service = spawn_cadence(&world, &programs);
+    let mut service = spawn_cadence(&world, programs.path());
     let first_half = enrol(&world, 0..150).await;
 
     // Kill it without warning in the middle of the first burst (each case's first
@@ -143,7 +143,7 @@ async fn a_service_killed_mid_run_and_restarted_loses_no_due_touchpoint_and_repe
         "everything went out before the kill"
     );
 
-    let mut restarted = spawn_cadence(&world, &programs);
+    let mut restarted = spawn_cadence(&world, programs.path());
     let attempts = outreach.wait_for(expected).await;
     let wire_records = outreach.all().len();
     restarted.kill();

@@ -41,9 +41,24 @@ pub fn utc(s: &str) -> DateTime<Utc> {
         .unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-/// A programs folder holding one program `id` written as `toml`, with an empty
-/// template file for each of `templates`.
-pub fn programs_dir(id: &str, toml: &str, templates: &[&str]) -> PathBuf {
+/// A programs folder of a test's own, removed when dropped.
+pub struct ProgramsDir(PathBuf);
+
+impl ProgramsDir {
+    pub fn path(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for ProgramsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A programs folder holding one program `id` written as `toml`, with a template
+/// file for each of `templates`.
+pub fn programs_dir(id: &str, toml: &str, templates: &[&str]) -> ProgramsDir {
     let root = std::env::temp_dir().join(format!("tp-programs-{}", uuid_like()));
     let folder = root.join(id).join("templates");
     std::fs::create_dir_all(&folder).unwrap_or_else(|e| panic!("{e}"));
@@ -52,7 +67,7 @@ pub fn programs_dir(id: &str, toml: &str, templates: &[&str]) -> PathBuf {
         std::fs::write(folder.join(format!("{template}.en.txt")), "Hello")
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    root
+    ProgramsDir(root)
 }
 
 /// The programs the project ships.
