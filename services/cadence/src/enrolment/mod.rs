@@ -931,7 +931,8 @@ impl Enrolment {
     }
 
     /// The run of `step` leaves its pending channel for the next reachable one, at
-    /// once; with none left it is exhausted, or blocked if nothing was sent yet.
+    /// once; with none left it waits out its last attempt's answer (then is
+    /// exhausted), or is blocked if nothing was sent yet.
     fn move_to_next_channel(
         &mut self,
         program: &Program,
@@ -953,14 +954,17 @@ impl Enrolment {
             Some(next) => {
                 run.pending = Some(pending(ids.next_id(), &next, program, &facts, &self.sent))
             }
-            None if run.started() => {
-                run.state = RunState::Exhausted { at: now };
-                run.pending = None;
-                self.replan(program, now, ids);
-            }
             None => {
-                run.state = RunState::Blocked;
                 run.pending = None;
+                match run.made.last() {
+                    // Nothing more can go out; the last attempt out may still be
+                    // answered, so the run waits out its answer wait as usual.
+                    Some(last) => {
+                        let waited = last.requested_at + answer_wait(step, &last.attempt);
+                        run.answer_by = Some(waited.max(now));
+                    }
+                    None => run.state = RunState::Blocked,
+                }
             }
         }
     }

@@ -397,6 +397,28 @@ fn an_opt_out_ends_a_running_step_that_lists_it() {
 }
 
 #[test]
+fn a_step_with_no_channel_left_after_stop_still_waits_for_an_answer_to_what_went_out() {
+    let program = program();
+    let mut ids = CountingIds::default();
+    let mut e = enrolled(&[Channel::Sms], &mut ids);
+    let sent_at = utc("2026-04-07T14:00:00Z");
+    assert_eq!(e.wake(&program, sent_at, &mut ids).len(), 1);
+    let stop_at = utc("2026-04-07T15:00:00Z");
+    e.apply(
+        Some(&program),
+        Change::OptedOut(Channel::Sms),
+        stop_at,
+        &mut ids,
+    );
+    assert_eq!(run(&e, "welcome").pending, None, "no second SMS");
+    assert_eq!(run(&e, "welcome").state, RunState::Running);
+    // The SMS's wait (1 day) runs out unanswered: exhausted then, not at the STOP.
+    let ended = sent_at + TimeDelta::days(1);
+    assert!(e.wake(&program, ended, &mut ids).is_empty());
+    assert_eq!(run(&e, "welcome").state, RunState::Exhausted { at: ended });
+}
+
+#[test]
 fn a_revoked_consent_moves_pending_touchpoints_off_the_channel() {
     let program = program();
     let mut ids = CountingIds::default();
