@@ -42,6 +42,20 @@ async fn two_replicas_running_together_never_emit_the_same_attempt() {
     let attempts = outreach.wait_for(expected).await;
     assert_each_attempt_once(&attempts);
     assert_eq!(attempts.len(), expected);
+    // Requested in batches, yet each attempt is a trace of its own, which dispatch
+    // and the case timeline continue.
+    let traces: std::collections::BTreeSet<String> = attempts
+        .values()
+        .map(|r| {
+            let traceparent = r.traceparent.clone().unwrap_or_default();
+            traceparent.split('-').nth(1).unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        traces.len(),
+        expected,
+        "attempts share a trace or carry none"
+    );
     for r in attempts.values() {
         assert_eq!(r.request.step_id, "hello");
         assert_eq!(r.request.channel, Channel::Sms as i32);

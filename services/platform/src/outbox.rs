@@ -106,9 +106,9 @@ pub fn notify_channel(schema: &str) -> String {
 
 /// Appends `events` to the outbox inside the caller's transaction, in order.
 ///
-/// Each event's trace context (its own, else the current span's) is stored with it
-/// and travels in the Kafka headers. A `NOTIFY` wakes the relay when the transaction commits; it is only
-/// a hint, the relay also polls.
+/// Each event's trace context (its own, else the current span's) is stored with
+/// it and travels in the Kafka headers. A `NOTIFY` wakes the relay when the
+/// transaction commits; it is only a hint, the relay also polls.
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     events: &[OutgoingEvent],

@@ -220,6 +220,8 @@ pub struct Requested {
     /// The simulated instant it was requested.
     pub requested_at: DateTime<Utc>,
     pub request: OutreachRequested,
+    /// The W3C trace context the record carried.
+    pub traceparent: Option<String>,
 }
 
 /// Everything published to `touchpoint.outreach.v1`, in arrival order.
@@ -245,6 +247,8 @@ impl Outreach {
                 let Ok((envelope, _)) = decode(record.payload()) else {
                     continue;
                 };
+                let traceparent =
+                    touchpoint_platform::dlq::header(&record, "traceparent").map(str::to_owned);
                 let requested_at = envelope.occurred_at.as_ref().and_then(instant);
                 if let (Some(Payload::OutreachRequested(request)), Some(requested_at)) =
                     (envelope.payload, requested_at)
@@ -256,6 +260,7 @@ impl Outreach {
                             case_id: envelope.case_id,
                             requested_at,
                             request,
+                            traceparent,
                         });
                 }
             }
