@@ -107,10 +107,20 @@ impl DueLoop {
     pub async fn round(&self) -> Result<usize, DueError> {
         let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
-        let mut claimed = store::claim_due(&mut tx, now, self.batch).await?;
-        if claimed.is_empty() {
+        let store::Claimed {
+            due: mut claimed,
+            unreadable,
+        } = store::claim_due(&mut tx, now, self.batch).await?;
+        if claimed.is_empty() && unreadable.is_empty() {
             return Ok(0);
         }
+        for case_id in &unreadable {
+            tracing::error!(
+                case_id,
+                "stored enrolment is unreadable; its timer is stopped until repaired"
+            );
+        }
+        store::park(&mut tx, &unreadable).await?;
         let mut events = Vec::new();
         let mut wakes = Vec::with_capacity(claimed.len());
         for (case_id, enrolment) in &mut claimed {
@@ -143,7 +153,7 @@ impl DueLoop {
                 "due touchpoints requested"
             );
         }
-        Ok(rows.len())
+        Ok(rows.len() + unreadable.len())
     }
 
     /// The event for one request, in a trace of its own: one attempt is one trace

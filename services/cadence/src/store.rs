@@ -71,13 +71,22 @@ pub async fn lock(
     rows.iter().map(decode).collect()
 }
 
+/// Enrolments a due loop claimed.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The due enrolments, by case.
+    pub due: Vec<(String, Enrolment)>,
+    /// Cases whose stored enrolment cannot be read back.
+    pub unreadable: Vec<String>,
+}
+
 /// Claims up to `limit` enrolments due at `now`, soonest first, skipping rows
 /// another transaction holds (another replica's due loop, or a consumer).
 pub async fn claim_due(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<(String, Enrolment)>, StoreError> {
+) -> Result<Claimed, StoreError> {
     let rows = sqlx::query(
         "SELECT case_id, state::text AS state FROM enrolments
          WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -86,7 +95,27 @@ pub async fn claim_due(
     .bind(limit as i64)
     .fetch_all(&mut *tx)
     .await?;
-    rows.iter().map(decode).collect()
+    let mut claimed = Claimed::default();
+    for row in &rows {
+        match decode(row) {
+            Ok(due) => claimed.due.push(due),
+            Err(StoreError::Corrupt { case_id }) => claimed.unreadable.push(case_id),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(claimed)
+}
+
+/// Stops the timers of `case_ids`, so a row that cannot be read back is set aside
+/// for an operator instead of failing every round that claims it.
+pub async fn park(tx: &mut PgConnection, case_ids: &[String]) -> Result<(), StoreError> {
+    if !case_ids.is_empty() {
+        sqlx::query("UPDATE enrolments SET wake_at = NULL WHERE case_id = ANY($1)")
+            .bind(case_ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The enrolment of `case_id`, if the case is enrolled.

@@ -173,3 +173,33 @@ async fn a_service_killed_mid_run_and_restarted_loses_no_due_touchpoint_and_repe
          for {expected} attempts (the relay republishes what it had not marked sent)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_enrolment_is_set_aside_and_the_others_still_go_out() {
+    let world = World::accelerated(3600.0).await;
+    let programs = programs_dir("burst", &burst_program(1), &["hello"]);
+    let outreach = world.outreach();
+    let _replica = world.cadence(programs.path(), 20).await;
+    // A row no release of the service could have written, due now.
+    let pool = sqlx::PgPool::connect(&world.database.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(
+        "INSERT INTO cadence.enrolments (case_id, program_id, state, wake_at)
+         VALUES ('case-broken', 'burst', '{\"runs\": 42}', '2026-04-05T00:00:00Z')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cases = enrol(&world, 0..30).await;
+
+    let attempts = outreach.wait_for(cases.len()).await;
+    assert_eq!(attempts.len(), cases.len());
+    assert!(attempts.values().all(|r| r.case_id != "case-broken"));
+    let parked: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT wake_at FROM cadence.enrolments WHERE case_id = 'case-broken'")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parked, None, "its timer is stopped");
+}
