@@ -247,6 +247,7 @@ fn plan(case_id: &str, enrolment: &Enrolment, program: Option<&Program>) -> Plan
                 send_at: Some(timestamp(p.send_at)),
                 send_at_local: local(tz, p.send_at),
                 held: p.held,
+                due_at_local: local(tz, p.attempt.due_at),
             })
         })
         .collect();

@@ -57,6 +57,7 @@ async fn a_plan_shows_each_step_and_the_upcoming_touchpoints_in_utc_and_local_ti
         welcome.due_at.as_ref().and_then(instant),
         Some(utc("2026-04-07T14:00:00Z"))
     );
+    assert_eq!(welcome.due_at_local, "2026-04-07T10:00:00-04:00");
     assert_eq!(welcome.send_at_local, "2026-04-07T10:00:00-04:00");
     let first_week = &plan.upcoming[1];
     assert_eq!(first_week.step_id, "first-week");

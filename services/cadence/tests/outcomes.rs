@@ -92,7 +92,9 @@ async fn a_permanent_failure_moves_the_step_to_its_next_channel_under_the_cap() 
     })
     .await;
     assert_eq!(step_state(&plan, "welcome"), Some(StepState::Running));
-    // One message a day: the email waits for 09:00 tomorrow, the window's start.
+    // One message a day: the email, due now, waits for 09:00 tomorrow, the
+    // window's start.
+    assert_eq!(plan.upcoming[0].due_at_local, "2026-04-07T10:00:00-04:00");
     assert_eq!(plan.upcoming[0].send_at_local, "2026-04-08T09:00:00-04:00");
 }
 
