@@ -3,6 +3,8 @@
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! service on a free port.
 
+pub mod domain;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

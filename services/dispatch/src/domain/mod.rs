@@ -1,0 +1,4 @@
+//! Dispatch's pure rules: message sizes, the last-moment checks before a send,
+//! and the life of an attempt. No I/O: values in, decisions out.
+
+pub mod sms;
