@@ -12,12 +12,10 @@ pub mod enrolment;
 pub mod events;
 pub mod plan;
 pub mod preview;
-pub mod program;
+pub use touchpoint_programs as program;
 pub mod reactions;
 pub mod store;
 mod stored;
-#[cfg(test)]
-mod test_fixtures;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

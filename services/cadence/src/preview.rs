@@ -110,7 +110,7 @@ mod tests {
     use super::*;
     use crate::plan::DEFAULT_ANSWER_WAIT;
     use crate::program::load_dir;
-    use crate::test_fixtures::utc;
+    use touchpoint_programs::fixtures::utc;
 
     fn shipped(id: &str) -> Program {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../programs");

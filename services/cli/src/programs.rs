@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use touchpoint_cadence::program::load_dir;
+use touchpoint_programs::load_dir;
 
 /// Validates every program under `dir`; prints each problem and fails if any.
 pub fn validate(dir: &str) -> anyhow::Result<()> {

@@ -27,7 +27,6 @@ use chrono_tz::Tz;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use touchpoint_cadence::enrolment::{Destinations, Enrolment, NewEnrolment, PersonContacts, V7Ids};
-use touchpoint_cadence::program::{Program, parse};
 use touchpoint_cadence::store::{self, Saved};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{decode, instant};
@@ -35,6 +34,7 @@ use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::{db, kafka};
+use touchpoint_programs::{Program, parse};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language};
 

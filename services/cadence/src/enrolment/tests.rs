@@ -5,7 +5,7 @@ use super::*;
 use crate::plan::DEFAULT_ANSWER_WAIT;
 use crate::preview::simulate;
 use crate::program::parse;
-use crate::test_fixtures::{THREE_YEARS, ZONES, utc};
+use touchpoint_programs::fixtures::{THREE_YEARS, ZONES, utc};
 
 const PROGRAM: &str = r#"
 id = "p"

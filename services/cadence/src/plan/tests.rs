@@ -1,6 +1,6 @@
 use super::*;
 use crate::program::parse;
-use crate::test_fixtures::utc;
+use touchpoint_programs::fixtures::utc;
 
 const PROGRAM: &str = r#"
 id = "p"
@@ -277,7 +277,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::test_fixtures::{THREE_YEARS, ZONES};
+    use touchpoint_programs::fixtures::{THREE_YEARS, ZONES};
 
     proptest! {
         /// No message is ever placed outside the window in the patient's local time,

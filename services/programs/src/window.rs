@@ -78,7 +78,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::test_fixtures::{THREE_YEARS, ZONES, utc};
+    use crate::fixtures::{THREE_YEARS, ZONES, utc};
 
     fn window(start: u32, end: u32, rest_days: &[u8]) -> ContactWindow {
         ContactWindow {

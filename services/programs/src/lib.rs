@@ -1,11 +1,15 @@
 //! Program definitions: the cadence of a patient support program, written as a
-//! reviewed file and validated before it goes live.
+//! reviewed file and validated before it goes live. The cadence service plans
+//! from them, dispatch writes with their templates and re-checks their contact
+//! window and cap, and the CLI validates them.
 //!
 //! A program is a folder `programs/<id>/` with `program.toml` and a `templates/`
 //! folder (`<template>.<language>[.<channel>].<ext>`, rendered by dispatch). See the
 //! README for the format with a full example.
 
 mod duration;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 mod raw;
 mod validate;
 mod window;

@@ -1,6 +1,6 @@
-//! What the cadence tests share: the US time zones the issue names (two with
-//! daylight saving, two without), instants written as RFC 3339, and the span of
-//! instants property tests draw from.
+//! What tests of program time share (feature `fixtures`): the US time zones the
+//! cadence issue names (two with daylight saving, two without), instants written
+//! as RFC 3339, and the span of instants property tests draw from.
 
 use std::ops::Range;
 
