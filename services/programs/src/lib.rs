@@ -7,6 +7,7 @@
 //! folder (`<template>.<language>[.<channel>].<ext>`, rendered by dispatch). See the
 //! README for the format with a full example.
 
+mod cap;
 mod duration;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

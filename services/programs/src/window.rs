@@ -57,7 +57,7 @@ impl ContactWindow {
 /// The instant a local wall-clock time happens in `tz`. A time repeated when clocks
 /// go back is its first occurrence; a time skipped when clocks go forward becomes
 /// the first instant after the gap.
-fn local_instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn local_instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => Some(t.to_utc()),
         LocalResult::Ambiguous(first, _) => Some(first.to_utc()),

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use touchpoint_proto::v1::Channel;
 
-use crate::program::{Anchor, ExitRule, FrequencyCap, Program, Step};
+use crate::program::{Anchor, ExitRule, Program, Step};
 
 /// What the cadence knows about a case.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,7 +169,7 @@ pub fn deliverable_at(
 ) -> Option<DateTime<Utc>> {
     let mut at = program.window.next_open(tz, due)?;
     for _ in 0..400 {
-        match cap_blocks_until(&program.cap, tz, sent, at) {
+        match program.cap.blocks_until(tz, sent, at) {
             None => return Some(at),
             Some(free) => {
                 at = program
@@ -177,39 +177,6 @@ pub fn deliverable_at(
                     .next_open(tz, free.max(at + TimeDelta::seconds(1)))?
             }
         }
-    }
-    None
-}
-
-/// If the cap forbids sending at `at`, the first instant it might allow it.
-fn cap_blocks_until(
-    cap: &FrequencyCap,
-    tz: Tz,
-    sent: &[DateTime<Utc>],
-    at: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let day = at.with_timezone(&tz).date_naive();
-    let same_day = sent
-        .iter()
-        .filter(|s| s.with_timezone(&tz).date_naive() == day)
-        .count();
-    if same_day >= cap.per_day as usize {
-        let next_day = day.succ_opt()?.and_hms_opt(0, 0, 0)?;
-        return tz
-            .from_local_datetime(&next_day)
-            .earliest()
-            .map(|t| t.to_utc());
-    }
-    let week_start = at - TimeDelta::days(7);
-    let mut in_week: Vec<&DateTime<Utc>> = sent
-        .iter()
-        .filter(|s| **s > week_start && **s <= at)
-        .collect();
-    if in_week.len() >= cap.per_week as usize {
-        in_week.sort();
-        // Free once enough of the week's messages are more than 7 days old.
-        let oldest_to_expire = in_week[in_week.len() - cap.per_week as usize];
-        return Some(*oldest_to_expire + TimeDelta::days(7));
     }
     None
 }
