@@ -1,4 +1,5 @@
 //! Dispatch's pure rules: message sizes, the last-moment checks before a send,
 //! and the life of an attempt. No I/O: values in, decisions out.
 
+pub mod guard;
 pub mod sms;
