@@ -12,6 +12,7 @@ mod duration;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 mod raw;
+mod templates;
 mod validate;
 mod window;
 
@@ -22,7 +23,8 @@ use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
 use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
-pub use validate::{ProgramError, load_dir, parse};
+pub use templates::{Message, MessageFacts, RenderError, SMS_VARIABLES, Templates, VARIABLES};
+pub use validate::{ProgramError, load_dir, load_dir_with_templates, parse};
 
 /// A validated program.
 #[derive(Debug, Clone, PartialEq)]

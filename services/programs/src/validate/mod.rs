@@ -11,7 +11,8 @@ use touchpoint_proto::v1::{Channel, Language};
 use super::duration::parse_offset;
 use super::raw::{RawChannel, RawProgram, RawStep, RawWindow};
 use super::{
-    Anchor, ChannelPlan, ContactWindow, ExitRule, FrequencyCap, Program, Step, templates_in,
+    Anchor, ChannelPlan, ContactWindow, ExitRule, FrequencyCap, Program, Step, Templates,
+    templates_in,
 };
 
 /// One problem in a program file.
@@ -91,9 +92,14 @@ pub fn parse(
     }
 }
 
-/// Loads every `DIR/<id>/program.toml`. Returns the programs, or every error of
-/// every file.
+/// Loads and checks every `DIR/<id>/program.toml` and its templates. Returns the
+/// programs, or every error of every file.
 pub fn load_dir(dir: &Path) -> Result<Vec<Program>, Vec<ProgramError>> {
+    load_dir_with_templates(dir).map(|loaded| loaded.into_iter().map(|(p, _)| p).collect())
+}
+
+/// [`load_dir`], keeping each program's compiled templates.
+pub fn load_dir_with_templates(dir: &Path) -> Result<Vec<(Program, Templates)>, Vec<ProgramError>> {
     let shown = dir.display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         vec![ProgramError {
@@ -138,7 +144,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Program>, Vec<ProgramError>> {
                         problem: "must match the program's folder name".into(),
                     });
                 } else {
-                    programs.push(program);
+                    match Templates::load(&folder, &program, &file) {
+                        Ok(templates) => programs.push((program, templates)),
+                        Err(mut found) => errors.append(&mut found),
+                    }
                 }
             }
             Err(mut found) => errors.append(&mut found),
