@@ -109,9 +109,7 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
         (
             "dispatch",
             touchpoint_dispatch::start(
-                touchpoint_dispatch::Config {
-                    platform: config("dispatch"),
-                },
+                touchpoint_dispatch::Config::new(config("dispatch"), programs),
                 &shutdown,
             )
             .await

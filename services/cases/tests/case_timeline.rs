@@ -53,6 +53,7 @@ fn sent(case_id: &str, attempt: &str) -> Envelope {
             provider: "sandbox".into(),
             provider_message_id: format!("msg-{attempt}"),
             sent_at: None,
+            ..AttemptSent::default()
         }),
         None,
     )

@@ -6,6 +6,8 @@
 //!   memory storage, shared by the tests of one binary and stopped when it exits.
 //! - [`unique_prefix`]: topic names no other test uses.
 //! - [`eventually`]: poll a condition with a deadline — never sleep to synchronise.
+//! - [`publish`] and [`dead_letter_reasons`]: events in as another service would
+//!   send them, and the reasons a consumer gave up on records.
 //!
 //! Test helpers panic with a clear message: that is how a test fails.
 
@@ -15,11 +17,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{Connection as _, PgConnection};
+use touchpoint_proto::v1::Envelope;
 
 use crate::config::{
     ConsumerConfig, DatabaseConfig, Env, KafkaConfig, OutboxConfig, PlatformConfig,
 };
+use crate::topics::{Stream, Topics};
 
 /// Where tests find the server when `DATABASE_URL` is unset.
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -229,6 +236,58 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Publishes `events` to their topics under `prefix`, keyed by case id as the
+/// services publish them.
+pub async fn publish(prefix: &str, events: &[(Stream, Envelope)]) {
+    let producer: FutureProducer = crate::kafka::idempotent_producer_config(&kafka_config(prefix))
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let topics = Topics::new(prefix.to_owned());
+    for (stream, envelope) in events {
+        let topic = topics.name(*stream);
+        let bytes = envelope.encode_to_vec();
+        let record = FutureRecord::to(&topic)
+            .key(&envelope.case_id)
+            .payload(&bytes);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("publish failed: {e}"));
+    }
+}
+
+/// The `dlq-reason` of the first `count` records dead-lettered from `stream`
+/// under `prefix`, waiting at most `wait`.
+pub async fn dead_letter_reasons(
+    prefix: &str,
+    stream: Stream,
+    count: usize,
+    wait: Duration,
+) -> Vec<String> {
+    let group = format!("dlq-{}", unique_prefix().trim_end_matches('.'));
+    let reader: StreamConsumer = crate::kafka::consumer_config(&kafka_config(prefix), &group)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let topic = Topics::new(prefix.to_owned()).dlq(stream);
+    reader
+        .subscribe(&[&topic])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reasons = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while reasons.len() < count {
+        let record = tokio::time::timeout_at(deadline, reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {reasons:?} dead-lettered"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        reasons.push(
+            crate::dlq::header(&record, crate::dlq::REASON_HEADER)
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    reasons
 }
 
 static TRACING: OnceLock<Option<crate::telemetry::Telemetry>> = OnceLock::new();

@@ -129,10 +129,12 @@ pub struct Step {
     pub exit_when: BTreeSet<ExitRule>,
 }
 
-/// The programs a service runs, by id.
+/// The programs a service runs, by id, with their templates when it writes
+/// messages.
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
     programs: BTreeMap<String, Program>,
+    templates: BTreeMap<String, Templates>,
 }
 
 impl Catalogue {
@@ -140,12 +142,29 @@ impl Catalogue {
     pub fn new(programs: Vec<Program>) -> Self {
         Self {
             programs: programs.into_iter().map(|p| (p.id.clone(), p)).collect(),
+            templates: BTreeMap::new(),
         }
+    }
+
+    /// A catalogue of programs with their templates, as
+    /// [`load_dir_with_templates`] returns them.
+    pub fn with_templates(loaded: Vec<(Program, Templates)>) -> Self {
+        let mut catalogue = Self::default();
+        for (program, templates) in loaded {
+            catalogue.templates.insert(program.id.clone(), templates);
+            catalogue.programs.insert(program.id.clone(), program);
+        }
+        catalogue
     }
 
     /// The program `id`, if loaded.
     pub fn get(&self, id: &str) -> Option<&Program> {
         self.programs.get(id)
+    }
+
+    /// The templates of program `id`, if loaded with them.
+    pub fn templates(&self, id: &str) -> Option<&Templates> {
+        self.templates.get(id)
     }
 
     /// Every program, by id.

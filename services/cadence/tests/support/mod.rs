@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::config::PlatformConfig;
@@ -22,7 +21,6 @@ use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
-use touchpoint_proto::Message as _;
 use touchpoint_proto::v1::cadence_service_client::CadenceServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
@@ -138,21 +136,7 @@ impl World {
 
     /// Publishes `events` to their topics as the other services would.
     pub async fn publish(&self, events: &[(Stream, Envelope)]) {
-        let producer: FutureProducer =
-            kafka::idempotent_producer_config(&testkit::kafka_config(&self.prefix))
-                .create()
-                .unwrap_or_else(|e| panic!("{e}"));
-        for (stream, envelope) in events {
-            let topic = self.topic(*stream);
-            let bytes = envelope.encode_to_vec();
-            let record = FutureRecord::to(&topic)
-                .key(&envelope.case_id)
-                .payload(&bytes);
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .unwrap_or_else(|(e, _)| panic!("publish failed: {e}"));
-        }
+        testkit::publish(&self.prefix, events).await;
     }
 
     /// A reader of `touchpoint.outreach.v1` from its start.
@@ -343,28 +327,7 @@ channels = [{{ channel = "sms", attempts = {attempts}, wait = "2h" }}]
 
 /// The `dlq-reason` of the first `count` records dead-lettered from `stream`.
 pub async fn dead_letter_reasons(world: &World, stream: Stream, count: usize) -> Vec<String> {
-    let config = testkit::kafka_config(&world.prefix);
-    let reader: StreamConsumer = kafka::consumer_config(&config, &format!("dlq-{}", uuid_like()))
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let topic = Topics::new(world.prefix.clone()).dlq(stream);
-    reader
-        .subscribe(&[&topic])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut reasons = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while reasons.len() < count {
-        let record = tokio::time::timeout_at(deadline, reader.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {reasons:?} dead-lettered"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        reasons.push(
-            touchpoint_platform::dlq::header(&record, touchpoint_platform::dlq::REASON_HEADER)
-                .unwrap_or_default()
-                .to_owned(),
-        );
-    }
-    reasons
+    testkit::dead_letter_reasons(&world.prefix, stream, count, WAIT).await
 }
 
 /// The plan of `case_id` once `check` holds; on timeout the failure shows the

@@ -1,0 +1,414 @@
+//! Attempts in PostgreSQL: claiming the ready ones, with the case's view and its
+//! recent sends, and settling what became of them, a whole round in one
+//! statement.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row as _};
+use touchpoint_proto::v1::{Channel, Language, SuppressionReason};
+use uuid::Uuid;
+
+use crate::domain::guard::{CaseStatus, CaseView};
+
+/// Where an attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for its turn (or its next try).
+    Queued,
+    /// Handed to a provider, outcome not yet recorded.
+    Sending,
+    /// Accepted by the provider (or, for voice, put on a worklist).
+    Sent,
+    /// The provider confirmed delivery.
+    Delivered,
+    /// Given up on.
+    Failed,
+    /// Never sent, for a reason.
+    Suppressed,
+}
+
+impl State {
+    /// Its name in the table and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Sending => "sending",
+            State::Sent => "sent",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+            State::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// A claimed attempt (its destination is patient data: `Debug` omits it).
+#[derive(Clone)]
+pub struct Attempt {
+    /// Its id.
+    pub attempt_id: Uuid,
+    /// The case.
+    pub case_id: String,
+    /// The program.
+    pub program_id: String,
+    /// The step.
+    pub step_id: String,
+    /// The template.
+    pub template_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The language asked for.
+    pub language: Language,
+    /// 1-based attempt number on the channel.
+    pub attempt_number: u32,
+    /// Where to send it.
+    pub destination: String,
+    /// When the program made it due.
+    pub due_at: DateTime<Utc>,
+    /// The latest hand-off.
+    pub not_after: DateTime<Utc>,
+    /// Hand-offs tried so far.
+    pub tries: u32,
+    /// The provider of the last try, if any.
+    pub provider: Option<String>,
+    /// The request it came from.
+    pub request_event_id: Uuid,
+    /// The story it belongs to.
+    pub correlation_id: String,
+    /// The trace it continues.
+    pub traceparent: Option<String>,
+    /// What dispatch knows of the case, once it has heard of it.
+    pub view: Option<CaseView>,
+    /// The case's coordinator, for call tasks.
+    pub coordinator_id: String,
+    /// The patient's names, for the message (patient data).
+    pub first_name: String,
+    /// The family name (patient data).
+    pub last_name: String,
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt")
+            .field("attempt_id", &self.attempt_id)
+            .field("case_id", &self.case_id)
+            .field("channel", &self.channel)
+            .field("tries", &self.tries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of an attempt in a round.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The attempt.
+    pub attempt_id: Uuid,
+    /// Its new state.
+    pub state: State,
+    /// When to look again (queued only).
+    pub next_try_at: Option<DateTime<Utc>>,
+    /// Whether this round made a hand-off try.
+    pub tried: bool,
+    /// The provider that took (or refused) it.
+    pub provider: Option<String>,
+    /// The provider's id for the message.
+    pub provider_message_id: Option<String>,
+    /// Why it failed.
+    pub failure_code: Option<String>,
+    /// Why it was suppressed.
+    pub suppression: Option<SuppressionReason>,
+    /// When it went out.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Settled {
+    /// `attempt_id` moves to `state`, nothing else known.
+    pub fn to(attempt_id: Uuid, state: State) -> Self {
+        Self {
+            attempt_id,
+            state,
+            next_try_at: None,
+            tried: false,
+            provider: None,
+            provider_message_id: None,
+            failure_code: None,
+            suppression: None,
+            sent_at: None,
+        }
+    }
+}
+
+/// The attempts store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptsError {
+    /// A stored value is not one dispatch writes.
+    #[error("stored attempt {attempt_id} has an unreadable {field}")]
+    Corrupt {
+        /// The attempt.
+        attempt_id: Uuid,
+        /// The column.
+        field: &'static str,
+    },
+    /// The database failed.
+    #[error("attempts database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
+    a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.tries,
+    a.provider, a.request_event_id, a.correlation_id, a.traceparent,
+    v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
+    v.coordinator_id, v.first_name, v.last_name";
+
+/// Claims up to `limit` queued attempts whose turn has come at `now`, oldest
+/// first, skipping rows another sender holds.
+pub async fn claim_ready(
+    tx: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Attempt>, AttemptsError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM attempts a LEFT JOIN case_views v USING (case_id)
+         WHERE a.state = 'queued' AND a.next_try_at <= $1
+         ORDER BY a.next_try_at LIMIT $2 FOR UPDATE OF a SKIP LOCKED"
+    ))
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(attempt).collect()
+}
+
+/// Claims up to `limit` attempts left `sending` since before `stale_before` (their
+/// sender died between the hand-off and recording it).
+pub async fn claim_stale_sending(
+    tx: &mut PgConnection,
+    stale_before: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Attempt>, AttemptsError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM attempts a LEFT JOIN case_views v USING (case_id)
+         WHERE a.state = 'sending' AND a.updated_at < $1
+         ORDER BY a.updated_at LIMIT $2 FOR UPDATE OF a SKIP LOCKED"
+    ))
+    .bind(stale_before)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter().map(attempt).collect()
+}
+
+/// When messages went out to each of `case_ids` in the week before `now`, for the
+/// frequency cap.
+pub async fn recent_sends(
+    tx: &mut PgConnection,
+    case_ids: &BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, Vec<DateTime<Utc>>>, AttemptsError> {
+    let ids: Vec<&str> = case_ids.iter().map(String::as_str).collect();
+    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT case_id, sent_at FROM attempts
+         WHERE case_id = ANY($1) AND sent_at > $2",
+    )
+    .bind(&ids)
+    .bind(now - TimeDelta::days(8))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut sends: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
+    for (case_id, at) in rows {
+        sends.entry(case_id).or_default().push(at);
+    }
+    Ok(sends)
+}
+
+/// Records what became of each attempt, in one statement.
+pub async fn settle(tx: &mut PgConnection, settled: &[Settled]) -> Result<(), AttemptsError> {
+    if settled.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = settled.iter().map(|s| s.attempt_id).collect();
+    let states: Vec<&str> = settled.iter().map(|s| s.state.as_str()).collect();
+    let next: Vec<Option<DateTime<Utc>>> = settled.iter().map(|s| s.next_try_at).collect();
+    let tried: Vec<i32> = settled.iter().map(|s| i32::from(s.tried)).collect();
+    let providers: Vec<Option<String>> = settled.iter().map(|s| s.provider.clone()).collect();
+    let message_ids: Vec<Option<String>> = settled
+        .iter()
+        .map(|s| s.provider_message_id.clone())
+        .collect();
+    let codes: Vec<Option<String>> = settled.iter().map(|s| s.failure_code.clone()).collect();
+    let suppressions: Vec<Option<&str>> = settled
+        .iter()
+        .map(|s| s.suppression.map(|r| r.as_str_name()))
+        .collect();
+    let sent: Vec<Option<DateTime<Utc>>> = settled.iter().map(|s| s.sent_at).collect();
+    sqlx::query(
+        "UPDATE attempts a SET
+             state = u.state,
+             next_try_at = coalesce(u.next_try_at, a.next_try_at),
+             tries = a.tries + u.tried,
+             provider = coalesce(u.provider, a.provider),
+             provider_message_id = coalesce(u.message_id, a.provider_message_id),
+             failure_code = coalesce(u.code, a.failure_code),
+             suppression = coalesce(u.suppression, a.suppression),
+             sent_at = coalesce(u.sent_at, a.sent_at),
+             updated_at = now()
+         FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::int[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+              AS u(attempt_id, state, next_try_at, tried, provider, message_id, code,
+                   suppression, sent_at)
+         WHERE a.attempt_id = u.attempt_id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&next)
+    .bind(&tried)
+    .bind(&providers)
+    .bind(&message_ids)
+    .bind(&codes)
+    .bind(&suppressions)
+    .bind(&sent)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// One attempt as the API shows it (no patient data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Its id.
+    pub attempt_id: Uuid,
+    /// The case.
+    pub case_id: String,
+    /// The channel's stored name.
+    pub channel: String,
+    /// Where it stands.
+    pub state: String,
+    /// The program.
+    pub program_id: String,
+    /// The step.
+    pub step_id: String,
+    /// 1-based attempt number on the channel.
+    pub attempt_number: i32,
+    /// The provider of the last try.
+    pub provider: Option<String>,
+    /// The provider's id for the message.
+    pub provider_message_id: Option<String>,
+    /// Why it failed.
+    pub failure_code: Option<String>,
+    /// Why it was suppressed.
+    pub suppression: Option<String>,
+    /// When it was requested.
+    pub requested_at: DateTime<Utc>,
+    /// When it went out.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Hand-offs tried.
+    pub tries: i32,
+}
+
+const SUMMARY: &str = "SELECT attempt_id, case_id, channel, state, program_id, step_id,
+    attempt_number, provider, provider_message_id, failure_code, suppression, requested_at,
+    sent_at, tries FROM attempts";
+
+/// The attempt `attempt_id`, if dispatch was asked for it.
+pub async fn get(pool: &PgPool, attempt_id: Uuid) -> Result<Option<Summary>, AttemptsError> {
+    let row = sqlx::query(&format!("{SUMMARY} WHERE attempt_id = $1"))
+        .bind(attempt_id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(summary).transpose()
+}
+
+/// The attempts of `case_id`, newest first.
+pub async fn of_case(pool: &PgPool, case_id: &str) -> Result<Vec<Summary>, AttemptsError> {
+    let rows = sqlx::query(&format!(
+        "{SUMMARY} WHERE case_id = $1 ORDER BY requested_at DESC, attempt_id DESC LIMIT 1000"
+    ))
+    .bind(case_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(summary).collect()
+}
+
+fn summary(row: &PgRow) -> Result<Summary, AttemptsError> {
+    Ok(Summary {
+        attempt_id: row.try_get("attempt_id")?,
+        case_id: row.try_get("case_id")?,
+        channel: row.try_get("channel")?,
+        state: row.try_get("state")?,
+        program_id: row.try_get("program_id")?,
+        step_id: row.try_get("step_id")?,
+        attempt_number: row.try_get("attempt_number")?,
+        provider: row.try_get("provider")?,
+        provider_message_id: row.try_get("provider_message_id")?,
+        failure_code: row.try_get("failure_code")?,
+        suppression: row.try_get("suppression")?,
+        requested_at: row.try_get("requested_at")?,
+        sent_at: row.try_get("sent_at")?,
+        tries: row.try_get("tries")?,
+    })
+}
+
+fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
+    let attempt_id: Uuid = row.try_get("attempt_id")?;
+    let corrupt = |field| AttemptsError::Corrupt { attempt_id, field };
+    let channel: String = row.try_get("channel")?;
+    let language: String = row.try_get("language")?;
+    let view_case: Option<String> = row.try_get("view_case")?;
+    let view = match view_case {
+        None => None,
+        Some(_) => {
+            let zone: String = row.try_get("time_zone")?;
+            let status: String = row.try_get("status")?;
+            let names = |column: &str| -> Result<BTreeSet<Channel>, AttemptsError> {
+                let names: Vec<String> = row.try_get(column)?;
+                Ok(names
+                    .iter()
+                    .filter_map(|n| Channel::from_str_name(n))
+                    .collect())
+            };
+            Some(CaseView {
+                status: match status.as_str() {
+                    "active" => CaseStatus::Active,
+                    "paused" => CaseStatus::Paused {
+                        until: row.try_get("paused_until")?,
+                    },
+                    "closed" => CaseStatus::Closed,
+                    _ => return Err(corrupt("status")),
+                },
+                time_zone: zone.parse().map_err(|_| corrupt("time_zone"))?,
+                consented: names("consented")?,
+                opted_out: names("opted_out")?,
+            })
+        }
+    };
+    Ok(Attempt {
+        attempt_id,
+        case_id: row.try_get("case_id")?,
+        program_id: row.try_get("program_id")?,
+        step_id: row.try_get("step_id")?,
+        template_id: row.try_get("template_id")?,
+        channel: Channel::from_str_name(&channel).ok_or_else(|| corrupt("channel"))?,
+        language: Language::from_str_name(&language).ok_or_else(|| corrupt("language"))?,
+        attempt_number: u32::try_from(row.try_get::<i32, _>("attempt_number")?)
+            .map_err(|_| corrupt("attempt_number"))?,
+        destination: row.try_get("destination")?,
+        due_at: row.try_get("due_at")?,
+        not_after: row.try_get("not_after")?,
+        tries: u32::try_from(row.try_get::<i32, _>("tries")?).map_err(|_| corrupt("tries"))?,
+        provider: row.try_get("provider")?,
+        request_event_id: row.try_get("request_event_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+        traceparent: row.try_get("traceparent")?,
+        view,
+        coordinator_id: row
+            .try_get::<Option<String>, _>("coordinator_id")?
+            .unwrap_or_default(),
+        first_name: row
+            .try_get::<Option<String>, _>("first_name")?
+            .unwrap_or_default(),
+        last_name: row
+            .try_get::<Option<String>, _>("last_name")?
+            .unwrap_or_default(),
+    })
+}

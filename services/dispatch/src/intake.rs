@@ -1,0 +1,451 @@
+//! What dispatch takes in from the topics: the case changes it needs for its
+//! last-moment checks and its messages (`touchpoint.case.v1`), opt-outs
+//! (`touchpoint.inbound.v1`), and the attempts cadence asks for
+//! (`touchpoint.outreach.v1`). Exactly once through the platform's inbox.
+//!
+//! An attempt is recorded `queued` once per attempt id; the sender takes it from
+//! there. A field dispatch needs that is missing or invalid is an error naming the
+//! event type and the field, and the record goes to the DLQ.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::instant;
+use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
+use touchpoint_proto::v1::contact_point::Value;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{CaseStatus, Channel, Envelope, Language};
+use uuid::Uuid;
+
+/// The consumer group and inbox name.
+pub const CONSUMER: &str = "dispatch";
+
+/// What one event means for dispatch.
+#[derive(Clone, PartialEq)]
+pub enum Intake {
+    /// A new case.
+    Opened {
+        /// Its program.
+        program_id: String,
+        /// The patient's IANA zone.
+        time_zone: String,
+        /// Given name (patient data).
+        first_name: String,
+        /// Family name (patient data).
+        last_name: String,
+    },
+    /// Consent recorded on a channel (a new consent also lifts an opt-out there).
+    Consented(Channel),
+    /// Consent revoked on a channel.
+    Revoked(Channel),
+    /// The patient opted out on these channels.
+    OptedOut(Vec<Channel>),
+    /// A coordinator was assigned.
+    Coordinator(String),
+    /// The case's status changed.
+    Status {
+        /// 'active', 'paused' or 'closed'.
+        status: &'static str,
+        /// When a pause ends by itself.
+        paused_until: Option<DateTime<Utc>>,
+    },
+    /// Cadence asks for an attempt.
+    Requested(Box<Request>),
+}
+
+/// An attempt cadence asks for, as dispatch records it.
+#[derive(Clone, PartialEq)]
+pub struct Request {
+    /// Its id: the idempotency key everywhere downstream.
+    pub attempt_id: Uuid,
+    /// The program.
+    pub program_id: String,
+    /// The step.
+    pub step_id: String,
+    /// The template.
+    pub template_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The language asked for.
+    pub language: Language,
+    /// 1-based attempt number on the channel.
+    pub attempt_number: u32,
+    /// Where to send it (patient data).
+    pub destination: String,
+    /// When the program made it due.
+    pub due_at: DateTime<Utc>,
+    /// The latest hand-off.
+    pub not_after: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("attempt_id", &self.attempt_id)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names and destinations are patient data: show only what kind of change.
+        let kind = match self {
+            Intake::Opened { .. } => "Opened",
+            Intake::Consented(_) => "Consented",
+            Intake::Revoked(_) => "Revoked",
+            Intake::OptedOut(_) => "OptedOut",
+            Intake::Coordinator(_) => "Coordinator",
+            Intake::Status { .. } => "Status",
+            Intake::Requested(_) => "Requested",
+        };
+        f.write_str(kind)
+    }
+}
+
+/// An event lacks something dispatch needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{event}: {field} is missing or invalid")]
+pub struct IntakeError {
+    /// The payload type.
+    pub event: &'static str,
+    /// The field.
+    pub field: &'static str,
+}
+
+/// What `envelope` means for dispatch; None for what is not its business.
+pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
+    let Some(payload) = &envelope.payload else {
+        return Ok(None); // a payload type newer than this build
+    };
+    let event = payload.type_name();
+    let bad = |field| IntakeError { event, field };
+    let channel = |raw: i32| {
+        Channel::try_from(raw)
+            .ok()
+            .filter(|c| *c != Channel::Unspecified)
+    };
+    let found = match payload {
+        Payload::CaseOpened(opened) => {
+            if opened.time_zone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(bad("time_zone"));
+            }
+            if opened.program_id.trim().is_empty() {
+                return Err(bad("program_id"));
+            }
+            let name = opened
+                .patient
+                .as_ref()
+                .and_then(|p| p.name.clone())
+                .unwrap_or_default();
+            Intake::Opened {
+                program_id: opened.program_id.clone(),
+                time_zone: opened.time_zone.clone(),
+                first_name: name.given_name,
+                last_name: name.family_name,
+            }
+        }
+        Payload::ConsentRecorded(c) => Intake::Consented(channel(c.channel).ok_or(bad("channel"))?),
+        Payload::ConsentRevoked(c) => Intake::Revoked(channel(c.channel).ok_or(bad("channel"))?),
+        Payload::OptOutReceived(o) => Intake::OptedOut(match channel(o.channel) {
+            Some(c) => vec![c],
+            // No channel named: honoured on every channel.
+            None => vec![
+                Channel::Sms,
+                Channel::Voice,
+                Channel::Email,
+                Channel::Fax,
+                Channel::Mail,
+            ],
+        }),
+        Payload::CoordinatorAssigned(a) => Intake::Coordinator(a.coordinator_id.clone()),
+        Payload::CaseStatusChanged(s) => Intake::Status {
+            status: match CaseStatus::try_from(s.status) {
+                Ok(CaseStatus::Active) => "active",
+                Ok(CaseStatus::Paused) => "paused",
+                Ok(CaseStatus::Closed) => "closed",
+                _ => return Err(bad("status")),
+            },
+            paused_until: s.paused_until.as_ref().and_then(instant),
+        },
+        Payload::OutreachRequested(r) => {
+            let channel = channel(r.channel).ok_or(bad("channel"))?;
+            let destination = match r.destination.as_ref().and_then(|d| d.value.as_ref()) {
+                Some(Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v))
+                    if !v.trim().is_empty() =>
+                {
+                    v.clone()
+                }
+                _ => return Err(bad("destination")),
+            };
+            Intake::Requested(Box::new(Request {
+                attempt_id: Uuid::parse_str(&r.attempt_id).map_err(|_| bad("attempt_id"))?,
+                program_id: r.program_id.clone(),
+                step_id: r.step_id.clone(),
+                template_id: r.template_id.clone(),
+                channel,
+                language: Language::try_from(r.language).map_err(|_| bad("language"))?,
+                attempt_number: r.attempt_number,
+                destination,
+                due_at: r.due_at.as_ref().and_then(instant).ok_or(bad("due_at"))?,
+                not_after: r
+                    .not_after
+                    .as_ref()
+                    .and_then(instant)
+                    .ok_or(bad("not_after"))?,
+            }))
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(found))
+}
+
+/// Applies what dispatch takes in.
+#[derive(Debug, Clone)]
+pub struct Intaker {
+    clock: SharedClock,
+}
+
+impl Intaker {
+    /// An intake that makes new attempts ready at `clock`'s now, the clock the
+    /// sender claims by.
+    pub fn new(clock: SharedClock) -> Self {
+        Self { clock }
+    }
+}
+
+impl Handler for Intaker {
+    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+        self.handle_batch(tx, std::slice::from_ref(delivery)).await
+    }
+
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        deliveries: &[Delivery],
+    ) -> Result<(), HandlerError> {
+        let mut requests = Vec::new();
+        for delivery in deliveries {
+            let found = intake(&delivery.envelope).map_err(|error| {
+                // Pinned to its record when the batch is replayed one by one.
+                HandlerError::Permanent(format!("event {}: {error}", delivery.event_id))
+            })?;
+            let case_id = delivery.envelope.case_id.as_str();
+            match found {
+                None => {}
+                Some(Intake::Requested(request)) => requests.push((delivery, request)),
+                Some(change) => apply_to_view(tx, case_id, change).await?,
+            }
+        }
+        record_requests(tx, &requests, self.clock.now()).await
+    }
+}
+
+async fn apply_to_view(
+    tx: &mut PgConnection,
+    case_id: &str,
+    change: Intake,
+) -> Result<(), HandlerError> {
+    let query = match change {
+        Intake::Opened {
+            program_id,
+            time_zone,
+            first_name,
+            last_name,
+        } => sqlx::query(
+            "INSERT INTO case_views (case_id, program_id, time_zone, first_name, last_name)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (case_id) DO NOTHING",
+        )
+        .bind(case_id)
+        .bind(program_id)
+        .bind(time_zone)
+        .bind(first_name)
+        .bind(last_name),
+        Intake::Consented(channel) => sqlx::query(
+            "UPDATE case_views SET
+                 consented = array_append(array_remove(consented, $2), $2),
+                 opted_out = array_remove(opted_out, $2), updated_at = now()
+             WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(channel.as_str_name()),
+        Intake::Revoked(channel) => sqlx::query(
+            "UPDATE case_views SET consented = array_remove(consented, $2), updated_at = now()
+             WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(channel.as_str_name()),
+        Intake::OptedOut(channels) => sqlx::query(
+            "UPDATE case_views SET
+                 opted_out = ARRAY(SELECT DISTINCT unnest(opted_out || $2::text[])),
+                 updated_at = now()
+             WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(channels.iter().map(|c| c.as_str_name()).collect::<Vec<_>>()),
+        Intake::Coordinator(coordinator_id) => sqlx::query(
+            "UPDATE case_views SET coordinator_id = $2, updated_at = now() WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(coordinator_id),
+        Intake::Status {
+            status,
+            paused_until,
+        } => sqlx::query(
+            "UPDATE case_views SET status = $2, paused_until = $3, updated_at = now()
+             WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(status)
+        .bind(paused_until),
+        Intake::Requested(_) => return Ok(()),
+    };
+    query.execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Records requested attempts `queued`, in one statement; a request seen before
+/// (the same attempt id) is ignored.
+async fn record_requests(
+    tx: &mut PgConnection,
+    requests: &[(&Delivery, Box<Request>)],
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let column = |f: &dyn Fn(&Delivery, &Request) -> String| -> Vec<String> {
+        requests.iter().map(|(d, r)| f(d, r)).collect()
+    };
+    let ids: Vec<Uuid> = requests.iter().map(|(_, r)| r.attempt_id).collect();
+    let event_ids: Vec<Uuid> = requests.iter().map(|(d, _)| d.event_id).collect();
+    let numbers: Vec<i32> = requests
+        .iter()
+        .map(|(_, r)| r.attempt_number as i32)
+        .collect();
+    let due: Vec<DateTime<Utc>> = requests.iter().map(|(_, r)| r.due_at).collect();
+    let not_after: Vec<DateTime<Utc>> = requests.iter().map(|(_, r)| r.not_after).collect();
+    let requested: Vec<DateTime<Utc>> = requests
+        .iter()
+        .map(|(d, _)| {
+            d.envelope
+                .occurred_at
+                .as_ref()
+                .and_then(instant)
+                .unwrap_or_else(Utc::now)
+        })
+        .collect();
+    let traces: Vec<Option<String>> = requests
+        .iter()
+        .map(|(d, _)| d.traceparent.clone())
+        .collect();
+    sqlx::query(
+        "INSERT INTO attempts (attempt_id, case_id, program_id, step_id, template_id, channel,
+             language, attempt_number, destination, due_at, not_after, next_try_at,
+             request_event_id, correlation_id, traceparent, requested_at)
+         SELECT a, c, p, s, t, ch, l, n, d, due, na, $16, e, co, tr, rq
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+                     $12::uuid[], $13::text[], $14::text[], $15::timestamptz[])
+              AS r(a, c, p, s, t, ch, l, n, d, due, na, e, co, tr, rq)
+         ON CONFLICT (attempt_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(column(&|d, _| d.envelope.case_id.clone()))
+    .bind(column(&|_, r| r.program_id.clone()))
+    .bind(column(&|_, r| r.step_id.clone()))
+    .bind(column(&|_, r| r.template_id.clone()))
+    .bind(column(&|_, r| r.channel.as_str_name().to_owned()))
+    .bind(column(&|_, r| r.language.as_str_name().to_owned()))
+    .bind(&numbers)
+    .bind(column(&|_, r| r.destination.clone()))
+    .bind(&due)
+    .bind(&not_after)
+    .bind(&event_ids)
+    .bind(column(&|d, _| d.envelope.correlation_id.clone()))
+    .bind(&traces)
+    .bind(&requested)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use touchpoint_platform::envelope::{new_envelope, timestamp};
+    use touchpoint_proto::v1::{CaseOpened, ContactPoint, OutreachRequested};
+
+    use super::*;
+
+    fn envelope(payload: Payload) -> Envelope {
+        new_envelope("case-1", "test", Utc::now(), payload, None)
+    }
+
+    fn request() -> OutreachRequested {
+        OutreachRequested {
+            attempt_id: Uuid::now_v7().to_string(),
+            program_id: "adherence".into(),
+            step_id: "welcome".into(),
+            channel: Channel::Sms as i32,
+            template_id: "welcome".into(),
+            language: Language::Es as i32,
+            destination: Some(ContactPoint {
+                value: Some(Value::PhoneE164("+13125550142".into())),
+            }),
+            due_at: Some(timestamp(Utc::now())),
+            not_after: Some(timestamp(Utc::now())),
+            attempt_number: 1,
+        }
+    }
+
+    #[test]
+    fn a_request_is_recorded_with_what_sending_needs() {
+        let found = intake(&envelope(Payload::OutreachRequested(request())));
+        match found {
+            Ok(Some(Intake::Requested(r))) => {
+                assert_eq!(r.channel, Channel::Sms);
+                assert_eq!(r.destination, "+13125550142");
+                assert_eq!(r.language, Language::Es);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_named_and_values_never_shown() {
+        let mut no_destination = request();
+        no_destination.destination = None;
+        let mut bad_id = request();
+        bad_id.attempt_id = "+13125550142".into();
+        let mut no_deadline = request();
+        no_deadline.not_after = None;
+        let bad_zone = CaseOpened {
+            program_id: "p".into(),
+            time_zone: "Ana Ruiz".into(),
+            ..CaseOpened::default()
+        };
+        for (payload, field) in [
+            (Payload::OutreachRequested(no_destination), "destination"),
+            (Payload::OutreachRequested(bad_id), "attempt_id"),
+            (Payload::OutreachRequested(no_deadline), "not_after"),
+            (Payload::CaseOpened(bad_zone), "time_zone"),
+        ] {
+            let error = intake(&envelope(payload)).err();
+            assert_eq!(error.as_ref().map(|e| e.field), Some(field));
+            let shown = error.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                !shown.contains("3125550142") && !shown.contains("Ana"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_shows_the_kind_of_change_only() {
+        let found = intake(&envelope(Payload::OutreachRequested(request())));
+        let shown = format!("{found:?}");
+        assert!(!shown.contains("3125550142"), "{shown}");
+        assert!(shown.contains("Requested"), "{shown}");
+    }
+}

@@ -1,0 +1,506 @@
+//! The sender: takes queued attempts and hands each over once.
+//!
+//! A round, in two transactions around the hand-offs:
+//! 1. claim ready attempts (`FOR UPDATE SKIP LOCKED`, so replicas share them),
+//!    run the last-moment checks, and settle what can be settled at once:
+//!    suppressed (with the reason), waiting for a case not yet seen, a call task
+//!    for voice, a failure to render. An attempt to hand over is rendered and
+//!    marked `sending`, and this is committed *before* any provider is called;
+//! 2. hand the `sending` ones over, outside any transaction;
+//! 3. record each outcome with its event: sent, retried later with backoff, or
+//!    failed.
+//!
+//! A crash between 1 and 3 leaves attempts `sending`. Once they are older than
+//! the sending timeout (longer than any hand-off takes), a round asks their
+//! provider: if it took the message they are recorded as sent; if it never saw
+//! them they are queued again; if the channel cannot tell (SMTP), they fail as
+//! `outcome_unknown` rather than risk a second message to the patient.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::future::join_all;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
+use touchpoint_programs::{Catalogue, Message, MessageFacts};
+use touchpoint_proto::v1::contact_point::Value;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{
+    AttemptFailed, AttemptSent, AttemptSuppressed, CallTaskRequested, Channel, ContactPoint,
+    SuppressionReason,
+};
+
+use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
+use crate::domain::guard::{Verdict, check};
+use crate::domain::sms;
+use crate::providers::{Handoff, Lookup, Outgoing, Providers};
+
+/// The `source` of every event this service emits.
+pub const SOURCE: &str = "dispatch";
+/// The provider name recorded for call tasks.
+pub const WORKLIST: &str = "worklist";
+/// How soon an attempt for a case dispatch has not heard of is looked at again.
+const WAIT_FOR_CASE: TimeDelta = TimeDelta::seconds(5);
+/// The first retry's backoff; it doubles each try, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: TimeDelta = TimeDelta::seconds(2);
+const MAX_BACKOFF: TimeDelta = TimeDelta::minutes(5);
+
+/// How the sender runs.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Attempts claimed per round.
+    pub batch: usize,
+    /// How often an idle sender looks for work.
+    pub poll: Duration,
+    /// Hand-off tries before a transient failure is final.
+    pub max_tries: u32,
+    /// How long an attempt may stay `sending` before it is reconciled.
+    pub sending_timeout: Duration,
+}
+
+/// A round failed; what it had not committed is done again next round.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    /// The attempts store.
+    #[error(transparent)]
+    Attempts(#[from] AttemptsError),
+    /// The outbox.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// A transaction.
+    #[error("sender database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Hands queued attempts over, once each.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pool: PgPool,
+    catalogue: Arc<Catalogue>,
+    clock: SharedClock,
+    topic: String,
+    providers: Arc<Providers>,
+    config: SenderConfig,
+}
+
+/// An attempt marked `sending` in this round, with what to send.
+struct Handing {
+    attempt: Attempt,
+    message: Message,
+}
+
+impl Sender {
+    /// A sender over `pool`'s attempts, publishing outcomes to `topic`.
+    pub fn new(
+        pool: PgPool,
+        catalogue: Arc<Catalogue>,
+        clock: SharedClock,
+        topic: String,
+        providers: Arc<Providers>,
+        config: SenderConfig,
+    ) -> Self {
+        Self {
+            pool,
+            catalogue,
+            clock,
+            topic,
+            providers,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown`; the round in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = self.config.poll;
+        while !shutdown.is_cancelled() {
+            let pause = match self.round().await {
+                Ok(worked) if worked >= self.config.batch => {
+                    backoff = self.config.poll;
+                    continue;
+                }
+                Ok(_) => {
+                    backoff = self.config.poll;
+                    self.config.poll
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "sender round failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!("sender stopped");
+    }
+
+    /// One round: reconciles stale `sending` attempts, then hands over ready ones.
+    /// Returns how many attempts it claimed.
+    pub async fn round(&self) -> Result<usize, SenderError> {
+        let reconciled = self.reconcile().await?;
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let claimed = attempts::claim_ready(&mut tx, now, self.config.batch).await?;
+        if claimed.is_empty() {
+            return Ok(reconciled);
+        }
+        let cases: BTreeSet<String> = claimed.iter().map(|a| a.case_id.clone()).collect();
+        let mut sends = attempts::recent_sends(&mut tx, &cases, now).await?;
+        let mut settled = Vec::with_capacity(claimed.len());
+        let mut events = Vec::new();
+        let mut handing = Vec::new();
+        let count = claimed.len();
+        for attempt in claimed {
+            let program = self.catalogue.get(&attempt.program_id);
+            let sent = sends.entry(attempt.case_id.clone()).or_default();
+            let verdict = check(
+                attempt.view.as_ref(),
+                program,
+                attempt.channel,
+                attempt.not_after,
+                sent,
+                now,
+            );
+            let verdict = match verdict {
+                Verdict::WaitForCase if now > attempt.not_after => {
+                    Verdict::Suppress(SuppressionReason::Expired)
+                }
+                other => other,
+            };
+            match verdict {
+                Verdict::WaitForCase => settled.push(Settled {
+                    next_try_at: Some(now + WAIT_FOR_CASE),
+                    ..Settled::to(attempt.attempt_id, State::Queued)
+                }),
+                Verdict::Suppress(reason) => {
+                    settled.push(Settled {
+                        suppression: Some(reason),
+                        ..Settled::to(attempt.attempt_id, State::Suppressed)
+                    });
+                    events.push(self.suppressed(&attempt, reason, now));
+                }
+                Verdict::Send if attempt.channel == Channel::Voice => {
+                    sent.push(now);
+                    settled.push(Settled {
+                        provider: Some(WORKLIST.into()),
+                        sent_at: Some(now),
+                        tried: true,
+                        ..Settled::to(attempt.attempt_id, State::Sent)
+                    });
+                    events.push(self.call_task(&attempt, now));
+                }
+                Verdict::Send => match self.render(&attempt) {
+                    Ok(message) => {
+                        sent.push(now);
+                        settled.push(Settled {
+                            tried: true,
+                            ..Settled::to(attempt.attempt_id, State::Sending)
+                        });
+                        handing.push(Handing { attempt, message });
+                    }
+                    Err(code) => {
+                        tracing::warn!(attempt_id = %attempt.attempt_id, code, "attempt cannot be written");
+                        settled.push(Settled {
+                            failure_code: Some(code.to_owned()),
+                            ..Settled::to(attempt.attempt_id, State::Failed)
+                        });
+                        events.push(self.failed(&attempt, "dispatch", code, true, now));
+                    }
+                },
+            }
+        }
+        attempts::settle(&mut tx, &settled).await?;
+        outbox::append(&mut tx, &events).await?;
+        // The rule: `sending` is committed before any provider hears of it.
+        tx.commit().await?;
+        if !handing.is_empty() {
+            self.hand_over(handing).await?;
+        }
+        Ok(count + reconciled)
+    }
+
+    /// Hands every `sending` attempt over at once and records the outcomes.
+    async fn hand_over(&self, handing: Vec<Handing>) -> Result<(), SenderError> {
+        let outcomes = join_all(handing.iter().map(|h| {
+            self.providers.hand_over(Outgoing {
+                attempt_id: h.attempt.attempt_id,
+                channel: h.attempt.channel,
+                destination: &h.attempt.destination,
+                message: &h.message,
+            })
+        }))
+        .await;
+        let now = self.clock.now();
+        let mut settled = Vec::with_capacity(handing.len());
+        let mut events = Vec::with_capacity(handing.len());
+        for (h, outcome) in handing.iter().zip(outcomes) {
+            let a = &h.attempt;
+            match outcome {
+                Handoff::Accepted {
+                    provider,
+                    message_id,
+                } => {
+                    events.push(self.sent(a, &h.message, &provider, &message_id, now));
+                    settled.push(Settled {
+                        provider: Some(provider),
+                        provider_message_id: Some(message_id),
+                        sent_at: Some(now),
+                        ..Settled::to(a.attempt_id, State::Sent)
+                    });
+                }
+                Handoff::Refused {
+                    provider,
+                    code,
+                    permanent,
+                } => {
+                    let tries = a.tries + 1;
+                    if !permanent && tries < self.config.max_tries {
+                        settled.push(Settled {
+                            provider: Some(provider),
+                            failure_code: Some(code),
+                            next_try_at: Some(now + backoff(a, tries)),
+                            ..Settled::to(a.attempt_id, State::Queued)
+                        });
+                    } else {
+                        events.push(self.failed(a, &provider, &code, permanent, now));
+                        settled.push(Settled {
+                            provider: Some(provider),
+                            failure_code: Some(code),
+                            ..Settled::to(a.attempt_id, State::Failed)
+                        });
+                    }
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        attempts::settle(&mut tx, &settled).await?;
+        outbox::append(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Settles attempts left `sending` past the timeout by asking their provider.
+    async fn reconcile(&self) -> Result<usize, SenderError> {
+        let now = self.clock.now();
+        let timeout = TimeDelta::from_std(self.config.sending_timeout).unwrap_or(TimeDelta::MAX);
+        let mut tx = self.pool.begin().await?;
+        let stale =
+            attempts::claim_stale_sending(&mut tx, now - timeout, self.config.batch).await?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let lookups = join_all(
+            stale
+                .iter()
+                .map(|a| self.providers.lookup(a.channel, a.attempt_id)),
+        )
+        .await;
+        let mut settled = Vec::with_capacity(stale.len());
+        let mut events = Vec::new();
+        for (a, lookup) in stale.iter().zip(lookups) {
+            tracing::info!(attempt_id = %a.attempt_id, ?lookup, "reconciling an attempt left sending");
+            match lookup {
+                Lookup::Accepted {
+                    provider,
+                    message_id,
+                } => {
+                    events.push(self.sent_unrendered(a, &provider, &message_id, now));
+                    settled.push(Settled {
+                        provider: Some(provider),
+                        provider_message_id: Some(message_id),
+                        sent_at: Some(now),
+                        ..Settled::to(a.attempt_id, State::Sent)
+                    });
+                }
+                Lookup::NotFound => settled.push(Settled {
+                    next_try_at: Some(now),
+                    ..Settled::to(a.attempt_id, State::Queued)
+                }),
+                Lookup::Unknowable => {
+                    let provider = a.provider.clone().unwrap_or_else(|| "unknown".into());
+                    events.push(self.failed(a, &provider, "outcome_unknown", false, now));
+                    settled.push(Settled {
+                        failure_code: Some("outcome_unknown".into()),
+                        ..Settled::to(a.attempt_id, State::Failed)
+                    });
+                }
+            }
+        }
+        attempts::settle(&mut tx, &settled).await?;
+        outbox::append(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(stale.len())
+    }
+
+    /// The message for `attempt`, or the code of why it cannot be written.
+    fn render(&self, attempt: &Attempt) -> Result<Message, &'static str> {
+        let program = self
+            .catalogue
+            .get(&attempt.program_id)
+            .ok_or("program_not_loaded")?;
+        let templates = self
+            .catalogue
+            .templates(&attempt.program_id)
+            .ok_or("program_not_loaded")?;
+        let facts = MessageFacts {
+            first_name: attempt.first_name.clone(),
+            last_name: attempt.last_name.clone(),
+            program_name: program.name.clone(),
+        };
+        templates
+            .render(
+                &attempt.template_id,
+                attempt.language,
+                attempt.channel,
+                &facts,
+            )
+            .map_err(|_| "render")
+    }
+
+    /// An outcome event of `attempt`: caused by its request, in its story and trace.
+    fn event(&self, attempt: &Attempt, payload: Payload, now: DateTime<Utc>) -> OutgoingEvent {
+        let mut envelope = new_envelope(&attempt.case_id, SOURCE, now, payload, None);
+        envelope.causation_id = attempt.request_event_id.to_string();
+        envelope.correlation_id = attempt.correlation_id.clone();
+        OutgoingEvent::new(self.topic.clone(), envelope)
+            .with_traceparent(attempt.traceparent.clone())
+    }
+
+    fn sent(
+        &self,
+        a: &Attempt,
+        message: &Message,
+        provider: &str,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> OutgoingEvent {
+        let segments = match a.channel {
+            Channel::Sms => sms::measure(&message.text).segments as u32,
+            _ => 0,
+        };
+        self.event(
+            a,
+            Payload::AttemptSent(AttemptSent {
+                attempt_id: a.attempt_id.to_string(),
+                channel: a.channel as i32,
+                provider: provider.to_owned(),
+                provider_message_id: message_id.to_owned(),
+                sent_at: Some(timestamp(now)),
+                language: message.language as i32,
+                language_fell_back: message.fell_back,
+                segments,
+            }),
+            now,
+        )
+    }
+
+    /// A sent event for an attempt reconciled after a crash, whose rendering is
+    /// not at hand.
+    fn sent_unrendered(
+        &self,
+        a: &Attempt,
+        provider: &str,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> OutgoingEvent {
+        self.event(
+            a,
+            Payload::AttemptSent(AttemptSent {
+                attempt_id: a.attempt_id.to_string(),
+                channel: a.channel as i32,
+                provider: provider.to_owned(),
+                provider_message_id: message_id.to_owned(),
+                sent_at: Some(timestamp(now)),
+                language: a.language as i32,
+                language_fell_back: false,
+                segments: 0,
+            }),
+            now,
+        )
+    }
+
+    fn failed(
+        &self,
+        a: &Attempt,
+        provider: &str,
+        code: &str,
+        permanent: bool,
+        now: DateTime<Utc>,
+    ) -> OutgoingEvent {
+        self.event(
+            a,
+            Payload::AttemptFailed(AttemptFailed {
+                attempt_id: a.attempt_id.to_string(),
+                channel: a.channel as i32,
+                permanent,
+                provider: provider.to_owned(),
+                provider_code: code.to_owned(),
+            }),
+            now,
+        )
+    }
+
+    fn suppressed(
+        &self,
+        a: &Attempt,
+        reason: SuppressionReason,
+        now: DateTime<Utc>,
+    ) -> OutgoingEvent {
+        self.event(
+            a,
+            Payload::AttemptSuppressed(AttemptSuppressed {
+                attempt_id: a.attempt_id.to_string(),
+                channel: a.channel as i32,
+                reason: reason as i32,
+            }),
+            now,
+        )
+    }
+
+    fn call_task(&self, a: &Attempt, now: DateTime<Utc>) -> OutgoingEvent {
+        self.event(
+            a,
+            Payload::CallTaskRequested(CallTaskRequested {
+                attempt_id: a.attempt_id.to_string(),
+                coordinator_id: a.coordinator_id.clone(),
+                due_at: Some(timestamp(a.due_at)),
+                program_id: a.program_id.clone(),
+                step_id: a.step_id.clone(),
+                template_id: a.template_id.clone(),
+                language: a.language as i32,
+                destination: Some(ContactPoint {
+                    value: Some(Value::PhoneE164(a.destination.clone())),
+                }),
+                not_after: Some(timestamp(a.not_after)),
+            }),
+            now,
+        )
+    }
+}
+
+/// The wait before try `tries + 1`: doubling from [`FIRST_BACKOFF`] up to
+/// [`MAX_BACKOFF`], spread by up to a fifth so attempts that failed together do
+/// not all come back together. The spread is taken from the attempt id, so it is
+/// the same for a given attempt and try.
+fn backoff(attempt: &Attempt, tries: u32) -> TimeDelta {
+    let doubled = FIRST_BACKOFF * 2_i32.saturating_pow(tries.saturating_sub(1).min(16));
+    let base = doubled.min(MAX_BACKOFF);
+    let seed = attempt
+        .attempt_id
+        .as_u128()
+        .wrapping_mul(u128::from(tries) + 1);
+    let spread_ms = base.num_milliseconds() / 5;
+    let jitter = if spread_ms > 0 {
+        (seed % spread_ms as u128) as i64
+    } else {
+        0
+    };
+    base + TimeDelta::milliseconds(jitter)
+}

@@ -1,0 +1,266 @@
+//! What dispatch's tests share: the real service on a free port on a clock that
+//! stands still, events published as the other services would, and a reader of
+//! what dispatch publishes to `touchpoint.attempt.v1`.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt as _;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use tonic::transport::Channel as GrpcChannel;
+use touchpoint_platform::clock::ClockConfig;
+use touchpoint_platform::envelope::{decode, new_envelope, timestamp};
+use touchpoint_platform::kafka;
+use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::{self, TestDatabase};
+use touchpoint_platform::topics::{Stream, Topics};
+use touchpoint_proto::v1::dispatch_service_client::DispatchServiceClient;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{
+    CaseOpened, Channel, ConsentRecorded, ContactPoint, CoordinatorAssigned, Envelope, Language,
+    OutreachRequested, Person, PersonName, contact_point,
+};
+
+pub const WAIT: Duration = Duration::from_secs(90);
+/// Tuesday 2026-04-07, 10:00 in New York: inside the adherence program's window.
+pub const NOW: &str = "2026-04-07T14:00:00Z";
+/// 20:00 in New York that day: the window's close.
+pub const CLOSES: &str = "2026-04-08T00:00:00Z";
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// A test's database, topics, clock and the running service.
+pub struct World {
+    pub database: TestDatabase,
+    pub prefix: String,
+    pub client: DispatchServiceClient<GrpcChannel>,
+    shutdown: Shutdown,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl World {
+    /// Dispatch with the shipped programs, on a clock standing at `now`.
+    pub async fn at(now: &str) -> Self {
+        Self::on(ClockConfig::Fixed { at: utc(now) }).await
+    }
+
+    /// Dispatch on a clock that reads `now` at start and runs at real speed, for
+    /// tests that wait for something dispatch schedules.
+    pub async fn running_from(now: &str) -> Self {
+        Self::on(ClockConfig::Accelerated {
+            start: utc(now),
+            epoch: Utc::now(),
+            speed: 1.0,
+        })
+        .await
+    }
+
+    async fn on(clock: ClockConfig) -> Self {
+        testkit::init_tracing();
+        let database = TestDatabase::fresh().await;
+        let prefix = testkit::unique_prefix();
+        let mut platform = testkit::platform_config("dispatch", &database, &prefix);
+        platform.clock = clock;
+        let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs");
+        let mut config = touchpoint_dispatch::Config::new(platform, programs);
+        config.sender.poll = Duration::from_millis(50);
+        let shutdown = Shutdown::new();
+        let addr = touchpoint_dispatch::start(config, &shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
+        let client = DispatchServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            database,
+            prefix,
+            client,
+            shutdown,
+        }
+    }
+
+    pub fn topic(&self, stream: Stream) -> String {
+        Topics::new(self.prefix.clone()).name(stream)
+    }
+
+    /// Publishes `events` to their topics as the other services would.
+    pub async fn publish(&self, events: &[(Stream, Envelope)]) {
+        testkit::publish(&self.prefix, events).await;
+    }
+
+    /// A reader of `touchpoint.attempt.v1` from its start.
+    pub fn outcomes(&self) -> Outcomes {
+        Outcomes::start(&self.prefix, &self.topic(Stream::Attempt))
+    }
+
+    /// An active case in the adherence program, in New York, with consent on
+    /// `consented` and a coordinator.
+    pub async fn open_case(&self, case_id: &str, consented: &[Channel]) {
+        let mut events = vec![(Stream::Case, case_opened(case_id))];
+        for channel in consented {
+            events.push((Stream::Case, consent(case_id, *channel)));
+        }
+        events.push((
+            Stream::Case,
+            event(
+                case_id,
+                Payload::CoordinatorAssigned(CoordinatorAssigned {
+                    coordinator_id: "coordinator-7".into(),
+                    navigator_id: String::new(),
+                }),
+            ),
+        ));
+        self.publish(&events).await;
+    }
+}
+
+/// The `dlq-reason` of the first `count` records dead-lettered from `stream`.
+pub async fn dead_letter_reasons(world: &World, stream: Stream, count: usize) -> Vec<String> {
+    testkit::dead_letter_reasons(&world.prefix, stream, count, WAIT).await
+}
+
+pub fn event(case_id: &str, payload: Payload) -> Envelope {
+    new_envelope(case_id, "test", Utc::now(), payload, None)
+}
+
+pub fn case_opened(case_id: &str) -> Envelope {
+    event(
+        case_id,
+        Payload::CaseOpened(CaseOpened {
+            program_id: "adherence".into(),
+            language: Language::Es as i32,
+            time_zone: "America/New_York".into(),
+            enrolled_at: Some(timestamp(utc("2026-04-06T14:00:00Z"))),
+            patient: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Ana".into(),
+                    family_name: "Ruiz".into(),
+                }),
+                contact: None,
+                relationship: String::new(),
+            }),
+            caregiver: None,
+            prescriber_fax_e164: String::new(),
+        }),
+    )
+}
+
+pub fn consent(case_id: &str, channel: Channel) -> Envelope {
+    event(
+        case_id,
+        Payload::ConsentRecorded(ConsentRecorded {
+            channel: channel as i32,
+            ..ConsentRecorded::default()
+        }),
+    )
+}
+
+/// An OutreachRequested for the welcome step on `channel`, due now, to be
+/// handed over by the window's close.
+pub fn requested(case_id: &str, channel: Channel) -> Envelope {
+    let destination = match channel {
+        Channel::Email => contact_point::Value::Email("ana@example.com".into()),
+        Channel::Fax => contact_point::Value::FaxE164("+12125550111".into()),
+        _ => contact_point::Value::PhoneE164("+12125550142".into()),
+    };
+    event(
+        case_id,
+        Payload::OutreachRequested(OutreachRequested {
+            attempt_id: uuid::Uuid::now_v7().to_string(),
+            program_id: "adherence".into(),
+            step_id: "welcome".into(),
+            channel: channel as i32,
+            template_id: "welcome".into(),
+            language: Language::Es as i32,
+            destination: Some(ContactPoint {
+                value: Some(destination),
+            }),
+            due_at: Some(timestamp(utc(NOW) - TimeDelta::minutes(1))),
+            not_after: Some(timestamp(utc(CLOSES))),
+            attempt_number: 1,
+        }),
+    )
+}
+
+/// The attempt id of a request.
+pub fn attempt_id(request: &Envelope) -> String {
+    match &request.payload {
+        Some(Payload::OutreachRequested(r)) => r.attempt_id.clone(),
+        _ => panic!("not a request"),
+    }
+}
+
+/// Everything dispatch published to `touchpoint.attempt.v1`, in arrival order.
+#[derive(Clone)]
+pub struct Outcomes {
+    seen: Arc<Mutex<Vec<Envelope>>>,
+}
+
+impl Outcomes {
+    fn start(prefix: &str, topic: &str) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let reader: StreamConsumer = kafka::consumer_config(
+            &testkit::kafka_config(prefix),
+            &format!("reader-{}", testkit::unique_prefix().trim_end_matches('.')),
+        )
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+        reader.subscribe(&[topic]).unwrap_or_else(|e| panic!("{e}"));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let mut stream = reader.stream();
+            while let Some(record) = stream.next().await {
+                if let Ok(record) = record
+                    && let Ok((envelope, _)) = decode(record.payload())
+                {
+                    sink.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(envelope);
+                }
+            }
+        });
+        Self { seen }
+    }
+
+    /// The outcome events of `attempt_id` so far.
+    pub fn of(&self, attempt_id: &str) -> Vec<Envelope> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|e| outcome_attempt(e) == Some(attempt_id))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for the first outcome of `attempt_id`.
+    pub async fn first(&self, attempt_id: &str) -> Envelope {
+        testkit::eventually(&format!("an outcome of {attempt_id}"), WAIT, || async {
+            self.of(attempt_id).into_iter().next()
+        })
+        .await
+    }
+}
+
+fn outcome_attempt(envelope: &Envelope) -> Option<&str> {
+    match envelope.payload.as_ref()? {
+        Payload::AttemptSent(p) => Some(&p.attempt_id),
+        Payload::AttemptFailed(p) => Some(&p.attempt_id),
+        Payload::AttemptSuppressed(p) => Some(&p.attempt_id),
+        Payload::CallTaskRequested(p) => Some(&p.attempt_id),
+        Payload::AttemptDelivered(p) => Some(&p.attempt_id),
+        _ => None,
+    }
+}
