@@ -68,6 +68,8 @@ pub struct Attempt {
     pub due_at: DateTime<Utc>,
     /// The latest hand-off.
     pub not_after: DateTime<Utc>,
+    /// Where it stands.
+    pub state: State,
     /// Hand-offs tried so far.
     pub tries: u32,
     /// The provider of the last try, if any.
@@ -156,7 +158,7 @@ pub enum AttemptsError {
 }
 
 const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
-    a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.tries,
+    a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
     a.provider, a.request_event_id, a.correlation_id, a.traceparent,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
     v.coordinator_id, v.first_name, v.last_name";
@@ -178,6 +180,21 @@ pub async fn claim_ready(
     .fetch_all(&mut *tx)
     .await?;
     rows.iter().map(attempt).collect()
+}
+
+/// Locks and reads attempt `attempt_id`, if dispatch was asked for it.
+pub async fn lock(
+    tx: &mut PgConnection,
+    attempt_id: Uuid,
+) -> Result<Option<Attempt>, AttemptsError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM attempts a LEFT JOIN case_views v USING (case_id)
+         WHERE a.attempt_id = $1 FOR UPDATE OF a"
+    ))
+    .bind(attempt_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    row.as_ref().map(attempt).transpose()
 }
 
 /// Claims up to `limit` attempts left `sending` since before `stale_before` (their
@@ -395,6 +412,15 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
         destination: row.try_get("destination")?,
         due_at: row.try_get("due_at")?,
         not_after: row.try_get("not_after")?,
+        state: match row.try_get::<String, _>("state")?.as_str() {
+            "queued" => State::Queued,
+            "sending" => State::Sending,
+            "sent" => State::Sent,
+            "delivered" => State::Delivered,
+            "failed" => State::Failed,
+            "suppressed" => State::Suppressed,
+            _ => return Err(corrupt("state")),
+        },
         tries: u32::try_from(row.try_get::<i32, _>("tries")?).map_err(|_| corrupt("tries"))?,
         provider: row.try_get("provider")?,
         request_event_id: row.try_get("request_event_id")?,

@@ -11,9 +11,12 @@
 
 pub mod api;
 pub mod attempts;
+pub mod callbacks;
 pub mod domain;
 pub mod intake;
+pub mod outcomes;
 pub mod providers;
+pub mod sandbox;
 pub mod sender;
 
 use std::net::SocketAddr;
@@ -32,7 +35,8 @@ use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 
 use crate::api::DispatchApi;
 use crate::intake::Intaker;
-use crate::providers::Providers;
+use crate::providers::http::HttpClient;
+use crate::providers::{Providers, Twilio};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -47,6 +51,9 @@ static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 /// The gRPC port when `TOUCHPOINT_GRPC_ADDR` is unset.
 pub const DEFAULT_GRPC_PORT: u16 = 50053;
 
+/// The callback port when `TOUCHPOINT_HTTP_ADDR` is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8053;
+
 /// How long in-flight work may take to finish after SIGTERM.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -58,8 +65,73 @@ pub struct Config {
     /// `TOUCHPOINT_PROGRAMS_DIR`: the programs and their templates.
     pub programs_dir: PathBuf,
     /// The sender: `TOUCHPOINT_SEND_BATCH`, `TOUCHPOINT_SEND_POLL_MS`,
-    /// `TOUCHPOINT_SEND_MAX_TRIES`, `TOUCHPOINT_SENDING_TIMEOUT_MS`.
+    /// `TOUCHPOINT_SEND_MAX_TRIES` (per provider), `TOUCHPOINT_SENDING_TIMEOUT_MS`.
     pub sender: SenderConfig,
+    /// `TOUCHPOINT_HTTP_ADDR`: where provider callbacks are taken.
+    pub http_addr: SocketAddr,
+    /// `TOUCHPOINT_CALLBACK_BASE_URL`: the URL providers reach `http_addr` at
+    /// (default `http://` and the bound address).
+    pub callback_base: Option<String>,
+    /// SMS providers in failover order: `TOUCHPOINT_SMS_PRIMARY_*`, then
+    /// `TOUCHPOINT_SMS_FAILOVER_*`.
+    pub sms: Vec<SmsProvider>,
+    /// `TOUCHPOINT_PROVIDER_TIMEOUT_MS`: how long a provider has to answer.
+    pub provider_timeout: Duration,
+}
+
+/// One Twilio-speaking SMS provider's settings, from `<PREFIX>_URL`,
+/// `<PREFIX>_ACCOUNT_SID`, `<PREFIX>_AUTH_TOKEN` and `<PREFIX>_FROM`.
+#[derive(Clone)]
+pub struct SmsProvider {
+    /// Its name in events and callback paths (`primary`, `failover`).
+    pub name: String,
+    /// The API's base URL.
+    pub base_url: String,
+    /// The account SID.
+    pub account_sid: String,
+    /// The auth token (a secret).
+    pub auth_token: String,
+    /// The sender number or messaging service SID.
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsProvider")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmsProvider {
+    fn from_env(env: &Env, name: &str, prefix: &str) -> Result<Option<Self>, ConfigError> {
+        let var = |suffix: &str| format!("{prefix}_{suffix}");
+        let Some(base_url) = env.raw(&var("URL")) else {
+            return Ok(None);
+        };
+        if !base_url.starts_with("http://") {
+            // The HTTP client is plain HTTP/1.1 for now: a provider reached over
+            // TLS needs a local TLS proxy (noted on the issue).
+            return Err(ConfigError {
+                var: var("URL"),
+                reason: "expected an http:// URL (TLS is not built in yet)".into(),
+            });
+        }
+        let required = |suffix: &str| {
+            env.raw(&var(suffix)).ok_or_else(|| ConfigError {
+                var: var(suffix),
+                reason: format!("required when {} is set", var("URL")),
+            })
+        };
+        Ok(Some(Self {
+            name: name.to_owned(),
+            base_url,
+            account_sid: required("ACCOUNT_SID")?,
+            auth_token: required("AUTH_TOKEN")?,
+            from: required("FROM")?,
+        }))
+    }
 }
 
 impl Config {
@@ -74,6 +146,20 @@ impl Config {
                 max_tries: env.count("TOUCHPOINT_SEND_MAX_TRIES", 5, 100)? as u32,
                 sending_timeout: env.millis("TOUCHPOINT_SENDING_TIMEOUT_MS", 120_000)?,
             },
+            http_addr: env.parse(
+                "TOUCHPOINT_HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                "an address such as 127.0.0.1:8053",
+            )?,
+            callback_base: env.raw("TOUCHPOINT_CALLBACK_BASE_URL"),
+            sms: [
+                SmsProvider::from_env(env, "primary", "TOUCHPOINT_SMS_PRIMARY")?,
+                SmsProvider::from_env(env, "failover", "TOUCHPOINT_SMS_FAILOVER")?,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
         })
     }
 
@@ -88,6 +174,10 @@ impl Config {
                 max_tries: 5,
                 sending_timeout: Duration::from_secs(120),
             },
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            callback_base: None,
+            sms: Vec::new(),
+            provider_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -102,6 +192,15 @@ pub enum DispatchStartError {
         dir: String,
         /// One problem per line.
         problems: String,
+    },
+    /// The callback listener.
+    #[error("cannot listen for callbacks on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// What every service needs.
     #[error(transparent)]
@@ -147,12 +246,62 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         }
     });
 
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| DispatchStartError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| DispatchStartError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+    let callback_base = config
+        .callback_base
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let client = HttpClient::new(config.provider_timeout);
+    let providers = Arc::new(Providers {
+        sms: config
+            .sms
+            .iter()
+            .map(|p| Twilio {
+                name: p.name.clone(),
+                base_url: p.base_url.clone(),
+                account_sid: p.account_sid.clone(),
+                auth_token: p.auth_token.clone(),
+                from: p.from.clone(),
+                callback_base: Some(callback_base.clone()),
+                client: client.clone(),
+            })
+            .collect(),
+    });
+    let attempts_topic = platform.topics.name(Stream::Attempt);
+    let routes = callbacks::router(
+        platform.pool.clone(),
+        providers.clone(),
+        platform.clock.clone(),
+        attempts_topic.clone(),
+    );
+    let stop = shutdown.token();
+    shutdown.spawn(async move {
+        let served = axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "callback listener stopped");
+        }
+    });
+    tracing::info!(%http_addr, sms_providers = providers.sms.len(), "taking provider callbacks");
+
     let sender = Sender::new(
         platform.pool.clone(),
         catalogue,
         platform.clock.clone(),
-        platform.topics.name(Stream::Attempt),
-        Arc::new(Providers::none()),
+        attempts_topic,
+        providers,
         config.sender,
     );
     shutdown.spawn(sender.run(shutdown.token()));

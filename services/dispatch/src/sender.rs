@@ -7,8 +7,10 @@
 //!    for voice, a failure to render. An attempt to hand over is rendered and
 //!    marked `sending`, and this is committed *before* any provider is called;
 //! 2. hand the `sending` ones over, outside any transaction;
-//! 3. record each outcome with its event: sent, retried later with backoff, or
-//!    failed.
+//! 3. record each outcome with its event: sent, retried later with backoff (a
+//!    channel's next provider once one has had its tries), or failed. A hand-off
+//!    whose answer never came is looked up at once, and sent again only if the
+//!    provider never saw it.
 //!
 //! A crash between 1 and 3 leaves attempts `sending`. Once they are older than
 //! the sending timeout (longer than any hand-off takes), a round asks their
@@ -25,23 +27,16 @@ use futures::future::join_all;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use touchpoint_platform::clock::SharedClock;
-use touchpoint_platform::envelope::{new_envelope, timestamp};
-use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
+use touchpoint_platform::outbox::{self, OutboxError};
 use touchpoint_programs::{Catalogue, Message, MessageFacts};
-use touchpoint_proto::v1::contact_point::Value;
-use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{
-    AttemptFailed, AttemptSent, AttemptSuppressed, CallTaskRequested, Channel, ContactPoint,
-    SuppressionReason,
-};
+use touchpoint_proto::v1::{Channel, SuppressionReason};
 
 use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
 use crate::domain::guard::{Verdict, check};
 use crate::domain::sms;
+use crate::outcomes::{self, Written};
 use crate::providers::{Handoff, Lookup, Outgoing, Providers};
 
-/// The `source` of every event this service emits.
-pub const SOURCE: &str = "dispatch";
 /// The provider name recorded for call tasks.
 pub const WORKLIST: &str = "worklist";
 /// How soon an attempt for a case dispatch has not heard of is looked at again.
@@ -88,10 +83,12 @@ pub struct Sender {
     config: SenderConfig,
 }
 
-/// An attempt marked `sending` in this round, with what to send.
+/// An attempt marked `sending` in this round, with what to send and to which of
+/// its channel's providers.
 struct Handing {
     attempt: Attempt,
     message: Message,
+    index: usize,
 }
 
 impl Sender {
@@ -157,6 +154,7 @@ impl Sender {
         let mut events = Vec::new();
         let mut handing = Vec::new();
         let count = claimed.len();
+        let topic = self.topic.as_str();
         for attempt in claimed {
             let program = self.catalogue.get(&attempt.program_id);
             let sent = sends.entry(attempt.case_id.clone()).or_default();
@@ -184,7 +182,7 @@ impl Sender {
                         suppression: Some(reason),
                         ..Settled::to(attempt.attempt_id, State::Suppressed)
                     });
-                    events.push(self.suppressed(&attempt, reason, now));
+                    events.push(outcomes::suppressed(topic, &attempt, reason, now));
                 }
                 Verdict::Send if attempt.channel == Channel::Voice => {
                     sent.push(now);
@@ -194,16 +192,22 @@ impl Sender {
                         tried: true,
                         ..Settled::to(attempt.attempt_id, State::Sent)
                     });
-                    events.push(self.call_task(&attempt, now));
+                    events.push(outcomes::call_task(topic, &attempt, now));
                 }
                 Verdict::Send => match self.render(&attempt) {
                     Ok(message) => {
                         sent.push(now);
+                        let index = self.provider_index(&attempt);
                         settled.push(Settled {
                             tried: true,
+                            provider: Some(self.providers.name(attempt.channel, index)),
                             ..Settled::to(attempt.attempt_id, State::Sending)
                         });
-                        handing.push(Handing { attempt, message });
+                        handing.push(Handing {
+                            attempt,
+                            message,
+                            index,
+                        });
                     }
                     Err(code) => {
                         tracing::warn!(attempt_id = %attempt.attempt_id, code, "attempt cannot be written");
@@ -211,7 +215,9 @@ impl Sender {
                             failure_code: Some(code.to_owned()),
                             ..Settled::to(attempt.attempt_id, State::Failed)
                         });
-                        events.push(self.failed(&attempt, "dispatch", code, true, now));
+                        events.push(outcomes::failed(
+                            topic, &attempt, "dispatch", code, true, now,
+                        ));
                     }
                 },
             }
@@ -221,23 +227,55 @@ impl Sender {
         // The rule: `sending` is committed before any provider hears of it.
         tx.commit().await?;
         if !handing.is_empty() {
-            self.hand_over(handing).await?;
+            self.hand_over(handing, now).await?;
         }
         Ok(count + reconciled)
     }
 
+    /// Which of its channel's providers an attempt goes to: each has
+    /// `max_tries` tries before the next takes over.
+    fn provider_index(&self, attempt: &Attempt) -> usize {
+        (attempt.tries / self.config.max_tries.max(1)) as usize
+    }
+
     /// Hands every `sending` attempt over at once and records the outcomes.
-    async fn hand_over(&self, handing: Vec<Handing>) -> Result<(), SenderError> {
-        let outcomes = join_all(handing.iter().map(|h| {
-            self.providers.hand_over(Outgoing {
-                attempt_id: h.attempt.attempt_id,
-                channel: h.attempt.channel,
-                destination: &h.attempt.destination,
-                message: &h.message,
-            })
+    async fn hand_over(
+        &self,
+        handing: Vec<Handing>,
+        since: DateTime<Utc>,
+    ) -> Result<(), SenderError> {
+        let outcomes = join_all(handing.iter().map(|h| async move {
+            let outgoing = h.outgoing();
+            match self.providers.hand_over(outgoing, h.index).await {
+                // No answer: the provider may have taken it. Ask before anything
+                // is sent again.
+                Handoff::Ambiguous { provider, code } => {
+                    match self
+                        .providers
+                        .lookup(Some(&provider), outgoing, since)
+                        .await
+                    {
+                        Some(Lookup::Accepted {
+                            provider,
+                            message_id,
+                        }) => Handoff::Accepted {
+                            provider,
+                            message_id,
+                        },
+                        Some(Lookup::NotFound) => Handoff::Refused {
+                            provider,
+                            code,
+                            permanent: false,
+                        },
+                        _ => Handoff::Ambiguous { provider, code },
+                    }
+                }
+                other => other,
+            }
         }))
         .await;
         let now = self.clock.now();
+        let topic = self.topic.as_str();
         let mut settled = Vec::with_capacity(handing.len());
         let mut events = Vec::with_capacity(handing.len());
         for (h, outcome) in handing.iter().zip(outcomes) {
@@ -247,7 +285,14 @@ impl Sender {
                     provider,
                     message_id,
                 } => {
-                    events.push(self.sent(a, &h.message, &provider, &message_id, now));
+                    events.push(outcomes::sent(
+                        topic,
+                        a,
+                        h.written(),
+                        &provider,
+                        &message_id,
+                        now,
+                    ));
                     settled.push(Settled {
                         provider: Some(provider),
                         provider_message_id: Some(message_id),
@@ -261,21 +306,39 @@ impl Sender {
                     permanent,
                 } => {
                     let tries = a.tries + 1;
-                    if !permanent && tries < self.config.max_tries {
+                    let providers = self.providers.count(a.channel).max(1) as u32;
+                    if !permanent && tries < self.config.max_tries * providers {
+                        // The next provider takes over at once; the same one after a
+                        // backoff.
+                        let next_try_at = if tries % self.config.max_tries == 0 {
+                            now
+                        } else {
+                            now + backoff(a, tries)
+                        };
                         settled.push(Settled {
                             provider: Some(provider),
                             failure_code: Some(code),
-                            next_try_at: Some(now + backoff(a, tries)),
+                            next_try_at: Some(next_try_at),
                             ..Settled::to(a.attempt_id, State::Queued)
                         });
                     } else {
-                        events.push(self.failed(a, &provider, &code, permanent, now));
+                        events.push(outcomes::failed(topic, a, &provider, &code, permanent, now));
                         settled.push(Settled {
                             provider: Some(provider),
                             failure_code: Some(code),
                             ..Settled::to(a.attempt_id, State::Failed)
                         });
                     }
+                }
+                // Still no way to know: it stays `sending` until the reconciler can
+                // ask.
+                Handoff::Ambiguous { provider, code } => {
+                    tracing::warn!(attempt_id = %a.attempt_id, provider, code, "hand-off unanswered; left sending");
+                    settled.push(Settled {
+                        provider: Some(provider),
+                        failure_code: Some(code),
+                        ..Settled::to(a.attempt_id, State::Sending)
+                    });
                 }
             }
         }
@@ -296,22 +359,52 @@ impl Sender {
         if stale.is_empty() {
             return Ok(0);
         }
-        let lookups = join_all(
-            stale
-                .iter()
-                .map(|a| self.providers.lookup(a.channel, a.attempt_id)),
-        )
+        // The message as it was written, to recognise it at the provider.
+        let rendered: Vec<Option<Message>> = stale.iter().map(|a| self.render(a).ok()).collect();
+        let since = now - timeout - TimeDelta::days(1);
+        let lookups = join_all(stale.iter().zip(&rendered).map(|(a, message)| async move {
+            match message {
+                Some(message) => {
+                    let outgoing = Outgoing {
+                        attempt_id: a.attempt_id,
+                        channel: a.channel,
+                        destination: &a.destination,
+                        message,
+                    };
+                    self.providers
+                        .lookup(a.provider.as_deref(), outgoing, since)
+                        .await
+                }
+                None => Some(Lookup::Unknowable),
+            }
+        }))
         .await;
+        let topic = self.topic.as_str();
         let mut settled = Vec::with_capacity(stale.len());
         let mut events = Vec::new();
-        for (a, lookup) in stale.iter().zip(lookups) {
+        for ((a, lookup), message) in stale.iter().zip(lookups).zip(&rendered) {
             tracing::info!(attempt_id = %a.attempt_id, ?lookup, "reconciling an attempt left sending");
             match lookup {
-                Lookup::Accepted {
+                Some(Lookup::Accepted {
                     provider,
                     message_id,
-                } => {
-                    events.push(self.sent_unrendered(a, &provider, &message_id, now));
+                }) => {
+                    let written = message.as_ref().map_or(
+                        Written {
+                            language: a.language,
+                            fell_back: false,
+                            segments: 0,
+                        },
+                        |m| written(a.channel, m),
+                    );
+                    events.push(outcomes::sent(
+                        topic,
+                        a,
+                        written,
+                        &provider,
+                        &message_id,
+                        now,
+                    ));
                     settled.push(Settled {
                         provider: Some(provider),
                         provider_message_id: Some(message_id),
@@ -319,18 +412,27 @@ impl Sender {
                         ..Settled::to(a.attempt_id, State::Sent)
                     });
                 }
-                Lookup::NotFound => settled.push(Settled {
+                Some(Lookup::NotFound) => settled.push(Settled {
                     next_try_at: Some(now),
                     ..Settled::to(a.attempt_id, State::Queued)
                 }),
-                Lookup::Unknowable => {
+                Some(Lookup::Unknowable) => {
                     let provider = a.provider.clone().unwrap_or_else(|| "unknown".into());
-                    events.push(self.failed(a, &provider, "outcome_unknown", false, now));
+                    events.push(outcomes::failed(
+                        topic,
+                        a,
+                        &provider,
+                        "outcome_unknown",
+                        false,
+                        now,
+                    ));
                     settled.push(Settled {
                         failure_code: Some("outcome_unknown".into()),
                         ..Settled::to(a.attempt_id, State::Failed)
                     });
                 }
+                // The provider cannot be asked now: leave it for a later round.
+                None => settled.push(Settled::to(a.attempt_id, State::Sending)),
             }
         }
         attempts::settle(&mut tx, &settled).await?;
@@ -363,125 +465,32 @@ impl Sender {
             )
             .map_err(|_| "render")
     }
+}
 
-    /// An outcome event of `attempt`: caused by its request, in its story and trace.
-    fn event(&self, attempt: &Attempt, payload: Payload, now: DateTime<Utc>) -> OutgoingEvent {
-        let mut envelope = new_envelope(&attempt.case_id, SOURCE, now, payload, None);
-        envelope.causation_id = attempt.request_event_id.to_string();
-        envelope.correlation_id = attempt.correlation_id.clone();
-        OutgoingEvent::new(self.topic.clone(), envelope)
-            .with_traceparent(attempt.traceparent.clone())
+impl Handing {
+    fn outgoing(&self) -> Outgoing<'_> {
+        Outgoing {
+            attempt_id: self.attempt.attempt_id,
+            channel: self.attempt.channel,
+            destination: &self.attempt.destination,
+            message: &self.message,
+        }
     }
 
-    fn sent(
-        &self,
-        a: &Attempt,
-        message: &Message,
-        provider: &str,
-        message_id: &str,
-        now: DateTime<Utc>,
-    ) -> OutgoingEvent {
-        let segments = match a.channel {
+    fn written(&self) -> Written {
+        written(self.attempt.channel, &self.message)
+    }
+}
+
+/// What `message` was written in, for its `AttemptSent`.
+fn written(channel: Channel, message: &Message) -> Written {
+    Written {
+        language: message.language,
+        fell_back: message.fell_back,
+        segments: match channel {
             Channel::Sms => sms::measure(&message.text).segments as u32,
             _ => 0,
-        };
-        self.event(
-            a,
-            Payload::AttemptSent(AttemptSent {
-                attempt_id: a.attempt_id.to_string(),
-                channel: a.channel as i32,
-                provider: provider.to_owned(),
-                provider_message_id: message_id.to_owned(),
-                sent_at: Some(timestamp(now)),
-                language: message.language as i32,
-                language_fell_back: message.fell_back,
-                segments,
-            }),
-            now,
-        )
-    }
-
-    /// A sent event for an attempt reconciled after a crash, whose rendering is
-    /// not at hand.
-    fn sent_unrendered(
-        &self,
-        a: &Attempt,
-        provider: &str,
-        message_id: &str,
-        now: DateTime<Utc>,
-    ) -> OutgoingEvent {
-        self.event(
-            a,
-            Payload::AttemptSent(AttemptSent {
-                attempt_id: a.attempt_id.to_string(),
-                channel: a.channel as i32,
-                provider: provider.to_owned(),
-                provider_message_id: message_id.to_owned(),
-                sent_at: Some(timestamp(now)),
-                language: a.language as i32,
-                language_fell_back: false,
-                segments: 0,
-            }),
-            now,
-        )
-    }
-
-    fn failed(
-        &self,
-        a: &Attempt,
-        provider: &str,
-        code: &str,
-        permanent: bool,
-        now: DateTime<Utc>,
-    ) -> OutgoingEvent {
-        self.event(
-            a,
-            Payload::AttemptFailed(AttemptFailed {
-                attempt_id: a.attempt_id.to_string(),
-                channel: a.channel as i32,
-                permanent,
-                provider: provider.to_owned(),
-                provider_code: code.to_owned(),
-            }),
-            now,
-        )
-    }
-
-    fn suppressed(
-        &self,
-        a: &Attempt,
-        reason: SuppressionReason,
-        now: DateTime<Utc>,
-    ) -> OutgoingEvent {
-        self.event(
-            a,
-            Payload::AttemptSuppressed(AttemptSuppressed {
-                attempt_id: a.attempt_id.to_string(),
-                channel: a.channel as i32,
-                reason: reason as i32,
-            }),
-            now,
-        )
-    }
-
-    fn call_task(&self, a: &Attempt, now: DateTime<Utc>) -> OutgoingEvent {
-        self.event(
-            a,
-            Payload::CallTaskRequested(CallTaskRequested {
-                attempt_id: a.attempt_id.to_string(),
-                coordinator_id: a.coordinator_id.clone(),
-                due_at: Some(timestamp(a.due_at)),
-                program_id: a.program_id.clone(),
-                step_id: a.step_id.clone(),
-                template_id: a.template_id.clone(),
-                language: a.language as i32,
-                destination: Some(ContactPoint {
-                    value: Some(Value::PhoneE164(a.destination.clone())),
-                }),
-                not_after: Some(timestamp(a.not_after)),
-            }),
-            now,
-        )
+        },
     }
 }
 

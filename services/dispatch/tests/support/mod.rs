@@ -59,15 +59,31 @@ impl World {
     /// Dispatch on a clock that reads `now` at start and runs at real speed, for
     /// tests that wait for something dispatch schedules.
     pub async fn running_from(now: &str) -> Self {
-        Self::on(ClockConfig::Accelerated {
-            start: utc(now),
-            epoch: Utc::now(),
-            speed: 1.0,
-        })
-        .await
+        Self::running_with(now, |_| {}).await
     }
 
     async fn on(clock: ClockConfig) -> Self {
+        Self::configured(clock, |_| {}).await
+    }
+
+    /// Dispatch on a clock that reads `now` at start and runs at real speed, with
+    /// its configuration adjusted by `adjust` (providers, tries, timeouts).
+    pub async fn running_with(
+        now: &str,
+        adjust: impl FnOnce(&mut touchpoint_dispatch::Config),
+    ) -> Self {
+        let clock = ClockConfig::Accelerated {
+            start: utc(now),
+            epoch: Utc::now(),
+            speed: 1.0,
+        };
+        Self::configured(clock, adjust).await
+    }
+
+    async fn configured(
+        clock: ClockConfig,
+        adjust: impl FnOnce(&mut touchpoint_dispatch::Config),
+    ) -> Self {
         testkit::init_tracing();
         let database = TestDatabase::fresh().await;
         let prefix = testkit::unique_prefix();
@@ -76,6 +92,7 @@ impl World {
         let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs");
         let mut config = touchpoint_dispatch::Config::new(platform, programs);
         config.sender.poll = Duration::from_millis(50);
+        adjust(&mut config);
         let shutdown = Shutdown::new();
         let addr = touchpoint_dispatch::start(config, &shutdown)
             .await
@@ -264,3 +281,20 @@ fn outcome_attempt(envelope: &Envelope) -> Option<&str> {
         _ => None,
     }
 }
+
+/// A Twilio-speaking SMS provider setting for `sandbox`, named `name`.
+pub fn sms_provider(
+    name: &str,
+    sandbox: &touchpoint_dispatch::sandbox::Sandbox,
+) -> touchpoint_dispatch::SmsProvider {
+    touchpoint_dispatch::SmsProvider {
+        name: name.into(),
+        base_url: sandbox.url(),
+        account_sid: ACCOUNT_SID.into(),
+        auth_token: AUTH_TOKEN.into(),
+        from: "+15005550006".into(),
+    }
+}
+
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const AUTH_TOKEN: &str = "sandbox-auth-token";

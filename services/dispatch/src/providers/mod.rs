@@ -1,0 +1,163 @@
+//! Where messages are handed over. One adapter per channel (SMS and fax over their
+//! providers' HTTP APIs, email over SMTP), chosen by configuration; a channel
+//! with none configured refuses every hand-off permanently, so its attempts fail
+//! with a clear code instead of waiting forever.
+//!
+//! Every hand-off carries the attempt id, as the provider's idempotency key where
+//! it takes one and in the status-callback address where it does not, so an
+//! attempt left `sending` by a crash can be looked up before anything is resent.
+
+pub mod http;
+pub mod signature;
+pub mod twilio;
+
+use chrono::{DateTime, Utc};
+use touchpoint_programs::Message;
+use touchpoint_proto::v1::Channel;
+use uuid::Uuid;
+
+pub use twilio::Twilio;
+
+/// A message to hand over (patient data: `Debug` omits the destination).
+#[derive(Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The attempt: the idempotency key.
+    pub attempt_id: Uuid,
+    /// The channel.
+    pub channel: Channel,
+    /// Where to (phone, email address or fax number).
+    pub destination: &'a str,
+    /// What to send.
+    pub message: &'a Message,
+}
+
+impl std::fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("attempt_id", &self.attempt_id)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a provider said to a hand-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handoff {
+    /// It took the message.
+    Accepted {
+        /// Which provider.
+        provider: String,
+        /// Its id for the message.
+        message_id: String,
+    },
+    /// It did not.
+    Refused {
+        /// Which provider.
+        provider: String,
+        /// Its code (or dispatch's own).
+        code: String,
+        /// Retrying cannot help (a wrong number, a rejected address).
+        permanent: bool,
+    },
+    /// No answer came: it may or may not have taken the message. Look it up
+    /// before sending again.
+    Ambiguous {
+        /// Which provider.
+        provider: String,
+        /// What happened (`timeout`).
+        code: String,
+    },
+}
+
+/// What a provider knows of an attempt that may have reached it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// It took the message: record it as sent, do not send again.
+    Accepted {
+        /// Which provider.
+        provider: String,
+        /// Its id for the message.
+        message_id: String,
+    },
+    /// It never saw the attempt: sending it is safe.
+    NotFound,
+    /// The channel cannot tell (SMTP keeps no record to ask): never resend.
+    Unknowable,
+}
+
+/// The code of a hand-off refused because no provider serves the channel.
+pub const NO_PROVIDER: &str = "no_provider";
+
+/// The adapters of every channel.
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    /// SMS providers in failover order.
+    pub sms: Vec<Twilio>,
+}
+
+impl Providers {
+    /// No provider on any channel.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// How many providers serve `channel`, in failover order.
+    pub fn count(&self, channel: Channel) -> usize {
+        match channel {
+            Channel::Sms => self.sms.len(),
+            _ => 0,
+        }
+    }
+
+    /// The name of `channel`'s provider number `index`, as events record it.
+    pub fn name(&self, channel: Channel, index: usize) -> String {
+        match (channel, self.sms.get(index)) {
+            (Channel::Sms, Some(twilio)) => twilio.name.clone(),
+            _ => "none".into(),
+        }
+    }
+
+    /// Hands `outgoing` to its channel's provider number `index` (0: the primary).
+    pub async fn hand_over(&self, outgoing: Outgoing<'_>, index: usize) -> Handoff {
+        match (outgoing.channel, self.sms.get(index)) {
+            (Channel::Sms, Some(twilio)) => {
+                twilio
+                    .send(
+                        outgoing.attempt_id,
+                        outgoing.destination,
+                        &outgoing.message.text,
+                    )
+                    .await
+            }
+            _ => Handoff::Refused {
+                provider: "none".into(),
+                code: NO_PROVIDER.into(),
+                permanent: true,
+            },
+        }
+    }
+
+    /// Asks `provider` whether it took `outgoing` since `since`. None: it cannot
+    /// be asked now (ask again later).
+    pub async fn lookup(
+        &self,
+        provider: Option<&str>,
+        outgoing: Outgoing<'_>,
+        since: DateTime<Utc>,
+    ) -> Option<Lookup> {
+        match outgoing.channel {
+            Channel::Sms => {
+                let twilio = self
+                    .sms
+                    .iter()
+                    .find(|t| Some(t.name.as_str()) == provider)?;
+                twilio
+                    .lookup(outgoing.destination, &outgoing.message.text, since)
+                    .await
+            }
+            // Nothing was handed to a provider that does not exist.
+            _ if provider.is_none_or(|p| p == "none") => Some(Lookup::NotFound),
+            _ => Some(Lookup::Unknowable),
+        }
+    }
+}

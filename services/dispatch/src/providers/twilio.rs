@@ -1,0 +1,203 @@
+//! SMS through Twilio's Programmable Messaging API (or anything that speaks it,
+//! like the sandbox): create a message with `To`, `From` (or a messaging
+//! service), `Body` and a `StatusCallback` carrying the attempt id; HTTP basic
+//! auth with the account SID and auth token.
+//!
+//! Twilio's create call takes no idempotency key. So a hand-off whose answer never
+//! came is not retried blindly: the adapter lists today's messages to the number
+//! and looks for the same body before anything is sent again.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::http::{Exchange, HttpClient};
+use super::{Handoff, Lookup};
+
+/// One Twilio-speaking SMS provider.
+#[derive(Clone)]
+pub struct Twilio {
+    /// Its name in events and callback paths, e.g. `primary`.
+    pub name: String,
+    /// The API's base URL, e.g. `https://api.twilio.com`.
+    pub base_url: String,
+    /// The account SID.
+    pub account_sid: String,
+    /// The auth token (a secret: never logged).
+    pub auth_token: String,
+    /// The sender: a phone number, or a messaging service SID (`MG…`).
+    pub from: String,
+    /// Where dispatch takes status callbacks, e.g. `https://hub.example`.
+    pub callback_base: Option<String>,
+    /// The HTTP client.
+    pub client: HttpClient,
+}
+
+impl std::fmt::Debug for Twilio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Twilio")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    sid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    code: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    #[serde(default)]
+    messages: Vec<ListedMessage>,
+}
+
+#[derive(Deserialize)]
+struct ListedMessage {
+    sid: String,
+    #[serde(default)]
+    body: String,
+}
+
+impl Twilio {
+    fn messages_url(&self) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base_url.trim_end_matches('/'),
+            self.account_sid
+        )
+    }
+
+    fn authorization(&self) -> String {
+        let pair = format!("{}:{}", self.account_sid, self.auth_token);
+        format!("Basic {}", STANDARD.encode(pair))
+    }
+
+    /// Where Twilio reports the status of `attempt_id`.
+    pub fn callback_url(&self, attempt_id: Uuid) -> Option<String> {
+        self.callback_base.as_ref().map(|base| {
+            format!(
+                "{}/callbacks/sms/{}/{attempt_id}",
+                base.trim_end_matches('/'),
+                self.name
+            )
+        })
+    }
+
+    /// Creates the message.
+    pub async fn send(&self, attempt_id: Uuid, to: &str, body: &str) -> Handoff {
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("To", to);
+            let sender = if self.from.starts_with("MG") {
+                "MessagingServiceSid"
+            } else {
+                "From"
+            };
+            form.append_pair(sender, &self.from);
+            form.append_pair("Body", body);
+            if let Some(callback) = self.callback_url(attempt_id) {
+                form.append_pair("StatusCallback", &callback);
+            }
+            form.finish()
+        };
+        let authorization = self.authorization();
+        let exchange = self
+            .client
+            .send(
+                Method::POST,
+                &self.messages_url(),
+                &[
+                    ("authorization", &authorization),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                form.into_bytes(),
+            )
+            .await;
+        let refused = |code: String, permanent: bool| Handoff::Refused {
+            provider: self.name.clone(),
+            code,
+            permanent,
+        };
+        match exchange {
+            Exchange::Answered { status, body } if status.is_success() => {
+                match serde_json::from_slice::<Created>(&body)
+                    .ok()
+                    .and_then(|c| c.sid)
+                {
+                    Some(sid) => Handoff::Accepted {
+                        provider: self.name.clone(),
+                        message_id: sid,
+                    },
+                    // It said yes but not to what: as good as no answer.
+                    None => Handoff::Ambiguous {
+                        provider: self.name.clone(),
+                        code: "no_sid".into(),
+                    },
+                }
+            }
+            Exchange::Answered { status, .. } if status == StatusCode::TOO_MANY_REQUESTS => {
+                refused("http_429".into(), false)
+            }
+            Exchange::Answered { status, body } if status.is_client_error() => {
+                // Twilio's own error code says what was wrong (21211: not a valid
+                // number, 21610: the number replied STOP to this sender).
+                let code = serde_json::from_slice::<ApiError>(&body)
+                    .ok()
+                    .and_then(|e| e.code)
+                    .map_or_else(|| format!("http_{}", status.as_u16()), |c| c.to_string());
+                refused(code, true)
+            }
+            Exchange::Answered { status, .. } => {
+                refused(format!("http_{}", status.as_u16()), false)
+            }
+            Exchange::NotSent => refused("connect".into(), false),
+            Exchange::Unanswered => Handoff::Ambiguous {
+                provider: self.name.clone(),
+                code: "timeout".into(),
+            },
+        }
+    }
+
+    /// Whether a message with `body` went to `to` since `since`: its SID if so.
+    pub async fn lookup(&self, to: &str, body: &str, since: DateTime<Utc>) -> Option<Lookup> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("To", to)
+            .append_pair("DateSent>", &since.format("%Y-%m-%d").to_string())
+            .finish();
+        let url = format!("{}?{query}", self.messages_url());
+        let authorization = self.authorization();
+        match self
+            .client
+            .send(
+                Method::GET,
+                &url,
+                &[("authorization", &authorization)],
+                Vec::new(),
+            )
+            .await
+        {
+            Exchange::Answered { status, body: page } if status.is_success() => {
+                let listed: Listed = serde_json::from_slice(&page).ok()?;
+                Some(match listed.messages.into_iter().find(|m| m.body == body) {
+                    Some(found) => Lookup::Accepted {
+                        provider: self.name.clone(),
+                        message_id: found.sid,
+                    },
+                    None => Lookup::NotFound,
+                })
+            }
+            // No answer to go by: ask again later.
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! A stand-in SMS provider for tests and local runs. It speaks the part of
+//! Twilio's Programmable Messaging API dispatch uses, so the adapter's real HTTP
+//! code runs against it:
+//! - `POST /2010-04-01/Accounts/{sid}/Messages.json` (basic auth; `To`, `From` or
+//!   `MessagingServiceSid`, `Body`, `StatusCallback`), answering 201 with the
+//!   message, or Twilio's error shape;
+//! - `GET` on the same path with `To` and `DateSent>` filters.
+//!
+//! It records what it received, can be told to fail, refuse or stall the next
+//! requests, and reports statuses to a message's callback signed as Twilio signs
+//! them.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use http::Method;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::providers::http::{Exchange, HttpClient};
+use crate::providers::signature;
+
+/// A message the sandbox took (patient data, kept only in memory).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The SID it gave the message.
+    pub sid: String,
+    /// The recipient.
+    pub to: String,
+    /// The sender or messaging service.
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// Where to report statuses.
+    pub status_callback: Option<String>,
+    /// When it took the message.
+    pub date_created: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Received")
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the sandbox does with a create request, instead of taking it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and Twilio's error shape, taking nothing.
+    Status(u16),
+    /// Refuse with this status and Twilio error code (e.g. 400 and 21211).
+    Refuse {
+        /// The HTTP status.
+        status: u16,
+        /// Twilio's error code.
+        code: i64,
+    },
+    /// Take the message, then answer only after this long (longer than the
+    /// client waits: an answer that never comes).
+    AcceptThenStall(Duration),
+}
+
+#[derive(Debug, Default)]
+struct Recorded {
+    messages: Vec<Received>,
+    faults: VecDeque<Fault>,
+    next_sid: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Shared {
+    account_sid: String,
+    auth_token: String,
+    recorded: Arc<Mutex<Recorded>>,
+}
+
+impl Shared {
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running sandbox; it stops when dropped.
+#[derive(Debug)]
+pub struct Sandbox {
+    addr: SocketAddr,
+    shared: Shared,
+    stop: CancellationToken,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Sandbox {
+    /// Starts a sandbox on a free port of 127.0.0.1 for the account `account_sid`
+    /// with `auth_token`.
+    pub async fn start(account_sid: &str, auth_token: &str) -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            account_sid,
+            auth_token,
+        )
+        .await
+    }
+
+    /// Starts a sandbox listening on `addr`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        account_sid: &str,
+        auth_token: &str,
+    ) -> std::io::Result<Self> {
+        let shared = Shared {
+            account_sid: account_sid.to_owned(),
+            auth_token: auth_token.to_owned(),
+            recorded: Arc::default(),
+        };
+        let app = Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                post(create).get(list),
+            )
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "sandbox stopped");
+            }
+        });
+        Ok(Self { addr, shared, stop })
+    }
+
+    /// Its base URL, for an adapter's configuration.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next create request meets `fault` instead of being taken.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.recorded().faults.push_back(fault);
+    }
+
+    /// Every message taken so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.recorded().messages.clone()
+    }
+
+    /// Reports `status` (e.g. `delivered`) for message `sid` to its callback,
+    /// signed; returns the HTTP status the callback answered.
+    pub async fn report(&self, sid: &str, status: &str, error_code: Option<&str>) -> Option<u16> {
+        let message = self.received().into_iter().find(|m| m.sid == sid)?;
+        let url = message.status_callback.clone()?;
+        let mut params = vec![
+            ("MessageSid".to_owned(), message.sid.clone()),
+            ("MessageStatus".to_owned(), status.to_owned()),
+            ("AccountSid".to_owned(), self.shared.account_sid.clone()),
+            ("To".to_owned(), message.to.clone()),
+        ];
+        if let Some(code) = error_code {
+            params.push(("ErrorCode".to_owned(), code.to_owned()));
+        }
+        let signed = signature::sign(&self.shared.auth_token, &url, &params);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let client = HttpClient::new(Duration::from_secs(10));
+        match client
+            .send(
+                Method::POST,
+                &url,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    (signature::HEADER, &signed),
+                ],
+                body.into_bytes(),
+            )
+            .await
+        {
+            Exchange::Answered { status, .. } => Some(status.as_u16()),
+            _ => None,
+        }
+    }
+}
+
+fn error(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = json!({ "code": code, "message": message, "status": status.as_u16() });
+    (status, Json(body)).into_response()
+}
+
+fn authorized(shared: &Shared, account: &str, headers: &HeaderMap) -> bool {
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", shared.account_sid, shared.auth_token))
+    );
+    account == shared.account_sid
+        && headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == expected)
+}
+
+fn is_e164(number: &str) -> bool {
+    number.len() > 2
+        && number.len() <= 16
+        && number.starts_with('+')
+        && number[1..].chars().all(|c| c.is_ascii_digit())
+}
+
+async fn create(
+    State(shared): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&shared, &account, &headers) {
+        return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let fault = shared.recorded().faults.pop_front();
+    match fault {
+        Some(Fault::Status(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error(status, 20500, "Internal Server Error");
+        }
+        Some(Fault::Refuse { status, code }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, code, "Refused by the sandbox");
+        }
+        _ => {}
+    }
+    let to = form.get("To").cloned().unwrap_or_default();
+    if !is_e164(&to) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            21211,
+            "The 'To' number is not a valid phone number.",
+        );
+    }
+    let Some(body) = form.get("Body").filter(|b| !b.is_empty()).cloned() else {
+        return error(StatusCode::BAD_REQUEST, 21602, "Message body is required.");
+    };
+    let from = form
+        .get("From")
+        .or_else(|| form.get("MessagingServiceSid"))
+        .cloned()
+        .unwrap_or_default();
+    let message = {
+        let mut recorded = shared.recorded();
+        recorded.next_sid += 1;
+        let message = Received {
+            sid: format!("SM{:032x}", recorded.next_sid),
+            to,
+            from,
+            body,
+            status_callback: form.get("StatusCallback").cloned(),
+            date_created: Utc::now(),
+        };
+        recorded.messages.push(message.clone());
+        message
+    };
+    if let Some(Fault::AcceptThenStall(stall)) = fault {
+        tokio::time::sleep(stall).await;
+    }
+    (StatusCode::CREATED, Json(resource(&message))).into_response()
+}
+
+async fn list(
+    State(shared): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&shared, &account, &headers) {
+        return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let since = query
+        .get("DateSent>")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let messages: Vec<serde_json::Value> = shared
+        .recorded()
+        .messages
+        .iter()
+        .filter(|m| query.get("To").is_none_or(|to| *to == m.to))
+        .filter(|m| since.is_none_or(|d| m.date_created.date_naive() >= d))
+        .map(resource)
+        .collect();
+    Json(json!({ "messages": messages })).into_response()
+}
+
+fn resource(m: &Received) -> serde_json::Value {
+    json!({
+        "sid": m.sid,
+        "status": "queued",
+        "to": m.to,
+        "from": m.from,
+        "body": m.body,
+        "date_created": m.date_created.to_rfc2822(),
+    })
+}
