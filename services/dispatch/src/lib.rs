@@ -36,7 +36,7 @@ use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 use crate::api::DispatchApi;
 use crate::intake::Intaker;
 use crate::providers::http::HttpClient;
-use crate::providers::{Providers, Twilio};
+use crate::providers::{Mailer, Providers, Twilio};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -75,8 +75,66 @@ pub struct Config {
     /// SMS providers in failover order: `TOUCHPOINT_SMS_PRIMARY_*`, then
     /// `TOUCHPOINT_SMS_FAILOVER_*`.
     pub sms: Vec<SmsProvider>,
+    /// The SMTP relay for email: `TOUCHPOINT_SMTP_HOST`, `_PORT`, `_FROM`,
+    /// `_USERNAME`, `_PASSWORD`. Unset host: no email.
+    pub smtp: Option<SmtpRelay>,
     /// `TOUCHPOINT_PROVIDER_TIMEOUT_MS`: how long a provider has to answer.
     pub provider_timeout: Duration,
+}
+
+/// The SMTP relay's settings.
+#[derive(Clone)]
+pub struct SmtpRelay {
+    /// Its host.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The sender mailbox, e.g. `Care Team <care@hub.example>`.
+    pub from: String,
+    /// User name and password, when the relay asks for them (secret).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for SmtpRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpRelay")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpRelay {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(host) = env.raw("TOUCHPOINT_SMTP_HOST") else {
+            return Ok(None);
+        };
+        let from = env.raw("TOUCHPOINT_SMTP_FROM").ok_or_else(|| ConfigError {
+            var: "TOUCHPOINT_SMTP_FROM".into(),
+            reason: "required when TOUCHPOINT_SMTP_HOST is set".into(),
+        })?;
+        let credentials = match (
+            env.raw("TOUCHPOINT_SMTP_USERNAME"),
+            env.raw("TOUCHPOINT_SMTP_PASSWORD"),
+        ) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError {
+                    var: "TOUCHPOINT_SMTP_PASSWORD".into(),
+                    reason:
+                        "set both TOUCHPOINT_SMTP_USERNAME and TOUCHPOINT_SMTP_PASSWORD, or neither"
+                            .into(),
+                });
+            }
+        };
+        Ok(Some(Self {
+            host,
+            port: env.parse("TOUCHPOINT_SMTP_PORT", 25, "a port number")?,
+            from,
+            credentials,
+        }))
+    }
 }
 
 /// One Twilio-speaking SMS provider's settings, from `<PREFIX>_URL`,
@@ -159,6 +217,7 @@ impl Config {
             .into_iter()
             .flatten()
             .collect(),
+            smtp: SmtpRelay::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
         })
     }
@@ -177,6 +236,7 @@ impl Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             callback_base: None,
             sms: Vec::new(),
+            smtp: None,
             provider_timeout: Duration::from_secs(10),
         }
     }
@@ -193,6 +253,9 @@ pub enum DispatchStartError {
         /// One problem per line.
         problems: String,
     },
+    /// The SMTP settings.
+    #[error("TOUCHPOINT_SMTP_FROM is not a valid mailbox")]
+    Email,
     /// The callback listener.
     #[error("cannot listen for callbacks on {addr}: {source}")]
     Http {
@@ -277,6 +340,20 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
                 client: client.clone(),
             })
             .collect(),
+        email: config
+            .smtp
+            .as_ref()
+            .map(|relay| {
+                Mailer::new(
+                    &relay.host,
+                    relay.port,
+                    &relay.from,
+                    relay.credentials.clone(),
+                    config.provider_timeout,
+                )
+            })
+            .transpose()
+            .map_err(|_| DispatchStartError::Email)?,
     });
     let attempts_topic = platform.topics.name(Stream::Attempt);
     let routes = callbacks::router(

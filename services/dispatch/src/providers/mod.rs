@@ -7,6 +7,7 @@
 //! it takes one and in the status-callback address where it does not, so an
 //! attempt left `sending` by a crash can be looked up before anything is resent.
 
+pub mod email;
 pub mod http;
 pub mod signature;
 pub mod twilio;
@@ -16,6 +17,7 @@ use touchpoint_programs::Message;
 use touchpoint_proto::v1::Channel;
 use uuid::Uuid;
 
+pub use email::Mailer;
 pub use twilio::Twilio;
 
 /// A message to hand over (patient data: `Debug` omits the destination).
@@ -93,6 +95,8 @@ pub const NO_PROVIDER: &str = "no_provider";
 pub struct Providers {
     /// SMS providers in failover order.
     pub sms: Vec<Twilio>,
+    /// The SMTP relay.
+    pub email: Option<Mailer>,
 }
 
 impl Providers {
@@ -105,28 +109,35 @@ impl Providers {
     pub fn count(&self, channel: Channel) -> usize {
         match channel {
             Channel::Sms => self.sms.len(),
+            Channel::Email => usize::from(self.email.is_some()),
             _ => 0,
         }
     }
 
     /// The name of `channel`'s provider number `index`, as events record it.
     pub fn name(&self, channel: Channel, index: usize) -> String {
-        match (channel, self.sms.get(index)) {
-            (Channel::Sms, Some(twilio)) => twilio.name.clone(),
+        match (channel, self.sms.get(index), &self.email) {
+            (Channel::Sms, Some(twilio), _) => twilio.name.clone(),
+            (Channel::Email, _, Some(_)) if index == 0 => email::SMTP.into(),
             _ => "none".into(),
         }
     }
 
     /// Hands `outgoing` to its channel's provider number `index` (0: the primary).
     pub async fn hand_over(&self, outgoing: Outgoing<'_>, index: usize) -> Handoff {
-        match (outgoing.channel, self.sms.get(index)) {
-            (Channel::Sms, Some(twilio)) => {
+        match (outgoing.channel, self.sms.get(index), &self.email) {
+            (Channel::Sms, Some(twilio), _) => {
                 twilio
                     .send(
                         outgoing.attempt_id,
                         outgoing.destination,
                         &outgoing.message.text,
                     )
+                    .await
+            }
+            (Channel::Email, _, Some(mailer)) if index == 0 => {
+                mailer
+                    .send(outgoing.attempt_id, outgoing.destination, outgoing.message)
                     .await
             }
             _ => Handoff::Refused {

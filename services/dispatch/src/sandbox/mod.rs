@@ -1,4 +1,7 @@
-//! A stand-in SMS provider for tests and local runs. It speaks the part of
+//! Stand-ins for outside providers, for tests and local runs: an SMS provider
+//! speaking Twilio's API (here) and an SMTP server ([`smtp`]).
+//!
+//! The SMS stand-in: It speaks the part of
 //! Twilio's Programmable Messaging API dispatch uses, so the adapter's real HTTP
 //! code runs against it:
 //! - `POST /2010-04-01/Accounts/{sid}/Messages.json` (basic auth; `To`, `From` or
@@ -9,6 +12,8 @@
 //! It records what it received, can be told to fail, refuse or stall the next
 //! requests, and reports statuses to a message's callback signed as Twilio signs
 //! them.
+
+pub mod smtp;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
