@@ -20,6 +20,7 @@ pub mod sandbox;
 pub mod sender;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,7 @@ use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 use crate::api::DispatchApi;
 use crate::intake::Intaker;
 use crate::providers::http::HttpClient;
-use crate::providers::{Mailer, Providers, Twilio};
+use crate::providers::{Mailer, Providers, Throttle, Twilio};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -50,6 +51,19 @@ static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
 /// The gRPC port when `TOUCHPOINT_GRPC_ADDR` is unset.
 pub const DEFAULT_GRPC_PORT: u16 = 50053;
+
+/// A provider's pace from `var`, in messages a second; unset: as fast as it takes.
+fn rate(env: &Env, var: &str) -> Result<Option<NonZeroU32>, ConfigError> {
+    env.raw(var)
+        .map(|_| {
+            let per_second = env.count(var, 1, 100_000)?;
+            NonZeroU32::new(per_second as u32).ok_or_else(|| ConfigError {
+                var: var.to_owned(),
+                reason: "expected a number of messages a second above 0".into(),
+            })
+        })
+        .transpose()
+}
 
 /// The callback port when `TOUCHPOINT_HTTP_ADDR` is unset.
 pub const DEFAULT_HTTP_PORT: u16 = 8053;
@@ -93,6 +107,8 @@ pub struct SmtpRelay {
     pub from: String,
     /// User name and password, when the relay asks for them (secret).
     pub credentials: Option<(String, String)>,
+    /// `TOUCHPOINT_SMTP_RATE`: at most this many messages a second.
+    pub rate: Option<NonZeroU32>,
 }
 
 impl std::fmt::Debug for SmtpRelay {
@@ -133,6 +149,7 @@ impl SmtpRelay {
             port: env.parse("TOUCHPOINT_SMTP_PORT", 25, "a port number")?,
             from,
             credentials,
+            rate: rate(env, "TOUCHPOINT_SMTP_RATE")?,
         }))
     }
 }
@@ -151,6 +168,8 @@ pub struct SmsProvider {
     pub auth_token: String,
     /// The sender number or messaging service SID.
     pub from: String,
+    /// `<PREFIX>_RATE`: at most this many messages a second from this sender.
+    pub rate: Option<NonZeroU32>,
 }
 
 impl std::fmt::Debug for SmsProvider {
@@ -188,6 +207,7 @@ impl SmsProvider {
             account_sid: required("ACCOUNT_SID")?,
             auth_token: required("AUTH_TOKEN")?,
             from: required("FROM")?,
+            rate: rate(env, &var("RATE"))?,
         }))
     }
 }
@@ -354,6 +374,16 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             })
             .transpose()
             .map_err(|_| DispatchStartError::Email)?,
+        sms_pace: config
+            .sms
+            .iter()
+            .map(|p| p.rate.map(Throttle::per_second))
+            .collect(),
+        email_pace: config
+            .smtp
+            .as_ref()
+            .and_then(|relay| relay.rate)
+            .map(Throttle::per_second),
     });
     let attempts_topic = platform.topics.name(Stream::Attempt);
     let routes = callbacks::router(

@@ -41,6 +41,8 @@ use crate::providers::{Handoff, Lookup, Outgoing, Providers};
 pub const WORKLIST: &str = "worklist";
 /// How soon an attempt for a case dispatch has not heard of is looked at again.
 const WAIT_FOR_CASE: TimeDelta = TimeDelta::seconds(5);
+/// The least an attempt waits for its provider's pace.
+const MIN_PACE_WAIT: TimeDelta = TimeDelta::milliseconds(10);
 /// The first retry's backoff; it doubles each try, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: TimeDelta = TimeDelta::seconds(2);
 const MAX_BACKOFF: TimeDelta = TimeDelta::minutes(5);
@@ -196,8 +198,18 @@ impl Sender {
                 }
                 Verdict::Send => match self.render(&attempt) {
                     Ok(message) => {
-                        sent.push(now);
                         let index = self.provider_index(&attempt);
+                        // The provider's pace: without a token it waits queued, not
+                        // `sending`, so no hand-off is ever held up by it.
+                        if let Err(wait) = self.providers.admit(attempt.channel, index) {
+                            let wait = TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
+                            settled.push(Settled {
+                                next_try_at: Some(now + wait.max(MIN_PACE_WAIT)),
+                                ..Settled::to(attempt.attempt_id, State::Queued)
+                            });
+                            continue;
+                        }
+                        sent.push(now);
                         settled.push(Settled {
                             tried: true,
                             provider: Some(self.providers.name(attempt.channel, index)),

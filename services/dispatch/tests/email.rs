@@ -24,6 +24,7 @@ async fn world_with(server: &SmtpServer) -> World {
             port: addr.port(),
             from: "Care Team <care@hub.example>".into(),
             credentials: Some((USER.into(), PASSWORD.into())),
+            rate: None,
         });
     })
     .await

@@ -269,3 +269,45 @@ async fn signed_callbacks_are_applied_and_unsigned_ones_change_nothing() {
         .count();
     assert_eq!(delivered_events, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_provider_sends_the_whole_backlog_at_its_rate_and_drops_none() {
+    let provider = sandbox().await;
+    let world = World::running_with(NOW, |c| {
+        let mut paced = sms_provider("primary", &provider);
+        paced.rate = std::num::NonZeroU32::new(2);
+        c.sms = vec![paced];
+    })
+    .await;
+    let outcomes = world.outcomes();
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push(request_sms(&world, &format!("case-paced-{n}")).await);
+    }
+    for id in &ids {
+        let sent = outcomes.first(id).await;
+        assert!(
+            matches!(sent.payload, Some(Payload::AttemptSent(_))),
+            "{sent:?}"
+        );
+    }
+    let received = provider.received();
+    assert_eq!(received.len(), 8, "each once, none dropped");
+    // Two a second, in bursts of two: eight cannot all be taken in under three
+    // seconds. A lower bound: load can only make it longer.
+    let first = received
+        .iter()
+        .map(|m| m.date_created)
+        .min()
+        .unwrap_or_default();
+    let last = received
+        .iter()
+        .map(|m| m.date_created)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        last - first >= chrono::TimeDelta::milliseconds(2500),
+        "eight messages in {} ms at two a second",
+        (last - first).num_milliseconds()
+    );
+}

@@ -10,6 +10,7 @@
 pub mod email;
 pub mod http;
 pub mod signature;
+pub mod throttle;
 pub mod twilio;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use touchpoint_proto::v1::Channel;
 use uuid::Uuid;
 
 pub use email::Mailer;
+pub use throttle::Throttle;
 pub use twilio::Twilio;
 
 /// A message to hand over (patient data: `Debug` omits the destination).
@@ -97,6 +99,10 @@ pub struct Providers {
     pub sms: Vec<Twilio>,
     /// The SMTP relay.
     pub email: Option<Mailer>,
+    /// The pace of each SMS provider (by index), where one is set.
+    pub sms_pace: Vec<Option<Throttle>>,
+    /// The pace of the SMTP relay, where one is set.
+    pub email_pace: Option<Throttle>,
 }
 
 impl Providers {
@@ -112,6 +118,17 @@ impl Providers {
             Channel::Email => usize::from(self.email.is_some()),
             _ => 0,
         }
+    }
+
+    /// Takes a token from the pace of `channel`'s provider `index`, or says how
+    /// long until one is due. A provider with no pace set always admits.
+    pub fn admit(&self, channel: Channel, index: usize) -> Result<(), std::time::Duration> {
+        let pace = match channel {
+            Channel::Sms => self.sms_pace.get(index).and_then(Option::as_ref),
+            Channel::Email => self.email_pace.as_ref(),
+            _ => None,
+        };
+        pace.map_or(Ok(()), Throttle::admit)
     }
 
     /// The name of `channel`'s provider number `index`, as events record it.

@@ -293,6 +293,7 @@ pub fn sms_provider(
         account_sid: ACCOUNT_SID.into(),
         auth_token: AUTH_TOKEN.into(),
         from: "+15005550006".into(),
+        rate: None,
     }
 }
 
