@@ -4,6 +4,7 @@
 #
 #   - Tansu 0.6.0, the Kafka-protocol broker (cargo install, ~10 min the first time)
 #   - cargo-nextest, the test runner
+#   - poppler-utils, with which the fax tests read PDFs
 #   - PostgreSQL answering on DATABASE_URL's server (started, or installed from
 #     Debian's postgresql package and started, when nothing answers)
 #
@@ -41,6 +42,15 @@ else
     # --locked is required: without it tansu does not compile. A storage feature
     # is required too, or the broker refuses to start.
     cargo install tansu --locked --version "$TANSU_VERSION" --features libsql,dynostore
+fi
+
+# --- poppler: the fax tests read the PDFs dispatch sends with a reader that is
+# not ours --------------------------------------------------------------------
+if command -v pdftotext >/dev/null && command -v pdfinfo >/dev/null; then
+    say "poppler-utils present"
+else
+    say "installing poppler-utils"
+    apt_install poppler-utils
 fi
 
 # --- cargo-nextest: the test runner (one process per test, so each test that

@@ -68,6 +68,7 @@ fn delivered(case_id: &str, attempt: &str) -> Envelope {
             attempt_id: attempt.into(),
             channel: Channel::Sms as i32,
             delivered_at: None,
+            pages: 0,
         }),
         None,
     )

@@ -1,14 +1,19 @@
-//! Provider status callbacks over HTTP: `POST /callbacks/sms/{provider}/{attempt}`
-//! in Twilio's format (`MessageSid`, `MessageStatus`, `ErrorCode`), signed with
-//! `X-Twilio-Signature`.
+//! Provider status callbacks over HTTP:
+//! - `POST /callbacks/sms/{provider}/{attempt}` in Twilio's format (`MessageSid`,
+//!   `MessageStatus`, `ErrorCode`), signed with `X-Twilio-Signature`;
+//! - `POST /callbacks/fax/{attempt}` in Phaxio's format (a `fax` field holding
+//!   the fax as JSON: id, status, pages, recipients with their error), signed
+//!   with `X-Phaxio-Signature`.
 //!
 //! An unsigned or wrongly signed callback is refused (403) and changes nothing. A
 //! body over the size limit is refused (413). A signed callback for an attempt
 //! dispatch does not know is logged (ids only) and acknowledged, so the provider
-//! stops retrying it. `delivered` becomes `AttemptDelivered`; `failed` and
-//! `undelivered` become `AttemptFailed` with the provider's code; `queued` or
-//! `sent` for an attempt still `sending` (its sender died before recording the
-//! hand-off) record it as sent. Repeats change nothing.
+//! stops retrying it. A delivery (`delivered`; a fax's `success`) becomes
+//! `AttemptDelivered`, with a fax's pages; a failure (`failed`, `undelivered`; a
+//! fax's `failure` or `partialsuccess`) becomes `AttemptFailed` with the
+//! provider's code; any news for an attempt still `sending` (its sender died
+//! before recording the hand-off) first records it as sent. Repeats change
+//! nothing. A signed fax callback whose `fax` field cannot be read is 400.
 
 use std::sync::Arc;
 
@@ -24,7 +29,7 @@ use uuid::Uuid;
 
 use crate::attempts::{self, Settled, State as AttemptState};
 use crate::outcomes::{self, Written};
-use crate::providers::{Providers, signature};
+use crate::providers::{Providers, phaxio, signature};
 
 /// The largest callback body taken.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -32,6 +37,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Error codes after which sending to the number again cannot help: not a
 /// mobile, not a valid number, unreachable for good, the recipient opted out.
 const PERMANENT_CODES: [&str; 5] = ["21211", "21610", "30003", "30005", "30006"];
+
+/// Fax error types after which sending again cannot help: the document was
+/// refused, or the number can never take a fax.
+const PERMANENT_FAX_ERRORS: [&str; 2] = ["documentConversionError", "fatalError"];
 
 #[derive(Debug, Clone)]
 struct Callbacks {
@@ -50,6 +59,7 @@ pub fn router(
 ) -> Router {
     Router::new()
         .route("/callbacks/sms/{provider}/{attempt}", post(sms_status))
+        .route("/callbacks/fax/{attempt}", post(fax_status))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Callbacks {
             pool,
@@ -57,6 +67,25 @@ pub fn router(
             clock,
             topic,
         })
+}
+
+/// What a provider reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Report {
+    /// Taken or on its way; nothing settled yet.
+    Underway,
+    /// It arrived (a fax: with so many pages).
+    Delivered {
+        /// Pages transmitted (0 for SMS).
+        pages: u32,
+    },
+    /// It did not arrive.
+    Failed {
+        /// The provider's code.
+        code: String,
+        /// Sending again cannot help.
+        permanent: bool,
+    },
 }
 
 async fn sms_status(
@@ -73,9 +102,9 @@ async fn sms_status(
         .get(signature::HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let Some(url) = Uuid::parse_str(&attempt)
+    let Some((attempt_id, url)) = Uuid::parse_str(&attempt)
         .ok()
-        .and_then(|id| twilio.callback_url(id))
+        .and_then(|id| Some((id, twilio.callback_url(id)?)))
     else {
         return StatusCode::FORBIDDEN;
     };
@@ -83,28 +112,114 @@ async fn sms_status(
         tracing::warn!(provider, "status callback with a bad signature refused");
         return StatusCode::FORBIDDEN;
     }
-    let Ok(attempt_id) = Uuid::parse_str(&attempt) else {
-        return StatusCode::FORBIDDEN;
-    };
     let param = |name: &str| {
         params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let status = param("MessageStatus").unwrap_or_default().to_owned();
-    let message_id = param("MessageSid").unwrap_or_default().to_owned();
-    let code = param("ErrorCode").unwrap_or_default().to_owned();
-    match apply(
+    let message_id = param("MessageSid").unwrap_or_default();
+    let report = match param("MessageStatus").unwrap_or_default() {
+        "delivered" => Report::Delivered { pages: 0 },
+        status @ ("failed" | "undelivered") => {
+            let code = param("ErrorCode")
+                .filter(|c| !c.is_empty())
+                .unwrap_or(status);
+            Report::Failed {
+                code: code.to_owned(),
+                permanent: PERMANENT_CODES.contains(&code),
+            }
+        }
+        _ => Report::Underway,
+    };
+    answer(&callbacks, &provider, attempt_id, message_id, report).await
+}
+
+/// The `fax` field of a Phaxio callback: the parts dispatch reads.
+#[derive(Debug, serde::Deserialize)]
+struct FaxReport {
+    id: u64,
+    status: String,
+    #[serde(default)]
+    num_pages: u32,
+    #[serde(default)]
+    recipients: Vec<FaxRecipient>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FaxRecipient {
+    #[serde(default)]
+    error_type: Option<String>,
+}
+
+async fn fax_status(
+    State(callbacks): State<Callbacks>,
+    Path(attempt): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let Some(fax) = callbacks.providers.fax.as_ref() else {
+        return StatusCode::FORBIDDEN; // no fax provider: nobody signs these
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let signed = headers
+        .get(signature::fax::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some((attempt_id, url)) = Uuid::parse_str(&attempt)
+        .ok()
+        .and_then(|id| Some((id, fax.callback_url(id)?)))
+    else {
+        return StatusCode::FORBIDDEN;
+    };
+    if !signature::fax::verify(&fax.callback_token, &url, &params, signed) {
+        tracing::warn!("fax callback with a bad signature refused");
+        return StatusCode::FORBIDDEN;
+    }
+    let Some(report) = params
+        .iter()
+        .find(|(k, _)| k == "fax")
+        .and_then(|(_, v)| serde_json::from_str::<FaxReport>(v).ok())
+    else {
+        tracing::warn!(%attempt_id, "signed fax callback without a readable fax field");
+        return StatusCode::BAD_REQUEST;
+    };
+    let error_type = report
+        .recipients
+        .iter()
+        .find_map(|r| r.error_type.clone())
+        .filter(|e| !e.is_empty());
+    let outcome = match report.status.as_str() {
+        "success" => Report::Delivered {
+            pages: report.num_pages,
+        },
+        "failure" | "partialsuccess" => {
+            let code = error_type.unwrap_or_else(|| report.status.clone());
+            Report::Failed {
+                permanent: PERMANENT_FAX_ERRORS.contains(&code.as_str()),
+                code,
+            }
+        }
+        _ => Report::Underway,
+    };
+    answer(
         &callbacks,
-        &provider,
+        phaxio::NAME,
         attempt_id,
-        &status,
-        &message_id,
-        &code,
+        &report.id.to_string(),
+        outcome,
     )
     .await
-    {
+}
+
+async fn answer(
+    callbacks: &Callbacks,
+    provider: &str,
+    attempt_id: Uuid,
+    message_id: &str,
+    report: Report,
+) -> StatusCode {
+    match apply(callbacks, provider, attempt_id, message_id, report).await {
         Ok(()) => StatusCode::OK,
         Err(error) => {
             tracing::error!(%attempt_id, %error, "status callback not recorded; the provider will retry");
@@ -117,9 +232,8 @@ async fn apply(
     callbacks: &Callbacks,
     provider: &str,
     attempt_id: Uuid,
-    status: &str,
     message_id: &str,
-    code: &str,
+    report: Report,
 ) -> Result<(), crate::sender::SenderError> {
     let mut tx = callbacks.pool.begin().await?;
     let Some(a) = attempts::lock(&mut tx, attempt_id).await? else {
@@ -134,11 +248,12 @@ async fn apply(
     let mut settled = Settled::to(attempt_id, a.state);
     // Its sender died between the hand-off and recording it: the provider's word
     // is the record.
-    if a.state == AttemptState::Sending && !matches!(status, "failed" | "undelivered") {
+    if a.state == AttemptState::Sending && !matches!(report, Report::Failed { .. }) {
         let written = Written {
             language: a.language,
             fell_back: false,
             segments: 0,
+            pages: 0,
         };
         events.push(outcomes::sent(
             topic, &a, written, provider, message_id, now,
@@ -151,17 +266,15 @@ async fn apply(
         };
     }
     let was_out = matches!(a.state, AttemptState::Sending | AttemptState::Sent);
-    match status {
-        "delivered" if was_out => {
-            events.push(outcomes::delivered(topic, &a, now));
+    match report {
+        Report::Delivered { pages } if was_out => {
+            events.push(outcomes::delivered(topic, &a, pages, now));
             settled.state = AttemptState::Delivered;
         }
-        "failed" | "undelivered" if was_out => {
-            let code = if code.is_empty() { status } else { code };
-            let permanent = PERMANENT_CODES.contains(&code);
-            events.push(outcomes::failed(topic, &a, provider, code, permanent, now));
+        Report::Failed { code, permanent } if was_out => {
+            events.push(outcomes::failed(topic, &a, provider, &code, permanent, now));
             settled.state = AttemptState::Failed;
-            settled.failure_code = Some(code.to_owned());
+            settled.failure_code = Some(code);
         }
         _ => {}
     }

@@ -37,7 +37,7 @@ use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 use crate::api::DispatchApi;
 use crate::intake::Intaker;
 use crate::providers::http::HttpClient;
-use crate::providers::{Mailer, Providers, Throttle, Twilio};
+use crate::providers::{Mailer, Phaxio, Providers, Throttle, Twilio};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -92,8 +92,69 @@ pub struct Config {
     /// The SMTP relay for email: `TOUCHPOINT_SMTP_HOST`, `_PORT`, `_FROM`,
     /// `_USERNAME`, `_PASSWORD`. Unset host: no email.
     pub smtp: Option<SmtpRelay>,
+    /// The fax provider: `TOUCHPOINT_FAX_URL`, `_API_KEY`, `_API_SECRET`,
+    /// `_CALLBACK_TOKEN`, `_RATE`. Unset URL: no fax.
+    pub fax: Option<FaxProvider>,
     /// `TOUCHPOINT_PROVIDER_TIMEOUT_MS`: how long a provider has to answer.
     pub provider_timeout: Duration,
+}
+
+/// The Phaxio-speaking fax provider's settings.
+#[derive(Clone)]
+pub struct FaxProvider {
+    /// The API's base URL.
+    pub base_url: String,
+    /// The API key.
+    pub api_key: String,
+    /// The API secret (a secret).
+    pub api_secret: String,
+    /// The token its callbacks are signed with (a secret).
+    pub callback_token: String,
+    /// At most this many faxes a second.
+    pub rate: Option<NonZeroU32>,
+}
+
+impl std::fmt::Debug for FaxProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaxProvider")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaxProvider {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(base_url) = env.raw("TOUCHPOINT_FAX_URL") else {
+            return Ok(None);
+        };
+        plain_http("TOUCHPOINT_FAX_URL", &base_url)?;
+        let required = |var: &str| {
+            env.raw(var).ok_or_else(|| ConfigError {
+                var: var.to_owned(),
+                reason: "required when TOUCHPOINT_FAX_URL is set".into(),
+            })
+        };
+        Ok(Some(Self {
+            base_url,
+            api_key: required("TOUCHPOINT_FAX_API_KEY")?,
+            api_secret: required("TOUCHPOINT_FAX_API_SECRET")?,
+            callback_token: required("TOUCHPOINT_FAX_CALLBACK_TOKEN")?,
+            rate: rate(env, "TOUCHPOINT_FAX_RATE")?,
+        }))
+    }
+}
+
+/// The HTTP client is plain HTTP/1.1 for now: a provider reached over TLS needs
+/// a local TLS proxy (noted on the issue).
+fn plain_http(var: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            var: var.to_owned(),
+            reason: "expected an http:// URL (TLS is not built in yet)".into(),
+        })
+    }
 }
 
 /// The SMTP relay's settings.
@@ -187,14 +248,7 @@ impl SmsProvider {
         let Some(base_url) = env.raw(&var("URL")) else {
             return Ok(None);
         };
-        if !base_url.starts_with("http://") {
-            // The HTTP client is plain HTTP/1.1 for now: a provider reached over
-            // TLS needs a local TLS proxy (noted on the issue).
-            return Err(ConfigError {
-                var: var("URL"),
-                reason: "expected an http:// URL (TLS is not built in yet)".into(),
-            });
-        }
+        plain_http(&var("URL"), &base_url)?;
         let required = |suffix: &str| {
             env.raw(&var(suffix)).ok_or_else(|| ConfigError {
                 var: var(suffix),
@@ -238,6 +292,7 @@ impl Config {
             .flatten()
             .collect(),
             smtp: SmtpRelay::from_env(env)?,
+            fax: FaxProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
         })
     }
@@ -257,6 +312,7 @@ impl Config {
             callback_base: None,
             sms: Vec::new(),
             smtp: None,
+            fax: None,
             provider_timeout: Duration::from_secs(10),
         }
     }
@@ -383,6 +439,19 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             .smtp
             .as_ref()
             .and_then(|relay| relay.rate)
+            .map(Throttle::per_second),
+        fax: config.fax.as_ref().map(|f| Phaxio {
+            base_url: f.base_url.clone(),
+            api_key: f.api_key.clone(),
+            api_secret: f.api_secret.clone(),
+            callback_token: f.callback_token.clone(),
+            callback_base: Some(callback_base.clone()),
+            client: client.clone(),
+        }),
+        fax_pace: config
+            .fax
+            .as_ref()
+            .and_then(|f| f.rate)
             .map(Throttle::per_second),
     });
     let attempts_topic = platform.topics.name(Stream::Attempt);

@@ -27,6 +27,8 @@ pub struct Written {
     pub fell_back: bool,
     /// SMS segments (0 for other channels).
     pub segments: u32,
+    /// Fax pages, the cover included (0 for other channels).
+    pub pages: u32,
 }
 
 fn event(topic: &str, a: &Attempt, payload: Payload, now: DateTime<Utc>) -> OutgoingEvent {
@@ -54,16 +56,19 @@ pub fn sent(
         language: written.language as i32,
         language_fell_back: written.fell_back,
         segments: written.segments,
+        pages: written.pages,
     });
     event(topic, a, payload, now)
 }
 
 /// `AttemptDelivered`.
-pub fn delivered(topic: &str, a: &Attempt, now: DateTime<Utc>) -> OutgoingEvent {
+/// `pages`: for a fax, the pages the provider transmitted (else 0).
+pub fn delivered(topic: &str, a: &Attempt, pages: u32, now: DateTime<Utc>) -> OutgoingEvent {
     let payload = Payload::AttemptDelivered(AttemptDelivered {
         attempt_id: a.attempt_id.to_string(),
         channel: a.channel as i32,
         delivered_at: Some(timestamp(now)),
+        pages,
     });
     event(topic, a, payload, now)
 }

@@ -32,6 +32,7 @@ use touchpoint_programs::{Catalogue, Message, MessageFacts};
 use touchpoint_proto::v1::{Channel, SuppressionReason};
 
 use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
+use crate::domain::fax::{self, Cover, FaxDocument};
 use crate::domain::guard::{Verdict, check};
 use crate::domain::sms;
 use crate::outcomes::{self, Written};
@@ -90,6 +91,7 @@ pub struct Sender {
 struct Handing {
     attempt: Attempt,
     message: Message,
+    document: Option<FaxDocument>,
     index: usize,
 }
 
@@ -215,9 +217,11 @@ impl Sender {
                             provider: Some(self.providers.name(attempt.channel, index)),
                             ..Settled::to(attempt.attempt_id, State::Sending)
                         });
+                        let document = self.document(&attempt, &message, now);
                         handing.push(Handing {
                             attempt,
                             message,
+                            document,
                             index,
                         });
                     }
@@ -382,6 +386,8 @@ impl Sender {
                         channel: a.channel,
                         destination: &a.destination,
                         message,
+                        // A fax is looked up by its attempt id alone.
+                        document: None,
                     };
                     self.providers
                         .lookup(a.provider.as_deref(), outgoing, since)
@@ -406,8 +412,9 @@ impl Sender {
                             language: a.language,
                             fell_back: false,
                             segments: 0,
+                            pages: 0,
                         },
-                        |m| written(a.channel, m),
+                        |m| written(a.channel, m, self.document(a, m, now).as_ref()),
                     );
                     events.push(outcomes::sent(
                         topic,
@@ -477,6 +484,29 @@ impl Sender {
             )
             .map_err(|_| "render")
     }
+
+    /// For a fax, `message` as the document that goes out: a cover page naming
+    /// the patient and the program, then the text.
+    fn document(
+        &self,
+        attempt: &Attempt,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> Option<FaxDocument> {
+        if attempt.channel != Channel::Fax {
+            return None;
+        }
+        let program = self.catalogue.get(&attempt.program_id)?;
+        let to = format!("{} {}", attempt.first_name, attempt.last_name);
+        let cover = Cover {
+            to: to.trim(),
+            from: &program.name,
+            subject: message.subject.as_deref(),
+            date: now.date_naive(),
+            language: message.language,
+        };
+        Some(fax::render(&cover, &message.text))
+    }
 }
 
 impl Handing {
@@ -486,17 +516,19 @@ impl Handing {
             channel: self.attempt.channel,
             destination: &self.attempt.destination,
             message: &self.message,
+            document: self.document.as_ref(),
         }
     }
 
     fn written(&self) -> Written {
-        written(self.attempt.channel, &self.message)
+        written(self.attempt.channel, &self.message, self.document.as_ref())
     }
 }
 
 /// What `message` was written in, for its `AttemptSent`.
-fn written(channel: Channel, message: &Message) -> Written {
+fn written(channel: Channel, message: &Message, document: Option<&FaxDocument>) -> Written {
     Written {
+        pages: document.map_or(0, |d| d.pages),
         language: message.language,
         fell_back: message.fell_back,
         segments: match channel {

@@ -9,6 +9,8 @@
 
 pub mod email;
 pub mod http;
+pub mod multipart;
+pub mod phaxio;
 pub mod signature;
 pub mod throttle;
 pub mod twilio;
@@ -18,7 +20,10 @@ use touchpoint_programs::Message;
 use touchpoint_proto::v1::Channel;
 use uuid::Uuid;
 
+use crate::domain::fax::FaxDocument;
+
 pub use email::Mailer;
+pub use phaxio::Phaxio;
 pub use throttle::Throttle;
 pub use twilio::Twilio;
 
@@ -33,6 +38,8 @@ pub struct Outgoing<'a> {
     pub destination: &'a str,
     /// What to send.
     pub message: &'a Message,
+    /// For a fax: the document, cover page included.
+    pub document: Option<&'a FaxDocument>,
 }
 
 impl std::fmt::Debug for Outgoing<'_> {
@@ -99,10 +106,14 @@ pub struct Providers {
     pub sms: Vec<Twilio>,
     /// The SMTP relay.
     pub email: Option<Mailer>,
+    /// The fax provider.
+    pub fax: Option<Phaxio>,
     /// The pace of each SMS provider (by index), where one is set.
     pub sms_pace: Vec<Option<Throttle>>,
     /// The pace of the SMTP relay, where one is set.
     pub email_pace: Option<Throttle>,
+    /// The pace of the fax provider, where one is set.
+    pub fax_pace: Option<Throttle>,
 }
 
 impl Providers {
@@ -116,6 +127,7 @@ impl Providers {
         match channel {
             Channel::Sms => self.sms.len(),
             Channel::Email => usize::from(self.email.is_some()),
+            Channel::Fax => usize::from(self.fax.is_some()),
             _ => 0,
         }
     }
@@ -126,6 +138,7 @@ impl Providers {
         let pace = match channel {
             Channel::Sms => self.sms_pace.get(index).and_then(Option::as_ref),
             Channel::Email => self.email_pace.as_ref(),
+            Channel::Fax => self.fax_pace.as_ref(),
             _ => None,
         };
         pace.map_or(Ok(()), Throttle::admit)
@@ -136,6 +149,7 @@ impl Providers {
         match (channel, self.sms.get(index), &self.email) {
             (Channel::Sms, Some(twilio), _) => twilio.name.clone(),
             (Channel::Email, _, Some(_)) if index == 0 => email::SMTP.into(),
+            (Channel::Fax, _, _) if index == 0 && self.fax.is_some() => phaxio::NAME.into(),
             _ => "none".into(),
         }
     }
@@ -157,6 +171,17 @@ impl Providers {
                     .send(outgoing.attempt_id, outgoing.destination, outgoing.message)
                     .await
             }
+            (Channel::Fax, _, _) if index == 0 => match (&self.fax, outgoing.document) {
+                (Some(fax), Some(document)) => {
+                    fax.send(outgoing.attempt_id, outgoing.destination, document)
+                        .await
+                }
+                _ => Handoff::Refused {
+                    provider: "none".into(),
+                    code: NO_PROVIDER.into(),
+                    permanent: true,
+                },
+            },
             _ => Handoff::Refused {
                 provider: "none".into(),
                 code: NO_PROVIDER.into(),
@@ -182,6 +207,9 @@ impl Providers {
                 twilio
                     .lookup(outgoing.destination, &outgoing.message.text, since)
                     .await
+            }
+            Channel::Fax if provider == Some(phaxio::NAME) => {
+                self.fax.as_ref()?.lookup(outgoing.attempt_id).await
             }
             // Nothing was handed to a provider that does not exist.
             _ if provider.is_none_or(|p| p == "none") => Some(Lookup::NotFound),

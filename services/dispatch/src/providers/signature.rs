@@ -2,6 +2,9 @@
 //! with the account's auth token, of the full URL followed by every POST
 //! parameter's name and value, sorted by name. Dispatch checks it on status
 //! callbacks; the sandbox signs its callbacks the same way.
+//!
+//! Phaxio signs its fax callbacks the same way, keyed with the account's callback
+//! token, but sends the HMAC as hex in `X-Phaxio-Signature` ([`fax`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -37,6 +40,39 @@ pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], signatur
         return false;
     };
     mac(auth_token, url, params).verify_slice(&given).is_ok()
+}
+
+/// Phaxio's signature: the same HMAC, as lowercase hex.
+pub mod fax {
+    use super::mac;
+    use hmac::Mac as _;
+
+    /// The header that carries it.
+    pub const HEADER: &str = "X-Phaxio-Signature";
+
+    /// The signature of a POST to `url` with `params`.
+    pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
+        mac(token, url, params)
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `signature` is the signature of this request (compared in
+    /// constant time).
+    pub fn verify(token: &str, url: &str, params: &[(String, String)], signature: &str) -> bool {
+        let signature = signature.trim();
+        if signature.len() != 40 || !signature.is_ascii() {
+            return false;
+        }
+        let given: Option<Vec<u8>> = (0..signature.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&signature[i..i + 2], 16).ok())
+            .collect();
+        given.is_some_and(|given| mac(token, url, params).verify_slice(&given).is_ok())
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +118,21 @@ mod tests {
             sign("secret", URL, &params()),
             sign("secret", URL, &reversed)
         );
+    }
+
+    #[test]
+    fn a_fax_signature_is_hex_and_verifies_only_unchanged() {
+        let signature = fax::sign("token", URL, &params());
+        assert_eq!(signature.len(), 40);
+        assert!(fax::verify("token", URL, &params(), &signature));
+        assert!(!fax::verify("other", URL, &params(), &signature));
+        assert!(!fax::verify(
+            "token",
+            URL,
+            &params(),
+            &signature.to_uppercase()[..39]
+        ));
+        assert!(!fax::verify("token", URL, &params(), "zz"));
+        assert!(!fax::verify("token", URL, &params(), &"é".repeat(20)));
     }
 }

@@ -1,5 +1,6 @@
 //! Stand-ins for outside providers, for tests and local runs: an SMS provider
-//! speaking Twilio's API (here) and an SMTP server ([`smtp`]).
+//! speaking Twilio's API (here), a fax provider speaking Phaxio's ([`fax`]) and
+//! an SMTP server ([`smtp`]).
 //!
 //! The SMS stand-in: It speaks the part of
 //! Twilio's Programmable Messaging API dispatch uses, so the adapter's real HTTP
@@ -13,6 +14,7 @@
 //! requests, and reports statuses to a message's callback signed as Twilio signs
 //! them.
 
+pub mod fax;
 pub mod smtp;
 
 use std::collections::{HashMap, VecDeque};
@@ -140,18 +142,7 @@ impl Sandbox {
                 post(create).get(list),
             )
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "sandbox stopped");
-            }
-        });
+        let (addr, stop) = serve(addr, app).await?;
         Ok(Self { addr, shared, stop })
     }
 
@@ -185,25 +176,70 @@ impl Sandbox {
             params.push(("ErrorCode".to_owned(), code.to_owned()));
         }
         let signed = signature::sign(&self.shared.auth_token, &url, &params);
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params.iter())
-            .finish();
-        let client = HttpClient::new(Duration::from_secs(10));
-        match client
-            .send(
-                Method::POST,
-                &url,
-                &[
-                    ("content-type", "application/x-www-form-urlencoded"),
-                    (signature::HEADER, &signed),
-                ],
-                body.into_bytes(),
-            )
-            .await
-        {
-            Exchange::Answered { status, .. } => Some(status.as_u16()),
-            _ => None,
+        post_callback(&url, &params, signature::HEADER, &signed).await
+    }
+}
+
+/// Serves `app` on `addr` until the returned token is cancelled.
+async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(%error, "sandbox stopped");
         }
+    });
+    Ok((addr, stop))
+}
+
+/// Whether `headers` carry HTTP basic auth for `user` and `password`.
+fn basic_auth(headers: &HeaderMap, user: &str, password: &str) -> bool {
+    let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == expected)
+}
+
+/// Whether `number` is in E.164 form.
+fn is_e164(number: &str) -> bool {
+    number.len() > 2
+        && number.len() <= 16
+        && number.starts_with('+')
+        && number[1..].chars().all(|c| c.is_ascii_digit())
+}
+
+/// POSTs `params` form-encoded to `url` with the signature header `signed`;
+/// returns the status the callback answered.
+async fn post_callback(
+    url: &str,
+    params: &[(String, String)],
+    header: &str,
+    signed: &str,
+) -> Option<u16> {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let client = HttpClient::new(Duration::from_secs(10));
+    match client
+        .send(
+            Method::POST,
+            url,
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                (header, signed),
+            ],
+            body.into_bytes(),
+        )
+        .await
+    {
+        Exchange::Answered { status, .. } => Some(status.as_u16()),
+        _ => None,
     }
 }
 
@@ -213,22 +249,7 @@ fn error(status: StatusCode, code: i64, message: &str) -> Response {
 }
 
 fn authorized(shared: &Shared, account: &str, headers: &HeaderMap) -> bool {
-    let expected = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", shared.account_sid, shared.auth_token))
-    );
-    account == shared.account_sid
-        && headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == expected)
-}
-
-fn is_e164(number: &str) -> bool {
-    number.len() > 2
-        && number.len() <= 16
-        && number.starts_with('+')
-        && number[1..].chars().all(|c| c.is_ascii_digit())
+    account == shared.account_sid && basic_auth(headers, &shared.account_sid, &shared.auth_token)
 }
 
 async fn create(
