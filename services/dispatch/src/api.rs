@@ -1,32 +1,135 @@
-//! `DispatchService` over gRPC: where each attempt stands. Answers carry ids,
-//! states and provider references, never a destination or a message.
+//! `DispatchService` over gRPC: where each attempt stands, and what a step would
+//! send. Attempt answers carry ids, states and provider references, never a
+//! destination or a message; a preview renders only the facts its caller gave.
+
+use std::sync::Arc;
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
+use touchpoint_programs::{Catalogue, MessageFacts};
 use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
-    Channel, GetAttemptRequest, GetAttemptResponse, ListAttemptsRequest, ListAttemptsResponse,
+    Channel, GetAttemptRequest, GetAttemptResponse, Language, ListAttemptsRequest,
+    ListAttemptsResponse, RenderPreviewRequest, RenderPreviewResponse, RenderedMessage,
     SuppressionReason,
 };
 use uuid::Uuid;
 
 use crate::attempts::{self, AttemptsError, Summary};
+use crate::domain::fax::{self, Cover};
+use crate::domain::sms::{self, Encoding};
 
 /// Longest case id accepted.
 const MAX_CASE_ID: usize = 100;
+/// Longest name accepted in a preview's facts.
+const MAX_NAME: usize = 100;
 
 /// The gRPC face of dispatch.
 #[derive(Debug, Clone)]
 pub struct DispatchApi {
     pool: PgPool,
+    catalogue: Arc<Catalogue>,
+    clock: SharedClock,
 }
 
 impl DispatchApi {
-    /// Serves the attempts in `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// Serves the attempts in `pool` and previews of `catalogue`'s templates.
+    pub fn new(pool: PgPool, catalogue: Arc<Catalogue>, clock: SharedClock) -> Self {
+        Self {
+            pool,
+            catalogue,
+            clock,
+        }
     }
+}
+
+/// A name from a preview's facts, checked; the error names the field only.
+fn name(field: &str, value: &str) -> Result<String, Status> {
+    let value = value.trim();
+    if value.chars().count() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "facts.{field}: at most {MAX_NAME} characters, no control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// What `request`'s step would send on each written channel.
+pub fn preview(
+    catalogue: &Catalogue,
+    request: &RenderPreviewRequest,
+    today: chrono::NaiveDate,
+) -> Result<Vec<RenderedMessage>, Status> {
+    let program = catalogue
+        .get(request.program_id.trim())
+        .ok_or_else(|| Status::not_found("program_id: no such program is loaded"))?;
+    let templates = catalogue
+        .templates(&program.id)
+        .ok_or_else(|| Status::not_found("program_id: no such program is loaded"))?;
+    let step = program
+        .steps
+        .iter()
+        .find(|s| s.id == request.step_id.trim())
+        .ok_or_else(|| Status::not_found("step_id: the program has no such step"))?;
+    let language = match Language::try_from(request.language) {
+        Ok(l @ (Language::En | Language::Es)) => l,
+        _ => return Err(Status::invalid_argument("language: must be en or es")),
+    };
+    let given = request.facts.clone().unwrap_or_default();
+    let facts = MessageFacts {
+        first_name: name("first_name", &given.first_name)?,
+        last_name: name("last_name", &given.last_name)?,
+        program_name: program.name.clone(),
+    };
+    let mut messages = Vec::new();
+    for plan in &step.channels {
+        if !matches!(plan.channel, Channel::Sms | Channel::Email | Channel::Fax)
+            || messages
+                .iter()
+                .any(|m: &RenderedMessage| m.channel == plan.channel as i32)
+        {
+            continue;
+        }
+        let message = templates
+            .render(&step.template, language, plan.channel, &facts)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let mut rendered = RenderedMessage {
+            channel: plan.channel as i32,
+            language: message.language as i32,
+            language_fell_back: message.fell_back,
+            ..RenderedMessage::default()
+        };
+        match plan.channel {
+            Channel::Sms => {
+                let size = sms::measure(&message.text);
+                rendered.sms_encoding = match size.encoding {
+                    Encoding::Gsm7 => "GSM-7",
+                    Encoding::Ucs2 => "UCS-2",
+                }
+                .into();
+                rendered.sms_segments = size.segments as u32;
+            }
+            Channel::Fax => {
+                let to = format!("{} {}", facts.first_name, facts.last_name);
+                let cover = Cover {
+                    to: to.trim(),
+                    from: &program.name,
+                    subject: message.subject.as_deref(),
+                    date: today,
+                    language: message.language,
+                };
+                rendered.fax_pages = fax::render(&cover, &message.text).pages;
+            }
+            _ => {}
+        }
+        rendered.text = message.text;
+        rendered.html = message.html.unwrap_or_default();
+        rendered.subject = message.subject.unwrap_or_default();
+        messages.push(rendered);
+    }
+    Ok(messages)
 }
 
 #[tonic::async_trait]
@@ -44,6 +147,15 @@ impl DispatchService for DispatchApi {
                 Status::not_found("attempt_id: dispatch was not asked for this attempt")
             })?;
         Ok(Response::new(response(found)))
+    }
+
+    async fn render_preview(
+        &self,
+        request: Request<RenderPreviewRequest>,
+    ) -> Result<Response<RenderPreviewResponse>, Status> {
+        let today = self.clock.now().date_naive();
+        let messages = preview(&self.catalogue, request.get_ref(), today)?;
+        Ok(Response::new(RenderPreviewResponse { messages }))
     }
 
     async fn list_attempts(
@@ -92,4 +204,58 @@ fn response(s: Summary) -> GetAttemptResponse {
 fn internal(error: AttemptsError) -> Status {
     tracing::error!(%error, "dispatch request failed");
     Status::internal("dispatch storage is unavailable; try again")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use touchpoint_proto::v1::PreviewFacts;
+
+    #[test]
+    fn a_fax_step_is_previewed_with_its_pages() {
+        let dir = std::env::temp_dir().join(format!("touchpoint-preview-{}", Uuid::now_v7()));
+        let program = dir.join("fax-only");
+        std::fs::create_dir_all(program.join("templates")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            program.join("program.toml"),
+            r#"id = "fax-only"
+name = "Fax only"
+languages = ["en"]
+[contact_window]
+start = "09:00"
+end = "17:00"
+[[steps]]
+id = "letter"
+anchor = "enrolled"
+offset = "1d"
+template = "letter"
+channels = [{ channel = "fax", attempts = 1 }]
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            program.join("templates/letter.en.txt"),
+            "Dear {{ first_name }} {{ last_name }},\n\nYour program starts.",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let loaded =
+            touchpoint_programs::load_dir_with_templates(&dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let catalogue = Catalogue::with_templates(loaded);
+        let request = RenderPreviewRequest {
+            program_id: "fax-only".into(),
+            step_id: "letter".into(),
+            language: Language::En as i32,
+            facts: Some(PreviewFacts {
+                first_name: "Ana".into(),
+                last_name: "Ruiz".into(),
+            }),
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap_or_default();
+        let shown = preview(&catalogue, &request, today).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].channel, Channel::Fax as i32);
+        assert_eq!(shown[0].fax_pages, 2);
+        assert!(shown[0].text.starts_with("Dear Ana Ruiz,"));
+    }
 }

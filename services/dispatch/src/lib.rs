@@ -366,6 +366,8 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         .routes()
         .add_service(DispatchServiceServer::new(DispatchApi::new(
             platform.pool.clone(),
+            catalogue.clone(),
+            platform.clock.clone(),
         )));
 
     let intake = InboxConsumer::new(
