@@ -197,19 +197,21 @@ pub async fn lock(
     row.as_ref().map(attempt).transpose()
 }
 
-/// Claims up to `limit` attempts left `sending` since before `stale_before` (their
+/// Claims up to `limit` attempts left `sending` for longer than `timeout` (their
 /// sender died between the hand-off and recording it).
 pub async fn claim_stale_sending(
     tx: &mut PgConnection,
-    stale_before: DateTime<Utc>,
+    timeout: std::time::Duration,
     limit: usize,
 ) -> Result<Vec<Attempt>, AttemptsError> {
+    // Real time on the database's clock, not the service's: a hand-off takes
+    // real seconds whatever clock the program runs on (a demo's runs faster).
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM attempts a LEFT JOIN case_views v USING (case_id)
-         WHERE a.state = 'sending' AND a.updated_at < $1
+         WHERE a.state = 'sending' AND a.updated_at < now() - make_interval(secs => $1)
          ORDER BY a.updated_at LIMIT $2 FOR UPDATE OF a SKIP LOCKED"
     ))
-    .bind(stale_before)
+    .bind(timeout.as_secs_f64())
     .bind(limit as i64)
     .fetch_all(&mut *tx)
     .await?;

@@ -243,7 +243,8 @@ impl Sender {
         // The rule: `sending` is committed before any provider hears of it.
         tx.commit().await?;
         if !handing.is_empty() {
-            self.hand_over(handing, now).await?;
+            // Providers keep real time, whatever clock the program runs on.
+            self.hand_over(handing, Utc::now()).await?;
         }
         Ok(count + reconciled)
     }
@@ -371,13 +372,15 @@ impl Sender {
         let timeout = TimeDelta::from_std(self.config.sending_timeout).unwrap_or(TimeDelta::MAX);
         let mut tx = self.pool.begin().await?;
         let stale =
-            attempts::claim_stale_sending(&mut tx, now - timeout, self.config.batch).await?;
+            attempts::claim_stale_sending(&mut tx, self.config.sending_timeout, self.config.batch)
+                .await?;
         if stale.is_empty() {
             return Ok(0);
         }
         // The message as it was written, to recognise it at the provider.
         let rendered: Vec<Option<Message>> = stale.iter().map(|a| self.render(a).ok()).collect();
-        let since = now - timeout - TimeDelta::days(1);
+        // Providers keep real time, whatever clock the program runs on.
+        let since = Utc::now() - timeout - TimeDelta::days(1);
         let lookups = join_all(stale.iter().zip(&rendered).map(|(a, message)| async move {
             match message {
                 Some(message) => {

@@ -156,6 +156,11 @@ impl Sandbox {
         self.shared.recorded().faults.push_back(fault);
     }
 
+    /// Forgets the faults not yet met.
+    pub fn clear_faults(&self) {
+        self.shared.recorded().faults.clear();
+    }
+
     /// Every message taken so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.recorded().messages.clone()

@@ -226,7 +226,8 @@ pub struct Outcomes {
 }
 
 impl Outcomes {
-    fn start(prefix: &str, topic: &str) -> Self {
+    /// Reads `topic` (under `prefix`) from its start.
+    pub fn start(prefix: &str, topic: &str) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let reader: StreamConsumer = kafka::consumer_config(
             &testkit::kafka_config(prefix),
