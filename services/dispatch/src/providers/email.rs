@@ -4,12 +4,15 @@
 //! came cannot be looked up (SMTP keeps no record to ask), so such an attempt is
 //! never sent again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+use tokio::sync::Semaphore;
 use touchpoint_programs::Message;
 use uuid::Uuid;
 
@@ -25,6 +28,11 @@ const DEFAULT_SUBJECT: &str = "A message from your support program";
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// One permit per pooled connection: lettre's pool opens a new connection
+    /// for every send beyond its idle ones, and hundreds at once were seen to
+    /// stall; so sends queue for a connection instead.
+    connections: Arc<Semaphore>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -38,6 +46,9 @@ impl std::fmt::Debug for Mailer {
 #[error("the sender address is not a valid mailbox")]
 pub struct MailerError;
 
+/// SMTP connections kept open to the relay, and sends in flight at once.
+const POOL_SIZE: u32 = 32;
+
 impl Mailer {
     /// A relay at `host:port` sending as `from` (e.g. `Care Team
     /// <care@hub.example>`), logging in with `credentials` when given. The
@@ -50,15 +61,20 @@ impl Mailer {
         timeout: Duration,
     ) -> Result<Self, MailerError> {
         let from: Mailbox = from.parse().map_err(|_| MailerError)?;
+        // Connections are kept and reused: a conversation per message would cost
+        // a connect and an EHLO each.
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
-            .timeout(Some(timeout));
+            .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(POOL_SIZE));
         if let Some((user, password)) = credentials {
             builder = builder.credentials(Credentials::new(user, password));
         }
         Ok(Self {
             transport: builder.build(),
             from,
+            connections: Arc::new(Semaphore::new(POOL_SIZE as usize)),
+            timeout,
         })
     }
 
@@ -94,7 +110,18 @@ impl Mailer {
         let Ok(email) = email else {
             return refused("unbuildable".into(), true);
         };
-        match self.transport.send(email).await {
+        let Ok(_permit) = self.connections.acquire().await else {
+            return refused("connect".into(), false); // closed: never, in practice
+        };
+        // A conversation that outlives the deadline may have handed the message
+        // over: never sent again.
+        let Ok(sent) = tokio::time::timeout(self.timeout, self.transport.send(email)).await else {
+            return Handoff::Ambiguous {
+                provider: SMTP.into(),
+                code: "timeout".into(),
+            };
+        };
+        match sent {
             Ok(_) => Handoff::Accepted {
                 provider: SMTP.into(),
                 message_id,
