@@ -1,4 +1,6 @@
-//! The local stack: a Tansu broker and the four services as child processes.
+//! The local stack: a Tansu broker, the provider sandbox (SMS, fax, SMTP) and the
+//! four services as child processes. Dispatch is pointed at the sandbox unless
+//! `TOUCHPOINT_SMS_PRIMARY_URL` says where a real SMS provider is.
 //!
 //! Data stays under `.local/` in the working directory: the broker's sqlite file and
 //! each process's log. Every process started here is stopped on Ctrl-C (SIGTERM,
@@ -13,6 +15,8 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
 use touchpoint_platform::config::DatabaseConfig;
+
+use touchpoint_dispatch::sandbox::local;
 
 use crate::health::{SERVICES, status};
 
@@ -77,6 +81,21 @@ async fn start_all(
         .parent()
         .map(Path::to_path_buf)
         .context("executable has no directory")?;
+    let sandboxed = std::env::var_os("TOUCHPOINT_SMS_PRIMARY_URL").is_none();
+    if sandboxed {
+        processes.push(start_sandbox(state, &bin_dir)?);
+        for addr in [local::SMS_ADDR, local::FAX_ADDR, local::SMTP_ADDR] {
+            wait_for_port(addr)
+                .await
+                .context("the provider sandbox did not start")?;
+        }
+        println!(
+            "{:<10} {:<18} {:<10} {STATE_DIR}/logs/sandbox.log",
+            "sandbox",
+            local::SMS_ADDR,
+            "up"
+        );
+    }
     for (name, port) in SERVICES {
         let addr = format!("127.0.0.1:{port}");
         let binary = bin_dir.join(format!("touchpoint-{name}"));
@@ -87,7 +106,11 @@ async fn start_all(
             );
         }
         let log = std::fs::File::create(state.join("logs").join(format!("{name}.log")))?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if sandboxed && name == "dispatch" {
+            command.envs(local::dispatch_env());
+        }
+        let child = command
             .env("DATABASE_URL", database_url)
             .env("KAFKA_BROKERS", &brokers)
             .env("TOUCHPOINT_GRPC_ADDR", &addr)
@@ -138,6 +161,27 @@ async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .context("cannot create the database")?;
     println!("created database {name}");
     Ok(())
+}
+
+fn start_sandbox(state: &Path, bin_dir: &Path) -> anyhow::Result<Process> {
+    let binary = bin_dir.join("touchpoint-sandbox");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build with `cargo build --release --bins`",
+            binary.display()
+        );
+    }
+    let log = std::fs::File::create(state.join("logs").join("sandbox.log"))?;
+    let child = Command::new(&binary)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the provider sandbox")?;
+    Ok(Process {
+        name: "sandbox".into(),
+        child,
+    })
 }
 
 fn start_broker(state: &Path) -> anyhow::Result<Process> {

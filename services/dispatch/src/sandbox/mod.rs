@@ -17,6 +17,50 @@
 pub mod fax;
 pub mod smtp;
 
+/// The sandbox process's addresses and development credentials, shared by
+/// `touchpoint-sandbox` and `touchpoint up` (which points dispatch at it).
+pub mod local {
+    /// The SMS provider's address.
+    pub const SMS_ADDR: &str = "127.0.0.1:8081";
+    /// The fax provider's address.
+    pub const FAX_ADDR: &str = "127.0.0.1:8082";
+    /// The SMTP server's address.
+    pub const SMTP_ADDR: &str = "127.0.0.1:2525";
+    /// The SMS account.
+    pub const ACCOUNT_SID: &str = "ACsandbox0000000000000000000000000";
+    /// The SMS account's token (development only).
+    pub const AUTH_TOKEN: &str = "sandbox-auth-token";
+    /// The SMS sender.
+    pub const SMS_FROM: &str = "+15005550006";
+    /// The fax API key.
+    pub const FAX_API_KEY: &str = "sandbox-fax-key";
+    /// The fax API secret (development only).
+    pub const FAX_API_SECRET: &str = "sandbox-fax-secret";
+    /// The fax callback token (development only).
+    pub const FAX_CALLBACK_TOKEN: &str = "sandbox-fax-callback-token";
+    /// The email sender.
+    pub const MAIL_FROM: &str = "Care Team <care@touchpoint.local>";
+
+    /// Dispatch's provider settings for the sandbox process, as environment
+    /// variables.
+    pub fn dispatch_env() -> Vec<(&'static str, String)> {
+        let (smtp_host, smtp_port) = SMTP_ADDR.split_once(':').unwrap_or((SMTP_ADDR, "25"));
+        vec![
+            ("TOUCHPOINT_SMS_PRIMARY_URL", format!("http://{SMS_ADDR}")),
+            ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", ACCOUNT_SID.into()),
+            ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", AUTH_TOKEN.into()),
+            ("TOUCHPOINT_SMS_PRIMARY_FROM", SMS_FROM.into()),
+            ("TOUCHPOINT_FAX_URL", format!("http://{FAX_ADDR}")),
+            ("TOUCHPOINT_FAX_API_KEY", FAX_API_KEY.into()),
+            ("TOUCHPOINT_FAX_API_SECRET", FAX_API_SECRET.into()),
+            ("TOUCHPOINT_FAX_CALLBACK_TOKEN", FAX_CALLBACK_TOKEN.into()),
+            ("TOUCHPOINT_SMTP_HOST", smtp_host.into()),
+            ("TOUCHPOINT_SMTP_PORT", smtp_port.into()),
+            ("TOUCHPOINT_SMTP_FROM", MAIL_FROM.into()),
+        ]
+    }
+}
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

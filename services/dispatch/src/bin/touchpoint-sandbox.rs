@@ -1,0 +1,66 @@
+//! The outside providers for local runs, as one process: an SMS provider speaking
+//! Twilio's API, a fax provider speaking Phaxio's and an SMTP server. `touchpoint
+//! up` starts it and points dispatch at it. What it takes stays in memory; it
+//! logs counts, never a number, an address or a text.
+//!
+//! Addresses: `TOUCHPOINT_SANDBOX_SMS_ADDR` (default 127.0.0.1:8081),
+//! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082), `TOUCHPOINT_SANDBOX_SMTP_ADDR`
+//! (127.0.0.1:2525). Credentials are the development ones in
+//! [`touchpoint_dispatch::sandbox::local`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use touchpoint_dispatch::sandbox::Sandbox;
+use touchpoint_dispatch::sandbox::fax::FaxSandbox;
+use touchpoint_dispatch::sandbox::local;
+use touchpoint_dispatch::sandbox::smtp::SmtpServer;
+
+fn addr(var: &str, default: &str) -> anyhow::Result<SocketAddr> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.to_owned())
+        .parse()
+        .with_context(|| format!("{var}: expected an address such as {default}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sms_addr = addr("TOUCHPOINT_SANDBOX_SMS_ADDR", local::SMS_ADDR)?;
+    let fax_addr = addr("TOUCHPOINT_SANDBOX_FAX_ADDR", local::FAX_ADDR)?;
+    let smtp_addr = addr("TOUCHPOINT_SANDBOX_SMTP_ADDR", local::SMTP_ADDR)?;
+    let sms = Sandbox::start_on(sms_addr, local::ACCOUNT_SID, local::AUTH_TOKEN)
+        .await
+        .with_context(|| format!("cannot listen on {sms_addr}"))?;
+    let fax = FaxSandbox::start_on(
+        fax_addr,
+        local::FAX_API_KEY,
+        local::FAX_API_SECRET,
+        local::FAX_CALLBACK_TOKEN,
+    )
+    .await
+    .with_context(|| format!("cannot listen on {fax_addr}"))?;
+    let smtp = SmtpServer::start_on(smtp_addr, None)
+        .await
+        .with_context(|| format!("cannot listen on {smtp_addr}"))?;
+    println!(
+        "sandbox: SMS at {}, fax at {}, SMTP at {smtp_addr}",
+        sms.url(),
+        fax.url()
+    );
+    let mut seen = (0, 0, 0);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                let now = (sms.received().len(), fax.received().len(), smtp.mails().len());
+                if now != seen {
+                    println!("sandbox: took {} SMS, {} faxes, {} emails", now.0, now.1, now.2);
+                    seen = now;
+                }
+            }
+        }
+    }
+    Ok(())
+}
