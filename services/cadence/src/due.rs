@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
+use touchpoint_platform::rounds;
 use touchpoint_platform::trace_context::current_traceparent;
 use touchpoint_proto::v1::OutreachRequested;
 use touchpoint_proto::v1::envelope::Payload;
@@ -78,29 +79,7 @@ impl DueLoop {
 
     /// Runs until `shutdown`; the round in hand is finished (or rolled back) first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = self.poll;
-        while !shutdown.is_cancelled() {
-            let pause = match self.round().await {
-                Ok(claimed) if claimed >= self.batch => {
-                    backoff = self.poll;
-                    continue;
-                }
-                Ok(_) => {
-                    backoff = self.poll;
-                    self.poll
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "due loop round failed; retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!("due loop stopped");
+        rounds::run("due loop", self.poll, self.batch, shutdown, || self.round()).await;
     }
 
     /// One round: returns how many enrolments it claimed.

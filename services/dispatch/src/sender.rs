@@ -28,6 +28,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::outbox::{self, OutboxError};
+use touchpoint_platform::rounds;
 use touchpoint_programs::{Catalogue, Message, MessageFacts};
 use touchpoint_proto::v1::{Channel, SuppressionReason};
 
@@ -117,29 +118,8 @@ impl Sender {
 
     /// Runs until `shutdown`; the round in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = self.config.poll;
-        while !shutdown.is_cancelled() {
-            let pause = match self.round().await {
-                Ok(worked) if worked >= self.config.batch => {
-                    backoff = self.config.poll;
-                    continue;
-                }
-                Ok(_) => {
-                    backoff = self.config.poll;
-                    self.config.poll
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "sender round failed; retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!("sender stopped");
+        let (poll, batch) = (self.config.poll, self.config.batch);
+        rounds::run("sender", poll, batch, shutdown, || self.round()).await;
     }
 
     /// One round: reconciles stale `sending` attempts, then hands over ready ones.

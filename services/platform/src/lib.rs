@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
+pub mod rounds;
 pub mod service;
 pub mod shutdown;
 pub mod tansu;
