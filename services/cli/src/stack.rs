@@ -108,7 +108,7 @@ async fn start_all(
         let log = std::fs::File::create(state.join("logs").join(format!("{name}.log")))?;
         let mut command = Command::new(&binary);
         if sandboxed && name == "dispatch" {
-            command.envs(local::dispatch_env());
+            command.envs(local::dispatch_env(&sandbox_ca_file(state)));
         }
         let child = command
             .env("DATABASE_URL", database_url)
@@ -163,6 +163,11 @@ async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the sandbox writes its development CA's certificate.
+fn sandbox_ca_file(state: &Path) -> PathBuf {
+    state.join("sandbox-ca.pem")
+}
+
 fn start_sandbox(state: &Path, bin_dir: &Path) -> anyhow::Result<Process> {
     let binary = bin_dir.join("touchpoint-sandbox");
     if !binary.exists() {
@@ -172,7 +177,13 @@ fn start_sandbox(state: &Path, bin_dir: &Path) -> anyhow::Result<Process> {
         );
     }
     let log = std::fs::File::create(state.join("logs").join("sandbox.log"))?;
+    // A certificate left by an earlier run must not be mistaken for this one's.
+    let ca_file = sandbox_ca_file(state);
+    if ca_file.exists() {
+        std::fs::remove_file(&ca_file)?;
+    }
     let child = Command::new(&binary)
+        .env(local::CA_FILE_VAR, &ca_file)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -36,6 +36,7 @@ use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 
 use crate::api::DispatchApi;
 use crate::intake::Intaker;
+use crate::providers::email::{MailTls, StartTls};
 use crate::providers::http::HttpClient;
 use crate::providers::{Mailer, Phaxio, Providers, Throttle, Twilio};
 use crate::sender::{Sender, SenderConfig};
@@ -170,6 +171,9 @@ pub struct SmtpRelay {
     pub credentials: Option<(String, String)>,
     /// `TOUCHPOINT_SMTP_RATE`: at most this many messages a second.
     pub rate: Option<NonZeroU32>,
+    /// `TOUCHPOINT_SMTP_TLS` (`opportunistic`, `required` or `none`) and
+    /// `TOUCHPOINT_SMTP_CA_FILE`.
+    pub tls: MailTls,
 }
 
 impl std::fmt::Debug for SmtpRelay {
@@ -211,8 +215,37 @@ impl SmtpRelay {
             from,
             credentials,
             rate: rate(env, "TOUCHPOINT_SMTP_RATE")?,
+            tls: mail_tls(env)?,
         }))
     }
+}
+
+/// `TOUCHPOINT_SMTP_TLS` and `TOUCHPOINT_SMTP_CA_FILE`: how email is encrypted,
+/// and a PEM file of extra certificate authorities to trust (a relay with a
+/// private CA, or the sandbox's development one) beside the public roots.
+fn mail_tls(env: &Env) -> Result<MailTls, ConfigError> {
+    const VAR: &str = "TOUCHPOINT_SMTP_TLS";
+    let mode = match env.string(VAR, "opportunistic").trim() {
+        "opportunistic" => StartTls::Opportunistic,
+        "required" => StartTls::Required,
+        "none" => StartTls::Never,
+        _ => {
+            return Err(ConfigError {
+                var: VAR.into(),
+                reason: "one of opportunistic, required or none".into(),
+            });
+        }
+    };
+    let extra_roots = env
+        .raw("TOUCHPOINT_SMTP_CA_FILE")
+        .map(|path| {
+            std::fs::read(&path).map_err(|e| ConfigError {
+                var: "TOUCHPOINT_SMTP_CA_FILE".into(),
+                reason: format!("cannot read {path}: {e}"),
+            })
+        })
+        .transpose()?;
+    Ok(MailTls { mode, extra_roots })
 }
 
 /// One Twilio-speaking SMS provider's settings, from `<PREFIX>_URL`,
@@ -330,8 +363,8 @@ pub enum DispatchStartError {
         problems: String,
     },
     /// The SMTP settings.
-    #[error("TOUCHPOINT_SMTP_FROM is not a valid mailbox")]
-    Email,
+    #[error(transparent)]
+    Email(#[from] providers::email::MailerError),
     /// The callback listener.
     #[error("cannot listen for callbacks on {addr}: {source}")]
     Http {
@@ -427,11 +460,11 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
                     relay.port,
                     &relay.from,
                     relay.credentials.clone(),
+                    &relay.tls,
                     config.provider_timeout,
                 )
             })
-            .transpose()
-            .map_err(|_| DispatchStartError::Email)?,
+            .transpose()?,
         sms_pace: config
             .sms
             .iter()

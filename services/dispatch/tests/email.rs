@@ -1,6 +1,7 @@
 //! Email through lettre's real SMTP client, against an SMTP server the test
 //! starts: written in the patient's language with a subject, a text and an HTML
-//! part, sent once; a 4xx is retried, a 5xx fails for good.
+//! part, sent once, over a connection STARTTLS encrypted; a 4xx is retried, a
+//! 5xx fails for good; a relay that cannot encrypt as required gets nothing.
 
 mod support;
 
@@ -8,7 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use support::*;
 use touchpoint_dispatch::SmtpRelay;
-use touchpoint_dispatch::sandbox::smtp::SmtpServer;
+use touchpoint_dispatch::providers::email::{MailTls, StartTls};
+use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
+use touchpoint_platform::tls::DevCa;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, GetAttemptRequest, Language};
@@ -16,7 +19,14 @@ use touchpoint_proto::v1::{Channel, GetAttemptRequest, Language};
 const USER: &str = "dispatch";
 const PASSWORD: &str = "relay-password";
 
-async fn world_with(server: &SmtpServer) -> World {
+/// Dispatch sending through `server`, trusting `authority` beside the public
+/// roots, with TLS as `mode` says.
+async fn world_with(
+    server: &SmtpServer,
+    authority: &DevCa,
+    mode: StartTls,
+    adjust: impl FnOnce(&mut touchpoint_dispatch::Config),
+) -> World {
     let addr = server.addr();
     World::running_with(NOW, |c| {
         c.smtp = Some(SmtpRelay {
@@ -25,15 +35,33 @@ async fn world_with(server: &SmtpServer) -> World {
             from: "Care Team <care@hub.example>".into(),
             credentials: Some((USER.into(), PASSWORD.into())),
             rate: None,
+            tls: MailTls {
+                mode,
+                extra_roots: Some(authority.cert_pem().into_bytes()),
+            },
         });
+        adjust(c);
     })
     .await
 }
 
-async fn server() -> SmtpServer {
-    SmtpServer::start(Some((USER.into(), PASSWORD.into())))
-        .await
-        .unwrap_or_else(|e| panic!("smtp server: {e}"))
+fn authority() -> DevCa {
+    DevCa::generate().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A relay that takes AUTH only after STARTTLS, with a certificate for
+/// 127.0.0.1 signed by `authority`; without one, a relay that offers no TLS.
+async fn server(authority: Option<&DevCa>) -> SmtpServer {
+    let tls = authority.map(|ca| {
+        ca.issue(&["127.0.0.1"])
+            .unwrap_or_else(|e| panic!("certificate: {e}"))
+    });
+    SmtpServer::start(SmtpOptions {
+        credentials: Some((USER.into(), PASSWORD.into())),
+        tls,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("smtp server: {e}"))
 }
 
 /// The decoded body of the MIME part of `content_type` in `data`.
@@ -75,9 +103,10 @@ fn quoted_printable(body: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_email_goes_out_once_in_spanish_with_a_subject_a_text_and_an_html_part() {
-    let smtp = server().await;
-    let world = world_with(&smtp).await;
+async fn an_email_goes_out_once_encrypted_in_spanish_with_a_subject_a_text_and_an_html_part() {
+    let ca = authority();
+    let smtp = server(Some(&ca)).await;
+    let world = world_with(&smtp, &ca, StartTls::Opportunistic, |_| {}).await;
     let outcomes = world.outcomes();
     world.open_case("case-mail", &[Channel::Email]).await;
     let request = requested("case-mail", Channel::Email);
@@ -93,6 +122,7 @@ async fn an_email_goes_out_once_in_spanish_with_a_subject_a_text_and_an_html_par
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "sent once");
     let mail = &mails[0];
+    assert!(mail.encrypted, "STARTTLS was offered, so it was used");
     assert_eq!(mail.to, vec!["ana@example.com".to_owned()]);
     assert_eq!(mail.from, "care@hub.example");
     assert!(
@@ -114,9 +144,10 @@ async fn an_email_goes_out_once_in_spanish_with_a_subject_a_text_and_an_html_par
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deferral_is_retried_and_a_rejection_fails_for_good() {
-    let smtp = server().await;
+    let ca = authority();
+    let smtp = server(Some(&ca)).await;
     smtp.reply_next(451);
-    let world = world_with(&smtp).await;
+    let world = world_with(&smtp, &ca, StartTls::Opportunistic, |_| {}).await;
     let outcomes = world.outcomes();
     world.open_case("case-451", &[Channel::Email]).await;
     let deferred = requested("case-451", Channel::Email);
@@ -153,4 +184,45 @@ async fn a_deferral_is_retried_and_a_rejection_fails_for_good() {
         other => panic!("not failed: {other:?}"),
     }
     assert_eq!(smtp.mails().len(), 1, "nothing more taken");
+}
+
+/// Requests one email for a new case and returns the outcome event's failure.
+async fn failed_email(world: &World, case: &str) -> touchpoint_proto::v1::AttemptFailed {
+    let outcomes = world.outcomes();
+    world.open_case(case, &[Channel::Email]).await;
+    let request = requested(case, Channel::Email);
+    let id = attempt_id(&request);
+    world.publish(&[(Stream::Outreach, request)]).await;
+    match outcomes.first(&id).await.payload {
+        Some(Payload::AttemptFailed(f)) => f,
+        other => panic!("not failed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_certificate_does_not_verify_gets_nothing_not_even_in_clear() {
+    let (trusted, stranger) = (authority(), authority());
+    let smtp = server(Some(&stranger)).await;
+    let world = world_with(&smtp, &trusted, StartTls::Opportunistic, |c| {
+        c.sender.max_tries = 2;
+    })
+    .await;
+    let failed = failed_email(&world, "case-untrusted").await;
+    assert!(!failed.permanent, "{failed:?}");
+    assert_eq!(failed.provider_code, "tls");
+    assert!(smtp.mails().is_empty(), "nothing handed over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_tls_sends_nothing_to_a_relay_without_starttls() {
+    let ca = authority();
+    let smtp = server(None).await;
+    let world = world_with(&smtp, &ca, StartTls::Required, |c| {
+        c.sender.max_tries = 2;
+    })
+    .await;
+    let failed = failed_email(&world, "case-cleartext").await;
+    assert!(!failed.permanent, "{failed:?}");
+    assert_eq!(failed.provider_code, "connect");
+    assert!(smtp.mails().is_empty(), "nothing handed over");
 }

@@ -4,18 +4,22 @@
 
 pub mod clock;
 pub mod config;
+pub mod contact;
 pub mod db;
 pub mod dlq;
 pub mod envelope;
 pub mod grpc;
+pub mod http_client;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
 pub mod rounds;
 pub mod service;
 pub mod shutdown;
+pub mod signature;
 pub mod tansu;
 pub mod telemetry;
+pub mod tls;
 pub mod topics;
 pub mod trace_context;
 

@@ -8,6 +8,7 @@
 //! - [`eventually`]: poll a condition with a deadline — never sleep to synchronise.
 //! - [`publish`] and [`dead_letter_reasons`]: events in as another service would
 //!   send them, and the reasons a consumer gave up on records.
+//! - [`TopicReader`]: every event a service publishes to a topic, as it arrives.
 //!
 //! Test helpers panic with a clear message: that is how a test fails.
 
@@ -288,6 +289,60 @@ pub async fn dead_letter_reasons(
         );
     }
     reasons
+}
+
+/// Every event published to one topic, read from its start in the background.
+#[derive(Debug, Clone)]
+pub struct TopicReader {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Envelope>>>,
+}
+
+impl TopicReader {
+    /// Reads `topic` (a full name, under `prefix`'s broker settings) from its
+    /// start.
+    pub fn start(prefix: &str, topic: &str) -> Self {
+        use futures::StreamExt as _;
+        use rdkafka::Message as _;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let group = format!("reader-{}", unique_prefix().trim_end_matches('.'));
+        let reader: StreamConsumer = crate::kafka::consumer_config(&kafka_config(prefix), &group)
+            .create()
+            .unwrap_or_else(|e| panic!("{e}"));
+        reader.subscribe(&[topic]).unwrap_or_else(|e| panic!("{e}"));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let mut stream = reader.stream();
+            while let Some(record) = stream.next().await {
+                if let Ok(record) = record
+                    && let Ok((envelope, _)) = crate::envelope::decode(record.payload())
+                {
+                    sink.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(envelope);
+                }
+            }
+        });
+        Self { seen }
+    }
+
+    /// Every event read so far, in arrival order.
+    pub fn all(&self) -> Vec<Envelope> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits up to `wait` for an event `pick` finds something in, and returns
+    /// what it found.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        wait: Duration,
+        pick: impl Fn(&Envelope) -> Option<T>,
+    ) -> T {
+        eventually(what, wait, || async { self.all().iter().find_map(&pick) }).await
+    }
 }
 
 static TRACING: OnceLock<Option<crate::telemetry::Telemetry>> = OnceLock::new();

@@ -21,7 +21,7 @@ use futures::future::join_all;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use touchpoint_dispatch::sandbox::Sandbox;
-use touchpoint_dispatch::sandbox::smtp::SmtpServer;
+use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::shutdown::Shutdown;
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(channel: Channel, count: usize, batch: Option<usize>) -> anyhow::Result<()> {
     let sms = Sandbox::start("ACbench", "bench-token").await?;
-    let smtp = SmtpServer::start(None).await?;
+    let smtp = SmtpServer::start(SmtpOptions::default()).await?;
     let database = TestDatabase::fresh().await;
     let prefix = testkit::unique_prefix();
     let start = DateTime::parse_from_rfc3339(START)?.to_utc();
@@ -93,6 +93,9 @@ async fn run(channel: Channel, count: usize, batch: Option<usize>) -> anyhow::Re
         from: "Care Team <care@hub.example>".into(),
         credentials: None,
         rate: None,
+        // The local server offers no STARTTLS: email goes in clear, as to a
+        // relay on loopback.
+        tls: touchpoint_dispatch::providers::email::MailTls::default(),
     });
     topics::bootstrap(&platform.kafka).await?;
     let shutdown = Shutdown::new();

@@ -3,26 +3,10 @@
 //! events fold into the case's state).
 
 pub mod case;
-pub mod contact;
+/// Contact points, shared with routing (which looks cases up by them).
+pub mod contact {
+    pub use touchpoint_platform::contact::{ContactKey, EmailAddress, PhoneNumber};
+}
 pub mod locale;
 
-/// A field of a request is unusable. Names the field and the problem, never the
-/// value (it may be patient data).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct FieldError {
-    /// The field's path in the request, e.g. `patient.contact.mobile_e164`.
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: &'static str,
-}
-
-impl FieldError {
-    /// `field` is unusable because of `problem`.
-    pub fn new(field: impl Into<String>, problem: &'static str) -> Self {
-        Self {
-            field: field.into(),
-            problem,
-        }
-    }
-}
+pub use touchpoint_platform::contact::FieldError;

@@ -6,7 +6,10 @@
 //! Addresses: `TOUCHPOINT_SANDBOX_SMS_ADDR` (default 127.0.0.1:8081),
 //! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082), `TOUCHPOINT_SANDBOX_SMTP_ADDR`
 //! (127.0.0.1:2525). Credentials are the development ones in
-//! [`touchpoint_dispatch::sandbox::local`].
+//! [`touchpoint_dispatch::sandbox::local`]. The SMTP server offers STARTTLS
+//! with a certificate from a development CA made at start; with
+//! `TOUCHPOINT_SANDBOX_CA_FILE` set, that CA's certificate is written there
+//! before anything listens.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +18,8 @@ use anyhow::Context as _;
 use touchpoint_dispatch::sandbox::Sandbox;
 use touchpoint_dispatch::sandbox::fax::FaxSandbox;
 use touchpoint_dispatch::sandbox::local;
-use touchpoint_dispatch::sandbox::smtp::SmtpServer;
+use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
+use touchpoint_platform::tls::DevCa;
 
 fn addr(var: &str, default: &str) -> anyhow::Result<SocketAddr> {
     std::env::var(var)
@@ -29,6 +33,12 @@ async fn main() -> anyhow::Result<()> {
     let sms_addr = addr("TOUCHPOINT_SANDBOX_SMS_ADDR", local::SMS_ADDR)?;
     let fax_addr = addr("TOUCHPOINT_SANDBOX_FAX_ADDR", local::FAX_ADDR)?;
     let smtp_addr = addr("TOUCHPOINT_SANDBOX_SMTP_ADDR", local::SMTP_ADDR)?;
+    let ca = DevCa::generate()?;
+    let identity = ca.issue(&["127.0.0.1", "localhost"])?;
+    if let Some(path) = std::env::var_os(local::CA_FILE_VAR) {
+        std::fs::write(&path, ca.cert_pem())
+            .with_context(|| format!("{}: cannot write the CA certificate", local::CA_FILE_VAR))?;
+    }
     let sms = Sandbox::start_on(sms_addr, local::ACCOUNT_SID, local::AUTH_TOKEN)
         .await
         .with_context(|| format!("cannot listen on {sms_addr}"))?;
@@ -40,11 +50,15 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot listen on {fax_addr}"))?;
-    let smtp = SmtpServer::start_on(smtp_addr, None)
+    let smtp_options = SmtpOptions {
+        credentials: Some((local::SMTP_USER.into(), local::SMTP_PASSWORD.into())),
+        tls: Some(identity),
+    };
+    let smtp = SmtpServer::start_on(smtp_addr, smtp_options)
         .await
         .with_context(|| format!("cannot listen on {smtp_addr}"))?;
     println!(
-        "sandbox: SMS at {}, fax at {}, SMTP at {smtp_addr}",
+        "sandbox: SMS at {}, fax at {}, SMTP (STARTTLS) at {smtp_addr}",
         sms.url(),
         fax.url()
     );

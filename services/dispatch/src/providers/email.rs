@@ -3,6 +3,11 @@
 //! id. A 5xx reply is a permanent failure, a 4xx is retried; an answer that never
 //! came cannot be looked up (SMTP keeps no record to ask), so such an attempt is
 //! never sent again.
+//!
+//! The connection is upgraded with STARTTLS when the relay offers it (or must
+//! be, when TLS is required), verified against the public roots plus any
+//! configured authority; a relay whose certificate does not verify gets
+//! nothing, not even in clear.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use tokio::sync::Semaphore;
 use touchpoint_programs::Message;
@@ -43,28 +49,89 @@ impl std::fmt::Debug for Mailer {
 
 /// The SMTP settings are unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("the sender address is not a valid mailbox")]
-pub struct MailerError;
+pub enum MailerError {
+    /// The sender.
+    #[error("TOUCHPOINT_SMTP_FROM is not a valid mailbox")]
+    From,
+    /// The extra certificate authorities.
+    #[error("TOUCHPOINT_SMTP_CA_FILE holds no usable PEM certificate")]
+    Authority,
+    /// The TLS settings as a whole.
+    #[error("the SMTP TLS settings are unusable: {0}")]
+    Tls(String),
+}
+
+/// When the SMTP conversation is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// STARTTLS when the relay offers it; in clear when it does not.
+    Opportunistic,
+    /// STARTTLS or nothing: a relay that does not offer it gets no mail.
+    Required,
+    /// Never (a relay on the same host, reached over loopback).
+    Never,
+}
+
+/// How email is encrypted.
+#[derive(Debug, Clone)]
+pub struct MailTls {
+    /// When.
+    pub mode: StartTls,
+    /// PEM certificates of authorities trusted beside the public roots.
+    pub extra_roots: Option<Vec<u8>>,
+}
+
+impl Default for MailTls {
+    fn default() -> Self {
+        Self {
+            mode: StartTls::Opportunistic,
+            extra_roots: None,
+        }
+    }
+}
+
+impl MailTls {
+    /// lettre's setting for a relay named `host`.
+    fn for_host(&self, host: &str) -> Result<Tls, MailerError> {
+        if self.mode == StartTls::Never {
+            return Ok(Tls::None);
+        }
+        let mut parameters = TlsParameters::builder(host.to_owned());
+        if let Some(pem) = &self.extra_roots {
+            let authority = Certificate::from_pem(pem).map_err(|_| MailerError::Authority)?;
+            parameters = parameters.add_root_certificate(authority);
+        }
+        let parameters = parameters
+            .build_rustls()
+            .map_err(|e| MailerError::Tls(e.to_string()))?;
+        Ok(match self.mode {
+            StartTls::Required => Tls::Required(parameters),
+            StartTls::Opportunistic | StartTls::Never => Tls::Opportunistic(parameters),
+        })
+    }
+}
 
 /// SMTP connections kept open to the relay, and sends in flight at once.
 const POOL_SIZE: u32 = 32;
 
 impl Mailer {
     /// A relay at `host:port` sending as `from` (e.g. `Care Team
-    /// <care@hub.example>`), logging in with `credentials` when given. The
-    /// connection is plain SMTP for now (no STARTTLS).
+    /// <care@hub.example>`), logging in with `credentials` when given, encrypted
+    /// as `tls` says.
     pub fn new(
         host: &str,
         port: u16,
         from: &str,
         credentials: Option<(String, String)>,
+        tls: &MailTls,
         timeout: Duration,
     ) -> Result<Self, MailerError> {
-        let from: Mailbox = from.parse().map_err(|_| MailerError)?;
+        let from: Mailbox = from.parse().map_err(|_| MailerError::From)?;
         // Connections are kept and reused: a conversation per message would cost
         // a connect and an EHLO each.
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
+            .tls(tls.for_host(host)?)
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(POOL_SIZE));
         if let Some((user, password)) = credentials {
@@ -140,11 +207,34 @@ impl Mailer {
                         provider: SMTP.into(),
                         code: "timeout".into(),
                     }
+                } else if error.is_tls() || tls_failure(&error) {
+                    // The relay's certificate did not verify, or the handshake
+                    // failed: nothing was handed over.
+                    refused("tls".into(), false)
                 } else {
-                    // The conversation failed before the message was taken.
+                    // The conversation failed before the message was taken (a
+                    // relay without STARTTLS when it is required lands here).
                     refused("connect".into(), false)
                 }
             }
         }
     }
+}
+
+/// Whether a failed conversation failed in its TLS handshake (an untrusted or
+/// mismatched certificate): lettre reports those as connection errors, with
+/// rustls's error underneath.
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let inner_rustls = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if inner_rustls || e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

@@ -8,10 +8,8 @@
 //! attempt left `sending` by a crash can be looked up before anything is resent.
 
 pub mod email;
-pub mod http;
 pub mod multipart;
 pub mod phaxio;
-pub mod signature;
 pub mod throttle;
 pub mod twilio;
 
@@ -25,6 +23,10 @@ use crate::domain::fax::FaxDocument;
 pub use email::Mailer;
 pub use phaxio::Phaxio;
 pub use throttle::Throttle;
+/// The HTTP client adapters share.
+pub use touchpoint_platform::http_client as http;
+/// Provider signature schemes, shared with routing's inbound webhooks.
+pub use touchpoint_platform::signature;
 pub use twilio::Twilio;
 
 /// A message to hand over (patient data: `Debug` omits the destination).

@@ -40,10 +40,17 @@ pub mod local {
     pub const FAX_CALLBACK_TOKEN: &str = "sandbox-fax-callback-token";
     /// The email sender.
     pub const MAIL_FROM: &str = "Care Team <care@touchpoint.local>";
+    /// The SMTP login, taken only over STARTTLS.
+    pub const SMTP_USER: &str = "dispatch";
+    /// The SMTP password (development only).
+    pub const SMTP_PASSWORD: &str = "sandbox-smtp-password";
+    /// Where the sandbox writes its development CA's certificate, so dispatch
+    /// can verify the SMTP server's: `TOUCHPOINT_SANDBOX_CA_FILE`.
+    pub const CA_FILE_VAR: &str = "TOUCHPOINT_SANDBOX_CA_FILE";
 
     /// Dispatch's provider settings for the sandbox process, as environment
-    /// variables.
-    pub fn dispatch_env() -> Vec<(&'static str, String)> {
+    /// variables; `ca_file` is where the sandbox wrote its CA certificate.
+    pub fn dispatch_env(ca_file: &std::path::Path) -> Vec<(&'static str, String)> {
         let (smtp_host, smtp_port) = SMTP_ADDR.split_once(':').unwrap_or((SMTP_ADDR, "25"));
         vec![
             ("TOUCHPOINT_SMS_PRIMARY_URL", format!("http://{SMS_ADDR}")),
@@ -57,6 +64,10 @@ pub mod local {
             ("TOUCHPOINT_SMTP_HOST", smtp_host.into()),
             ("TOUCHPOINT_SMTP_PORT", smtp_port.into()),
             ("TOUCHPOINT_SMTP_FROM", MAIL_FROM.into()),
+            ("TOUCHPOINT_SMTP_USERNAME", SMTP_USER.into()),
+            ("TOUCHPOINT_SMTP_PASSWORD", SMTP_PASSWORD.into()),
+            ("TOUCHPOINT_SMTP_TLS", "required".into()),
+            ("TOUCHPOINT_SMTP_CA_FILE", ca_file.display().to_string()),
         ]
     }
 }

@@ -2,9 +2,11 @@
 //! server of tests and local runs, so lettre's real SMTP client runs against a
 //! real SMTP conversation.
 //!
-//! It speaks EHLO/HELO, AUTH PLAIN (checked when credentials are set), MAIL, RCPT,
-//! DATA (with dot-unstuffing), RSET, NOOP and QUIT. It can be told to answer the
-//! next message's DATA with a given code (a 451 to defer it, a 550 to refuse it).
+//! It speaks EHLO/HELO, STARTTLS (when given a TLS identity), AUTH PLAIN
+//! (checked when credentials are set; with TLS, only once the connection is
+//! encrypted), MAIL, RCPT, DATA (with dot-unstuffing), RSET, NOOP and QUIT. It
+//! can be told to answer the next message's DATA with a given code (a 451 to
+//! defer it, a 550 to refuse it).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,9 +14,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use touchpoint_platform::tls::{Identity, TlsError};
 
 /// The longest command or data line taken; a longer one ends the connection.
 const MAX_LINE: usize = 4096;
@@ -30,6 +34,8 @@ pub struct Mail {
     pub to: Vec<String>,
     /// The message as sent: headers and body.
     pub data: String,
+    /// Whether it arrived over a connection encrypted by STARTTLS.
+    pub encrypted: bool,
 }
 
 impl std::fmt::Debug for Mail {
@@ -37,14 +43,32 @@ impl std::fmt::Debug for Mail {
         f.debug_struct("Mail")
             .field("recipients", &self.to.len())
             .field("bytes", &self.data.len())
+            .field("encrypted", &self.encrypted)
             .finish()
     }
+}
+
+/// How the server is set up.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    /// When set, AUTH PLAIN must present these, and MAIL needs a login.
+    pub credentials: Option<(String, String)>,
+    /// When set, STARTTLS is offered with this certificate, and AUTH is only
+    /// taken over the encrypted connection.
+    pub tls: Option<Identity>,
 }
 
 #[derive(Debug, Default)]
 struct Recorded {
     mails: Vec<Mail>,
     replies: VecDeque<u16>,
+}
+
+/// What every conversation of one server shares.
+struct Shared {
+    recorded: Arc<Mutex<Recorded>>,
+    credentials: Option<(String, String)>,
+    tls: Option<TlsAcceptor>,
 }
 
 /// A running SMTP server; it stops when dropped.
@@ -61,24 +85,39 @@ impl Drop for SmtpServer {
     }
 }
 
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpStartError {
+    /// It cannot listen.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    /// Its TLS identity is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
 impl SmtpServer {
-    /// Starts a server on a free port of 127.0.0.1; with `credentials`, AUTH PLAIN
-    /// must present them.
-    pub async fn start(credentials: Option<(String, String)>) -> std::io::Result<Self> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), credentials).await
+    /// Starts a server on a free port of 127.0.0.1.
+    pub async fn start(options: SmtpOptions) -> Result<Self, SmtpStartError> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), options).await
     }
 
     /// Starts a server listening on `addr`.
-    pub async fn start_on(
-        addr: SocketAddr,
-        credentials: Option<(String, String)>,
-    ) -> std::io::Result<Self> {
+    pub async fn start_on(addr: SocketAddr, options: SmtpOptions) -> Result<Self, SmtpStartError> {
+        let tls = match &options.tls {
+            Some(identity) => Some(TlsAcceptor::from(identity.server_config()?)),
+            None => None,
+        };
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let recorded: Arc<Mutex<Recorded>> = Arc::default();
         let stop = CancellationToken::new();
-        let (shared, stopped) = (recorded.clone(), stop.clone());
-        let credentials = Arc::new(credentials);
+        let shared = Arc::new(Shared {
+            recorded: recorded.clone(),
+            credentials: options.credentials,
+            tls,
+        });
+        let stopped = stop.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -86,11 +125,9 @@ impl SmtpServer {
                     accepted = listener.accept() => accepted,
                 };
                 let Ok((stream, _)) = accepted else { continue };
-                let (shared, credentials) = (shared.clone(), credentials.clone());
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(error) =
-                        converse(stream, &shared, credentials.as_ref().as_ref()).await
-                    {
+                    if let Err(error) = serve(stream, &shared).await {
                         tracing::debug!(%error, "smtp conversation ended");
                     }
                 });
@@ -124,22 +161,47 @@ impl SmtpServer {
     }
 }
 
-async fn converse(
-    stream: TcpStream,
-    recorded: &Mutex<Recorded>,
-    credentials: Option<&(String, String)>,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write.write_all(b"220 sandbox ESMTP ready\r\n").await?;
-    let mut authenticated = credentials.is_none();
+/// How a conversation ended.
+enum Ended<S> {
+    /// The client left.
+    Closed,
+    /// The client asked for TLS: the stream, ready for the handshake.
+    StartTls(S),
+}
+
+/// One connection: in clear, then, after STARTTLS, encrypted.
+async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let Ended::StartTls(stream) = converse(stream, shared, false).await? else {
+        return Ok(());
+    };
+    let Some(acceptor) = &shared.tls else {
+        return Ok(());
+    };
+    let stream = acceptor.accept(stream).await?;
+    converse(stream, shared, true).await?;
+    Ok(())
+}
+
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    shared: &Shared,
+    encrypted: bool,
+) -> std::io::Result<Ended<S>> {
+    let mut lines = BufReader::new(stream);
+    if !encrypted {
+        send(&mut lines, b"220 sandbox ESMTP ready\r\n").await?;
+    }
+    let offers_tls = shared.tls.is_some() && !encrypted;
+    // With TLS on offer, credentials travel only once it is in place.
+    let takes_auth = shared.credentials.is_some() && (encrypted || shared.tls.is_none());
+    let mut authenticated = shared.credentials.is_none();
     let mut from = None;
     let mut to = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
         if lines.read_line(&mut line).await? == 0 || line.len() > MAX_LINE {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         let command = line.trim_end();
         let verb = command
@@ -149,30 +211,30 @@ async fn converse(
             .to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => {
-                let auth = if credentials.is_some() {
-                    "250-AUTH PLAIN\r\n"
-                } else {
-                    ""
-                };
-                let greeting =
-                    format!("250-sandbox\r\n{auth}250-8BITMIME\r\n250 SIZE {MAX_MESSAGE}\r\n");
-                write.write_all(greeting.as_bytes()).await?;
+                let starttls = if offers_tls { "250-STARTTLS\r\n" } else { "" };
+                let auth = if takes_auth { "250-AUTH PLAIN\r\n" } else { "" };
+                let greeting = format!(
+                    "250-sandbox\r\n{starttls}{auth}250-8BITMIME\r\n250 SIZE {MAX_MESSAGE}\r\n"
+                );
+                send(&mut lines, greeting.as_bytes()).await?;
                 continue;
             }
             "HELO" => b"250 sandbox\r\n",
+            "STARTTLS" if offers_tls => {
+                send(&mut lines, b"220 2.0.0 Ready to start TLS\r\n").await?;
+                // Whatever the client sent past STARTTLS is dropped with the
+                // buffer, as RFC 3207 asks.
+                return Ok(Ended::StartTls(lines.into_inner()));
+            }
+            "AUTH" if shared.credentials.is_some() && !takes_auth => {
+                b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+            }
             "AUTH" => {
-                let given = command.split_whitespace().nth(2).and_then(|b64| {
-                    let decoded = STANDARD.decode(b64).ok()?;
-                    let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
-                    match parts.as_slice() {
-                        [_, user, pass] => Some((
-                            String::from_utf8_lossy(user).into_owned(),
-                            String::from_utf8_lossy(pass).into_owned(),
-                        )),
-                        _ => None,
-                    }
-                });
-                if credentials.is_some_and(|c| given.as_ref() == Some(c)) {
+                if shared
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| plain_login(command).as_ref() == Some(c))
+                {
                     authenticated = true;
                     b"235 2.7.0 Authentication successful\r\n"
                 } else {
@@ -192,9 +254,7 @@ async fn converse(
             "RCPT" => b"503 5.5.1 MAIL first\r\n",
             "DATA" if to.is_empty() => b"503 5.5.1 RCPT first\r\n",
             "DATA" => {
-                write
-                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    .await?;
+                send(&mut lines, b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
                 let mut data = String::new();
                 loop {
                     line.clear();
@@ -202,7 +262,7 @@ async fn converse(
                         || line.len() > MAX_LINE
                         || data.len() > MAX_MESSAGE
                     {
-                        return Ok(());
+                        return Ok(Ended::Closed);
                     }
                     if line.trim_end_matches(['\r', '\n']) == "." {
                         break;
@@ -210,7 +270,10 @@ async fn converse(
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
                 let reply = {
-                    let mut recorded = recorded.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut recorded = shared
+                        .recorded
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     match recorded.replies.pop_front() {
                         Some(code) => format!("{code} sandbox says {code}\r\n"),
                         None => {
@@ -218,6 +281,7 @@ async fn converse(
                                 from: from.take().unwrap_or_default(),
                                 to: std::mem::take(&mut to),
                                 data,
+                                encrypted,
                             });
                             format!("250 2.0.0 Ok: queued as {}\r\n", recorded.mails.len())
                         }
@@ -225,7 +289,7 @@ async fn converse(
                 };
                 from = None;
                 to.clear();
-                write.write_all(reply.as_bytes()).await?;
+                send(&mut lines, reply.as_bytes()).await?;
                 continue;
             }
             "RSET" => {
@@ -235,12 +299,36 @@ async fn converse(
             }
             "NOOP" => b"250 2.0.0 Ok\r\n",
             "QUIT" => {
-                write.write_all(b"221 2.0.0 Bye\r\n").await?;
-                return Ok(());
+                send(&mut lines, b"221 2.0.0 Bye\r\n").await?;
+                return Ok(Ended::Closed);
             }
             _ => b"502 5.5.2 Command not recognized\r\n",
         };
-        write.write_all(reply).await?;
+        send(&mut lines, reply).await?;
+    }
+}
+
+/// Writes a reply and flushes it (a TLS stream holds writes until flushed).
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    lines: &mut BufReader<S>,
+    reply: &[u8],
+) -> std::io::Result<()> {
+    let stream = lines.get_mut();
+    stream.write_all(reply).await?;
+    stream.flush().await
+}
+
+/// The user name and password of `AUTH PLAIN <base64>`.
+fn plain_login(command: &str) -> Option<(String, String)> {
+    let b64 = command.split_whitespace().nth(2)?;
+    let decoded = STANDARD.decode(b64).ok()?;
+    let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+    match parts.as_slice() {
+        [_, user, pass] => Some((
+            String::from_utf8_lossy(user).into_owned(),
+            String::from_utf8_lossy(pass).into_owned(),
+        )),
+        _ => None,
     }
 }
 

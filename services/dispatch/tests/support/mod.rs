@@ -3,17 +3,12 @@
 //! what dispatch publishes to `touchpoint.attempt.v1`.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt as _;
-use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::envelope::{decode, new_envelope, timestamp};
-use touchpoint_platform::kafka;
+use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
@@ -222,44 +217,23 @@ pub fn attempt_id(request: &Envelope) -> String {
 /// Everything dispatch published to `touchpoint.attempt.v1`, in arrival order.
 #[derive(Clone)]
 pub struct Outcomes {
-    seen: Arc<Mutex<Vec<Envelope>>>,
+    reader: testkit::TopicReader,
 }
 
 impl Outcomes {
     /// Reads `topic` (under `prefix`) from its start.
     pub fn start(prefix: &str, topic: &str) -> Self {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let reader: StreamConsumer = kafka::consumer_config(
-            &testkit::kafka_config(prefix),
-            &format!("reader-{}", testkit::unique_prefix().trim_end_matches('.')),
-        )
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-        reader.subscribe(&[topic]).unwrap_or_else(|e| panic!("{e}"));
-        let sink = seen.clone();
-        tokio::spawn(async move {
-            let mut stream = reader.stream();
-            while let Some(record) = stream.next().await {
-                if let Ok(record) = record
-                    && let Ok((envelope, _)) = decode(record.payload())
-                {
-                    sink.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(envelope);
-                }
-            }
-        });
-        Self { seen }
+        Self {
+            reader: testkit::TopicReader::start(prefix, topic),
+        }
     }
 
     /// The outcome events of `attempt_id` so far.
     pub fn of(&self, attempt_id: &str) -> Vec<Envelope> {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
+        self.reader
+            .all()
+            .into_iter()
             .filter(|e| outcome_attempt(e) == Some(attempt_id))
-            .cloned()
             .collect()
     }
 

@@ -1,10 +1,14 @@
 //! Twilio's request signature, `X-Twilio-Signature`: base64 of the HMAC-SHA1, keyed
 //! with the account's auth token, of the full URL followed by every POST
 //! parameter's name and value, sorted by name. Dispatch checks it on status
-//! callbacks; the sandbox signs its callbacks the same way.
+//! callbacks and routing on inbound messages; the sandbox signs the same way.
 //!
 //! Phaxio signs its fax callbacks the same way, keyed with the account's callback
 //! token, but sends the HMAC as hex in `X-Phaxio-Signature` ([`fax`]).
+//!
+//! Inbound email arrives in Mailgun's route format, signed in the body: a hex
+//! HMAC-SHA256 of `timestamp` and `token`, keyed with the webhook signing key
+//! ([`email`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -75,9 +79,46 @@ pub mod fax {
     }
 }
 
+/// Mailgun's webhook signature: `signature` is the hex HMAC-SHA256, keyed with
+/// the webhook signing key, of `timestamp` followed by `token`.
+pub mod email {
+    use hmac::{Hmac, Mac as _};
+    use sha2::Sha256;
+
+    fn mac(key: &str, timestamp: &str, token: &str) -> Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(timestamp.as_bytes());
+        mac.update(token.as_bytes());
+        mac
+    }
+
+    /// The signature of `timestamp` and `token`.
+    pub fn sign(key: &str, timestamp: &str, token: &str) -> String {
+        hex::encode(mac(key, timestamp, token).finalize().into_bytes())
+    }
+
+    /// Whether `signature` signs `timestamp` and `token` (compared in constant
+    /// time).
+    pub fn verify(key: &str, timestamp: &str, token: &str, signature: &str) -> bool {
+        hex::decode(signature.trim())
+            .is_ok_and(|given| mac(key, timestamp, token).verify_slice(&given).is_ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_email_signature_checks_key_timestamp_and_token() {
+        let signed = email::sign("key", "1700000000", "token");
+        assert!(email::verify("key", "1700000000", "token", &signed));
+        assert!(!email::verify("other", "1700000000", "token", &signed));
+        assert!(!email::verify("key", "1700000001", "token", &signed));
+        assert!(!email::verify("key", "1700000000", "token", "not hex"));
+    }
 
     fn params() -> Vec<(String, String)> {
         vec![

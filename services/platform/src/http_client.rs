@@ -1,4 +1,4 @@
-//! The HTTP client adapters share: HTTP/1.1 over hyper with a deadline per
+//! The HTTP client provider adapters (and tests) share: HTTP/1.1 over hyper with a deadline per
 //! request, telling apart a request that never left (safe to send again) from
 //! one whose answer never came (the provider may have acted on it).
 

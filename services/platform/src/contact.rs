@@ -1,10 +1,30 @@
 //! Contact points: phone numbers in E.164 and email addresses, normalised so the
-//! same number typed three ways finds the same case.
+//! same number typed three ways finds the same case. Cases stores them; routing
+//! looks cases up by them.
 
 use phonenumber::Mode;
 use phonenumber::country::Id;
 
-use super::FieldError;
+/// A field of a request is unusable. Names the field and the problem, never the
+/// value (it may be patient data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    /// The field's path in the request, e.g. `patient.contact.mobile_e164`.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl FieldError {
+    /// `field` is unusable because of `problem`.
+    pub fn new(field: impl Into<String>, problem: &'static str) -> Self {
+        Self {
+            field: field.into(),
+            problem,
+        }
+    }
+}
 
 /// A valid phone number in E.164 form, e.g. `+13125550123`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

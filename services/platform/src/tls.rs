@@ -1,0 +1,128 @@
+//! TLS material: a server identity read from PEM, and a throwaway development
+//! certificate authority that issues server certificates for local runs and
+//! tests. A development CA's key lives only in the process that made it; nothing
+//! it signs belongs in production.
+
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// TLS material could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Generating a key or certificate failed.
+    #[error("cannot generate a development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A PEM block holds no certificate or no private key.
+    #[error("the PEM holds no {0}")]
+    Pem(&'static str),
+    /// rustls refused the certificate and key.
+    #[error("the certificate and key cannot serve TLS: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A server's certificate chain and private key, as PEM.
+#[derive(Clone)]
+pub struct Identity {
+    /// The certificate chain, leaf first.
+    pub cert_pem: String,
+    /// The private key (a secret).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// A rustls server configuration presenting this identity, with rustls's
+    /// safe default protocol versions and no client certificates.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| TlsError::Pem("certificate"))?;
+        if chain.is_empty() {
+            return Err(TlsError::Pem("certificate"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|_| TlsError::Pem("private key"))?;
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// A development certificate authority.
+pub struct DevCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for DevCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCa").finish_non_exhaustive()
+    }
+}
+
+impl DevCa {
+    /// A new authority with a fresh key.
+    pub fn generate() -> Result<Self, TlsError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Touchpoint development CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        Ok(Self { issuer })
+    }
+
+    /// The authority's certificate, for a client's trust store.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `names` (host names, or IP addresses such as
+    /// `127.0.0.1`), signed by this authority.
+    pub fn issue(&self, names: &[&str]) -> Result<Identity, TlsError> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(names)?.signed_by(&key, &self.issuer)?;
+        Ok(Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_identity_serves_tls() -> Result<(), TlsError> {
+        let ca = DevCa::generate()?;
+        let identity = ca.issue(&["localhost", "127.0.0.1"])?;
+        assert!(identity.server_config().is_ok());
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        Ok(())
+    }
+
+    #[test]
+    fn pem_without_a_key_is_a_clear_error() {
+        let identity = Identity {
+            cert_pem: "not a certificate".into(),
+            key_pem: String::new(),
+        };
+        assert!(matches!(
+            identity.server_config(),
+            Err(TlsError::Pem("certificate"))
+        ));
+    }
+}
