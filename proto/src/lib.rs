@@ -40,6 +40,9 @@ impl Payload {
             Payload::ContactRouted(_) => "touchpoint.v1.ContactRouted",
             Payload::OptOutReceived(_) => "touchpoint.v1.OptOutReceived",
             Payload::AdverseEventSuspected(_) => "touchpoint.v1.AdverseEventSuspected",
+            Payload::OptInReceived(_) => "touchpoint.v1.OptInReceived",
+            Payload::CallbackRequested(_) => "touchpoint.v1.CallbackRequested",
+            Payload::TaskCompleted(_) => "touchpoint.v1.TaskCompleted",
             Payload::Probe(_) => "touchpoint.v1.Probe",
         }
     }

@@ -118,12 +118,11 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
         (
             "routing",
             touchpoint_routing::start(
-                touchpoint_routing::Config {
-                    platform: config("routing"),
-                },
+                touchpoint_routing::Config::new(config("routing")),
                 &shutdown,
             )
             .await
+            .map(|addresses| addresses.grpc)
             .map_err(|e| e.to_string()),
         ),
     ];

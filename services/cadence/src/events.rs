@@ -148,6 +148,23 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
                 }
             }
         }
+        // A call task's outcome is its voice attempt's outcome.
+        Payload::TaskCompleted(done) if !done.attempt_id.is_empty() => {
+            let attempt_id = attempt(&done.attempt_id).ok_or(bad("attempt_id"))?;
+            match done.outcome.as_str() {
+                "reached" => change(Change::Responded {
+                    in_reply_to: Some(attempt_id),
+                }),
+                "no_answer" | "voicemail" => change(Change::AttemptFailed { attempt_id }),
+                "wrong_number" => change(Change::ChannelFailed { attempt_id }),
+                _ => Err(bad("outcome")),
+            }
+        }
+        // START lifts the STOP in dispatch's checks; cadence's pending steps were
+        // cancelled by the STOP and stay so until consent is recorded again.
+        Payload::OptInReceived(_) | Payload::CallbackRequested(_) | Payload::TaskCompleted(_) => {
+            Ok(Reaction::Ignore)
+        }
         Payload::CoordinatorAssigned(_)
         | Payload::NoteAdded(_)
         | Payload::OutreachRequested(_)

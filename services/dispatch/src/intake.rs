@@ -40,6 +40,8 @@ pub enum Intake {
     Revoked(Channel),
     /// The patient opted out on these channels.
     OptedOut(Vec<Channel>),
+    /// The patient opted back in on a channel (START after a STOP).
+    OptedIn(Channel),
     /// A coordinator was assigned.
     Coordinator(String),
     /// The case's status changed.
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Intake {
             Intake::Consented(_) => "Consented",
             Intake::Revoked(_) => "Revoked",
             Intake::OptedOut(_) => "OptedOut",
+            Intake::OptedIn(_) => "OptedIn",
             Intake::Coordinator(_) => "Coordinator",
             Intake::Status { .. } => "Status",
             Intake::Requested(_) => "Requested",
@@ -158,6 +161,7 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
                 Channel::Mail,
             ],
         }),
+        Payload::OptInReceived(o) => Intake::OptedIn(channel(o.channel).ok_or(bad("channel"))?),
         Payload::CoordinatorAssigned(a) => Intake::Coordinator(a.coordinator_id.clone()),
         Payload::CaseStatusChanged(s) => Intake::Status {
             status: match CaseStatus::try_from(s.status) {
@@ -283,6 +287,12 @@ async fn apply_to_view(
         )
         .bind(case_id)
         .bind(channels.iter().map(|c| c.as_str_name()).collect::<Vec<_>>()),
+        Intake::OptedIn(channel) => sqlx::query(
+            "UPDATE case_views SET opted_out = array_remove(opted_out, $2), updated_at = now()
+             WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(channel.as_str_name()),
         Intake::Coordinator(coordinator_id) => sqlx::query(
             "UPDATE case_views SET coordinator_id = $2, updated_at = now() WHERE case_id = $1",
         )

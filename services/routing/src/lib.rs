@@ -1,15 +1,38 @@
-//! The routing service: inbound contacts reach the right coordinator; keywords and adverse events.
+//! The routing service: inbound contacts reach the right coordinator; STOP,
+//! START and HELP are honoured; free text is screened for possible adverse
+//! events; the roster and the worklists live here.
 //!
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! service on a free port.
 
+pub mod api;
+pub mod domain;
+pub mod inbound;
+pub mod projection;
+pub mod store;
+pub mod tasks;
+pub mod webhooks;
+
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use sqlx::migrate::Migrator;
 use touchpoint_platform::config::{ConfigError, Env, PlatformConfig};
+use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::topics::Stream;
+use touchpoint_proto::v1::routing_service_server::RoutingServiceServer;
+
+use crate::api::RoutingApi;
+use crate::domain::roster::Roster;
+use crate::domain::screening::{Lexicon, LexiconError};
+use crate::inbound::{Inbound, Settings};
+use crate::projection::Projector;
+use crate::webhooks::Secrets;
 
 /// The service's name, schema and migrations.
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -23,6 +46,9 @@ static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 /// The gRPC port when `TOUCHPOINT_GRPC_ADDR` is unset.
 pub const DEFAULT_GRPC_PORT: u16 = 50054;
 
+/// The webhook port when `TOUCHPOINT_HTTP_ADDR` is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8054;
+
 /// How long in-flight work may take to finish after SIGTERM.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -31,25 +57,219 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub struct Config {
     /// What every service needs.
     pub platform: PlatformConfig,
+    /// `TOUCHPOINT_HTTP_ADDR`: where inbound webhooks are taken.
+    pub http_addr: SocketAddr,
+    /// `TOUCHPOINT_WEBHOOK_BASE_URL`: the URL providers reach `http_addr` at
+    /// (default `http://` and the bound address); signatures cover it.
+    pub webhook_base: Option<String>,
+    /// `TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN`, `TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY`,
+    /// `TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN`: unset refuses that webhook.
+    pub secrets: Secrets,
+    /// `TOUCHPOINT_CALLBACK_SLA_MINUTES` (30) and `TOUCHPOINT_REPLY_WINDOW_HOURS` (72).
+    pub settings: Settings,
+    /// `TOUCHPOINT_AE_LEXICON_FILE`: a lexicon to use instead of the built-in one.
+    pub lexicon_file: Option<PathBuf>,
+    /// `TOUCHPOINT_ROSTER_REFRESH_MS`: how often the roster cache is reloaded.
+    pub roster_refresh: Duration,
 }
 
 impl Config {
     /// Reads the configuration; a bad value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let minutes: u32 =
+            env.parse("TOUCHPOINT_CALLBACK_SLA_MINUTES", 30, "a number of minutes")?;
+        let hours: u32 = env.parse("TOUCHPOINT_REPLY_WINDOW_HOURS", 72, "a number of hours")?;
         Ok(Self {
             platform: PlatformConfig::from_env(env, SPEC.name, DEFAULT_GRPC_PORT)?,
+            http_addr: env.parse(
+                "TOUCHPOINT_HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+                "an address such as 127.0.0.1:8054",
+            )?,
+            webhook_base: env.raw("TOUCHPOINT_WEBHOOK_BASE_URL"),
+            secrets: Secrets {
+                sms_auth_token: env.raw("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN"),
+                email_signing_key: env.raw("TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY"),
+                fax_callback_token: env.raw("TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN"),
+            },
+            settings: Settings {
+                callback_after: TimeDelta::minutes(i64::from(minutes)),
+                reply_window: TimeDelta::hours(i64::from(hours)),
+            },
+            lexicon_file: env.raw("TOUCHPOINT_AE_LEXICON_FILE").map(PathBuf::from),
+            roster_refresh: env.millis("TOUCHPOINT_ROSTER_REFRESH_MS", 2000)?,
         })
+    }
+
+    /// Defaults around `platform`, for tests: webhooks on a free port.
+    pub fn new(platform: PlatformConfig) -> Self {
+        Self {
+            platform,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            webhook_base: None,
+            secrets: Secrets::default(),
+            settings: Settings {
+                callback_after: TimeDelta::minutes(30),
+                reply_window: TimeDelta::hours(72),
+            },
+            lexicon_file: None,
+            roster_refresh: Duration::from_secs(2),
+        }
     }
 }
 
-/// Starts the service; returns the gRPC address. It stops when `shutdown` does.
-pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, StartError> {
-    let platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
-    platform.serve()
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingStartError {
+    /// The lexicon file.
+    #[error("TOUCHPOINT_AE_LEXICON_FILE {path}: {reason}")]
+    LexiconFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The lexicon.
+    #[error(transparent)]
+    Lexicon(#[from] LexiconError),
+    /// The roster could not be loaded.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The webhook listener.
+    #[error("cannot listen for webhooks on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What every service needs.
+    #[error(transparent)]
+    Platform(#[from] StartError),
+}
+
+/// Where a started service listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// gRPC.
+    pub grpc: SocketAddr,
+    /// Webhooks.
+    pub http: SocketAddr,
+}
+
+fn lexicon(config: &Config) -> Result<Lexicon, RoutingStartError> {
+    match &config.lexicon_file {
+        None => Ok(Lexicon::builtin()?),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| RoutingStartError::LexiconFile {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            Ok(Lexicon::parse(&text)?)
+        }
+    }
+}
+
+/// Starts the service; returns where it listens. It stops when `shutdown` does.
+pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, RoutingStartError> {
+    let lexicon = Arc::new(lexicon(&config)?);
+    let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
+    let roster = Arc::new(RwLock::new(Roster::new(
+        store::load_members(&platform.pool).await?,
+    )));
+    {
+        let (pool, roster, every, stop) = (
+            platform.pool.clone(),
+            roster.clone(),
+            config.roster_refresh,
+            shutdown.token(),
+        );
+        shutdown.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                match store::load_members(&pool).await {
+                    Ok(members) => {
+                        *roster.write().unwrap_or_else(PoisonError::into_inner) =
+                            Roster::new(members);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "roster reload failed; keeping the last one")
+                    }
+                }
+            }
+        });
+    }
+    let inbound_topic = platform.topics.name(Stream::Inbound);
+    let inbound = Inbound::new(
+        platform.pool.clone(),
+        roster.clone(),
+        lexicon,
+        inbound_topic.clone(),
+        config.settings,
+    );
+    platform
+        .grpc
+        .routes()
+        .add_service(RoutingServiceServer::new(RoutingApi::new(
+            platform.pool.clone(),
+            roster,
+            inbound.clone(),
+            platform.clock.clone(),
+            inbound_topic,
+        )));
+
+    let consumer = InboxConsumer::new(
+        projection::CONSUMER,
+        [Stream::Case, Stream::Attempt]
+            .iter()
+            .map(|s| platform.topics.name(*s))
+            .collect(),
+        platform.pool.clone(),
+        Projector,
+        &platform.config,
+    );
+    let token = shutdown.token();
+    shutdown.spawn(async move {
+        if let Err(error) = consumer.run(token).await {
+            tracing::error!(%error, "routing consumer stopped");
+        }
+    });
+
+    let http_error = |source| RoutingStartError::Http {
+        addr: config.http_addr,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(http_error)?;
+    let http = listener.local_addr().map_err(http_error)?;
+    let base = config
+        .webhook_base
+        .clone()
+        .unwrap_or_else(|| format!("http://{http}"));
+    let routes = webhooks::router(inbound, platform.clock.clone(), config.secrets, base);
+    let stop = shutdown.token();
+    shutdown.spawn(async move {
+        let served = axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "webhook listener stopped");
+        }
+    });
+    tracing::info!(%http, "taking inbound webhooks");
+    let grpc = platform.serve()?;
+    Ok(Addresses { grpc, http })
 }
 
 /// Runs until SIGTERM or Ctrl-C, then drains in-flight work.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(config: Config) -> Result<(), RoutingStartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
     shutdown.wait_and_drain(DRAIN_LIMIT).await;

@@ -1,0 +1,428 @@
+//! `RoutingService` over gRPC: `RouteContact` for the telephony system, the
+//! roster (`UpsertCoordinator`, `SetPresence`, `ListCoordinators`) and the
+//! worklists (`ListWorklist`, `ClaimTask`, `CompleteTask`). Errors name the
+//! field, never a caller's number.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use chrono_tz::Tz;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::timestamp;
+use touchpoint_proto::v1::routing_service_server::RoutingService;
+use touchpoint_proto::v1::{
+    Channel, ClaimTaskRequest, CompleteTaskRequest, Coordinator, CoordinatorRole, Language,
+    ListCoordinatorsRequest, ListCoordinatorsResponse, ListWorklistRequest, ListWorklistResponse,
+    Presence as PresenceProto, RouteContactRequest, RouteContactResponse, SetPresenceRequest,
+    Shift as ShiftProto, Task as TaskProto, TaskKind, TaskOutcome, TaskStatus,
+    UpsertCoordinatorRequest,
+};
+use uuid::Uuid;
+
+use crate::domain::decision::{GENERAL_QUEUE, program_queue};
+use crate::domain::roster::{Member, Presence, Role, Roster, Shift};
+use crate::inbound::{Contact, Inbound};
+use crate::store::{self, StoreError, time_from, weekday_from};
+use crate::tasks::{self, Kind, Outcome, Task, TaskError};
+
+/// Longest coordinator, program or skill id accepted.
+const MAX_ID: usize = 64;
+/// Most tasks one worklist answer holds.
+const MAX_WORKLIST: u32 = 500;
+
+/// The gRPC face of routing.
+#[derive(Debug, Clone)]
+pub struct RoutingApi {
+    pool: PgPool,
+    roster: Arc<RwLock<Roster>>,
+    inbound: Inbound,
+    clock: SharedClock,
+    topic: String,
+}
+
+impl RoutingApi {
+    /// Serves the roster in `pool` (cached in `roster`), contacts through
+    /// `inbound`, task events to `topic`.
+    pub fn new(
+        pool: PgPool,
+        roster: Arc<RwLock<Roster>>,
+        inbound: Inbound,
+        clock: SharedClock,
+        topic: String,
+    ) -> Self {
+        Self {
+            pool,
+            roster,
+            inbound,
+            clock,
+            topic,
+        }
+    }
+}
+
+fn unavailable(error: &StoreError) -> Status {
+    tracing::error!(%error, "routing storage error");
+    Status::unavailable("routing storage is unavailable; try again")
+}
+
+fn id(field: &str, value: &str) -> Result<String, Status> {
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ID
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{field}: 1 to {MAX_ID} letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+fn presence_from(raw: i32) -> Result<Presence, Status> {
+    match PresenceProto::try_from(raw) {
+        Ok(PresenceProto::Available) => Ok(Presence::Available),
+        Ok(PresenceProto::Busy) => Ok(Presence::Busy),
+        Ok(PresenceProto::Away) => Ok(Presence::Away),
+        Ok(PresenceProto::Offline) => Ok(Presence::Offline),
+        _ => Err(Status::invalid_argument(
+            "presence: available, busy, away or offline",
+        )),
+    }
+}
+
+fn presence_proto(presence: Presence) -> PresenceProto {
+    match presence {
+        Presence::Available => PresenceProto::Available,
+        Presence::Busy => PresenceProto::Busy,
+        Presence::Away => PresenceProto::Away,
+        Presence::Offline => PresenceProto::Offline,
+    }
+}
+
+/// A member from a request, checked field by field.
+fn member(c: &Coordinator) -> Result<Member, Status> {
+    let role = match CoordinatorRole::try_from(c.role) {
+        Ok(CoordinatorRole::Coordinator) => Role::Coordinator,
+        Ok(CoordinatorRole::Navigator) => Role::Navigator,
+        _ => return Err(Status::invalid_argument("role: coordinator or navigator")),
+    };
+    let time_zone: Tz = c
+        .time_zone
+        .parse()
+        .map_err(|_| Status::invalid_argument("time_zone: an IANA zone such as America/Chicago"))?;
+    let programs = c
+        .program_ids
+        .iter()
+        .map(|p| id("program_ids", p))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let languages = c
+        .languages
+        .iter()
+        .map(|l| match Language::try_from(*l) {
+            Ok(l @ (Language::En | Language::Es)) => Ok(l),
+            _ => Err(Status::invalid_argument("languages: en or es")),
+        })
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let skills = c
+        .skills
+        .iter()
+        .map(|s| id("skills", s))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let shifts = c
+        .shifts
+        .iter()
+        .map(|s| {
+            Ok(Shift {
+                day: weekday_from(s.weekday)
+                    .ok_or_else(|| Status::invalid_argument("shifts.weekday: 1 (Monday) to 7"))?,
+                start: time_from(&s.start)
+                    .ok_or_else(|| Status::invalid_argument("shifts.start: HH:MM"))?,
+                end: time_from(&s.end)
+                    .ok_or_else(|| Status::invalid_argument("shifts.end: HH:MM"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    if c.capacity == 0 || c.capacity > 1000 {
+        return Err(Status::invalid_argument("capacity: 1 to 1000"));
+    }
+    Ok(Member {
+        id: id("coordinator_id", &c.coordinator_id)?,
+        role,
+        time_zone,
+        programs,
+        languages,
+        skills,
+        capacity: c.capacity,
+        open_tasks: 0,
+        presence: match c.presence {
+            0 => Presence::Offline,
+            raw => presence_from(raw)?,
+        },
+        shifts,
+        last_assigned_at: None,
+    })
+}
+
+fn coordinator(m: &Member) -> Coordinator {
+    Coordinator {
+        coordinator_id: m.id.clone(),
+        role: match m.role {
+            Role::Coordinator => CoordinatorRole::Coordinator,
+            Role::Navigator => CoordinatorRole::Navigator,
+        } as i32,
+        time_zone: m.time_zone.name().to_owned(),
+        program_ids: m.programs.iter().cloned().collect(),
+        languages: m.languages.iter().map(|l| *l as i32).collect(),
+        skills: m.skills.iter().cloned().collect(),
+        capacity: m.capacity,
+        presence: presence_proto(m.presence) as i32,
+        shifts: m
+            .shifts
+            .iter()
+            .map(|s| ShiftProto {
+                weekday: s.day.number_from_monday(),
+                start: s.start.format("%H:%M").to_string(),
+                end: s.end.format("%H:%M").to_string(),
+            })
+            .collect(),
+        open_tasks: m.open_tasks,
+    }
+}
+
+fn task_proto(t: &Task) -> TaskProto {
+    TaskProto {
+        task_id: t.task_id.to_string(),
+        kind: match t.kind {
+            Kind::Call => TaskKind::Call,
+            Kind::Inbound => TaskKind::Inbound,
+            Kind::Callback => TaskKind::Callback,
+            Kind::AdverseEventReview => TaskKind::AdverseEventReview,
+            Kind::KeywordReview => TaskKind::KeywordReview,
+        } as i32,
+        case_id: t.case_id.clone(),
+        coordinator_id: t.member_id.clone().unwrap_or_default(),
+        queue: t.queue.clone().unwrap_or_default(),
+        priority: u32::try_from(t.priority).unwrap_or(0),
+        status: match t.status.as_str() {
+            "open" => TaskStatus::Open,
+            "claimed" => TaskStatus::Claimed,
+            _ => TaskStatus::Done,
+        } as i32,
+        due_at: t.due_at.map(timestamp),
+        created_at: Some(timestamp(t.created_at)),
+        attempt_id: t.attempt_id.clone().unwrap_or_default(),
+        inbound_id: t.inbound_id.map(|i| i.to_string()).unwrap_or_default(),
+        outcome: match t.outcome {
+            None => TaskOutcome::Unspecified,
+            Some(Outcome::Reached) => TaskOutcome::Reached,
+            Some(Outcome::NoAnswer) => TaskOutcome::NoAnswer,
+            Some(Outcome::Voicemail) => TaskOutcome::Voicemail,
+            Some(Outcome::WrongNumber) => TaskOutcome::WrongNumber,
+            Some(Outcome::Resolved) => TaskOutcome::Resolved,
+        } as i32,
+        channel: Channel::from_str_name(&t.channel).unwrap_or(Channel::Unspecified) as i32,
+    }
+}
+
+fn task_error(error: TaskError) -> Status {
+    match error {
+        TaskError::NotFound => Status::not_found("task_id: no such task"),
+        TaskError::Unavailable(why) => {
+            Status::failed_precondition(format!("task_id: the task is {why}"))
+        }
+        TaskError::Store(e) => unavailable(&e),
+    }
+}
+
+fn task_id(raw: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(raw.trim()).map_err(|_| Status::invalid_argument("task_id: must be a UUID"))
+}
+
+impl RoutingApi {
+    fn known_member(&self, id: &str) -> Result<Member, Status> {
+        self.roster
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found("coordinator_id: no such coordinator"))
+    }
+}
+
+#[tonic::async_trait]
+impl RoutingService for RoutingApi {
+    async fn route_contact(
+        &self,
+        request: Request<RouteContactRequest>,
+    ) -> Result<Response<RouteContactResponse>, Status> {
+        let request = request.into_inner();
+        let contact = Contact {
+            channel: Channel::Voice,
+            from: request.caller_e164,
+            provider_message_id: None,
+            body: None,
+            received_at: self.clock.now(),
+        };
+        let routed = self
+            .inbound
+            .receive(&contact)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        // A call carries no keyword, so it is always routed.
+        let decision = routed
+            .decision
+            .ok_or_else(|| Status::internal("the call was not routed"))?;
+        Ok(Response::new(RouteContactResponse {
+            case_ids: routed.case_ids,
+            rule: decision.rule.as_str().into(),
+            coordinator_id: decision.member_id.unwrap_or_default(),
+            queue: decision.queue.unwrap_or_default(),
+            inbound_id: routed.inbound_id.to_string(),
+            callback_due_at: decision.callback_due_at.map(timestamp),
+        }))
+    }
+
+    async fn upsert_coordinator(
+        &self,
+        request: Request<UpsertCoordinatorRequest>,
+    ) -> Result<Response<Coordinator>, Status> {
+        let given = request
+            .into_inner()
+            .coordinator
+            .ok_or_else(|| Status::invalid_argument("coordinator: required"))?;
+        let mut member = member(&given)?;
+        if let Some(known) = self
+            .roster
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&member.id)
+        {
+            member.open_tasks = known.open_tasks;
+            member.last_assigned_at = known.last_assigned_at;
+            if given.presence == 0 {
+                member.presence = known.presence;
+            }
+        }
+        store::save_member(&self.pool, &member)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let answer = coordinator(&member);
+        self.roster
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upsert(member);
+        Ok(Response::new(answer))
+    }
+
+    async fn set_presence(
+        &self,
+        request: Request<SetPresenceRequest>,
+    ) -> Result<Response<Coordinator>, Status> {
+        let request = request.into_inner();
+        let member_id = id("coordinator_id", &request.coordinator_id)?;
+        let presence = presence_from(request.presence)?;
+        let found = store::set_presence(&self.pool, &member_id, presence)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !found {
+            return Err(Status::not_found("coordinator_id: no such coordinator"));
+        }
+        let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
+        let member = roster
+            .get_mut(&member_id)
+            .ok_or_else(|| Status::unavailable("the roster is reloading; try again"))?;
+        member.presence = presence;
+        Ok(Response::new(coordinator(member)))
+    }
+
+    async fn list_coordinators(
+        &self,
+        request: Request<ListCoordinatorsRequest>,
+    ) -> Result<Response<ListCoordinatorsResponse>, Status> {
+        let program = request.into_inner().program_id;
+        let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
+        let coordinators = roster
+            .members()
+            .iter()
+            .filter(|m| program.is_empty() || m.programs.contains(&program))
+            .map(coordinator)
+            .collect();
+        Ok(Response::new(ListCoordinatorsResponse { coordinators }))
+    }
+
+    async fn list_worklist(
+        &self,
+        request: Request<ListWorklistRequest>,
+    ) -> Result<Response<ListWorklistResponse>, Status> {
+        let request = request.into_inner();
+        let member = self.known_member(&id("coordinator_id", &request.coordinator_id)?)?;
+        let limit = match request.limit {
+            0 => 50,
+            n => n.min(MAX_WORKLIST),
+        };
+        let mut queues: Vec<String> = member.programs.iter().map(|p| program_queue(p)).collect();
+        queues.push(GENERAL_QUEUE.to_owned());
+        let found = tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(Response::new(ListWorklistResponse {
+            tasks: found.iter().map(task_proto).collect(),
+        }))
+    }
+
+    async fn claim_task(
+        &self,
+        request: Request<ClaimTaskRequest>,
+    ) -> Result<Response<TaskProto>, Status> {
+        let request = request.into_inner();
+        let task_id = task_id(&request.task_id)?;
+        let member = self.known_member(&id("coordinator_id", &request.coordinator_id)?)?;
+        let claimed = tasks::claim(&self.pool, task_id, &member.id)
+            .await
+            .map_err(task_error)?;
+        Ok(Response::new(task_proto(&claimed)))
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<CompleteTaskRequest>,
+    ) -> Result<Response<TaskProto>, Status> {
+        let request = request.into_inner();
+        let task_id = task_id(&request.task_id)?;
+        let member = self.known_member(&id("coordinator_id", &request.coordinator_id)?)?;
+        let outcome = match TaskOutcome::try_from(request.outcome) {
+            Ok(TaskOutcome::Reached) => Outcome::Reached,
+            Ok(TaskOutcome::NoAnswer) => Outcome::NoAnswer,
+            Ok(TaskOutcome::Voicemail) => Outcome::Voicemail,
+            Ok(TaskOutcome::WrongNumber) => Outcome::WrongNumber,
+            Ok(TaskOutcome::Resolved) => Outcome::Resolved,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "outcome: reached, no_answer, voicemail, wrong_number or resolved",
+                ));
+            }
+        };
+        let (done, changed) = tasks::complete(
+            &self.pool,
+            task_id,
+            &member.id,
+            outcome,
+            self.clock.now(),
+            &self.topic,
+        )
+        .await
+        .map_err(task_error)?;
+        if changed {
+            let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(m) = roster.get_mut(&member.id) {
+                m.open_tasks = m.open_tasks.saturating_sub(1);
+            }
+        }
+        Ok(Response::new(task_proto(&done)))
+    }
+}

@@ -1,0 +1,7 @@
+//! The routing service's pure logic: no I/O, unit-tested.
+
+pub mod decision;
+pub mod keywords;
+pub mod roster;
+pub mod screening;
+pub mod text;

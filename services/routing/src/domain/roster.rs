@@ -1,0 +1,176 @@
+//! The coordinator roster: who works which programs in which languages, their
+//! shifts in their own time zone, their presence and how much work they hold.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike as _, NaiveTime, TimeDelta, TimeZone as _, Utc, Weekday};
+use chrono_tz::Tz;
+use touchpoint_proto::v1::Language;
+
+/// A coordinator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A support coordinator.
+    Coordinator,
+    /// A patient navigator.
+    Navigator,
+}
+
+/// Whether a coordinator can take a contact now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Free to take one.
+    Available,
+    /// On a call or otherwise occupied.
+    Busy,
+    /// Away from the desk.
+    Away,
+    /// Logged off.
+    Offline,
+}
+
+/// One weekly shift, in the coordinator's time zone. A shift whose end is not
+/// after its start runs past midnight into the next day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift {
+    /// The day it starts.
+    pub day: Weekday,
+    /// When it starts, local time.
+    pub start: NaiveTime,
+    /// When it ends, local time.
+    pub end: NaiveTime,
+}
+
+impl Shift {
+    fn overnight(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// A coordinator or navigator on the roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Their id.
+    pub id: String,
+    /// Coordinator or navigator.
+    pub role: Role,
+    /// Their time zone; shifts are read in it.
+    pub time_zone: Tz,
+    /// Programs they work.
+    pub programs: BTreeSet<String>,
+    /// Languages they speak with patients.
+    pub languages: BTreeSet<Language>,
+    /// Further skills (e.g. `reimbursement`); not used by the routing rules yet.
+    pub skills: BTreeSet<String>,
+    /// Contacts and tasks they may hold at once.
+    pub capacity: u32,
+    /// Contacts and tasks they hold now.
+    pub open_tasks: u32,
+    /// Their presence.
+    pub presence: Presence,
+    /// Their weekly shifts.
+    pub shifts: Vec<Shift>,
+    /// When they were last given a contact by the skills rule.
+    pub last_assigned_at: Option<DateTime<Utc>>,
+}
+
+impl Member {
+    /// Whether `now` falls inside one of their shifts.
+    pub fn on_shift(&self, now: DateTime<Utc>) -> bool {
+        let local = now.with_timezone(&self.time_zone);
+        let (today, time) = (local.weekday(), local.time());
+        self.shifts.iter().any(|s| {
+            if s.overnight() {
+                (s.day == today && time >= s.start) || (s.day == today.pred() && time < s.end)
+            } else {
+                s.day == today && s.start <= time && time < s.end
+            }
+        })
+    }
+
+    /// Whether they can take a contact now: on shift and available.
+    pub fn reachable(&self, now: DateTime<Utc>) -> bool {
+        self.presence == Presence::Available && self.on_shift(now)
+    }
+
+    /// The first shift start after `now`, if they have shifts.
+    pub fn next_shift_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local_today = now.with_timezone(&self.time_zone).date_naive();
+        (0..=7)
+            .filter_map(|days| local_today.checked_add_signed(TimeDelta::days(days)))
+            .flat_map(|date| {
+                self.shifts
+                    .iter()
+                    .filter(move |s| s.day == date.weekday())
+                    .filter_map(move |s| {
+                        let local = date.and_time(s.start);
+                        // A start inside a spring-forward gap begins an hour on.
+                        self.time_zone
+                            .from_local_datetime(&local)
+                            .earliest()
+                            .or_else(|| {
+                                self.time_zone
+                                    .from_local_datetime(&(local + TimeDelta::hours(1)))
+                                    .earliest()
+                            })
+                    })
+            })
+            .map(|start| start.with_timezone(&Utc))
+            .filter(|start| *start > now)
+            .min()
+    }
+}
+
+/// The roster, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    members: Vec<Member>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Roster {
+    /// A roster of `members`; a later member with an id already seen replaces it.
+    pub fn new(members: impl IntoIterator<Item = Member>) -> Self {
+        let mut roster = Self::default();
+        for member in members {
+            roster.upsert(member);
+        }
+        roster
+    }
+
+    /// Adds `member` or replaces the one with its id.
+    pub fn upsert(&mut self, member: Member) {
+        match self.by_id.get(&member.id) {
+            Some(&i) => self.members[i] = member,
+            None => {
+                self.by_id.insert(member.id.clone(), self.members.len());
+                self.members.push(member);
+            }
+        }
+    }
+
+    /// The member with `id`.
+    pub fn get(&self, id: &str) -> Option<&Member> {
+        self.by_id.get(id).map(|&i| &self.members[i])
+    }
+
+    /// The member with `id`, to change.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Member> {
+        self.by_id.get(id).map(|&i| &mut self.members[i])
+    }
+
+    /// Every member, in the order first added.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}

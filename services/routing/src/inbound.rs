@@ -1,0 +1,399 @@
+//! An inbound contact, whatever its channel: identify the cases its sender
+//! reaches, read keywords (SMS), screen free text for possible adverse events,
+//! decide where it goes, and record it all with its events in one transaction.
+//!
+//! - A keyword message (STOP, START, HELP…) is handled as the keyword and not
+//!   routed to a person; a message naming an opt-out word among other words is
+//!   routed, with a review task.
+//! - A possible adverse event gives `AdverseEventSuspected` (due 24 hours after
+//!   receipt) and a high-priority review task for the case's owner.
+//! - A provider message id seen before is the same contact: nothing is recorded
+//!   twice, and the first routing is answered again.
+//!
+//! The sender's number and the text are patient data: they are used here and
+//! never logged.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{PgPool, Row as _};
+use touchpoint_platform::contact::ContactKey;
+use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::outbox::{self, OutgoingEvent};
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{
+    AdverseEventSuspected, CallbackRequested, Channel, ContactRouted, InboundReceived,
+    OptInReceived, OptOutReceived,
+};
+use uuid::Uuid;
+
+use crate::domain::decision::{Decision, Rule, decide};
+use crate::domain::keywords::{self, Intent, Reading};
+use crate::domain::roster::Roster;
+use crate::domain::screening::Lexicon;
+use crate::store::{self, FoundCase, StoreError};
+use crate::tasks::{self, HIGH_PRIORITY, Kind, NewTask};
+
+/// How long after receipt a possible adverse event must be reported.
+pub const REPORT_WITHIN: TimeDelta = TimeDelta::hours(24);
+
+/// A contact as it arrived.
+#[derive(Clone)]
+pub struct Contact {
+    /// How it came.
+    pub channel: Channel,
+    /// Who sent it: a phone number or an email address (patient data).
+    pub from: String,
+    /// The provider's id for it, when it has one (deduplicates redeliveries).
+    pub provider_message_id: Option<String>,
+    /// Its text, for SMS and email (patient data).
+    pub body: Option<String>,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Contact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contact")
+            .field("channel", &self.channel)
+            .field("received_at", &self.received_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// Its id.
+    pub inbound_id: Uuid,
+    /// The cases its sender reaches.
+    pub case_ids: Vec<String>,
+    /// Where it went; None for a keyword message.
+    pub decision: Option<Decision>,
+    /// The keyword it was.
+    pub keyword: Option<&'static str>,
+    /// Whether it had been received before.
+    pub repeat: bool,
+}
+
+/// Routing's settings for contacts.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// A callback is due this long after the next shift starts.
+    pub callback_after: TimeDelta,
+    /// A reply within this long of an attempt answers it.
+    pub reply_window: TimeDelta,
+}
+
+/// Takes contacts in.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pool: PgPool,
+    roster: Arc<RwLock<Roster>>,
+    lexicon: Arc<Lexicon>,
+    topic: String,
+    settings: Settings,
+}
+
+impl Inbound {
+    /// Contacts recorded in `pool`, routed over `roster`, screened with
+    /// `lexicon`, their events published to `topic`.
+    pub fn new(
+        pool: PgPool,
+        roster: Arc<RwLock<Roster>>,
+        lexicon: Arc<Lexicon>,
+        topic: String,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            pool,
+            roster,
+            lexicon,
+            topic,
+            settings,
+        }
+    }
+
+    /// Records `contact`, routes it and publishes its events.
+    pub async fn receive(&self, contact: &Contact) -> Result<Routed, StoreError> {
+        let key = ContactKey::parse(&contact.from, "from")
+            .ok()
+            .map(|k| k.index_key());
+        let cases = match &key {
+            Some(key) => store::cases_reached(&self.pool, key).await?,
+            None => Vec::new(),
+        };
+        let reading = match (&contact.body, contact.channel) {
+            (Some(body), Channel::Sms) => keywords::read(body),
+            _ => Reading::Text,
+        };
+        let keyword = match reading {
+            Reading::Keyword(k) => Some(k),
+            _ => None,
+        };
+        let screening = match (&contact.body, keyword) {
+            (Some(body), None) => self.lexicon.screen(body),
+            _ => Default::default(),
+        };
+        let owner = cases.first();
+        let decision = keyword.is_none().then(|| {
+            let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
+            decide(
+                owner.map(|c| &c.routing),
+                &roster,
+                contact.received_at,
+                self.settings.callback_after,
+            )
+        });
+
+        let mut tx = self.pool.begin().await?;
+        let inbound_id = Uuid::now_v7();
+        let channel_name = contact.channel.as_str_name();
+        let inserted = sqlx::query(
+            "INSERT INTO inbound (inbound_id, channel, provider_message_id, case_ids, rule,
+                                  member_id, queue, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (provider_message_id) DO NOTHING",
+        )
+        .bind(inbound_id)
+        .bind(channel_name)
+        .bind(&contact.provider_message_id)
+        .bind(cases.iter().map(|c| &c.case_id).collect::<Vec<_>>())
+        .bind(match (&decision, keyword) {
+            (Some(d), _) => d.rule.as_str(),
+            (None, _) => "keyword",
+        })
+        .bind(decision.as_ref().and_then(|d| d.member_id.clone()))
+        .bind(decision.as_ref().and_then(|d| d.queue.clone()))
+        .bind(contact.received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            drop(tx);
+            return self.earlier(contact).await;
+        }
+
+        let mut events = Vec::new();
+        let mut new_tasks = Vec::new();
+        let event = |case: &FoundCase, payload: Payload| {
+            OutgoingEvent::new(
+                self.topic.clone(),
+                new_envelope(
+                    &case.case_id,
+                    crate::SPEC.name,
+                    contact.received_at,
+                    payload,
+                    None,
+                ),
+            )
+        };
+        for case in &cases {
+            let since = contact.received_at - self.settings.reply_window;
+            let in_reply_to = store::recent_attempt(&mut tx, &case.case_id, channel_name, since)
+                .await?
+                .unwrap_or_default();
+            events.push(event(
+                case,
+                Payload::InboundReceived(InboundReceived {
+                    inbound_id: inbound_id.to_string(),
+                    channel: contact.channel as i32,
+                    received_at: Some(timestamp(contact.received_at)),
+                    in_reply_to_attempt_id: in_reply_to,
+                }),
+            ));
+            match keyword.map(|k| (k.intent, k.word)) {
+                Some((Intent::OptOut, word)) => events.push(event(
+                    case,
+                    Payload::OptOutReceived(OptOutReceived {
+                        inbound_id: inbound_id.to_string(),
+                        channel: contact.channel as i32,
+                        keyword: word.into(),
+                    }),
+                )),
+                Some((Intent::OptIn, word)) => events.push(event(
+                    case,
+                    Payload::OptInReceived(OptInReceived {
+                        inbound_id: inbound_id.to_string(),
+                        channel: contact.channel as i32,
+                        keyword: word.into(),
+                    }),
+                )),
+                _ => {}
+            }
+        }
+        let task = |kind, case: Option<&FoundCase>, member_id, queue, priority, due_at| NewTask {
+            task_id: Uuid::now_v7(),
+            kind,
+            case_id: case.map(|c| c.case_id.clone()).unwrap_or_default(),
+            channel: channel_name.to_owned(),
+            member_id,
+            queue,
+            priority,
+            due_at,
+            attempt_id: None,
+            inbound_id: Some(inbound_id),
+            created_at: contact.received_at,
+            correlation_id: String::new(),
+        };
+        if let Some(decision) = &decision {
+            let callback = decision.rule == Rule::Callback;
+            // A live call is put through by the telephony system; only a missed
+            // one needs a task. Every written contact gets one.
+            if callback || contact.channel != Channel::Voice {
+                let kind = if callback {
+                    Kind::Callback
+                } else {
+                    Kind::Inbound
+                };
+                new_tasks.push(task(
+                    kind,
+                    owner,
+                    decision.member_id.clone(),
+                    decision.queue.clone(),
+                    0,
+                    decision.callback_due_at,
+                ));
+            }
+            if matches!(reading, Reading::Unclear(_)) {
+                new_tasks.push(task(
+                    Kind::KeywordReview,
+                    owner,
+                    decision.member_id.clone(),
+                    decision.queue.clone(),
+                    0,
+                    None,
+                ));
+            }
+            for case in &cases {
+                events.push(event(
+                    case,
+                    Payload::ContactRouted(ContactRouted {
+                        inbound_id: inbound_id.to_string(),
+                        rule: decision.rule.as_str().into(),
+                        coordinator_id: decision.member_id.clone().unwrap_or_default(),
+                        queue: decision.queue.clone().unwrap_or_default(),
+                        callback_due_at: decision.callback_due_at.map(timestamp),
+                    }),
+                ));
+                if let (true, Some(first)) = (callback, new_tasks.first()) {
+                    events.push(event(
+                        case,
+                        Payload::CallbackRequested(CallbackRequested {
+                            inbound_id: inbound_id.to_string(),
+                            task_id: first.task_id.to_string(),
+                            queue: decision.queue.clone().unwrap_or_default(),
+                            due_at: decision.callback_due_at.map(timestamp),
+                        }),
+                    ));
+                }
+            }
+        }
+        if screening.flagged() {
+            let due = contact.received_at + REPORT_WITHIN;
+            for case in &cases {
+                events.push(event(
+                    case,
+                    Payload::AdverseEventSuspected(AdverseEventSuspected {
+                        inbound_id: inbound_id.to_string(),
+                        matched_terms: screening.terms.clone(),
+                        received_at: Some(timestamp(contact.received_at)),
+                        report_due_at: Some(timestamp(due)),
+                    }),
+                ));
+            }
+            // The case's owner reviews it; without one, whoever the contact went
+            // to, else its queue.
+            let member = owner
+                .and_then(|c| c.routing.coordinator_id.clone())
+                .or_else(|| decision.as_ref().and_then(|d| d.member_id.clone()));
+            let queue = member
+                .is_none()
+                .then(|| decision.as_ref().and_then(|d| d.queue.clone()))
+                .flatten();
+            new_tasks.push(task(
+                Kind::AdverseEventReview,
+                owner,
+                member,
+                queue,
+                HIGH_PRIORITY,
+                Some(due),
+            ));
+        }
+        for new in &new_tasks {
+            tasks::insert(&mut tx, new).await?;
+        }
+        let skills_pick = decision
+            .as_ref()
+            .filter(|d| d.rule == Rule::Skills)
+            .and_then(|d| d.member_id.clone());
+        if let Some(member) = &skills_pick {
+            sqlx::query("UPDATE members SET last_assigned_at = $2 WHERE member_id = $1")
+                .bind(member)
+                .bind(contact.received_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        outbox::append(&mut tx, &events).await?;
+        tx.commit().await?;
+
+        // The cache follows what was just committed; the periodic reload
+        // catches up with other replicas.
+        {
+            let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
+            for new in &new_tasks {
+                if let Some(member) = new.member_id.as_deref().and_then(|m| roster.get_mut(m)) {
+                    member.open_tasks += 1;
+                }
+            }
+            if let Some(member) = skills_pick.as_deref().and_then(|m| roster.get_mut(m)) {
+                member.last_assigned_at = Some(contact.received_at);
+            }
+        }
+        Ok(Routed {
+            inbound_id,
+            case_ids: cases.into_iter().map(|c| c.case_id).collect(),
+            decision,
+            keyword: keyword.map(|k| k.word),
+            repeat: false,
+        })
+    }
+
+    /// The contact with `contact`'s provider message id, as first routed.
+    async fn earlier(&self, contact: &Contact) -> Result<Routed, StoreError> {
+        let row = sqlx::query(
+            "SELECT inbound_id, case_ids, rule, member_id, queue FROM inbound
+             WHERE provider_message_id = $1",
+        )
+        .bind(&contact.provider_message_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let rule: String = row.try_get("rule")?;
+        let rule = [
+            Rule::Coordinator,
+            Rule::Navigator,
+            Rule::Skills,
+            Rule::Queue,
+            Rule::Callback,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == rule);
+        Ok(Routed {
+            inbound_id: row.try_get("inbound_id")?,
+            case_ids: row.try_get("case_ids")?,
+            decision: rule
+                .map(|rule| -> Result<Decision, sqlx::Error> {
+                    Ok(Decision {
+                        rule,
+                        member_id: row.try_get("member_id")?,
+                        queue: row.try_get("queue")?,
+                        callback_due_at: None,
+                    })
+                })
+                .transpose()?,
+            keyword: None,
+            repeat: true,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! Routing's tables: the roster, what it knows of cases, and the worklists.
+//! Text columns hold the domain's values by name ('coordinator', 'available',
+//! 'en'); a row that does not read back is an error naming the column.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveTime, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row as _};
+use touchpoint_proto::v1::Language;
+
+use crate::domain::decision::CaseRouting;
+use crate::domain::roster::{Member, Presence, Role, Shift};
+
+/// A stored row does not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database.
+    #[error("routing database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Events could not be queued.
+    #[error(transparent)]
+    Outbox(#[from] touchpoint_platform::outbox::OutboxError),
+    /// A column holds a value this build does not know.
+    #[error("routing store: column {0} holds an unknown value")]
+    Corrupt(&'static str),
+}
+
+/// A shift as stored in `members.shifts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredShift {
+    day: u8,
+    start: String,
+    end: String,
+}
+
+/// The role's stored name.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Coordinator => "coordinator",
+        Role::Navigator => "navigator",
+    }
+}
+
+fn role_from(name: &str) -> Option<Role> {
+    match name {
+        "coordinator" => Some(Role::Coordinator),
+        "navigator" => Some(Role::Navigator),
+        _ => None,
+    }
+}
+
+/// The presence's stored name.
+pub fn presence_name(presence: Presence) -> &'static str {
+    match presence {
+        Presence::Available => "available",
+        Presence::Busy => "busy",
+        Presence::Away => "away",
+        Presence::Offline => "offline",
+    }
+}
+
+fn presence_from(name: &str) -> Option<Presence> {
+    match name {
+        "available" => Some(Presence::Available),
+        "busy" => Some(Presence::Busy),
+        "away" => Some(Presence::Away),
+        "offline" => Some(Presence::Offline),
+        _ => None,
+    }
+}
+
+/// The language's stored name.
+pub fn language_name(language: Language) -> &'static str {
+    match language {
+        Language::Es => "es",
+        Language::En | Language::Unspecified => "en",
+    }
+}
+
+fn language_from(name: &str) -> Option<Language> {
+    match name {
+        "en" => Some(Language::En),
+        "es" => Some(Language::Es),
+        _ => None,
+    }
+}
+
+/// ISO weekday number (1 = Monday).
+pub fn weekday_from(number: u32) -> Option<Weekday> {
+    match number {
+        1 => Some(Weekday::Mon),
+        2 => Some(Weekday::Tue),
+        3 => Some(Weekday::Wed),
+        4 => Some(Weekday::Thu),
+        5 => Some(Weekday::Fri),
+        6 => Some(Weekday::Sat),
+        7 => Some(Weekday::Sun),
+        _ => None,
+    }
+}
+
+/// `HH:MM`.
+pub fn time_from(text: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(text.trim(), "%H:%M").ok()
+}
+
+/// Writes `member` (its open work and last assignment are kept).
+pub async fn save_member(pool: &PgPool, member: &Member) -> Result<(), StoreError> {
+    let shifts: Vec<StoredShift> = member
+        .shifts
+        .iter()
+        .map(|s| StoredShift {
+            day: s.day.number_from_monday() as u8,
+            start: s.start.format("%H:%M").to_string(),
+            end: s.end.format("%H:%M").to_string(),
+        })
+        .collect();
+    let shifts = serde_json::to_value(shifts).map_err(|_| StoreError::Corrupt("shifts"))?;
+    sqlx::query(
+        "INSERT INTO members (member_id, role, time_zone, programs, languages, skills,
+                              capacity, presence, shifts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (member_id) DO UPDATE SET
+             role = $2, time_zone = $3, programs = $4, languages = $5, skills = $6,
+             capacity = $7, presence = $8, shifts = $9, updated_at = now()",
+    )
+    .bind(&member.id)
+    .bind(role_name(member.role))
+    .bind(member.time_zone.name())
+    .bind(member.programs.iter().collect::<Vec<_>>())
+    .bind(
+        member
+            .languages
+            .iter()
+            .map(|l| language_name(*l))
+            .collect::<Vec<_>>(),
+    )
+    .bind(member.skills.iter().collect::<Vec<_>>())
+    .bind(member.capacity as i32)
+    .bind(presence_name(member.presence))
+    .bind(shifts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Sets a member's presence; false when there is no such member.
+pub async fn set_presence(pool: &PgPool, id: &str, presence: Presence) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE members SET presence = $2, updated_at = now() WHERE member_id = $1")
+            .bind(id)
+            .bind(presence_name(presence))
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The whole roster, as stored.
+pub async fn load_members(pool: &PgPool) -> Result<Vec<Member>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT member_id, role, time_zone, programs, languages, skills, capacity, presence,
+                shifts, open_tasks, last_assigned_at
+         FROM members ORDER BY member_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            let zone: String = row.try_get("time_zone")?;
+            let presence: String = row.try_get("presence")?;
+            let languages: Vec<String> = row.try_get("languages")?;
+            let shifts: serde_json::Value = row.try_get("shifts")?;
+            let shifts: Vec<StoredShift> =
+                serde_json::from_value(shifts).map_err(|_| StoreError::Corrupt("shifts"))?;
+            Ok(Member {
+                id: row.try_get("member_id")?,
+                role: role_from(&role).ok_or(StoreError::Corrupt("role"))?,
+                time_zone: zone
+                    .parse::<Tz>()
+                    .map_err(|_| StoreError::Corrupt("time_zone"))?,
+                programs: row
+                    .try_get::<Vec<String>, _>("programs")?
+                    .into_iter()
+                    .collect(),
+                languages: languages
+                    .iter()
+                    .map(|l| language_from(l).ok_or(StoreError::Corrupt("languages")))
+                    .collect::<Result<BTreeSet<_>, _>>()?,
+                skills: row
+                    .try_get::<Vec<String>, _>("skills")?
+                    .into_iter()
+                    .collect(),
+                capacity: u32::try_from(row.try_get::<i32, _>("capacity")?).unwrap_or(0),
+                open_tasks: u32::try_from(row.try_get::<i32, _>("open_tasks")?).unwrap_or(0),
+                presence: presence_from(&presence).ok_or(StoreError::Corrupt("presence"))?,
+                shifts: shifts
+                    .iter()
+                    .map(|s| {
+                        Some(Shift {
+                            day: weekday_from(u32::from(s.day))?,
+                            start: time_from(&s.start)?,
+                            end: time_from(&s.end)?,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(StoreError::Corrupt("shifts"))?,
+                last_assigned_at: row.try_get("last_assigned_at")?,
+            })
+        })
+        .collect()
+}
+
+/// A case a contact point reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundCase {
+    /// Its id.
+    pub case_id: String,
+    /// What routing needs of it.
+    pub routing: CaseRouting,
+}
+
+/// The cases `contact_key` reaches, by case id.
+pub async fn cases_reached(pool: &PgPool, contact_key: &str) -> Result<Vec<FoundCase>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT v.case_id, v.program_id, v.language, v.coordinator_id, v.navigator_id
+         FROM case_contacts c JOIN case_views v ON v.case_id = c.case_id
+         WHERE c.contact_key = $1 ORDER BY v.case_id",
+    )
+    .bind(contact_key)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let language: String = row.try_get("language")?;
+            let assigned = |column| -> Result<Option<String>, StoreError> {
+                let id: String = row.try_get(column)?;
+                Ok(Some(id).filter(|id| !id.is_empty()))
+            };
+            Ok(FoundCase {
+                case_id: row.try_get("case_id")?,
+                routing: CaseRouting {
+                    program_id: row.try_get("program_id")?,
+                    language: language_from(&language).ok_or(StoreError::Corrupt("language"))?,
+                    coordinator_id: assigned("coordinator_id")?,
+                    navigator_id: assigned("navigator_id")?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The latest attempt sent to `case_id` on `channel` since `since`.
+pub async fn recent_attempt(
+    tx: &mut PgConnection,
+    case_id: &str,
+    channel: &str,
+    since: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT attempt_id FROM last_attempts WHERE case_id = $1 AND channel = $2 AND sent_at >= $3",
+    )
+    .bind(case_id)
+    .bind(channel)
+    .bind(since)
+    .fetch_optional(&mut *tx)
+    .await?)
+}

@@ -1,0 +1,373 @@
+//! Worklists: call tasks from dispatch, routed inbound contacts, callbacks and
+//! reviews. A task is a person's (member) or waits in a queue until claimed; a
+//! member's open work counts against their capacity. Completing a task
+//! publishes `TaskCompleted`; a call task's outcome is its voice attempt's.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row as _};
+use touchpoint_platform::envelope::new_envelope;
+use touchpoint_platform::outbox::{self, OutgoingEvent};
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{Envelope, TaskCompleted};
+use uuid::Uuid;
+
+use crate::store::StoreError;
+
+/// What a task asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Call the patient (a voice attempt).
+    Call,
+    /// Answer a routed contact.
+    Inbound,
+    /// Call back after hours.
+    Callback,
+    /// Review a possible adverse event.
+    AdverseEventReview,
+    /// Read a message that names a keyword among other words.
+    KeywordReview,
+}
+
+impl Kind {
+    /// The stored and published name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Call => "call",
+            Kind::Inbound => "inbound",
+            Kind::Callback => "callback",
+            Kind::AdverseEventReview => "adverse_event_review",
+            Kind::KeywordReview => "keyword_review",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [
+            Kind::Call,
+            Kind::Inbound,
+            Kind::Callback,
+            Kind::AdverseEventReview,
+            Kind::KeywordReview,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The patient was reached.
+    Reached,
+    /// Nobody answered.
+    NoAnswer,
+    /// A voicemail was left.
+    Voicemail,
+    /// The number is not the patient's.
+    WrongNumber,
+    /// A task other than a call, dealt with.
+    Resolved,
+}
+
+impl Outcome {
+    /// The stored and published name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Reached => "reached",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Voicemail => "voicemail",
+            Outcome::WrongNumber => "wrong_number",
+            Outcome::Resolved => "resolved",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [
+            Outcome::Reached,
+            Outcome::NoAnswer,
+            Outcome::Voicemail,
+            Outcome::WrongNumber,
+            Outcome::Resolved,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
+    }
+}
+
+/// Priority of adverse-event reviews; everything else is 0.
+pub const HIGH_PRIORITY: i32 = 10;
+
+/// A task to add.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Its id.
+    pub task_id: Uuid,
+    /// What it asks for.
+    pub kind: Kind,
+    /// The case ('' for a contact no case claims).
+    pub case_id: String,
+    /// The channel of the contact or call ('' when none).
+    pub channel: String,
+    /// Whose it is; None while it waits in `queue`.
+    pub member_id: Option<String>,
+    /// The queue it waits in.
+    pub queue: Option<String>,
+    /// Higher first.
+    pub priority: i32,
+    /// When it is due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// The attempt it makes or answers.
+    pub attempt_id: Option<String>,
+    /// The inbound contact it came from.
+    pub inbound_id: Option<Uuid>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// The story it belongs to.
+    pub correlation_id: String,
+}
+
+/// Adds `task` (a call task for an attempt already tasked is ignored) and counts
+/// it against its member's capacity; true when added.
+pub async fn insert(tx: &mut PgConnection, task: &NewTask) -> Result<bool, StoreError> {
+    let added = sqlx::query(
+        "INSERT INTO tasks (task_id, kind, case_id, channel, member_id, queue, priority, due_at,
+                            attempt_id, inbound_id, created_at, correlation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (attempt_id) WHERE kind = 'call' DO NOTHING",
+    )
+    .bind(task.task_id)
+    .bind(task.kind.as_str())
+    .bind(&task.case_id)
+    .bind(&task.channel)
+    .bind(&task.member_id)
+    .bind(&task.queue)
+    .bind(task.priority)
+    .bind(task.due_at)
+    .bind(&task.attempt_id)
+    .bind(task.inbound_id)
+    .bind(task.created_at)
+    .bind(&task.correlation_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if added && let Some(member) = &task.member_id {
+        sqlx::query("UPDATE members SET open_tasks = open_tasks + 1 WHERE member_id = $1")
+            .bind(member)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(added)
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Its id.
+    pub task_id: Uuid,
+    /// What it asks for.
+    pub kind: Kind,
+    /// The case.
+    pub case_id: String,
+    /// The channel.
+    pub channel: String,
+    /// Whose it is.
+    pub member_id: Option<String>,
+    /// The queue it waits in.
+    pub queue: Option<String>,
+    /// Higher first.
+    pub priority: i32,
+    /// 'open', 'claimed' or 'done'.
+    pub status: String,
+    /// How it ended.
+    pub outcome: Option<Outcome>,
+    /// When it is due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// The attempt it makes or answers.
+    pub attempt_id: Option<String>,
+    /// The inbound contact it came from.
+    pub inbound_id: Option<Uuid>,
+    correlation_id: String,
+}
+
+const COLUMNS: &str = "task_id, kind, case_id, channel, member_id, queue, priority, status,
+     outcome, due_at, created_at, attempt_id, inbound_id, correlation_id";
+
+fn task(row: &PgRow) -> Result<Task, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let outcome: Option<String> = row.try_get("outcome")?;
+    Ok(Task {
+        task_id: row.try_get("task_id")?,
+        kind: Kind::from_name(&kind).ok_or(StoreError::Corrupt("kind"))?,
+        case_id: row.try_get("case_id")?,
+        channel: row.try_get("channel")?,
+        member_id: row.try_get("member_id")?,
+        queue: row.try_get("queue")?,
+        priority: row.try_get("priority")?,
+        status: row.try_get("status")?,
+        outcome: outcome
+            .map(|o| Outcome::from_name(&o).ok_or(StoreError::Corrupt("outcome")))
+            .transpose()?,
+        due_at: row.try_get("due_at")?,
+        created_at: row.try_get("created_at")?,
+        attempt_id: row.try_get("attempt_id")?,
+        inbound_id: row.try_get("inbound_id")?,
+        correlation_id: row.try_get("correlation_id")?,
+    })
+}
+
+/// Open and claimed tasks for `member_id`: theirs and those waiting in `queues`,
+/// highest priority first, then earliest due, then oldest.
+pub async fn worklist(
+    pool: &PgPool,
+    member_id: &str,
+    queues: &[String],
+    limit: i64,
+) -> Result<Vec<Task>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tasks
+         WHERE status <> 'done'
+           AND (member_id = $1 OR (member_id IS NULL AND queue = ANY($2)))
+         ORDER BY priority DESC, due_at ASC NULLS LAST, created_at ASC
+         LIMIT $3"
+    ))
+    .bind(member_id)
+    .bind(queues)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(task).collect()
+}
+
+/// Why a task could not be claimed or completed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// No such task.
+    #[error("no such task")]
+    NotFound,
+    /// Someone else holds it, or it is done.
+    #[error("the task is {0}")]
+    Unavailable(&'static str),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for TaskError {
+    fn from(error: sqlx::Error) -> Self {
+        TaskError::Store(error.into())
+    }
+}
+
+/// `member_id` takes `task_id`: a queued task becomes theirs (counted against
+/// their capacity); their own becomes claimed. Claiming twice is the same.
+pub async fn claim(pool: &PgPool, task_id: Uuid, member_id: &str) -> Result<Task, TaskError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE task_id = $1 FOR UPDATE"
+    ))
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(TaskError::NotFound)?;
+    let found = task(&row)?;
+    if found.status == "done" {
+        return Err(TaskError::Unavailable("done"));
+    }
+    match found.member_id.as_deref() {
+        Some(owner) if owner != member_id => return Err(TaskError::Unavailable("someone else's")),
+        Some(_) => {}
+        None => {
+            sqlx::query("UPDATE members SET open_tasks = open_tasks + 1 WHERE member_id = $1")
+                .bind(member_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE tasks SET member_id = $2, status = 'claimed' WHERE task_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(task_id)
+    .bind(member_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(task(&row)?)
+}
+
+/// `member_id` completes `task_id` with `outcome`; `TaskCompleted` is published
+/// on `topic`. Completing a done task again changes nothing (false).
+pub async fn complete(
+    pool: &PgPool,
+    task_id: Uuid,
+    member_id: &str,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<(Task, bool), TaskError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE task_id = $1 FOR UPDATE"
+    ))
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(TaskError::NotFound)?;
+    let found = task(&row)?;
+    if found.status == "done" {
+        return Ok((found, false));
+    }
+    if found
+        .member_id
+        .as_deref()
+        .is_some_and(|owner| owner != member_id)
+    {
+        return Err(TaskError::Unavailable("someone else's"));
+    }
+    if found.kind != Kind::Call && outcome != Outcome::Resolved
+        || found.kind == Kind::Call && outcome == Outcome::Resolved
+    {
+        return Err(TaskError::Unavailable("not completed that way"));
+    }
+    let row = sqlx::query(&format!(
+        "UPDATE tasks SET member_id = $2, status = 'done', outcome = $3, completed_at = $4
+         WHERE task_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(task_id)
+    .bind(member_id)
+    .bind(outcome.as_str())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let done = task(&row)?;
+    sqlx::query("UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1")
+        .bind(member_id)
+        .execute(&mut *tx)
+        .await?;
+    if !done.case_id.is_empty() {
+        let story = Envelope {
+            correlation_id: done.correlation_id.clone(),
+            ..Envelope::default()
+        };
+        let envelope = new_envelope(
+            &done.case_id,
+            crate::SPEC.name,
+            now,
+            Payload::TaskCompleted(TaskCompleted {
+                task_id: done.task_id.to_string(),
+                kind: done.kind.as_str().into(),
+                outcome: outcome.as_str().into(),
+                attempt_id: done.attempt_id.clone().unwrap_or_default(),
+                coordinator_id: member_id.to_owned(),
+            }),
+            Some(&story).filter(|s| !s.correlation_id.is_empty()),
+        );
+        outbox::append(&mut tx, &[OutgoingEvent::new(topic, envelope)])
+            .await
+            .map_err(|e| TaskError::Store(e.into()))?;
+    }
+    tx.commit().await?;
+    Ok((done, true))
+}

@@ -1,0 +1,257 @@
+//! Inbound webhooks over HTTP:
+//! - `POST /inbound/sms`: Twilio's incoming-message format (`MessageSid`,
+//!   `From`, `To`, `Body`), signed with `X-Twilio-Signature`; answered with an
+//!   empty TwiML response;
+//! - `POST /inbound/email`: a parsed message in Mailgun's route format
+//!   (`sender`, `recipient`, `subject`, `body-plain`, `Message-Id`), signed in
+//!   the body (`timestamp`, `token`, `signature`); a timestamp more than five
+//!   minutes from now is refused as a replay;
+//! - `POST /inbound/fax`: Phaxio's received-fax callback (a `fax` field holding
+//!   `id`, `from_number`, `num_pages` and the document's URL), signed with
+//!   `X-Phaxio-Signature`.
+//!
+//! Unsigned or wrongly signed: 403, nothing recorded. Over 64 KiB: 413. A
+//! sender that is not a phone number or an address is routed as unknown. When
+//! recording fails the provider gets a 503 and sends again; the provider's
+//! message id makes the second delivery the same contact.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::signature;
+use touchpoint_proto::v1::Channel;
+
+use crate::inbound::{Contact, Inbound};
+
+/// The largest webhook body taken.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// How far an email webhook's timestamp may be from now.
+const REPLAY_WINDOW_SECS: i64 = 300;
+
+/// The secrets webhooks are signed with; an unset one refuses its webhook.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// Twilio's auth token.
+    pub sms_auth_token: Option<String>,
+    /// Mailgun's webhook signing key.
+    pub email_signing_key: Option<String>,
+    /// Phaxio's callback token.
+    pub fax_callback_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("sms", &self.sms_auth_token.is_some())
+            .field("email", &self.email_signing_key.is_some())
+            .field("fax", &self.fax_callback_token.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Webhooks {
+    inbound: Inbound,
+    clock: SharedClock,
+    secrets: Secrets,
+    base_url: String,
+}
+
+/// The webhook routes; `base_url` is where providers reach them (signatures
+/// cover the full URL).
+pub fn router(inbound: Inbound, clock: SharedClock, secrets: Secrets, base_url: String) -> Router {
+    Router::new()
+        .route("/inbound/sms", post(sms))
+        .route("/inbound/email", post(email))
+        .route("/inbound/fax", post(fax))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Webhooks {
+            inbound,
+            clock,
+            secrets,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+async fn take(webhooks: &Webhooks, contact: Contact) -> Result<(), StatusCode> {
+    match webhooks.inbound.receive(&contact).await {
+        Ok(routed) => {
+            tracing::info!(
+                inbound_id = %routed.inbound_id,
+                channel = contact.channel.as_str_name(),
+                cases = routed.case_ids.len(),
+                rule = routed.decision.as_ref().map_or("keyword", |d| d.rule.as_str()),
+                repeat = routed.repeat,
+                "inbound contact routed"
+            );
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(%error, "inbound contact not recorded");
+            Err(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}
+
+async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = &webhooks.secrets.sms_auth_token else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let url = format!("{}/inbound/sms", webhooks.base_url);
+    if !signature::verify(
+        token,
+        &url,
+        &params,
+        header_value(&headers, signature::HEADER),
+    ) {
+        tracing::warn!("inbound SMS with a bad signature refused");
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let contact = Contact {
+        channel: Channel::Sms,
+        from: param(&params, "From").unwrap_or_default().to_owned(),
+        provider_message_id: param(&params, "MessageSid")
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("sms:{s}")),
+        body: Some(param(&params, "Body").unwrap_or_default().to_owned()),
+        received_at: webhooks.clock.now(),
+    };
+    match take(&webhooks, contact).await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "text/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+        )
+            .into_response(),
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
+    let Some(key) = &webhooks.secrets.email_signing_key else {
+        return StatusCode::FORBIDDEN;
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let (timestamp, token) = (
+        param(&params, "timestamp").unwrap_or_default(),
+        param(&params, "token").unwrap_or_default(),
+    );
+    let signed = param(&params, "signature").unwrap_or_default();
+    if !signature::email::verify(key, timestamp, token, signed) {
+        tracing::warn!("inbound email with a bad signature refused");
+        return StatusCode::FORBIDDEN;
+    }
+    let now = webhooks.clock.now();
+    let fresh = timestamp
+        .parse::<i64>()
+        .ok()
+        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+        .is_some_and(|at| (Utc::now() - at).num_seconds().abs() <= REPLAY_WINDOW_SECS);
+    if !fresh {
+        tracing::warn!("inbound email outside the replay window refused");
+        return StatusCode::FORBIDDEN;
+    }
+    let subject = param(&params, "subject").unwrap_or_default();
+    let text = param(&params, "body-plain").unwrap_or_default();
+    let contact = Contact {
+        channel: Channel::Email,
+        from: sender_address(param(&params, "sender").unwrap_or_default()),
+        provider_message_id: param(&params, "Message-Id")
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("email:{s}")),
+        body: Some(format!("{subject}\n{text}")),
+        received_at: now,
+    };
+    take(&webhooks, contact)
+        .await
+        .map_or_else(|status| status, |()| StatusCode::OK)
+}
+
+/// The address in `Name <address>`, or the whole value.
+fn sender_address(sender: &str) -> String {
+    sender
+        .rsplit_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(sender, |(address, _)| address)
+        .trim()
+        .to_owned()
+}
+
+/// The `fax` field of a received-fax callback: the parts routing reads.
+#[derive(Debug, serde::Deserialize)]
+struct ReceivedFax {
+    id: u64,
+    #[serde(default)]
+    from_number: String,
+    #[serde(default)]
+    num_pages: u32,
+}
+
+async fn fax(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let Some(token) = &webhooks.secrets.fax_callback_token else {
+        return StatusCode::FORBIDDEN;
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let url = format!("{}/inbound/fax", webhooks.base_url);
+    if !signature::fax::verify(
+        token,
+        &url,
+        &params,
+        header_value(&headers, signature::fax::HEADER),
+    ) {
+        tracing::warn!("inbound fax with a bad signature refused");
+        return StatusCode::FORBIDDEN;
+    }
+    let Some(received) =
+        param(&params, "fax").and_then(|v| serde_json::from_str::<ReceivedFax>(v).ok())
+    else {
+        tracing::warn!("signed inbound fax without a readable fax field");
+        return StatusCode::BAD_REQUEST;
+    };
+    tracing::debug!(pages = received.num_pages, "inbound fax");
+    let contact = Contact {
+        channel: Channel::Fax,
+        from: received.from_number,
+        provider_message_id: Some(format!("fax:{}", received.id)),
+        body: None,
+        received_at: webhooks.clock.now(),
+    };
+    take(&webhooks, contact)
+        .await
+        .map_or_else(|status| status, |()| StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sender_address_is_taken_from_a_display_name() {
+        assert_eq!(
+            sender_address("Ana Ruiz <ana@example.com>"),
+            "ana@example.com"
+        );
+        assert_eq!(sender_address(" ana@example.com "), "ana@example.com");
+        assert_eq!(sender_address("broken <"), "broken <");
+    }
+}

@@ -1,0 +1,291 @@
+//! What routing's tests share: the real service on free ports on a clock that
+//! stands still, case and attempt events published as the other services would,
+//! signed webhooks, and a reader of what routing publishes to
+//! `touchpoint.inbound.v1`.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::{Method, StatusCode};
+use tonic::transport::Channel as GrpcChannel;
+use touchpoint_platform::clock::ClockConfig;
+use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::http_client::{Exchange, HttpClient};
+use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::signature;
+use touchpoint_platform::testkit::{self, TestDatabase, TopicReader};
+use touchpoint_platform::topics::{Stream, Topics};
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
+use touchpoint_proto::v1::{
+    AttemptSent, CaseOpened, Channel, ContactPoints, Coordinator, CoordinatorAssigned,
+    CoordinatorRole, Envelope, Language, Person, PersonName, Presence, Shift,
+    UpsertCoordinatorRequest,
+};
+use touchpoint_routing::webhooks::Secrets;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+/// Tuesday 2026-11-24, 10:00 in New York.
+pub const NOW: &str = "2026-11-24T15:00:00Z";
+pub const SMS_TOKEN: &str = "inbound-sms-token";
+pub const EMAIL_KEY: &str = "inbound-email-key";
+pub const FAX_TOKEN: &str = "inbound-fax-token";
+/// The patient's mobile, as cases holds it.
+pub const MOBILE: &str = "+12125550142";
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.to_utc())
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// A test's database, topics and the running service.
+pub struct World {
+    pub database: TestDatabase,
+    pub prefix: String,
+    pub client: RoutingServiceClient<GrpcChannel>,
+    pub http: SocketAddr,
+    pub events: TopicReader,
+    web: HttpClient,
+    shutdown: Shutdown,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl World {
+    /// Routing on a clock standing at `now`, with every webhook secret set.
+    pub async fn at(now: &str) -> Self {
+        testkit::init_tracing();
+        let database = TestDatabase::fresh().await;
+        let prefix = testkit::unique_prefix();
+        let mut platform = testkit::platform_config("routing", &database, &prefix);
+        platform.clock = ClockConfig::Fixed { at: utc(now) };
+        let mut config = touchpoint_routing::Config::new(platform);
+        config.secrets = Secrets {
+            sms_auth_token: Some(SMS_TOKEN.into()),
+            email_signing_key: Some(EMAIL_KEY.into()),
+            fax_callback_token: Some(FAX_TOKEN.into()),
+        };
+        let shutdown = Shutdown::new();
+        let addresses = touchpoint_routing::start(config, &shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("routing did not start: {e}"));
+        let client = RoutingServiceClient::connect(format!("http://{}", addresses.grpc))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let events =
+            TopicReader::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Inbound));
+        Self {
+            database,
+            prefix,
+            client,
+            http: addresses.http,
+            events,
+            web: HttpClient::new(Duration::from_secs(30)),
+            shutdown,
+        }
+    }
+
+    pub async fn publish(&self, events: &[(Stream, Envelope)]) {
+        testkit::publish(&self.prefix, events).await;
+    }
+
+    /// Adds a member to the roster.
+    pub async fn upsert(&self, coordinator: Coordinator) {
+        self.client
+            .clone()
+            .upsert_coordinator(UpsertCoordinatorRequest {
+                coordinator: Some(coordinator),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("upsert: {e}"));
+    }
+
+    /// An adherence case in Spanish whose patient has `mobile`, assigned to
+    /// `coordinator` and `navigator`; returns once routing has it.
+    pub async fn open_case(&self, case_id: &str, mobile: &str, coordinator: &str, navigator: &str) {
+        self.publish(&[
+            (Stream::Case, case_opened(case_id, mobile)),
+            (
+                Stream::Case,
+                event(
+                    case_id,
+                    Payload::CoordinatorAssigned(CoordinatorAssigned {
+                        coordinator_id: coordinator.into(),
+                        navigator_id: navigator.into(),
+                    }),
+                ),
+            ),
+        ])
+        .await;
+        let expected = coordinator.to_owned();
+        self.until_row(
+            "the case's coordinator in routing",
+            "SELECT coordinator_id FROM routing.case_views WHERE case_id = $1",
+            case_id,
+            move |found: String| found == expected,
+        )
+        .await;
+    }
+
+    /// Waits until `query` (one text parameter, one column) answers a value
+    /// `accept` takes.
+    pub async fn until_row<T>(
+        &self,
+        what: &str,
+        query: &str,
+        param: &str,
+        accept: impl Fn(T) -> bool,
+    ) where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        let pool = sqlx::PgPool::connect(&self.database.url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        testkit::eventually(what, WAIT, || async {
+            let found: Option<T> = sqlx::query_scalar(query)
+                .bind(param)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten();
+            found.map(&accept).filter(|ok| *ok)
+        })
+        .await;
+    }
+
+    /// Posts a Twilio inbound message; `signed` false sends a wrong signature.
+    pub async fn text(
+        &self,
+        from: &str,
+        body: &str,
+        sid: &str,
+        signed: bool,
+    ) -> (StatusCode, String) {
+        let params = vec![
+            ("AccountSid".to_owned(), "ACtest".to_owned()),
+            ("Body".to_owned(), body.to_owned()),
+            ("From".to_owned(), from.to_owned()),
+            ("MessageSid".to_owned(), sid.to_owned()),
+            ("To".to_owned(), "+15005550006".to_owned()),
+        ];
+        let url = format!("http://{}/inbound/sms", self.http);
+        let token = if signed { SMS_TOKEN } else { "wrong-token" };
+        let signature = signature::sign(token, &url, &params);
+        self.post(&url, &params, &[(signature::HEADER, signature.as_str())])
+            .await
+    }
+
+    /// Posts a form to `url` with `headers`.
+    pub async fn post(
+        &self,
+        url: &str,
+        params: &[(String, String)],
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        self.post_raw(url, &all, body.into_bytes()).await
+    }
+
+    /// Posts `body` to `url` as is.
+    pub async fn post_raw(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
+        match self.web.send(Method::POST, url, headers, body).await {
+            Exchange::Answered { status, body } => {
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+            other => panic!("no answer from routing: {other:?}"),
+        }
+    }
+
+    /// The first event on the inbound topic `pick` finds something in.
+    pub async fn first<T>(&self, what: &str, pick: impl Fn(&Envelope) -> Option<T>) -> T {
+        self.events.wait_for(what, WAIT, pick).await
+    }
+}
+
+pub fn event(case_id: &str, payload: Payload) -> Envelope {
+    new_envelope(case_id, "test", Utc::now(), payload, None)
+}
+
+pub fn case_opened(case_id: &str, mobile: &str) -> Envelope {
+    event(
+        case_id,
+        Payload::CaseOpened(CaseOpened {
+            program_id: "adherence".into(),
+            language: Language::Es as i32,
+            time_zone: "America/New_York".into(),
+            enrolled_at: Some(timestamp(utc("2026-11-01T14:00:00Z"))),
+            patient: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Ana".into(),
+                    family_name: "Ruiz".into(),
+                }),
+                contact: Some(ContactPoints {
+                    mobile_e164: mobile.into(),
+                    email: "ana@example.com".into(),
+                    ..ContactPoints::default()
+                }),
+                relationship: String::new(),
+            }),
+            caregiver: None,
+            prescriber_fax_e164: String::new(),
+        }),
+    )
+}
+
+pub fn attempt_sent(case_id: &str, attempt_id: &str, channel: Channel, at: &str) -> Envelope {
+    event(
+        case_id,
+        Payload::AttemptSent(AttemptSent {
+            attempt_id: attempt_id.into(),
+            channel: channel as i32,
+            provider: "primary".into(),
+            sent_at: Some(timestamp(utc(at))),
+            ..AttemptSent::default()
+        }),
+    )
+}
+
+/// A member working the adherence program in English and Spanish, Monday to
+/// Friday 9:00 to 17:00 in New York, available.
+pub fn member(id: &str, role: CoordinatorRole) -> Coordinator {
+    weekly(id, role, &[1, 2, 3, 4, 5])
+}
+
+/// The same, working only on `days` (1 = Monday).
+pub fn weekly(id: &str, role: CoordinatorRole, days: &[u32]) -> Coordinator {
+    Coordinator {
+        coordinator_id: id.into(),
+        role: role as i32,
+        time_zone: "America/New_York".into(),
+        program_ids: vec!["adherence".into()],
+        languages: vec![Language::En as i32, Language::Es as i32],
+        skills: vec![],
+        capacity: 10,
+        presence: Presence::Available as i32,
+        shifts: days
+            .iter()
+            .map(|day| Shift {
+                weekday: *day,
+                start: "09:00".into(),
+                end: "17:00".into(),
+            })
+            .collect(),
+        open_tasks: 0,
+    }
+}
