@@ -21,8 +21,8 @@ use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
 use touchpoint_platform::rounds;
 use touchpoint_platform::trace_context::current_traceparent;
-use touchpoint_proto::v1::OutreachRequested;
 use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{OutreachPurpose, OutreachRequested};
 
 use crate::enrolment::{Request, V7Ids};
 use crate::program::Catalogue;
@@ -156,6 +156,7 @@ impl DueLoop {
             due_at: Some(timestamp(r.due_at)),
             not_after: Some(timestamp(r.not_after)),
             attempt_number: r.number,
+            purpose: OutreachPurpose::Unspecified as i32,
         });
         let envelope = new_envelope(case_id, SOURCE, r.requested_at, payload, None);
         OutgoingEvent::new(self.topic.clone(), envelope).with_traceparent(traceparent)

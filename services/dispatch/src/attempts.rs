@@ -84,6 +84,8 @@ pub struct Attempt {
     pub view: Option<CaseView>,
     /// The case's coordinator, for call tasks.
     pub coordinator_id: String,
+    /// An answer to an SMS keyword: the last-moment checks pass it.
+    pub keyword_reply: bool,
     /// The patient's names, for the message (patient data).
     pub first_name: String,
     /// The family name (patient data).
@@ -159,7 +161,7 @@ pub enum AttemptsError {
 
 const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
     a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
-    a.provider, a.request_event_id, a.correlation_id, a.traceparent,
+    a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
     v.coordinator_id, v.first_name, v.last_name";
 
@@ -432,6 +434,7 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
         coordinator_id: row
             .try_get::<Option<String>, _>("coordinator_id")?
             .unwrap_or_default(),
+        keyword_reply: row.try_get("keyword_reply")?,
         first_name: row
             .try_get::<Option<String>, _>("first_name")?
             .unwrap_or_default(),

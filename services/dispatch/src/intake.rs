@@ -14,7 +14,7 @@ use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{CaseStatus, Channel, Envelope, Language};
+use touchpoint_proto::v1::{CaseStatus, Channel, Envelope, Language, OutreachPurpose};
 use uuid::Uuid;
 
 /// The consumer group and inbox name.
@@ -78,6 +78,8 @@ pub struct Request {
     pub due_at: DateTime<Utc>,
     /// The latest hand-off.
     pub not_after: DateTime<Utc>,
+    /// An answer to an SMS keyword, sent whatever the checks say.
+    pub keyword_reply: bool,
 }
 
 impl std::fmt::Debug for Request {
@@ -197,6 +199,7 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
                     .as_ref()
                     .and_then(instant)
                     .ok_or(bad("not_after"))?,
+                keyword_reply: r.purpose == OutreachPurpose::KeywordReply as i32,
             }))
         }
         _ => return Ok(None),
@@ -352,12 +355,12 @@ async fn record_requests(
     sqlx::query(
         "INSERT INTO attempts (attempt_id, case_id, program_id, step_id, template_id, channel,
              language, attempt_number, destination, due_at, not_after, next_try_at,
-             request_event_id, correlation_id, traceparent, requested_at)
-         SELECT a, c, p, s, t, ch, l, n, d, due, na, $16, e, co, tr, rq
+             request_event_id, correlation_id, traceparent, requested_at, keyword_reply)
+         SELECT a, c, p, s, t, ch, l, n, d, due, na, $16, e, co, tr, rq, kr
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-                     $12::uuid[], $13::text[], $14::text[], $15::timestamptz[])
-              AS r(a, c, p, s, t, ch, l, n, d, due, na, e, co, tr, rq)
+                     $12::uuid[], $13::text[], $14::text[], $15::timestamptz[], $17::bool[])
+              AS r(a, c, p, s, t, ch, l, n, d, due, na, e, co, tr, rq, kr)
          ON CONFLICT (attempt_id) DO NOTHING",
     )
     .bind(&ids)
@@ -376,6 +379,12 @@ async fn record_requests(
     .bind(&traces)
     .bind(&requested)
     .bind(now)
+    .bind(
+        requests
+            .iter()
+            .map(|(_, r)| r.keyword_reply)
+            .collect::<Vec<bool>>(),
+    )
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -406,6 +415,7 @@ mod tests {
             due_at: Some(timestamp(Utc::now())),
             not_after: Some(timestamp(Utc::now())),
             attempt_number: 1,
+            ..OutreachRequested::default()
         }
     }
 

@@ -142,14 +142,24 @@ impl Sender {
         for attempt in claimed {
             let program = self.catalogue.get(&attempt.program_id);
             let sent = sends.entry(attempt.case_id.clone()).or_default();
-            let verdict = check(
-                attempt.view.as_ref(),
-                program,
-                attempt.channel,
-                attempt.not_after,
-                sent,
-                now,
-            );
+            let verdict = if attempt.keyword_reply {
+                // Carrier rules require the answer to STOP, START and HELP,
+                // whatever consent, opt-out, window or cap say.
+                match attempt.view {
+                    Some(_) if now <= attempt.not_after => Verdict::Send,
+                    Some(_) => Verdict::Suppress(SuppressionReason::Expired),
+                    None => Verdict::WaitForCase,
+                }
+            } else {
+                check(
+                    attempt.view.as_ref(),
+                    program,
+                    attempt.channel,
+                    attempt.not_after,
+                    sent,
+                    now,
+                )
+            };
             let verdict = match verdict {
                 Verdict::WaitForCase if now > attempt.not_after => {
                     Verdict::Suppress(SuppressionReason::Expired)

@@ -5,6 +5,9 @@
 //! - A keyword message (STOP, START, HELP…) is handled as the keyword and not
 //!   routed to a person; a message naming an opt-out word among other words is
 //!   routed, with a review task.
+//! - A keyword gets its answer (the opt-out confirmation, the opt-in
+//!   confirmation, the program's help text) through dispatch's SMS path: an
+//!   `OutreachRequested` for a keyword reply on `touchpoint.outreach.v1`.
 //! - A possible adverse event gives `AdverseEventSuspected` (due 24 hours after
 //!   receipt) and a high-priority review task for the case's owner.
 //! - A provider message id seen before is the same contact: nothing is recorded
@@ -22,8 +25,9 @@ use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    AdverseEventSuspected, CallbackRequested, Channel, ContactRouted, InboundReceived,
-    OptInReceived, OptOutReceived,
+    AdverseEventSuspected, CallbackRequested, Channel, ContactPoint, ContactRouted,
+    InboundReceived, OptInReceived, OptOutReceived, OutreachPurpose, OutreachRequested,
+    contact_point,
 };
 use uuid::Uuid;
 
@@ -36,6 +40,12 @@ use crate::tasks::{self, HIGH_PRIORITY, Kind, NewTask};
 
 /// How long after receipt a possible adverse event must be reported.
 pub const REPORT_WITHIN: TimeDelta = TimeDelta::hours(24);
+
+/// How long a keyword's answer may wait for dispatch before it is pointless.
+const REPLY_WITHIN: TimeDelta = TimeDelta::hours(1);
+
+/// The step id keyword answers carry.
+pub const KEYWORD_REPLY_STEP: &str = "keyword-reply";
 
 /// A contact as it arrived.
 #[derive(Clone)]
@@ -92,24 +102,28 @@ pub struct Inbound {
     roster: Arc<RwLock<Roster>>,
     lexicon: Arc<Lexicon>,
     topic: String,
+    outreach_topic: String,
     settings: Settings,
 }
 
 impl Inbound {
     /// Contacts recorded in `pool`, routed over `roster`, screened with
-    /// `lexicon`, their events published to `topic`.
+    /// `lexicon`, their events published to `topic`, keyword answers asked of
+    /// dispatch on `outreach_topic`.
     pub fn new(
         pool: PgPool,
         roster: Arc<RwLock<Roster>>,
         lexicon: Arc<Lexicon>,
-        topic: String,
+        topics: (String, String),
         settings: Settings,
     ) -> Self {
+        let (topic, outreach_topic) = topics;
         Self {
             pool,
             roster,
             lexicon,
             topic,
+            outreach_topic,
             settings,
         }
     }
@@ -189,12 +203,12 @@ impl Inbound {
                 ),
             )
         };
-        for case in &cases {
+        for (i, case) in cases.iter().enumerate() {
             let since = contact.received_at - self.settings.reply_window;
             let in_reply_to = store::recent_attempt(&mut tx, &case.case_id, channel_name, since)
                 .await?
                 .unwrap_or_default();
-            events.push(event(
+            let received = event(
                 case,
                 Payload::InboundReceived(InboundReceived {
                     inbound_id: inbound_id.to_string(),
@@ -202,7 +216,16 @@ impl Inbound {
                     received_at: Some(timestamp(contact.received_at)),
                     in_reply_to_attempt_id: in_reply_to,
                 }),
-            ));
+            );
+            // One answer per keyword, on the first case's program.
+            let reply = match (i, keyword) {
+                (0, Some(keyword)) => {
+                    self.keyword_reply(contact, case, keyword, &received.envelope)
+                }
+                _ => None,
+            };
+            events.push(received);
+            events.extend(reply);
             match keyword.map(|k| (k.intent, k.word)) {
                 Some((Intent::OptOut, word)) => events.push(event(
                     case,
@@ -358,6 +381,50 @@ impl Inbound {
             keyword: keyword.map(|k| k.word),
             repeat: false,
         })
+    }
+
+    /// The answer dispatch sends to `keyword`, texted by `contact`'s sender about
+    /// `case`; None when the sender's number does not parse.
+    fn keyword_reply(
+        &self,
+        contact: &Contact,
+        case: &FoundCase,
+        keyword: keywords::Keyword,
+        cause: &touchpoint_proto::v1::Envelope,
+    ) -> Option<OutgoingEvent> {
+        let ContactKey::Phone(number) = ContactKey::parse(&contact.from, "from").ok()? else {
+            return None;
+        };
+        let template = match keyword.intent {
+            Intent::OptOut => "keyword-stop",
+            Intent::OptIn => "keyword-start",
+            Intent::Help => "keyword-help",
+        };
+        let request = OutreachRequested {
+            attempt_id: Uuid::now_v7().to_string(),
+            program_id: case.routing.program_id.clone(),
+            step_id: KEYWORD_REPLY_STEP.into(),
+            channel: Channel::Sms as i32,
+            template_id: template.into(),
+            language: keyword.language.unwrap_or(case.routing.language) as i32,
+            destination: Some(ContactPoint {
+                value: Some(contact_point::Value::PhoneE164(number.as_str().to_owned())),
+            }),
+            due_at: Some(timestamp(contact.received_at)),
+            not_after: Some(timestamp(contact.received_at + REPLY_WITHIN)),
+            attempt_number: 1,
+            purpose: OutreachPurpose::KeywordReply as i32,
+        };
+        Some(OutgoingEvent::new(
+            self.outreach_topic.clone(),
+            new_envelope(
+                &case.case_id,
+                crate::SPEC.name,
+                contact.received_at,
+                Payload::OutreachRequested(request),
+                Some(cause),
+            ),
+        ))
     }
 
     /// The contact with `contact`'s provider message id, as first routed.

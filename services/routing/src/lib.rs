@@ -210,7 +210,10 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
         platform.pool.clone(),
         roster.clone(),
         lexicon,
-        inbound_topic.clone(),
+        (
+            inbound_topic.clone(),
+            platform.topics.name(Stream::Outreach),
+        ),
         config.settings,
     );
     platform

@@ -7,11 +7,12 @@ mod support;
 
 use support::*;
 use touchpoint_platform::signature;
-use touchpoint_platform::topics::Stream;
+use touchpoint_platform::testkit::TopicReader;
+use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Channel, CoordinatorRole, ListWorklistRequest, Presence, RouteContactRequest,
-    SetPresenceRequest, TaskKind,
+    Channel, CoordinatorRole, Language, ListWorklistRequest, OutreachPurpose, Presence,
+    RouteContactRequest, SetPresenceRequest, TaskKind, contact_point,
 };
 
 async fn worklist(world: &World, coordinator: &str) -> Vec<touchpoint_proto::v1::Task> {
@@ -223,6 +224,26 @@ async fn stop_in_spanish_opts_out_and_is_not_routed_to_a_person() {
         worklist(&world, "carla").await.is_empty(),
         "a keyword needs no person"
     );
+    // The confirmation is dispatch's to send, in the keyword's language.
+    let replies = TopicReader::start(
+        &world.prefix,
+        &Topics::new(world.prefix.clone()).name(Stream::Outreach),
+    );
+    let reply = replies
+        .wait_for("the confirmation request", WAIT, |e| match &e.payload {
+            Some(Payload::OutreachRequested(r)) => Some((e.case_id.clone(), r.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reply.0, "case-3");
+    assert_eq!(reply.1.purpose, OutreachPurpose::KeywordReply as i32);
+    assert_eq!(reply.1.template_id, "keyword-stop");
+    assert_eq!(reply.1.language, Language::Es as i32);
+    assert_eq!(reply.1.channel, Channel::Sms as i32);
+    assert_eq!(
+        reply.1.destination.and_then(|d| d.value),
+        Some(contact_point::Value::PhoneE164(MOBILE.into()))
+    );
 
     // "Stop please" is not STOP: routed, with a review task.
     let (status, _) = world
@@ -403,4 +424,35 @@ async fn email_and_fax_webhooks_are_signed_and_routed() {
             _ => None,
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caregivers_number_finds_every_case_it_reaches() {
+    let world = World::at(NOW).await;
+    world
+        .upsert(member("carla", CoordinatorRole::Coordinator))
+        .await;
+    world.open_case("case-a", MOBILE, "carla", "").await;
+    world.open_case("case-b", MOBILE, "carla", "").await;
+    let routed = route_call(&world, "+1 212-555-0142").await;
+    assert_eq!(
+        routed.case_ids,
+        vec!["case-a".to_owned(), "case-b".to_owned()]
+    );
+    assert_eq!(routed.rule, "coordinator");
+    // Each case's timeline hears of the call.
+    let mut heard: Vec<String> =
+        touchpoint_platform::testkit::eventually("both cases' events", WAIT, || async {
+            let cases: Vec<String> = world
+                .events
+                .all()
+                .iter()
+                .filter(|e| matches!(e.payload, Some(Payload::InboundReceived(_))))
+                .map(|e| e.case_id.clone())
+                .collect();
+            (cases.len() >= 2).then_some(cases)
+        })
+        .await;
+    heard.sort();
+    assert_eq!(heard, vec!["case-a".to_owned(), "case-b".to_owned()]);
 }

@@ -1,5 +1,5 @@
 //! Dispatch throughput: attempts handed to the sandbox SMS provider (rate limits
-//! lifted) and to the local SMTP server.
+//! lifted) and to the local SMTP server, in clear and over STARTTLS.
 //!
 //! `cargo run --release -p touchpoint-tests --bin dispatch-bench -- [COUNT]`
 //! (default 50000 each). Uses the test harness: a fresh database on
@@ -20,12 +20,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use touchpoint_dispatch::providers::email::{MailTls, StartTls};
 use touchpoint_dispatch::sandbox::Sandbox;
 use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
+use touchpoint_platform::tls::DevCa;
 use touchpoint_platform::topics::{self, Stream, Topics};
 use touchpoint_platform::{db, kafka};
 use touchpoint_proto::v1::envelope::Payload;
@@ -53,15 +55,29 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("TOUCHPOINT_SEND_BATCH must be a number")?;
     println!("dispatch-bench: {count} attempts per channel");
-    for channel in [Channel::Sms, Channel::Email] {
-        run(channel, count, batch).await?;
+    for (channel, tls) in [
+        (Channel::Sms, false),
+        (Channel::Email, false),
+        (Channel::Email, true),
+    ] {
+        run(channel, tls, count, batch).await?;
     }
     Ok(())
 }
 
-async fn run(channel: Channel, count: usize, batch: Option<usize>) -> anyhow::Result<()> {
+async fn run(
+    channel: Channel,
+    tls: bool,
+    count: usize,
+    batch: Option<usize>,
+) -> anyhow::Result<()> {
     let sms = Sandbox::start("ACbench", "bench-token").await?;
-    let smtp = SmtpServer::start(SmtpOptions::default()).await?;
+    let ca = DevCa::generate()?;
+    let smtp = SmtpServer::start(SmtpOptions {
+        credentials: None,
+        tls: tls.then(|| ca.issue(&["127.0.0.1"])).transpose()?,
+    })
+    .await?;
     let database = TestDatabase::fresh().await;
     let prefix = testkit::unique_prefix();
     let start = DateTime::parse_from_rfc3339(START)?.to_utc();
@@ -93,9 +109,14 @@ async fn run(channel: Channel, count: usize, batch: Option<usize>) -> anyhow::Re
         from: "Care Team <care@hub.example>".into(),
         credentials: None,
         rate: None,
-        // The local server offers no STARTTLS: email goes in clear, as to a
-        // relay on loopback.
-        tls: touchpoint_dispatch::providers::email::MailTls::default(),
+        tls: MailTls {
+            mode: if tls {
+                StartTls::Required
+            } else {
+                StartTls::Never
+            },
+            extra_roots: Some(ca.cert_pem().into_bytes()),
+        },
     });
     topics::bootstrap(&platform.kafka).await?;
     let shutdown = Shutdown::new();
@@ -164,9 +185,10 @@ async fn run(channel: Channel, count: usize, batch: Option<usize>) -> anyhow::Re
         })
         .collect();
     lags.sort_by(f64::total_cmp);
-    let name = match channel {
-        Channel::Sms => "SMS via the Twilio-speaking sandbox",
-        _ => "email via SMTP to the local server",
+    let name = match (channel, tls) {
+        (Channel::Sms, _) => "SMS via the Twilio-speaking sandbox",
+        (_, false) => "email via SMTP to the local server, in clear",
+        (_, true) => "email via SMTP to the local server, over STARTTLS",
     };
     println!("\n{name}:");
     println!("  requests published : {:.1} s", published.as_secs_f64());
@@ -294,6 +316,7 @@ fn request(i: usize, channel: Channel, start: DateTime<Utc>) -> Envelope {
             due_at: Some(timestamp(start)),
             not_after: Some(timestamp(start + TimeDelta::hours(9))),
             attempt_number: 1,
+            ..OutreachRequested::default()
         }),
     )
 }

@@ -202,6 +202,7 @@ pub fn requested(case_id: &str, channel: Channel) -> Envelope {
             due_at: Some(timestamp(utc(NOW) - TimeDelta::minutes(1))),
             not_after: Some(timestamp(utc(CLOSES))),
             attempt_number: 1,
+            ..OutreachRequested::default()
         }),
     )
 }
