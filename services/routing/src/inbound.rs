@@ -22,7 +22,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgPool, Row as _};
 use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
-use touchpoint_platform::outbox::{self, OutgoingEvent};
+use touchpoint_platform::outbox::OutgoingEvent;
+use touchpoint_platform::trace_context::current_traceparent;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AdverseEventSuspected, CallbackRequested, Channel, ContactPoint, ContactRouted,
@@ -35,8 +36,9 @@ use crate::domain::decision::{Decision, Rule, decide};
 use crate::domain::keywords::{self, Intent, Reading};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
+use crate::recorder::{Record, Recorder};
 use crate::store::{self, FoundCase, StoreError};
-use crate::tasks::{self, HIGH_PRIORITY, Kind, NewTask};
+use crate::tasks::{HIGH_PRIORITY, Kind, NewTask};
 
 /// How long after receipt a possible adverse event must be reported.
 pub const REPORT_WITHIN: TimeDelta = TimeDelta::hours(24);
@@ -104,6 +106,7 @@ pub struct Inbound {
     topic: String,
     outreach_topic: String,
     settings: Settings,
+    recorder: Recorder,
 }
 
 impl Inbound {
@@ -119,6 +122,7 @@ impl Inbound {
     ) -> Self {
         let (topic, outreach_topic) = topics;
         Self {
+            recorder: Recorder::start(pool.clone()),
             pool,
             roster,
             lexicon,
@@ -130,12 +134,13 @@ impl Inbound {
 
     /// Records `contact`, routes it and publishes its events.
     pub async fn receive(&self, contact: &Contact) -> Result<Routed, StoreError> {
-        let key = ContactKey::parse(&contact.from, "from")
-            .ok()
-            .map(|k| k.index_key());
-        let cases = match &key {
-            Some(key) => store::cases_reached(&self.pool, key).await?,
-            None => Vec::new(),
+        let channel_name = contact.channel.as_str_name();
+        let cases = match ContactKey::parse(&contact.from, "from") {
+            Ok(key) => {
+                let since = contact.received_at - self.settings.reply_window;
+                store::cases_reached(&self.pool, &key.index_key(), channel_name, since).await?
+            }
+            Err(_) => Vec::new(),
         };
         let reading = match (&contact.body, contact.channel) {
             (Some(body), Channel::Sms) => keywords::read(body),
@@ -160,35 +165,10 @@ impl Inbound {
             )
         });
 
-        let mut tx = self.pool.begin().await?;
         let inbound_id = Uuid::now_v7();
-        let channel_name = contact.channel.as_str_name();
-        let inserted = sqlx::query(
-            "INSERT INTO inbound (inbound_id, channel, provider_message_id, case_ids, rule,
-                                  member_id, queue, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (provider_message_id) DO NOTHING",
-        )
-        .bind(inbound_id)
-        .bind(channel_name)
-        .bind(&contact.provider_message_id)
-        .bind(cases.iter().map(|c| &c.case_id).collect::<Vec<_>>())
-        .bind(match (&decision, keyword) {
-            (Some(d), _) => d.rule.as_str(),
-            (None, _) => "keyword",
-        })
-        .bind(decision.as_ref().and_then(|d| d.member_id.clone()))
-        .bind(decision.as_ref().and_then(|d| d.queue.clone()))
-        .bind(contact.received_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            drop(tx);
-            return self.earlier(contact).await;
-        }
-
+        // Written by the batch writer's task: the events carry this request's
+        // trace explicitly.
+        let traceparent = current_traceparent();
         let mut events = Vec::new();
         let mut new_tasks = Vec::new();
         let event = |case: &FoundCase, payload: Payload| {
@@ -202,26 +182,23 @@ impl Inbound {
                     None,
                 ),
             )
+            .with_traceparent(traceparent.clone())
         };
         for (i, case) in cases.iter().enumerate() {
-            let since = contact.received_at - self.settings.reply_window;
-            let in_reply_to = store::recent_attempt(&mut tx, &case.case_id, channel_name, since)
-                .await?
-                .unwrap_or_default();
             let received = event(
                 case,
                 Payload::InboundReceived(InboundReceived {
                     inbound_id: inbound_id.to_string(),
                     channel: contact.channel as i32,
                     received_at: Some(timestamp(contact.received_at)),
-                    in_reply_to_attempt_id: in_reply_to,
+                    in_reply_to_attempt_id: case.in_reply_to.clone().unwrap_or_default(),
                 }),
             );
             // One answer per keyword, on the first case's program.
             let reply = match (i, keyword) {
-                (0, Some(keyword)) => {
-                    self.keyword_reply(contact, case, keyword, &received.envelope)
-                }
+                (0, Some(keyword)) => self
+                    .keyword_reply(contact, case, keyword, &received.envelope)
+                    .map(|e| e.with_traceparent(traceparent.clone())),
                 _ => None,
             };
             events.push(received);
@@ -344,29 +321,40 @@ impl Inbound {
                 Some(due),
             ));
         }
-        for new in &new_tasks {
-            tasks::insert(&mut tx, new).await?;
-        }
         let skills_pick = decision
             .as_ref()
             .filter(|d| d.rule == Rule::Skills)
             .and_then(|d| d.member_id.clone());
-        if let Some(member) = &skills_pick {
-            sqlx::query("UPDATE members SET last_assigned_at = $2 WHERE member_id = $1")
-                .bind(member)
-                .bind(contact.received_at)
-                .execute(&mut *tx)
-                .await?;
+        let assigned: Vec<String> = new_tasks
+            .iter()
+            .filter_map(|t| t.member_id.clone())
+            .collect();
+        let written = self
+            .recorder
+            .write(Record {
+                inbound_id,
+                channel: channel_name,
+                provider_message_id: contact.provider_message_id.clone(),
+                case_ids: cases.iter().map(|c| c.case_id.clone()).collect(),
+                rule: decision.as_ref().map_or("keyword", |d| d.rule.as_str()),
+                member_id: decision.as_ref().and_then(|d| d.member_id.clone()),
+                queue: decision.as_ref().and_then(|d| d.queue.clone()),
+                received_at: contact.received_at,
+                tasks: new_tasks,
+                skills_pick: skills_pick.clone(),
+                events,
+            })
+            .await?;
+        if !written {
+            return self.earlier(contact).await;
         }
-        outbox::append(&mut tx, &events).await?;
-        tx.commit().await?;
 
         // The cache follows what was just committed; the periodic reload
         // catches up with other replicas.
         {
             let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
-            for new in &new_tasks {
-                if let Some(member) = new.member_id.as_deref().and_then(|m| roster.get_mut(m)) {
+            for member in &assigned {
+                if let Some(member) = roster.get_mut(member) {
                     member.open_tasks += 1;
                 }
             }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod domain;
 pub mod inbound;
 pub mod projection;
+pub mod recorder;
 pub mod store;
 pub mod tasks;
 pub mod webhooks;

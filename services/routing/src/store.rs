@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Row as _};
+use sqlx::{PgPool, Row as _};
 use touchpoint_proto::v1::Language;
 
 use crate::domain::decision::CaseRouting;
@@ -22,6 +22,12 @@ pub enum StoreError {
     /// Events could not be queued.
     #[error(transparent)]
     Outbox(#[from] touchpoint_platform::outbox::OutboxError),
+    /// The batch the contact was written in failed.
+    #[error("routing batch failed: {0}")]
+    Batch(String),
+    /// The writer has stopped (the service is shutting down).
+    #[error("routing is shutting down")]
+    Stopped,
     /// A column holds a value this build does not know.
     #[error("routing store: column {0} holds an unknown value")]
     Corrupt(&'static str),
@@ -220,16 +226,31 @@ pub struct FoundCase {
     pub case_id: String,
     /// What routing needs of it.
     pub routing: CaseRouting,
+    /// The latest attempt sent to it on the contact's channel inside the reply
+    /// window, which the contact answers.
+    pub in_reply_to: Option<String>,
 }
 
-/// The cases `contact_key` reaches, by case id.
-pub async fn cases_reached(pool: &PgPool, contact_key: &str) -> Result<Vec<FoundCase>, StoreError> {
+/// The cases `contact_key` reaches, by case id, each with the attempt sent to it
+/// on `channel` since `since`, in one query.
+pub async fn cases_reached(
+    pool: &PgPool,
+    contact_key: &str,
+    channel: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<FoundCase>, StoreError> {
     let rows = sqlx::query(
-        "SELECT v.case_id, v.program_id, v.language, v.coordinator_id, v.navigator_id
-         FROM case_contacts c JOIN case_views v ON v.case_id = c.case_id
+        "SELECT v.case_id, v.program_id, v.language, v.coordinator_id, v.navigator_id,
+                a.attempt_id
+         FROM case_contacts c
+         JOIN case_views v ON v.case_id = c.case_id
+         LEFT JOIN last_attempts a
+                ON a.case_id = v.case_id AND a.channel = $2 AND a.sent_at >= $3
          WHERE c.contact_key = $1 ORDER BY v.case_id",
     )
     .bind(contact_key)
+    .bind(channel)
+    .bind(since)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -247,24 +268,8 @@ pub async fn cases_reached(pool: &PgPool, contact_key: &str) -> Result<Vec<Found
                     coordinator_id: assigned("coordinator_id")?,
                     navigator_id: assigned("navigator_id")?,
                 },
+                in_reply_to: row.try_get("attempt_id")?,
             })
         })
         .collect()
-}
-
-/// The latest attempt sent to `case_id` on `channel` since `since`.
-pub async fn recent_attempt(
-    tx: &mut PgConnection,
-    case_id: &str,
-    channel: &str,
-    since: DateTime<Utc>,
-) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT attempt_id FROM last_attempts WHERE case_id = $1 AND channel = $2 AND sent_at >= $3",
-    )
-    .bind(case_id)
-    .bind(channel)
-    .bind(since)
-    .fetch_optional(&mut *tx)
-    .await?)
 }

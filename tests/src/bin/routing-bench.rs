@@ -256,7 +256,7 @@ fn member(i: usize) -> Coordinator {
             vec![Language::En as i32, Language::Es as i32]
         },
         skills: vec![],
-        capacity: 1_000_000,
+        capacity: 1_000,
         presence: [
             Presence::Available,
             Presence::Available,

@@ -139,10 +139,14 @@ fn queue_or_callback<'a>(
     now: DateTime<Utc>,
     callback_after: TimeDelta,
 ) -> Decision {
-    let open = members.clone().any(|m| m.on_shift(now));
-    let next_start = members.filter_map(|m| m.next_shift_start(now)).min();
+    // The next shift start is only worked out when nobody is on shift now.
+    let next_start = if members.clone().any(|m| m.on_shift(now)) {
+        None
+    } else {
+        members.filter_map(|m| m.next_shift_start(now)).min()
+    };
     match next_start {
-        Some(start) if !open => Decision {
+        Some(start) => Decision {
             rule: Rule::Callback,
             member_id: None,
             queue: Some(queue),
