@@ -289,6 +289,9 @@ impl OutboxRelay {
                         tracing::debug!(%error, "outbox listener interrupted");
                         tokio::time::sleep(self.config.poll_interval).await;
                     }
+                    // Every commit notifies: those that arrived during the last
+                    // round are all answered by the next one, not a round each.
+                    while listener.next_buffered().is_some() {}
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
