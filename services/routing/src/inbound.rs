@@ -135,12 +135,13 @@ impl Inbound {
     /// Records `contact`, routes it and publishes its events.
     pub async fn receive(&self, contact: &Contact) -> Result<Routed, StoreError> {
         let channel_name = contact.channel.as_str_name();
-        let cases = match ContactKey::parse(&contact.from, "from") {
-            Ok(key) => {
+        let sender = ContactKey::parse(&contact.from, "from").ok();
+        let cases = match &sender {
+            Some(key) => {
                 let since = contact.received_at - self.settings.reply_window;
                 store::cases_reached(&self.pool, &key.index_key(), channel_name, since).await?
             }
-            Err(_) => Vec::new(),
+            None => Vec::new(),
         };
         let reading = match (&contact.body, contact.channel) {
             (Some(body), Channel::Sms) => keywords::read(body),
@@ -197,7 +198,7 @@ impl Inbound {
             // One answer per keyword, on the first case's program.
             let reply = match (i, keyword) {
                 (0, Some(keyword)) => self
-                    .keyword_reply(contact, case, keyword, &received.envelope)
+                    .keyword_reply(sender.as_ref(), contact, case, keyword, &received.envelope)
                     .map(|e| e.with_traceparent(traceparent.clone())),
                 _ => None,
             };
@@ -371,16 +372,17 @@ impl Inbound {
         })
     }
 
-    /// The answer dispatch sends to `keyword`, texted by `contact`'s sender about
-    /// `case`; None when the sender's number does not parse.
+    /// The answer dispatch sends to `keyword`, texted by `sender` about `case`;
+    /// None when the sender is not a phone number.
     fn keyword_reply(
         &self,
+        sender: Option<&ContactKey>,
         contact: &Contact,
         case: &FoundCase,
         keyword: keywords::Keyword,
         cause: &touchpoint_proto::v1::Envelope,
     ) -> Option<OutgoingEvent> {
-        let ContactKey::Phone(number) = ContactKey::parse(&contact.from, "from").ok()? else {
+        let Some(ContactKey::Phone(number)) = sender else {
             return None;
         };
         let template = match keyword.intent {
