@@ -49,11 +49,9 @@ fn keys(points: Option<&ContactPoints>) -> Vec<String> {
         .collect()
 }
 
+/// The index key of the prescriber's fax number, when it parses.
 fn phone_key(raw: &str) -> Option<String> {
-    ContactKey::parse(raw, "fax")
-        .ok()
-        .map(|k| k.index_key())
-        .filter(|_| !raw.trim().is_empty())
+    ContactKey::parse(raw, "fax").ok().map(|k| k.index_key())
 }
 
 async fn index_contacts(
