@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{decode, instant, timestamp};
 use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::testkit::{self, TestDatabase, eventually};
+use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::contact_point::Value;
@@ -22,12 +22,6 @@ use touchpoint_proto::v1::{
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_case_opened_through_the_cases_service_gets_its_first_outreach_request_when_due() {

@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use touchpoint_dispatch::sandbox::Sandbox;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::signature;
-use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, eventually};
+use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
@@ -28,12 +28,6 @@ const WAIT: Duration = Duration::from_secs(90);
 /// Tuesday 2026-11-24, 10:00 in New York: inside the adherence program's window.
 const NOW: &str = "2026-11-24T15:00:00Z";
 const SMS_TOKEN: &str = "inbound-sms-token";
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured() {

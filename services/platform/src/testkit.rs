@@ -239,6 +239,13 @@ where
     }
 }
 
+/// The instant `rfc3339` names, e.g. `2026-04-07T14:00:00Z`; panics on a typo.
+pub fn utc(rfc3339: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.to_utc())
+        .unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
+}
+
 /// Publishes `events` to their topics under `prefix`, keyed by case id as the
 /// services publish them.
 pub async fn publish(prefix: &str, events: &[(Stream, Envelope)]) {

@@ -19,6 +19,7 @@ use touchpoint_platform::config::PlatformConfig;
 use touchpoint_platform::envelope::{decode, instant, new_envelope, timestamp};
 use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
+pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::cadence_service_client::CadenceServiceClient;
@@ -32,12 +33,6 @@ pub const WAIT: Duration = Duration::from_secs(90);
 /// Monday 2026-04-06, 09:00 in New York: the simulated clock starts here.
 pub const SIM_START: &str = "2026-04-06T13:00:00Z";
 pub const NEW_YORK: &str = "America/New_York";
-
-pub fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 /// A programs folder of a test's own, removed when dropped.
 pub struct ProgramsDir(PathBuf);

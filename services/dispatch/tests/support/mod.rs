@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::shutdown::Shutdown;
+pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::dispatch_service_client::DispatchServiceClient;
@@ -24,12 +25,6 @@ pub const WAIT: Duration = Duration::from_secs(90);
 pub const NOW: &str = "2026-04-07T14:00:00Z";
 /// 20:00 in New York that day: the window's close.
 pub const CLOSES: &str = "2026-04-08T00:00:00Z";
-
-pub fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 /// A test's database, topics, clock and the running service.
 pub struct World {

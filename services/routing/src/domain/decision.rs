@@ -168,16 +168,12 @@ mod tests {
     use chrono::{NaiveTime, Weekday};
     use chrono_tz::Tz;
 
+    use touchpoint_platform::testkit::utc as at;
+
     use super::*;
     use crate::domain::roster::{Presence, Role, Shift};
 
     const PROGRAM: &str = "adherence";
-
-    fn at(rfc3339: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(rfc3339)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_timezone(&Utc)
-    }
 
     fn hm(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default()

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use http::{Method, StatusCode};
 use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
@@ -15,6 +15,7 @@ use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::signature;
+pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase, TopicReader};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
@@ -34,12 +35,6 @@ pub const EMAIL_KEY: &str = "inbound-email-key";
 pub const FAX_TOKEN: &str = "inbound-fax-token";
 /// The patient's mobile, as cases holds it.
 pub const MOBILE: &str = "+12125550142";
-
-pub fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 /// A test's database, topics and the running service.
 pub struct World {
