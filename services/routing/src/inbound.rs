@@ -427,15 +427,7 @@ impl Inbound {
         .fetch_one(&self.pool)
         .await?;
         let rule: String = row.try_get("rule")?;
-        let rule = [
-            Rule::Coordinator,
-            Rule::Navigator,
-            Rule::Skills,
-            Rule::Queue,
-            Rule::Callback,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == rule);
+        let rule = Rule::from_name(&rule);
         Ok(Routed {
             inbound_id: row.try_get("inbound_id")?,
             case_ids: row.try_get("case_ids")?,

@@ -152,12 +152,30 @@ pub async fn insert(tx: &mut PgConnection, task: &NewTask) -> Result<bool, Store
     .rows_affected()
         == 1;
     if added && let Some(member) = &task.member_id {
-        sqlx::query("UPDATE members SET open_tasks = open_tasks + 1 WHERE member_id = $1")
-            .bind(member)
-            .execute(&mut *tx)
-            .await?;
+        take_capacity(tx, member).await?;
     }
     Ok(added)
+}
+
+/// One more task counts against `member`'s capacity.
+async fn take_capacity(tx: &mut PgConnection, member: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE members SET open_tasks = open_tasks + 1 WHERE member_id = $1")
+        .bind(member)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Locks and reads task `task_id` for the rest of `tx`.
+async fn lock(tx: &mut PgConnection, task_id: Uuid) -> Result<Task, TaskError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE task_id = $1 FOR UPDATE"
+    ))
+    .bind(task_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(TaskError::NotFound)?;
+    Ok(task(&row)?)
 }
 
 /// A task as stored.
@@ -265,26 +283,14 @@ impl From<sqlx::Error> for TaskError {
 /// their capacity); their own becomes claimed. Claiming twice is the same.
 pub async fn claim(pool: &PgPool, task_id: Uuid, member_id: &str) -> Result<Task, TaskError> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM tasks WHERE task_id = $1 FOR UPDATE"
-    ))
-    .bind(task_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(TaskError::NotFound)?;
-    let found = task(&row)?;
+    let found = lock(&mut tx, task_id).await?;
     if found.status == "done" {
         return Err(TaskError::Unavailable("done"));
     }
     match found.member_id.as_deref() {
         Some(owner) if owner != member_id => return Err(TaskError::Unavailable("someone else's")),
         Some(_) => {}
-        None => {
-            sqlx::query("UPDATE members SET open_tasks = open_tasks + 1 WHERE member_id = $1")
-                .bind(member_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        None => take_capacity(&mut tx, member_id).await?,
     }
     let row = sqlx::query(&format!(
         "UPDATE tasks SET member_id = $2, status = 'claimed' WHERE task_id = $1 RETURNING {COLUMNS}"
@@ -308,14 +314,7 @@ pub async fn complete(
     topic: &str,
 ) -> Result<(Task, bool), TaskError> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM tasks WHERE task_id = $1 FOR UPDATE"
-    ))
-    .bind(task_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(TaskError::NotFound)?;
-    let found = task(&row)?;
+    let found = lock(&mut tx, task_id).await?;
     if found.status == "done" {
         return Ok((found, false));
     }

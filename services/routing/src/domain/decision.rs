@@ -43,6 +43,19 @@ impl Rule {
             Rule::Callback => "callback",
         }
     }
+
+    /// The rule named `name`, as [`Rule::as_str`] writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Rule::Coordinator,
+            Rule::Navigator,
+            Rule::Skills,
+            Rule::Queue,
+            Rule::Callback,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
 }
 
 /// What routing knows of the case a contact belongs to.
