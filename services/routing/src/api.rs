@@ -407,7 +407,7 @@ impl RoutingService for RoutingApi {
                 ));
             }
         };
-        let (done, changed) = tasks::complete(
+        let (done, released) = tasks::complete(
             &self.pool,
             task_id,
             &member.id,
@@ -417,7 +417,7 @@ impl RoutingService for RoutingApi {
         )
         .await
         .map_err(task_error)?;
-        if changed {
+        if released {
             let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
             if let Some(m) = roster.get_mut(&member.id) {
                 m.open_tasks = m.open_tasks.saturating_sub(1);

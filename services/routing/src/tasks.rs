@@ -341,10 +341,17 @@ pub async fn complete(
     .fetch_one(&mut *tx)
     .await?;
     let done = task(&row)?;
-    sqlx::query("UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1")
+    // Only a task that was someone's counted against them (and it was this
+    // member's: another's was refused above).
+    let released = found.member_id.is_some();
+    if released {
+        sqlx::query(
+            "UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1",
+        )
         .bind(member_id)
         .execute(&mut *tx)
         .await?;
+    }
     if !done.case_id.is_empty() {
         let story = Envelope {
             correlation_id: done.correlation_id.clone(),
@@ -368,5 +375,5 @@ pub async fn complete(
             .map_err(|e| TaskError::Store(e.into()))?;
     }
     tx.commit().await?;
-    Ok((done, true))
+    Ok((done, released))
 }

@@ -9,8 +9,8 @@ use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CallTaskRequested, ClaimTaskRequest, CompleteTaskRequest, CoordinatorRole, ListWorklistRequest,
-    TaskKind, TaskOutcome, TaskStatus,
+    CallTaskRequested, ClaimTaskRequest, CompleteTaskRequest, CoordinatorRole,
+    ListCoordinatorsRequest, ListWorklistRequest, TaskKind, TaskOutcome, TaskStatus,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,4 +125,59 @@ async fn a_call_task_is_worked_and_its_outcome_is_published() {
         .into_inner()
         .tasks;
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_taken_straight_from_a_queue_leaves_capacity_counts_alone() {
+    let world = World::at(NOW).await;
+    world
+        .upsert(member("carla", CoordinatorRole::Coordinator))
+        .await;
+    world.open_case("case-q", MOBILE, "carla", "").await;
+    // One contact of her own patient: it counts against her.
+    assert_eq!(world.text(MOBILE, "hola", "SM-own", true).await.0, 200);
+    // One from a number nobody knows: it waits in the general queue.
+    assert_eq!(
+        world.text("+19995550000", "hello?", "SM-q", true).await.0,
+        200
+    );
+    let mut client = world.client.clone();
+    let queued = client
+        .list_worklist(ListWorklistRequest {
+            coordinator_id: "carla".into(),
+            limit: 10,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .tasks
+        .into_iter()
+        .find(|t| t.queue == "general")
+        .unwrap_or_else(|| panic!("no queued task"));
+    client
+        .complete_task(CompleteTaskRequest {
+            task_id: queued.task_id,
+            coordinator_id: "carla".into(),
+            outcome: TaskOutcome::Resolved as i32,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let open = client
+        .list_coordinators(ListCoordinatorsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .coordinators
+        .into_iter()
+        .find(|c| c.coordinator_id == "carla")
+        .map(|c| c.open_tasks);
+    assert_eq!(open, Some(1), "her own contact still counts");
+    world
+        .until_row(
+            "the stored count",
+            "SELECT open_tasks FROM routing.members WHERE member_id = $1",
+            "carla",
+            |n: i32| n == 1,
+        )
+        .await;
 }
