@@ -245,6 +245,9 @@ pub struct OutboxConfig {
     pub batch_size: usize,
     /// `TOUCHPOINT_OUTBOX_POLL_MS`: the poll that backs up `LISTEN/NOTIFY`.
     pub poll_interval: Duration,
+    /// `TOUCHPOINT_OUTBOX_LINGER_MS`: after a short round, the least time
+    /// before the next, so the commits of that time go out as one round.
+    pub linger: Duration,
 }
 
 impl OutboxConfig {
@@ -253,6 +256,7 @@ impl OutboxConfig {
         Ok(Self {
             batch_size: env.count("TOUCHPOINT_OUTBOX_BATCH", 1000, 50_000)?,
             poll_interval: env.millis("TOUCHPOINT_OUTBOX_POLL_MS", 200)?,
+            linger: env.millis("TOUCHPOINT_OUTBOX_LINGER_MS", 10)?,
         })
     }
 }

@@ -104,6 +104,56 @@ pub fn notify_channel(schema: &str) -> String {
     format!("touchpoint_outbox_{schema}")
 }
 
+/// The expression that wakes this schema's relay when the transaction commits.
+pub const NOTIFY_RELAY: &str = "pg_notify('touchpoint_outbox_' || current_schema(), '')";
+
+/// Events as the outbox's columns, one array each, in order: for
+/// [`append`], and for a statement that appends its events itself along with
+/// its other writes, in one round trip
+/// (`INSERT INTO outbox (topic, record_key, event_id, event_type, payload,
+/// traceparent) SELECT … FROM UNNEST(…) WITH ORDINALITY … ORDER BY n`, then
+/// [`NOTIFY_RELAY`]).
+#[derive(Debug, Default)]
+pub struct OutboxColumns {
+    /// `topic`.
+    pub topics: Vec<String>,
+    /// `record_key`: the case id.
+    pub keys: Vec<String>,
+    /// `event_id`.
+    pub ids: Vec<Uuid>,
+    /// `event_type`.
+    pub types: Vec<String>,
+    /// `payload`: the encoded envelope.
+    pub payloads: Vec<Vec<u8>>,
+    /// `traceparent`: the event's own trace context, else the current span's.
+    pub traces: Vec<Option<String>>,
+}
+
+impl OutboxColumns {
+    /// The columns of `events`; refuses an event without a case or a uuid id.
+    pub fn of<'a>(
+        events: impl IntoIterator<Item = &'a OutgoingEvent>,
+    ) -> Result<Self, OutboxError> {
+        let traceparent = current_traceparent();
+        let mut columns = Self::default();
+        for event in events {
+            let id = Uuid::parse_str(&event.envelope.event_id).map_err(|_| OutboxError::EventId)?;
+            if event.envelope.case_id.is_empty() {
+                return Err(OutboxError::CaseId);
+            }
+            columns.topics.push(event.topic.clone());
+            columns.keys.push(event.envelope.case_id.clone());
+            columns.ids.push(id);
+            columns.types.push(event_type(&event.envelope).to_owned());
+            columns.payloads.push(event.envelope.encode_to_vec());
+            columns
+                .traces
+                .push(event.traceparent.clone().or_else(|| traceparent.clone()));
+        }
+        Ok(columns)
+    }
+}
+
 /// Appends `events` to the outbox inside the caller's transaction, in order.
 ///
 /// Each event's trace context (its own, else the current span's) is stored with
@@ -116,25 +166,7 @@ pub async fn append(
     if events.is_empty() {
         return Ok(());
     }
-    let traceparent = current_traceparent();
-    let mut topics = Vec::with_capacity(events.len());
-    let mut keys = Vec::with_capacity(events.len());
-    let mut ids = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut traces = Vec::with_capacity(events.len());
-    for event in events {
-        let id = Uuid::parse_str(&event.envelope.event_id).map_err(|_| OutboxError::EventId)?;
-        if event.envelope.case_id.is_empty() {
-            return Err(OutboxError::CaseId);
-        }
-        topics.push(event.topic.clone());
-        keys.push(event.envelope.case_id.clone());
-        ids.push(id);
-        types.push(event_type(&event.envelope).to_owned());
-        payloads.push(event.envelope.encode_to_vec());
-        traces.push(event.traceparent.clone().or_else(|| traceparent.clone()));
-    }
+    let columns = OutboxColumns::of(events)?;
     sqlx::query(
         "INSERT INTO outbox (topic, record_key, event_id, event_type, payload, traceparent)
          SELECT topic, record_key, event_id, event_type, payload, traceparent
@@ -142,15 +174,15 @@ pub async fn append(
               WITH ORDINALITY AS e(topic, record_key, event_id, event_type, payload, traceparent, n)
          ORDER BY n",
     )
-    .bind(&topics)
-    .bind(&keys)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&payloads)
-    .bind(&traces)
+    .bind(&columns.topics)
+    .bind(&columns.keys)
+    .bind(&columns.ids)
+    .bind(&columns.types)
+    .bind(&columns.payloads)
+    .bind(&columns.traces)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("SELECT pg_notify('touchpoint_outbox_' || current_schema(), '')")
+    sqlx::query(&format!("SELECT {NOTIFY_RELAY}"))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -264,6 +296,7 @@ impl OutboxRelay {
         let mut last_purge = tokio::time::Instant::now();
 
         let end = loop {
+            let round_began = tokio::time::Instant::now();
             let published = match self.publish_batch(&mut session, &mut producer).await {
                 Ok(n) => n,
                 Err(error) => break TermEnd::Lost(error),
@@ -294,6 +327,18 @@ impl OutboxRelay {
                     while listener.next_buffered().is_some() {}
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+            // Rounds start at least `linger` apart: a steady trickle of
+            // commits goes out in at most 1/linger rounds a second (100 at
+            // 10 ms), not one two-query round per commit, whose cost the
+            // writers' latency felt. After an idle spell a commit goes out at once.
+            let next_round = round_began + self.config.linger;
+            if tokio::time::Instant::now() < next_round {
+                tokio::select! {
+                    () = shutdown.cancelled() => break TermEnd::Shutdown,
+                    () = tokio::time::sleep_until(next_round) => {}
+                }
+                while listener.next_buffered().is_some() {}
             }
         };
         // Release leadership now rather than when the session times out.

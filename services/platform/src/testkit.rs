@@ -211,6 +211,7 @@ pub fn platform_config(service: &str, database: &TestDatabase, prefix: &str) -> 
     config.outbox = OutboxConfig {
         batch_size: 1000,
         poll_interval: Duration::from_millis(50),
+        linger: Duration::from_millis(10),
     };
     config.consumer = ConsumerConfig {
         batch_size: 500,
