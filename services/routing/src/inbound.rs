@@ -122,7 +122,7 @@ impl Inbound {
     ) -> Self {
         let (topic, outreach_topic) = topics;
         Self {
-            recorder: Recorder::start(pool.clone()),
+            recorder: Recorder::start(&pool),
             pool,
             roster,
             lexicon,

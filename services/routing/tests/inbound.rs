@@ -169,6 +169,16 @@ async fn coordinator_then_navigator_then_skills_then_queue_then_an_after_hours_c
             expected
         );
     }
+    // The skills rule's pick is stored with the contact: a roster reloaded
+    // from the table still knows whom it assigned last.
+    world
+        .until_row(
+            "sol's stored last assignment",
+            "SELECT last_assigned_at = $1::timestamptz FROM routing.members WHERE member_id = 'sol'",
+            NOW,
+            |at_the_call: bool| at_the_call,
+        )
+        .await;
 
     // Everyone works Saturdays only: on a Tuesday, a callback due Saturday
     // 09:00 in New York (14:00 UTC) plus the 30-minute SLA.

@@ -44,6 +44,8 @@ const ZONES: [&str; 4] = [
 const LOAD_BATCH: i64 = 100_000;
 const MAX_CONCURRENCY: usize = 32;
 const MAX_SECONDS: u64 = 10;
+/// Calls slower than this are listed by when they started (tenths of a second).
+const SLOW_MS: f64 = 10.0;
 
 fn arg<T: std::str::FromStr>(
     args: &[String],
@@ -174,12 +176,17 @@ async fn main() -> anyhow::Result<()> {
             let rule = route(&client, &number).await?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             *rules.lock().await.entry(rule).or_default() += 1;
-            anyhow::Ok(ms)
+            anyhow::Ok((started.duration_since(began).as_secs_f64(), ms))
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
+    let mut slow_at = BTreeMap::<u64, usize>::new();
     for task in tasks {
-        latencies.push(task.await??);
+        let (at, ms) = task.await??;
+        if ms > SLOW_MS {
+            *slow_at.entry((at * 10.0) as u64).or_default() += 1;
+        }
+        latencies.push(ms);
     }
     let elapsed = began.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
@@ -197,6 +204,11 @@ async fn main() -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or(f64::NAN)
     );
     println!("  rules       : {:?}", rules.lock().await);
+    let slow: Vec<String> = slow_at
+        .iter()
+        .map(|(tenth, n)| format!("{:.1}s:{n}", *tenth as f64 / 10.0))
+        .collect();
+    println!("  over {SLOW_MS} ms : {}", slow.join(" "));
 
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(MAX_SECONDS);
