@@ -11,17 +11,22 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, PgConnection};
 use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
+use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::config::DatabaseConfig;
 
 use touchpoint_dispatch::sandbox::local;
 
 use crate::health::{SERVICES, status};
+use touchpoint_cli::demo;
 
 const STATE_DIR: &str = ".local";
 const LOCAL_BROKER: &str = "127.0.0.1:9092";
+/// Routing's webhook address in the local stack.
+const ROUTING_HTTP: &str = "127.0.0.1:8054";
 const START_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
@@ -30,19 +35,110 @@ struct Process {
     child: Child,
 }
 
-/// Starts everything, shows it, and waits for Ctrl-C.
-pub async fn up() -> anyhow::Result<()> {
+/// What `touchpoint up` does once the stack is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpOptions {
+    /// Run the demo (`--no-demo` skips it).
+    pub demo: bool,
+    /// Keep the stack up after the demo, until Ctrl-C (`--keep`).
+    pub keep: bool,
+    /// Simulated days the demo runs (`--days N`).
+    pub days: i64,
+}
+
+impl UpOptions {
+    /// Reads `up`'s flags.
+    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut options = Self {
+            demo: true,
+            keep: false,
+            days: DEMO_DAYS,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--no-demo" => options.demo = false,
+                "--keep" => options.keep = true,
+                "--days" => {
+                    options.days = args
+                        .next()
+                        .and_then(|d| d.parse().ok())
+                        .filter(|d| (1..=365).contains(d))
+                        .context("--days takes a number of days from 1 to 365")?;
+                }
+                other => bail!("unknown flag {other:?} for up (--no-demo, --keep, --days N)"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The demo's simulated start: a Monday morning, clear of holidays.
+const DEMO_START: &str = "2027-01-04T13:00:00Z";
+/// Simulated seconds per real second in the demo: a day every two seconds.
+const DEMO_SPEED: f64 = 43_200.0;
+/// Simulated days the demo runs unless told otherwise.
+const DEMO_DAYS: i64 = 30;
+/// The database the demo starts afresh each run, unless `DATABASE_URL` is set.
+const DEMO_DATABASE: &str = "touchpoint_demo";
+
+/// Starts everything and shows it; runs the demo unless told not to; stops
+/// everything after the demo, or on Ctrl-C with `--no-demo` or `--keep`.
+pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     let state = PathBuf::from(STATE_DIR);
     std::fs::create_dir_all(state.join("logs")).context("cannot create .local/logs")?;
-    let database_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| DatabaseConfig::DEFAULT_URL.to_owned());
+    let database_url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        // The demo starts from nothing each run: its own database and broker data.
+        Err(_) if options.demo => {
+            let url = DatabaseConfig::DEFAULT_URL
+                .rsplit_once('/')
+                .map(|(server, _)| format!("{server}/{DEMO_DATABASE}"))
+                .context("the default database URL has no name")?;
+            drop_database(&url).await?;
+            url
+        }
+        Err(_) => DatabaseConfig::DEFAULT_URL.to_owned(),
+    };
     ensure_database(&database_url).await?;
+    let clock = options.demo.then(|| ClockConfig::Accelerated {
+        start: DateTime::parse_from_rfc3339(DEMO_START)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|_| Utc::now()),
+        epoch: Utc::now(),
+        speed: DEMO_SPEED,
+    });
 
     let mut processes = Vec::new();
-    let result = start_all(&state, &database_url, &mut processes).await;
+    let result = start_all(&state, &database_url, clock.as_ref(), &mut processes).await;
     if let Err(error) = result {
         stop_all(&mut processes).await;
         return Err(error);
+    }
+    if let Some(clock) = &clock {
+        let settings = demo::Settings {
+            cases: format!("http://127.0.0.1:{}", port_of("cases")),
+            routing: format!("http://127.0.0.1:{}", port_of("routing")),
+            sms_webhook: format!("http://{ROUTING_HTTP}/inbound/sms"),
+            sms_token: local::AUTH_TOKEN.into(),
+            sms_number: local::SMS_FROM.into(),
+            clock: clock.build(),
+            days: options.days,
+        };
+        let outcome = tokio::select! {
+            outcome = demo::run(settings) => outcome.map(|_| ()),
+            _ = tokio::signal::ctrl_c() => {
+                println!("\nstopping...");
+                stop_all(&mut processes).await;
+                return Ok(());
+            }
+            exited = first_exit(&mut processes) => Err(anyhow::anyhow!("{exited} exited during the demo")),
+        };
+        if outcome.is_err() || !options.keep {
+            stop_all(&mut processes).await;
+            println!("stopped.");
+            return outcome;
+        }
     }
     println!("\nTouchpoint is up. Logs: {STATE_DIR}/logs/. Ctrl-C stops everything.");
     tokio::select! {
@@ -54,15 +150,23 @@ pub async fn up() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn port_of(service: &str) -> u16 {
+    SERVICES
+        .iter()
+        .find(|(name, _)| *name == service)
+        .map_or(0, |(_, port)| *port)
+}
+
 async fn start_all(
     state: &Path,
     database_url: &str,
+    clock: Option<&ClockConfig>,
     processes: &mut Vec<Process>,
 ) -> anyhow::Result<()> {
     let brokers = match std::env::var("KAFKA_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => brokers,
         _ => {
-            processes.push(start_broker(state)?);
+            processes.push(start_broker(state, clock.is_some())?);
             wait_for_port(LOCAL_BROKER)
                 .await
                 .context("the broker did not start")?;
@@ -110,6 +214,25 @@ async fn start_all(
         if sandboxed && name == "dispatch" {
             command.envs(local::dispatch_env(&sandbox_ca_file(state)));
         }
+        if sandboxed && name == "routing" {
+            // The sandbox's patients text through routing's webhook, signed
+            // with the account token as the provider signs.
+            command
+                .env("TOUCHPOINT_HTTP_ADDR", ROUTING_HTTP)
+                .env("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN", local::AUTH_TOKEN);
+        }
+        if let Some(ClockConfig::Accelerated {
+            start,
+            epoch,
+            speed,
+        }) = clock
+        {
+            command
+                .env("TOUCHPOINT_CLOCK", "accelerated")
+                .env("TOUCHPOINT_CLOCK_START", start.to_rfc3339())
+                .env("TOUCHPOINT_CLOCK_EPOCH", epoch.to_rfc3339())
+                .env("TOUCHPOINT_CLOCK_SPEED", speed.to_string());
+        }
         let child = command
             .env("DATABASE_URL", database_url)
             .env("KAFKA_BROKERS", &brokers)
@@ -140,11 +263,21 @@ async fn start_all(
     Ok(())
 }
 
-/// Creates the database named in `url` if its server lacks it.
-async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    if PgConnection::connect(url).await.is_ok() {
-        return Ok(());
-    }
+/// Drops the database named in `url`, if it exists, with whoever is connected.
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    let (server, name) = database_name(url)?;
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .context("PostgreSQL is not reachable at DATABASE_URL (run deploy/setup.sh)")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .context("cannot drop the demo database")?;
+    Ok(())
+}
+
+/// The server part of `url` and its database name, checked to be a plain name.
+fn database_name(url: &str) -> anyhow::Result<(&str, &str)> {
     let (server, name) = url
         .rsplit_once('/')
         .map(|(server, name)| (server, name.split('?').next().unwrap_or(name)))
@@ -152,6 +285,15 @@ async fn ensure_database(url: &str) -> anyhow::Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("DATABASE_URL's database name must be letters, digits and '_'");
     }
+    Ok((server, name))
+}
+
+/// Creates the database named in `url` if its server lacks it.
+async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    if PgConnection::connect(url).await.is_ok() {
+        return Ok(());
+    }
+    let (server, name) = database_name(url)?;
     let mut admin = PgConnection::connect(&format!("{server}/postgres"))
         .await
         .context("PostgreSQL is not reachable at DATABASE_URL (run deploy/setup.sh)")?;
@@ -195,15 +337,26 @@ fn start_sandbox(state: &Path, bin_dir: &Path) -> anyhow::Result<Process> {
     })
 }
 
-fn start_broker(state: &Path) -> anyhow::Result<Process> {
+/// Starts Tansu on sqlite storage under `state`; a demo's broker starts empty.
+fn start_broker(state: &Path, fresh: bool) -> anyhow::Result<Process> {
     let log = std::fs::File::create(state.join("logs").join("broker.log"))?;
+    let file = if fresh { "tansu-demo.db" } else { "tansu.db" };
+    if fresh {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = state.join(format!("{file}{suffix}"));
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
     let tansu = touchpoint_platform::tansu::binary();
     let child = Command::new(&tansu)
         .arg("broker")
         // sqlite, so the broker keeps its records across restarts; relative to
         // the working directory.
         .arg("--storage-engine")
-        .arg(format!("sqlite://{STATE_DIR}/tansu.db"))
+        .arg(format!("sqlite://{STATE_DIR}/{file}"))
         .arg("--listener-url")
         .arg(format!("tcp://{LOCAL_BROKER}"))
         .arg("--advertised-listener-url")
@@ -276,5 +429,56 @@ async fn stop_all(processes: &mut Vec<Process>) {
             );
             let _ = process.child.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<UpOptions> {
+        UpOptions::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn up_runs_the_demo_and_stops_unless_told_otherwise() {
+        let plain = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            plain,
+            UpOptions {
+                demo: true,
+                keep: false,
+                days: DEMO_DAYS
+            }
+        );
+        let kept = parse(&["--keep", "--days", "10"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(kept.demo && kept.keep && kept.days == 10);
+        assert!(!parse(&["--no-demo"]).is_ok_and(|o| o.demo));
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_what_up_takes() {
+        for bad in [
+            &["--days"][..],
+            &["--days", "0"],
+            &["--days", "x"],
+            &["--fast"],
+        ] {
+            let error = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                error.contains("--days") || error.contains("--no-demo"),
+                "{bad:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_database_name_must_be_plain() {
+        assert_eq!(
+            database_name("postgres://u@h:5432/touchpoint_demo?sslmode=disable").ok(),
+            Some(("postgres://u@h:5432", "touchpoint_demo"))
+        );
+        assert!(database_name("postgres://u@h/x;DROP").is_err());
+        assert!(database_name("postgres://u@h/").is_err());
     }
 }

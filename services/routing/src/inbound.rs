@@ -43,8 +43,10 @@ use crate::tasks::{HIGH_PRIORITY, Kind, NewTask};
 /// How long after receipt a possible adverse event must be reported.
 pub const REPORT_WITHIN: TimeDelta = TimeDelta::hours(24);
 
-/// How long a keyword's answer may wait for dispatch before it is pointless.
-const REPLY_WITHIN: TimeDelta = TimeDelta::hours(1);
+/// How long a keyword's answer may wait for dispatch. Carriers require the
+/// answer, so a late one beats none (an hour lost STOP confirmations to a
+/// dispatch backlog); a day later it would only puzzle.
+const REPLY_WITHIN: TimeDelta = TimeDelta::hours(24);
 
 /// The step id keyword answers carry.
 pub const KEYWORD_REPLY_STEP: &str = "keyword-reply";

@@ -3,6 +3,9 @@
 //! up` starts it and points dispatch at it. What it takes stays in memory; it
 //! logs counts, never a number, an address or a text.
 //!
+//! Every SMS it takes is reported delivered to the message's status callback
+//! within a fraction of a second.
+//!
 //! Addresses: `TOUCHPOINT_SANDBOX_SMS_ADDR` (default 127.0.0.1:8081),
 //! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082), `TOUCHPOINT_SANDBOX_SMTP_ADDR`
 //! (127.0.0.1:2525). Credentials are the development ones in
@@ -64,9 +67,20 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut seen = (0, 0, 0);
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut reported = 0;
+    let mut deliver = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = deliver.tick() => {
+                // Every message reaches its handset: reported delivered to its
+                // callback, as the provider reports.
+                let received = sms.received();
+                for message in received.iter().skip(reported) {
+                    sms.report(&message.sid, "delivered", None).await;
+                }
+                reported = received.len();
+            }
             _ = tick.tick() => {
                 let now = (sms.received().len(), fax.received().len(), smtp.mails().len());
                 if now != seen {

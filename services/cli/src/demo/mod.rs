@@ -1,0 +1,366 @@
+//! The demo `touchpoint up` runs on the local stack: a small team, six patients
+//! enrolled at once, the programs' weeks on an accelerated clock, simulated
+//! patients texting back through the SMS webhook as the provider would. It
+//! shows a live line of counts, then each case's timeline and the KPI table.
+//!
+//! Everything goes through the services' public doors: cases and routing over
+//! gRPC, replies as signed Twilio webhooks, progress from cases' event stream.
+//! Nothing it prints carries a name, a number, an address or a message text.
+
+pub mod cast;
+pub mod show;
+pub mod tally;
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, TimeDelta, Utc};
+use tonic::transport::Channel as GrpcChannel;
+use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::http_client::{Exchange, HttpClient};
+use touchpoint_platform::signature;
+use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
+use touchpoint_proto::v1::{
+    AssignCoordinatorRequest, Channel, CommandMeta, ConsentSource, ContactPoints, Coordinator,
+    GetTimelineRequest, OpenCaseRequest, Person, PersonName, Presence, RecordConsentRequest,
+    RecordTherapyEventRequest, Shift, TherapyEventKind, TimelineEntry, UpsertCoordinatorRequest,
+    WatchEventsRequest,
+};
+
+use cast::{PATIENTS, Patient, TEAM};
+use tally::Tally;
+
+/// Where the demo finds the stack, and how long it runs.
+pub struct Settings {
+    /// The cases service (`http://host:port`).
+    pub cases: String,
+    /// The routing service's gRPC (`http://host:port`).
+    pub routing: String,
+    /// Routing's SMS webhook, as the provider calls it (its signature covers it).
+    pub sms_webhook: String,
+    /// The token the provider signs webhooks with.
+    pub sms_token: String,
+    /// The program's SMS number, which patients text.
+    pub sms_number: String,
+    /// The services' clock.
+    pub clock: SharedClock,
+    /// Simulated days to run.
+    pub days: i64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("cases", &self.cases)
+            .field("routing", &self.routing)
+            .field("sms_webhook", &self.sms_webhook)
+            .field("days", &self.days)
+            .finish_non_exhaustive()
+    }
+}
+
+/// After the last simulated day, how long the last events get to arrive.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// What the demo saw.
+#[derive(Debug)]
+pub struct Report {
+    /// The counts over its cases' events.
+    pub tally: Tally,
+    /// Each patient with their case's timeline.
+    pub timelines: Vec<(Patient, Vec<TimelineEntry>)>,
+}
+
+/// Runs the demo to its end, prints what happened and returns it.
+pub async fn run(settings: Settings) -> anyhow::Result<Report> {
+    let mut cases = CaseServiceClient::connect(settings.cases.clone())
+        .await
+        .context("cannot reach cases")?;
+    let mut routing = RoutingServiceClient::connect(settings.routing.clone())
+        .await
+        .context("cannot reach routing")?;
+    for member in &TEAM {
+        routing
+            .upsert_coordinator(UpsertCoordinatorRequest {
+                coordinator: Some(coordinator(member)),
+            })
+            .await
+            .context("UpsertCoordinator")?;
+    }
+    // From the start of the stream: the cursor of the first entry is not known
+    // before the cases exist, and entries of other cases are skipped.
+    let mut events = cases
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .context("WatchEvents")?
+        .into_inner();
+
+    let start = settings.clock.now();
+    let mut demo_cases: HashMap<String, usize> = HashMap::new();
+    let mut case_ids = Vec::new();
+    for (i, patient) in PATIENTS.iter().enumerate() {
+        let case_id = enrol(&mut cases, patient, start, i).await?;
+        demo_cases.insert(case_id.clone(), i);
+        case_ids.push(case_id);
+    }
+    println!(
+        "\ndemo: {} cases enrolled at {} (simulated); running {} simulated days, a day every {:.1} s\n",
+        PATIENTS.len(),
+        start.format("%a %Y-%m-%d %H:%M UTC"),
+        settings.days,
+        real_seconds_per_day(&settings.clock)
+    );
+
+    let end = start + TimeDelta::days(settings.days);
+    let web = HttpClient::new(Duration::from_secs(10));
+    let mut replied = vec![false; PATIENTS.len()];
+    let mut tally = Tally::default();
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut settle_until: Option<tokio::time::Instant> = None;
+    let mut last_printed = None;
+    loop {
+        tokio::select! {
+            entry = events.message() => {
+                let Some(entry) = entry.context("the event stream broke")? else {
+                    bail!("cases ended the event stream");
+                };
+                let Some(event) = &entry.event else { continue };
+                let Some(&index) = demo_cases.get(&event.case_id) else { continue };
+                tally.add(event);
+                if let Some(Payload::AttemptSent(sent)) = &event.payload
+                    && sent.channel == Channel::Sms as i32
+                    && !replied[index]
+                    && let Some(reply) = PATIENTS[index].reply
+                {
+                    replied[index] = true;
+                    let sid = format!("SMdemo{}", sent.attempt_id.replace('-', ""));
+                    text_back(&web, &settings, PATIENTS[index].mobile, reply.text(), &sid).await?;
+                }
+            }
+            _ = ticker.tick() => {
+                let now = settings.clock.now();
+                let day = (now - start).num_days().min(settings.days);
+                progress(&tally, day, settings.days, &mut last_printed);
+                match settle_until {
+                    None if now >= end => settle_until = Some(tokio::time::Instant::now() + SETTLE),
+                    Some(at) if tokio::time::Instant::now() >= at => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    println!("\n");
+
+    let mut timelines = Vec::new();
+    for (case_id, patient) in case_ids.iter().zip(PATIENTS.iter()) {
+        let entries = timeline(&mut cases, case_id).await?;
+        print!("{}", show::timeline(patient, case_id, &entries));
+        timelines.push((*patient, entries));
+    }
+    print!("{}", show::kpi_table(&tally.kpis(PATIENTS.len())));
+    Ok(Report { tally, timelines })
+}
+
+fn real_seconds_per_day(clock: &SharedClock) -> f64 {
+    let now = clock.now();
+    clock
+        .real_wait_until(now + TimeDelta::days(1))
+        .as_secs_f64()
+}
+
+/// The live line: rewritten in place on a terminal; elsewhere (a log, CI) a
+/// new line every fifth simulated day.
+fn progress(tally: &Tally, day: i64, days: i64, last_printed: &mut Option<i64>) {
+    let terminal = std::io::stdout().is_terminal();
+    if !terminal && last_printed.is_some_and(|last| day < last + 5 && day < days) {
+        return;
+    }
+    if !terminal && *last_printed == Some(day) {
+        return;
+    }
+    *last_printed = Some(day);
+    print!(
+        "{}day {day:>3} of {days} | requested {:>3} | sent {:>3} | delivered {:>3} | replies {:>2} | routed {:>2} | suppressed {:>3} | AE flags {} {}",
+        if terminal { "\r " } else { " " },
+        tally.requested,
+        tally.sent_total(),
+        tally.delivered,
+        tally.replies,
+        tally.routed,
+        tally.suppressed_total(),
+        tally.ae_flags,
+        if terminal { "" } else { "\n" },
+    );
+    let _ = std::io::stdout().flush();
+}
+
+/// Opens `patient`'s case at `at` with their consents, coordinator and therapy.
+async fn enrol(
+    cases: &mut CaseServiceClient<GrpcChannel>,
+    patient: &Patient,
+    at: DateTime<Utc>,
+    index: usize,
+) -> anyhow::Result<String> {
+    let meta = |what: &str| {
+        Some(CommandMeta {
+            request_id: format!("demo-{}-{index}-{what}", at.timestamp()),
+            expected_version: None,
+            actor: "touchpoint-demo".into(),
+        })
+    };
+    let case_id = cases
+        .open_case(OpenCaseRequest {
+            meta: meta("open"),
+            program_id: patient.program.into(),
+            language: patient.language as i32,
+            time_zone: patient.zone.into(),
+            patient: Some(Person {
+                name: Some(PersonName {
+                    given_name: patient.name.0.into(),
+                    family_name: patient.name.1.into(),
+                }),
+                contact: Some(ContactPoints {
+                    mobile_e164: patient.mobile.into(),
+                    email: patient.email.into(),
+                    ..ContactPoints::default()
+                }),
+                relationship: String::new(),
+            }),
+            caregiver: None,
+            prescriber_fax: String::new(),
+            enrolled_at: Some(timestamp(at)),
+        })
+        .await
+        .context("OpenCase")?
+        .into_inner()
+        .case_id;
+    for channel in patient.consents {
+        cases
+            .record_consent(RecordConsentRequest {
+                meta: meta(channel.as_str_name()),
+                case_id: case_id.clone(),
+                channel: *channel as i32,
+                source: ConsentSource::WrittenForm as i32,
+            })
+            .await
+            .context("RecordConsent")?;
+    }
+    cases
+        .assign_coordinator(AssignCoordinatorRequest {
+            meta: meta("assign"),
+            case_id: case_id.clone(),
+            coordinator_id: cast::coordinator_for(patient).into(),
+            navigator_id: "nav-ines".into(),
+        })
+        .await
+        .context("AssignCoordinator")?;
+    // Therapy starts two days in; a refill patient's first fill lasts ten days.
+    let (kind, days_supply) = if patient.program == "refill-reminder" {
+        (TherapyEventKind::Fill, 10)
+    } else {
+        (TherapyEventKind::TherapyStart, 0)
+    };
+    cases
+        .record_therapy_event(RecordTherapyEventRequest {
+            meta: meta("therapy"),
+            case_id: case_id.clone(),
+            kind: kind as i32,
+            at: Some(timestamp(at + TimeDelta::days(2))),
+            days_supply,
+        })
+        .await
+        .context("RecordTherapyEvent")?;
+    Ok(case_id)
+}
+
+/// A patient's text arriving as the SMS provider delivers it: a signed form post.
+async fn text_back(
+    web: &HttpClient,
+    settings: &Settings,
+    from: &str,
+    body: &str,
+    sid: &str,
+) -> anyhow::Result<()> {
+    let params = vec![
+        ("Body".to_owned(), body.to_owned()),
+        ("From".to_owned(), from.to_owned()),
+        ("MessageSid".to_owned(), sid.to_owned()),
+        ("To".to_owned(), settings.sms_number.clone()),
+    ];
+    let signed = signature::sign(&settings.sms_token, &settings.sms_webhook, &params);
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        (signature::HEADER, signed.as_str()),
+    ];
+    match web
+        .send(
+            http::Method::POST,
+            &settings.sms_webhook,
+            &headers,
+            form.into_bytes(),
+        )
+        .await
+    {
+        Exchange::Answered { status, .. } if status.is_success() => Ok(()),
+        Exchange::Answered { status, .. } => {
+            bail!("routing answered a patient's text with {status}")
+        }
+        _ => bail!("routing's SMS webhook did not answer"),
+    }
+}
+
+async fn timeline(
+    cases: &mut CaseServiceClient<GrpcChannel>,
+    case_id: &str,
+) -> anyhow::Result<Vec<TimelineEntry>> {
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = cases
+            .get_timeline(GetTimelineRequest {
+                case_id: case_id.into(),
+                kinds: vec![],
+                page_size: 1000,
+                page_token,
+            })
+            .await
+            .context("GetTimeline")?
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return Ok(entries);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// A demo team member on the roster: the programs, Monday to Saturday 08:00 to
+/// 20:00 in their zone, available.
+fn coordinator(member: &cast::Member) -> Coordinator {
+    Coordinator {
+        coordinator_id: member.id.into(),
+        role: member.role as i32,
+        time_zone: member.zone.into(),
+        program_ids: vec!["adherence".into(), "refill-reminder".into()],
+        languages: member.languages.iter().map(|l| *l as i32).collect(),
+        skills: vec![],
+        capacity: 50,
+        presence: Presence::Available as i32,
+        shifts: (1..=6)
+            .map(|weekday| Shift {
+                weekday,
+                start: "08:00".into(),
+                end: "20:00".into(),
+            })
+            .collect(),
+        open_tasks: 0,
+    }
+}

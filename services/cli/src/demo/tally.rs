@@ -1,0 +1,288 @@
+//! Counts and KPIs from case timeline entries: what the demo's live line and
+//! its closing table show. Pure: fed entries, asked for figures.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{Channel, Envelope, SuppressionReason};
+
+/// Running counts over the events of the cases being watched.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Touchpoints cadence asked for (`OutreachRequested`).
+    pub requested: usize,
+    /// Attempts sent, by channel.
+    pub sent: BTreeMap<&'static str, usize>,
+    /// Attempts delivered.
+    pub delivered: usize,
+    /// Attempts failed.
+    pub failed: usize,
+    /// Attempts suppressed, by reason.
+    pub suppressed: BTreeMap<&'static str, usize>,
+    /// Call tasks put on a coordinator's worklist.
+    pub call_tasks: usize,
+    /// Inbound contacts.
+    pub replies: usize,
+    /// Inbound contacts routed to someone or a queue.
+    pub routed: usize,
+    /// Opt-outs.
+    pub opt_outs: usize,
+    /// Possible adverse events flagged.
+    pub ae_flags: usize,
+    /// Callbacks promised.
+    pub callbacks: usize,
+    /// Each attempt's channel, to credit replies to it.
+    attempt_channels: HashMap<String, &'static str>,
+    /// Attempts answered by a reply, by channel.
+    reached: BTreeMap<&'static str, usize>,
+    /// When each case was opened, and when it was first sent something.
+    opened: HashMap<String, DateTime<Utc>>,
+    first_sent: HashMap<String, DateTime<Utc>>,
+    /// Each case's attempts (sent, failed or suppressed).
+    attempts_per_case: HashMap<String, usize>,
+}
+
+impl Tally {
+    /// Counts `event`.
+    pub fn add(&mut self, event: &Envelope) {
+        let Some(payload) = &event.payload else {
+            return;
+        };
+        let case = &event.case_id;
+        let at = event
+            .occurred_at
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        match payload {
+            Payload::CaseOpened(_) => {
+                if let Some(at) = at {
+                    self.opened.insert(case.clone(), at);
+                }
+            }
+            Payload::OutreachRequested(_) => self.requested += 1,
+            Payload::AttemptSent(sent) => {
+                let channel = channel_name(sent.channel);
+                *self.sent.entry(channel).or_default() += 1;
+                self.attempt_channels
+                    .insert(sent.attempt_id.clone(), channel);
+                *self.attempts_per_case.entry(case.clone()).or_default() += 1;
+                if let Some(at) = at {
+                    self.first_sent.entry(case.clone()).or_insert(at);
+                }
+            }
+            Payload::AttemptDelivered(_) => self.delivered += 1,
+            Payload::AttemptFailed(_) => {
+                self.failed += 1;
+                *self.attempts_per_case.entry(case.clone()).or_default() += 1;
+            }
+            Payload::AttemptSuppressed(suppressed) => {
+                *self
+                    .suppressed
+                    .entry(reason_name(suppressed.reason))
+                    .or_default() += 1;
+            }
+            Payload::CallTaskRequested(task) => {
+                self.call_tasks += 1;
+                self.attempt_channels
+                    .insert(task.attempt_id.clone(), "voice");
+                *self.attempts_per_case.entry(case.clone()).or_default() += 1;
+            }
+            Payload::InboundReceived(inbound) => {
+                self.replies += 1;
+                if let Some(channel) = self.attempt_channels.get(&inbound.in_reply_to_attempt_id) {
+                    *self.reached.entry(channel).or_default() += 1;
+                }
+            }
+            Payload::ContactRouted(_) => self.routed += 1,
+            Payload::OptOutReceived(_) => self.opt_outs += 1,
+            Payload::AdverseEventSuspected(_) => self.ae_flags += 1,
+            Payload::CallbackRequested(_) => self.callbacks += 1,
+            _ => {}
+        }
+    }
+
+    /// Attempts sent over every channel.
+    pub fn sent_total(&self) -> usize {
+        self.sent.values().sum()
+    }
+
+    /// Attempts suppressed for any reason.
+    pub fn suppressed_total(&self) -> usize {
+        self.suppressed.values().sum()
+    }
+
+    /// The KPI table's rows: name and value, for `cases` cases.
+    pub fn kpis(&self, cases: usize) -> Vec<(String, String)> {
+        let mut rows = Vec::new();
+        let attempts: usize = self.attempts_per_case.values().sum();
+        rows.push((
+            "attempts per case".into(),
+            format!("{:.1}", ratio(attempts, cases)),
+        ));
+        for (channel, sent) in &self.sent {
+            let reached = self.reached.get(channel).copied().unwrap_or(0);
+            rows.push((
+                format!("contact rate, {channel}"),
+                format!(
+                    "{:.0}% ({reached} of {sent})",
+                    100.0 * ratio(reached, *sent)
+                ),
+            ));
+        }
+        let waits: Vec<TimeDelta> = self
+            .first_sent
+            .iter()
+            .filter_map(|(case, sent)| self.opened.get(case).map(|opened| *sent - *opened))
+            .collect();
+        if !waits.is_empty() {
+            let mean_hours = waits.iter().map(|w| w.num_minutes()).sum::<i64>() as f64
+                / 60.0
+                / waits.len() as f64;
+            rows.push((
+                "time to first contact (mean)".into(),
+                format!("{:.1} days", mean_hours / 24.0),
+            ));
+        }
+        rows.push((
+            "backlog (asked for, not yet attempted)".into(),
+            self.requested
+                .saturating_sub(attempts + self.suppressed_total())
+                .to_string(),
+        ));
+        for (reason, n) in &self.suppressed {
+            rows.push((format!("suppressed, {reason}"), n.to_string()));
+        }
+        rows.push((
+            "opt-out rate".into(),
+            format!(
+                "{:.0}% ({} of {cases} cases)",
+                100.0 * ratio(self.opt_outs, cases),
+                self.opt_outs
+            ),
+        ));
+        rows.push(("callbacks promised".into(), self.callbacks.to_string()));
+        rows.push(("AE flags open".into(), self.ae_flags.to_string()));
+        rows
+    }
+}
+
+fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// A channel's short name.
+pub fn channel_name(channel: i32) -> &'static str {
+    match Channel::try_from(channel) {
+        Ok(Channel::Sms) => "sms",
+        Ok(Channel::Email) => "email",
+        Ok(Channel::Voice) => "voice",
+        Ok(Channel::Fax) => "fax",
+        _ => "other",
+    }
+}
+
+/// A suppression reason's short name.
+pub fn reason_name(reason: i32) -> &'static str {
+    match SuppressionReason::try_from(reason) {
+        Ok(SuppressionReason::NoConsent) => "no consent",
+        Ok(SuppressionReason::OptedOut) => "opted out",
+        Ok(SuppressionReason::OutsideContactWindow) => "outside contact window",
+        Ok(SuppressionReason::FrequencyCap) => "frequency cap",
+        Ok(SuppressionReason::Expired) => "expired",
+        Ok(SuppressionReason::CaseNotActive) => "case not active",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::Timestamp;
+    use touchpoint_proto::v1::{
+        AttemptSent, AttemptSuppressed, CaseOpened, InboundReceived, OptOutReceived,
+    };
+
+    use super::*;
+
+    fn event(case: &str, day: i64, payload: Payload) -> Envelope {
+        Envelope {
+            case_id: case.into(),
+            occurred_at: Some(Timestamp {
+                seconds: 1_790_000_000 + day * 86_400,
+                nanos: 0,
+            }),
+            payload: Some(payload),
+            ..Envelope::default()
+        }
+    }
+
+    fn sent(case: &str, day: i64, attempt: &str, channel: Channel) -> Envelope {
+        event(
+            case,
+            day,
+            Payload::AttemptSent(AttemptSent {
+                attempt_id: attempt.into(),
+                channel: channel as i32,
+                ..AttemptSent::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn replies_count_towards_the_channel_of_the_attempt_they_answer() {
+        let mut tally = Tally::default();
+        for case in ["a", "b"] {
+            tally.add(&event(case, 0, Payload::CaseOpened(CaseOpened::default())));
+        }
+        tally.add(&sent("a", 1, "a-1", Channel::Sms));
+        tally.add(&sent("b", 3, "b-1", Channel::Sms));
+        tally.add(&sent("b", 4, "b-2", Channel::Email));
+        tally.add(&event(
+            "a",
+            1,
+            Payload::InboundReceived(InboundReceived {
+                in_reply_to_attempt_id: "a-1".into(),
+                ..InboundReceived::default()
+            }),
+        ));
+        tally.add(&event(
+            "b",
+            5,
+            Payload::OptOutReceived(OptOutReceived::default()),
+        ));
+        tally.add(&event(
+            "b",
+            6,
+            Payload::AttemptSuppressed(AttemptSuppressed {
+                reason: SuppressionReason::OptedOut as i32,
+                ..AttemptSuppressed::default()
+            }),
+        ));
+
+        assert_eq!(tally.sent_total(), 3);
+        assert_eq!(tally.replies, 1);
+        let kpis: HashMap<String, String> = tally.kpis(2).into_iter().collect();
+        assert_eq!(kpis["contact rate, sms"], "50% (1 of 2)");
+        assert_eq!(kpis["contact rate, email"], "0% (0 of 1)");
+        assert_eq!(kpis["attempts per case"], "1.5");
+        assert_eq!(kpis["time to first contact (mean)"], "2.0 days");
+        assert_eq!(kpis["suppressed, opted out"], "1");
+        assert_eq!(kpis["opt-out rate"], "50% (1 of 2 cases)");
+    }
+
+    #[test]
+    fn an_event_without_a_payload_or_time_is_skipped_not_a_panic() {
+        let mut tally = Tally::default();
+        tally.add(&Envelope::default());
+        tally.add(&Envelope {
+            payload: Some(Payload::AttemptSent(AttemptSent::default())),
+            ..Envelope::default()
+        });
+        assert_eq!(tally.sent_total(), 1);
+        assert!(tally.kpis(0).iter().all(|(_, v)| !v.contains("NaN")));
+    }
+}
