@@ -32,12 +32,13 @@ use touchpoint_proto::v1::{
 };
 use uuid::Uuid;
 
+use crate::batcher::Batcher;
 use crate::domain::decision::{Decision, Rule, decide};
 use crate::domain::keywords::{self, Intent, Reading};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
-use crate::recorder::{Record, Recorder};
-use crate::store::{self, FoundCase, StoreError};
+use crate::recorder::{self, Record, Recorder};
+use crate::store::{self, FoundCase, Lookup, StoreError};
 use crate::tasks::{HIGH_PRIORITY, Kind, NewTask};
 
 /// How long after receipt a possible adverse event must be reported.
@@ -47,6 +48,9 @@ pub const REPORT_WITHIN: TimeDelta = TimeDelta::hours(24);
 /// answer, so a late one beats none (an hour lost STOP confirmations to a
 /// dispatch backlog); a day later it would only puzzle.
 const REPLY_WITHIN: TimeDelta = TimeDelta::hours(24);
+
+/// The most senders one lookup statement identifies.
+const MAX_LOOKUPS: usize = 256;
 
 /// The step id keyword answers carry.
 pub const KEYWORD_REPLY_STEP: &str = "keyword-reply";
@@ -109,6 +113,7 @@ pub struct Inbound {
     outreach_topic: String,
     settings: Settings,
     recorder: Recorder,
+    finder: Batcher<Lookup, Vec<FoundCase>>,
 }
 
 impl Inbound {
@@ -124,7 +129,13 @@ impl Inbound {
     ) -> Self {
         let (topic, outreach_topic) = topics;
         Self {
-            recorder: Recorder::start(&pool),
+            recorder: recorder::start(&pool),
+            finder: Batcher::start(
+                &pool,
+                "sender lookups",
+                MAX_LOOKUPS,
+                |connection, lookups| Box::pin(store::cases_reached(connection, lookups)),
+            ),
             pool,
             roster,
             lexicon,
@@ -141,7 +152,13 @@ impl Inbound {
         let cases = match &sender {
             Some(key) => {
                 let since = contact.received_at - self.settings.reply_window;
-                store::cases_reached(&self.pool, &key.index_key(), channel_name, since).await?
+                self.finder
+                    .call(Lookup {
+                        contact_key: key.index_key(),
+                        channel: channel_name,
+                        since,
+                    })
+                    .await?
             }
             None => Vec::new(),
         };
@@ -334,7 +351,7 @@ impl Inbound {
             .collect();
         let written = self
             .recorder
-            .write(Record {
+            .call(Record {
                 inbound_id,
                 channel: channel_name,
                 provider_message_id: contact.provider_message_id.clone(),

@@ -6,6 +6,7 @@
 //! service on a free port.
 
 pub mod api;
+pub mod batcher;
 pub mod domain;
 pub mod inbound;
 pub mod projection;

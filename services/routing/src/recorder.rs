@@ -1,7 +1,6 @@
-//! Writes routed contacts in batches: every contact that arrives while a
-//! transaction is being written waits for the next one, so a burst of calls
-//! costs one commit, one insert of inbound rows and one outbox append instead
-//! of one each. A contact is answered only once its batch has committed.
+//! Writes routed contacts in batches ([`Batcher`]): a burst of calls costs one
+//! statement and one commit, not one each. A contact is answered only once
+//! its batch has committed.
 //!
 //! A provider message id seen before (in the table or earlier in the batch)
 //! is not written again; its caller is told so and answers with the first
@@ -10,18 +9,16 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::{ConnectOptions as _, PgConnection, PgPool};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{PgConnection, PgPool};
 use touchpoint_platform::outbox::{NOTIFY_RELAY, OutboxColumns, OutgoingEvent};
 use uuid::Uuid;
 
+use crate::batcher::Batcher;
 use crate::store::StoreError;
 use crate::tasks::NewTask;
 
-/// The most contacts one transaction writes.
+/// The most contacts one statement writes.
 const MAX_BATCH: usize = 256;
-/// Contacts waiting for a batch before callers wait to queue.
-const QUEUE: usize = 4096;
 
 /// One routed contact, ready to write.
 #[derive(Debug)]
@@ -50,76 +47,15 @@ pub struct Record {
     pub events: Vec<OutgoingEvent>,
 }
 
-/// Whether a record was written, or was a repeat of one written before.
-pub type Written = Result<bool, String>;
+/// The writer: each record answers true once written, false when its provider
+/// message id had been written before.
+pub type Recorder = Batcher<Record, bool>;
 
-type Job = (Record, oneshot::Sender<Written>);
-
-/// The handle callers write through.
-#[derive(Debug, Clone)]
-pub struct Recorder {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Recorder {
-    /// Starts the writer on a connection of its own to `pool`'s database; it
-    /// stops when every handle is dropped.
-    pub fn start(pool: &PgPool) -> Self {
-        // The batch statement takes longer to plan than to run, and its best
-        // plan does not depend on its arrays: planned once per connection
-        // (a plan per batch cost 0.7 ms of the database's time).
-        let options = pool
-            .connect_options()
-            .as_ref()
-            .clone()
-            .options([("plan_cache_mode", "force_generic_plan")]);
-        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            let mut connection: Option<PgConnection> = None;
-            while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (records, replies): (Vec<Record>, Vec<_>) = batch.drain(..).unzip();
-                let written = match &mut connection {
-                    Some(connection) => write(connection, &records).await,
-                    None => match options.connect().await {
-                        Ok(fresh) => write(connection.insert(fresh), &records).await,
-                        Err(error) => Err(error.into()),
-                    },
-                };
-                if written.is_err() {
-                    connection = None; // A broken connection is replaced next batch.
-                }
-                match written {
-                    Ok(written) => {
-                        for (reply, written) in replies.into_iter().zip(written) {
-                            let _ = reply.send(Ok(written));
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, contacts = records.len(), "inbound batch not written");
-                        for reply in replies {
-                            let _ = reply.send(Err(error.to_string()));
-                        }
-                    }
-                }
-            }
-        });
-        Self { jobs }
-    }
-
-    /// Writes `record` with the next batch; true once written, false when its
-    /// provider message id had been written before.
-    pub async fn write(&self, record: Record) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send((record, reply))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
-        answer
-            .await
-            .map_err(|_| StoreError::Stopped)?
-            .map_err(StoreError::Batch)
-    }
+/// Starts the writer on a connection of its own to `pool`'s database.
+pub fn start(pool: &PgPool) -> Recorder {
+    Batcher::start(pool, "inbound writes", MAX_BATCH, |connection, records| {
+        Box::pin(write(connection, records))
+    })
 }
 
 /// Writes `records` in one statement, so one round trip and one commit: the

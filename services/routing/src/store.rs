@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row as _};
+use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_proto::v1::Language;
 
 use crate::domain::decision::CaseRouting;
@@ -231,45 +231,79 @@ pub struct FoundCase {
     pub in_reply_to: Option<String>,
 }
 
-/// The cases `contact_key` reaches, by case id, each with the attempt sent to it
-/// on `channel` since `since`, in one query.
+/// One sender to identify.
+#[derive(Clone)]
+pub struct Lookup {
+    /// The sender's contact key (patient data).
+    pub contact_key: String,
+    /// The channel the contact came by.
+    pub channel: &'static str,
+    /// The start of the reply window.
+    pub since: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The contact key is a phone number or an address: never shown.
+        f.debug_struct("Lookup")
+            .field("channel", &self.channel)
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
+}
+
+/// For each lookup, the cases its contact key reaches, by case id, each with
+/// the latest attempt sent to it on the lookup's channel since `since` (which
+/// the contact answers). One statement for the lot.
 pub async fn cases_reached(
-    pool: &PgPool,
-    contact_key: &str,
-    channel: &str,
-    since: DateTime<Utc>,
-) -> Result<Vec<FoundCase>, StoreError> {
+    connection: &mut PgConnection,
+    lookups: &[Lookup],
+) -> Result<Vec<Vec<FoundCase>>, StoreError> {
     let rows = sqlx::query(
-        "SELECT v.case_id, v.program_id, v.language, v.coordinator_id, v.navigator_id,
+        "SELECT x.n, v.case_id, v.program_id, v.language, v.coordinator_id, v.navigator_id,
                 a.attempt_id
-         FROM case_contacts c
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[])
+              WITH ORDINALITY AS x(contact_key, channel, since, n)
+         JOIN case_contacts c ON c.contact_key = x.contact_key
          JOIN case_views v ON v.case_id = c.case_id
          LEFT JOIN last_attempts a
-                ON a.case_id = v.case_id AND a.channel = $2 AND a.sent_at >= $3
-         WHERE c.contact_key = $1 ORDER BY v.case_id",
+                ON a.case_id = v.case_id AND a.channel = x.channel AND a.sent_at >= x.since
+         ORDER BY x.n, v.case_id",
     )
-    .bind(contact_key)
-    .bind(channel)
-    .bind(since)
-    .fetch_all(pool)
+    .bind(
+        lookups
+            .iter()
+            .map(|l| l.contact_key.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(lookups.iter().map(|l| l.channel).collect::<Vec<_>>())
+    .bind(lookups.iter().map(|l| l.since).collect::<Vec<_>>())
+    .fetch_all(connection)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let language: String = row.try_get("language")?;
-            let assigned = |column| -> Result<Option<String>, StoreError> {
-                let id: String = row.try_get(column)?;
-                Ok(Some(id).filter(|id| !id.is_empty()))
-            };
-            Ok(FoundCase {
-                case_id: row.try_get("case_id")?,
-                routing: CaseRouting {
-                    program_id: row.try_get("program_id")?,
-                    language: language_from(&language).ok_or(StoreError::Corrupt("language"))?,
-                    coordinator_id: assigned("coordinator_id")?,
-                    navigator_id: assigned("navigator_id")?,
-                },
-                in_reply_to: row.try_get("attempt_id")?,
-            })
-        })
-        .collect()
+    let mut found = vec![Vec::new(); lookups.len()];
+    for row in &rows {
+        let n: i64 = row.try_get("n")?;
+        let language: String = row.try_get("language")?;
+        let assigned = |column| -> Result<Option<String>, StoreError> {
+            let id: String = row.try_get(column)?;
+            Ok(Some(id).filter(|id| !id.is_empty()))
+        };
+        let case = FoundCase {
+            case_id: row.try_get("case_id")?,
+            routing: CaseRouting {
+                program_id: row.try_get("program_id")?,
+                language: language_from(&language).ok_or(StoreError::Corrupt("language"))?,
+                coordinator_id: assigned("coordinator_id")?,
+                navigator_id: assigned("navigator_id")?,
+            },
+            in_reply_to: row.try_get("attempt_id")?,
+        };
+        // ORDINALITY counts from 1.
+        let slot = usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| found.get_mut(i))
+            .ok_or(StoreError::Corrupt("lookup number"))?;
+        slot.push(case);
+    }
+    Ok(found)
 }
