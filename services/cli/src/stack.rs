@@ -265,15 +265,31 @@ async fn start_all(
 
 /// Drops the database named in `url`, if it exists, with whoever is connected.
 async fn drop_database(url: &str) -> anyhow::Result<()> {
+    on_server(
+        url,
+        |name| format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        "cannot drop the demo database",
+    )
+    .await
+    .map(drop)
+}
+
+/// Runs `statement` about the database named in `url` from its server's
+/// `postgres` database; returns the name.
+async fn on_server(
+    url: &str,
+    statement: impl Fn(&str) -> String,
+    failure: &'static str,
+) -> anyhow::Result<String> {
     let (server, name) = database_name(url)?;
     let mut admin = PgConnection::connect(&format!("{server}/postgres"))
         .await
         .context("PostgreSQL is not reachable at DATABASE_URL (run deploy/setup.sh)")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    sqlx::query(&statement(name))
         .execute(&mut admin)
         .await
-        .context("cannot drop the demo database")?;
-    Ok(())
+        .context(failure)?;
+    Ok(name.to_owned())
 }
 
 /// The server part of `url` and its database name, checked to be a plain name.
@@ -293,14 +309,12 @@ async fn ensure_database(url: &str) -> anyhow::Result<()> {
     if PgConnection::connect(url).await.is_ok() {
         return Ok(());
     }
-    let (server, name) = database_name(url)?;
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .context("PostgreSQL is not reachable at DATABASE_URL (run deploy/setup.sh)")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .context("cannot create the database")?;
+    let name = on_server(
+        url,
+        |name| format!("CREATE DATABASE {name}"),
+        "cannot create the database",
+    )
+    .await?;
     println!("created database {name}");
     Ok(())
 }
