@@ -101,7 +101,22 @@ async fn the_demo_shows_texts_answers_an_opt_out_a_side_effect_and_an_email_fall
     })
     .await
     .unwrap_or_else(|e| panic!("the demo failed: {e:#}"));
+    // `touchpoint kpi` reads the same story back from cases.
+    let counted =
+        touchpoint_cli::kpi::tally_all(&format!("http://{cases}"), Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|e| panic!("kpi: {e:#}"));
     shutdown.trigger();
+    assert_eq!(counted.cases(), demo::cast::PATIENTS.len());
+    assert_eq!(
+        (counted.ae_flags, counted.opt_outs, counted.replies),
+        (
+            report.tally.ae_flags,
+            report.tally.opt_outs,
+            report.tally.replies
+        )
+    );
+    assert!(counted.sent_total() >= report.tally.sent_total());
 
     let tally = &report.tally;
     assert!(tally.sent.get("sms").is_some_and(|n| *n >= 4), "{tally:?}");

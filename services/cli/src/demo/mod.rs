@@ -8,8 +8,6 @@
 //! Nothing it prints carries a name, a number, an address or a message text.
 
 pub mod cast;
-pub mod show;
-pub mod tally;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -33,7 +31,9 @@ use touchpoint_proto::v1::{
 };
 
 use cast::{PATIENTS, Patient, TEAM};
-use tally::Tally;
+
+use crate::show;
+use crate::tally::Tally;
 
 /// Where the demo finds the stack, and how long it runs.
 pub struct Settings {
@@ -159,7 +159,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     let mut timelines = Vec::new();
     for (case_id, patient) in case_ids.iter().zip(PATIENTS.iter()) {
         let entries = timeline(&mut cases, case_id).await?;
-        print!("{}", show::timeline(patient, case_id, &entries));
+        let behaviour = patient.reply.map_or("does not answer", |r| r.label());
+        println!("{} ({case_id}), {behaviour}", patient.label);
+        print!("{}", show::timeline(patient.zone, &entries));
         timelines.push((*patient, entries));
     }
     print!("{}", show::kpi_table(&tally.kpis(PATIENTS.len())));
@@ -317,7 +319,8 @@ async fn text_back(
     }
 }
 
-async fn timeline(
+/// Every entry of `case_id`'s timeline, page by page.
+pub async fn timeline(
     cases: &mut CaseServiceClient<GrpcChannel>,
     case_id: &str,
 ) -> anyhow::Result<Vec<TimelineEntry>> {

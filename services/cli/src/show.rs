@@ -1,4 +1,4 @@
-//! How the demo prints a case's story and the KPI table: event kinds, channels,
+//! How a case's story and the KPI table are printed: event kinds, channels,
 //! steps, rules and reasons, in the patient's local time. Never a name, a
 //! number, an address or a message text.
 
@@ -9,15 +9,13 @@ use chrono_tz::Tz;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Language, TimelineEntry};
 
-use super::cast::Patient;
-use super::tally::{channel_name, reason_name};
+use crate::tally::{channel_name, reason_name};
 
-/// `patient`'s case `case_id` as a dated list of what happened.
-pub fn timeline(patient: &Patient, case_id: &str, entries: &[TimelineEntry]) -> String {
-    let zone: Tz = patient.zone.parse().unwrap_or(Tz::UTC);
+/// A case's timeline as a dated list of what happened, in time zone `zone`
+/// (UTC when it is not a zone name).
+pub fn timeline(zone: &str, entries: &[TimelineEntry]) -> String {
+    let zone: Tz = zone.parse().unwrap_or(Tz::UTC);
     let mut out = String::new();
-    let behaviour = patient.reply.map_or("does not answer", |r| r.label());
-    let _ = writeln!(out, "{} ({case_id}), {behaviour}", patient.label);
     for entry in entries {
         let Some(event) = &entry.event else { continue };
         let Some(payload) = &event.payload else {
@@ -143,8 +141,7 @@ mod tests {
     fn a_timeline_shows_local_times_and_what_happened_but_no_patient_data() {
         let patient = &PATIENTS[2];
         let shown = timeline(
-            patient,
-            "case-1",
+            patient.zone,
             &[
                 entry(Payload::InboundReceived(InboundReceived {
                     channel: Channel::Sms as i32,

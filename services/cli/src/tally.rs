@@ -1,5 +1,5 @@
-//! Counts and KPIs from case timeline entries: what the demo's live line and
-//! its closing table show. Pure: fed entries, asked for figures.
+//! Counts and KPIs from case events: what the demo's live line, its closing
+//! table and `touchpoint kpi` show. Pure: fed events, asked for figures.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -100,6 +100,11 @@ impl Tally {
             Payload::CallbackRequested(_) => self.callbacks += 1,
             _ => {}
         }
+    }
+
+    /// The cases opened among the events counted.
+    pub fn cases(&self) -> usize {
+        self.opened.len()
     }
 
     /// Attempts sent over every channel.
