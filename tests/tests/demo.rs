@@ -13,6 +13,7 @@ use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase, utc};
+use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language, TimelineEntry};
 
@@ -106,7 +107,32 @@ async fn the_demo_shows_texts_answers_an_opt_out_a_side_effect_and_an_email_fall
         touchpoint_cli::kpi::tally_all(&format!("http://{cases}"), Duration::from_secs(1))
             .await
             .unwrap_or_else(|e| panic!("kpi: {e:#}"));
+    // `touchpoint events tail` decodes the case topic, without patient data.
+    let mut lines = Vec::new();
+    let tailed = touchpoint_cli::events::tail(
+        &testkit::kafka_config(&prefix),
+        &Topics::new(prefix.clone()).name(Stream::Case),
+        touchpoint_cli::events::From::Start,
+        // The case topic holds at least 29 records: six cases opened, eleven
+        // consents, six assignments, six therapy events.
+        Some(20),
+        tokio::time::sleep(Duration::from_secs(60)),
+        |line| lines.push(line),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("tail: {e:#}"));
     shutdown.trigger();
+    assert_eq!(tailed, 20, "the tail read the topic within a minute");
+    assert!(
+        lines.iter().any(|l| l.contains("case opened")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains("not an event envelope")));
+    for patient in &demo::cast::PATIENTS {
+        for secret in [patient.name.0, patient.name.1, patient.mobile] {
+            assert!(lines.iter().all(|l| !l.contains(secret)), "{secret} shown");
+        }
+    }
     assert_eq!(counted.cases(), demo::cast::PATIENTS.len());
     assert_eq!(
         (counted.ae_flags, counted.opt_outs, counted.replies),

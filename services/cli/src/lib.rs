@@ -2,6 +2,7 @@
 //! tests run against services of their own, and the operator's reports.
 
 pub mod demo;
+pub mod events;
 pub mod kpi;
 pub mod show;
 pub mod tally;
