@@ -7,6 +7,7 @@
 //! routing.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -19,6 +20,62 @@ use crate::tasks::NewTask;
 
 /// The most contacts one statement writes.
 const MAX_BATCH: usize = 256;
+
+/// The batch statement ([`write`]), made once.
+static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH new AS (
+                 INSERT INTO inbound (inbound_id, channel, provider_message_id, case_ids, rule,
+                                      member_id, queue, received_at)
+                 SELECT i, ch, p,
+                        CASE WHEN c = '' THEN '{{}}'::text[] ELSE string_to_array(c, E'\\x1f') END,
+                        r, m, q, at
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::timestamptz[])
+                      AS x(i, ch, p, c, r, m, q, at)
+                 ON CONFLICT (provider_message_id) DO NOTHING
+                 RETURNING inbound_id),
+             added AS (
+                 INSERT INTO tasks (task_id, kind, case_id, channel, member_id, queue, priority,
+                                    due_at, attempt_id, inbound_id, created_at, correlation_id)
+                 SELECT * FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[],
+                                      $13::text[], $14::text[], $15::int4[], $16::timestamptz[],
+                                      $17::text[], $18::uuid[], $19::timestamptz[], $20::text[])
+                      AS t(task_id, kind, case_id, channel, member_id, queue, priority, due_at,
+                           attempt_id, inbound_id, created_at, correlation_id)
+                 WHERE t.inbound_id IN (SELECT inbound_id FROM new)
+                 ON CONFLICT (attempt_id) WHERE kind = 'call' DO NOTHING
+                 RETURNING member_id),
+             -- One update of each member (a row may change only once a statement):
+             -- its new open tasks, and the skills rule's latest pick of it.
+             touched AS (
+                 UPDATE members m
+                 SET open_tasks = m.open_tasks + x.tasks,
+                     last_assigned_at = GREATEST(m.last_assigned_at, x.at)
+                 FROM (SELECT id, max(at) AS at, sum(task)::int AS tasks
+                       FROM (SELECT p.id, p.at, 0 AS task
+                             FROM UNNEST($21::text[], $22::timestamptz[], $23::uuid[])
+                                  AS p(id, at, inbound)
+                             WHERE p.inbound IN (SELECT inbound_id FROM new)
+                             UNION ALL
+                             SELECT member_id, NULL, 1 FROM added WHERE member_id IS NOT NULL) AS u
+                       GROUP BY id) AS x
+                 WHERE m.member_id = x.id
+                 RETURNING 1),
+             appended AS (
+                 INSERT INTO outbox (topic, record_key, event_id, event_type, payload, traceparent)
+                 SELECT topic, record_key, event_id, event_type, payload, traceparent
+                 FROM UNNEST($24::text[], $25::text[], $26::uuid[], $27::text[], $28::bytea[],
+                             $29::text[], $30::uuid[])
+                      WITH ORDINALITY AS e(topic, record_key, event_id, event_type, payload,
+                                           traceparent, inbound, n)
+                 WHERE e.inbound IN (SELECT inbound_id FROM new)
+                 ORDER BY n
+                 RETURNING 1)
+             SELECT new.inbound_id
+             FROM new, (SELECT count({NOTIFY_RELAY}) FROM (SELECT 1 FROM appended LIMIT 1) AS a) AS woke"
+    )
+});
 
 /// One routed contact, ready to write.
 #[derive(Debug)]
@@ -86,90 +143,39 @@ async fn write(connection: &mut PgConnection, records: &[Record]) -> Result<Vec<
         .iter()
         .flat_map(|r| r.events.iter().map(|_| r.inbound_id))
         .collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(&format!(
-        "WITH new AS (
-             INSERT INTO inbound (inbound_id, channel, provider_message_id, case_ids, rule,
-                                  member_id, queue, received_at)
-             SELECT i, ch, p,
-                    CASE WHEN c = '' THEN '{{}}'::text[] ELSE string_to_array(c, E'\\x1f') END,
-                    r, m, q, at
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::timestamptz[])
-                  AS x(i, ch, p, c, r, m, q, at)
-             ON CONFLICT (provider_message_id) DO NOTHING
-             RETURNING inbound_id),
-         added AS (
-             INSERT INTO tasks (task_id, kind, case_id, channel, member_id, queue, priority,
-                                due_at, attempt_id, inbound_id, created_at, correlation_id)
-             SELECT * FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[],
-                                  $13::text[], $14::text[], $15::int4[], $16::timestamptz[],
-                                  $17::text[], $18::uuid[], $19::timestamptz[], $20::text[])
-                  AS t(task_id, kind, case_id, channel, member_id, queue, priority, due_at,
-                       attempt_id, inbound_id, created_at, correlation_id)
-             WHERE t.inbound_id IN (SELECT inbound_id FROM new)
-             ON CONFLICT (attempt_id) WHERE kind = 'call' DO NOTHING
-             RETURNING member_id),
-         -- One update of each member (a row may change only once a statement):
-         -- its new open tasks, and the skills rule's latest pick of it.
-         touched AS (
-             UPDATE members m
-             SET open_tasks = m.open_tasks + x.tasks,
-                 last_assigned_at = GREATEST(m.last_assigned_at, x.at)
-             FROM (SELECT id, max(at) AS at, sum(task)::int AS tasks
-                   FROM (SELECT p.id, p.at, 0 AS task
-                         FROM UNNEST($21::text[], $22::timestamptz[], $23::uuid[])
-                              AS p(id, at, inbound)
-                         WHERE p.inbound IN (SELECT inbound_id FROM new)
-                         UNION ALL
-                         SELECT member_id, NULL, 1 FROM added WHERE member_id IS NOT NULL) AS u
-                   GROUP BY id) AS x
-             WHERE m.member_id = x.id
-             RETURNING 1),
-         appended AS (
-             INSERT INTO outbox (topic, record_key, event_id, event_type, payload, traceparent)
-             SELECT topic, record_key, event_id, event_type, payload, traceparent
-             FROM UNNEST($24::text[], $25::text[], $26::uuid[], $27::text[], $28::bytea[],
-                         $29::text[], $30::uuid[])
-                  WITH ORDINALITY AS e(topic, record_key, event_id, event_type, payload,
-                                       traceparent, inbound, n)
-             WHERE e.inbound IN (SELECT inbound_id FROM new)
-             ORDER BY n
-             RETURNING 1)
-         SELECT new.inbound_id
-         FROM new, (SELECT count({NOTIFY_RELAY}) FROM (SELECT 1 FROM appended LIMIT 1) AS a) AS woke"
-    ))
-    .bind(&ids)
-    .bind(text(&|r| Some(r.channel.to_owned())))
-    .bind(text(&|r| r.provider_message_id.clone()))
-    .bind(&case_ids)
-    .bind(text(&|r| Some(r.rule.to_owned())))
-    .bind(text(&|r| r.member_id.clone()))
-    .bind(text(&|r| r.queue.clone()))
-    .bind(&received)
-    .bind(&tasks.task_ids)
-    .bind(&tasks.kinds)
-    .bind(&tasks.case_ids)
-    .bind(&tasks.channels)
-    .bind(&tasks.member_ids)
-    .bind(&tasks.queues)
-    .bind(&tasks.priorities)
-    .bind(&tasks.due_ats)
-    .bind(&tasks.attempt_ids)
-    .bind(&tasks.inbound_ids)
-    .bind(&tasks.created_ats)
-    .bind(&tasks.correlation_ids)
-    .bind(picks.iter().map(|(m, _, _)| *m).collect::<Vec<_>>())
-    .bind(picks.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
-    .bind(picks.iter().map(|(_, _, id)| *id).collect::<Vec<_>>())
-    .bind(&outbox.topics)
-    .bind(&outbox.keys)
-    .bind(&outbox.ids)
-    .bind(&outbox.types)
-    .bind(&outbox.payloads)
-    .bind(&outbox.traces)
-    .bind(&event_owners)
-    .fetch_all(connection)
-    .await?;
+    let inserted: Vec<Uuid> = sqlx::query_scalar(&WRITE_BATCH)
+        .bind(&ids)
+        .bind(text(&|r| Some(r.channel.to_owned())))
+        .bind(text(&|r| r.provider_message_id.clone()))
+        .bind(&case_ids)
+        .bind(text(&|r| Some(r.rule.to_owned())))
+        .bind(text(&|r| r.member_id.clone()))
+        .bind(text(&|r| r.queue.clone()))
+        .bind(&received)
+        .bind(&tasks.task_ids)
+        .bind(&tasks.kinds)
+        .bind(&tasks.case_ids)
+        .bind(&tasks.channels)
+        .bind(&tasks.member_ids)
+        .bind(&tasks.queues)
+        .bind(&tasks.priorities)
+        .bind(&tasks.due_ats)
+        .bind(&tasks.attempt_ids)
+        .bind(&tasks.inbound_ids)
+        .bind(&tasks.created_ats)
+        .bind(&tasks.correlation_ids)
+        .bind(picks.iter().map(|(m, _, _)| *m).collect::<Vec<_>>())
+        .bind(picks.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
+        .bind(picks.iter().map(|(_, _, id)| *id).collect::<Vec<_>>())
+        .bind(&outbox.topics)
+        .bind(&outbox.keys)
+        .bind(&outbox.ids)
+        .bind(&outbox.types)
+        .bind(&outbox.payloads)
+        .bind(&outbox.traces)
+        .bind(&event_owners)
+        .fetch_all(connection)
+        .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     Ok(records
         .iter()

@@ -179,10 +179,11 @@ fn real_seconds_per_day(clock: &SharedClock) -> f64 {
 /// new line every fifth simulated day.
 fn progress(tally: &Tally, day: i64, days: i64, last_printed: &mut Option<i64>) {
     let terminal = std::io::stdout().is_terminal();
-    if !terminal && last_printed.is_some_and(|last| day < last + 5 && day < days) {
-        return;
-    }
-    if !terminal && *last_printed == Some(day) {
+    let due = match *last_printed {
+        None => true,
+        Some(last) => day >= last + 5 || (day == days && last != days),
+    };
+    if !terminal && !due {
         return;
     }
     *last_printed = Some(day);
