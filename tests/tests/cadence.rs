@@ -8,7 +8,7 @@ use chrono::{TimeDelta, Utc};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::envelope::{decode, instant, timestamp};
+use touchpoint_platform::envelope::{decode, instant};
 use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
@@ -16,10 +16,8 @@ use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{
-    Channel, CommandMeta, ConsentSource, ContactPoints, GetTimelineRequest, Language,
-    OpenCaseRequest, OutreachRequested, Person, PersonName, RecordConsentRequest,
-};
+use touchpoint_proto::v1::{Channel, GetTimelineRequest, Language, OutreachRequested};
+use touchpoint_tests::fixtures::open_spanish_sms_patient;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -71,47 +69,7 @@ async fn a_case_opened_through_the_cases_service_gets_its_first_outreach_request
     let mut cases = CaseServiceClient::connect(format!("http://{cases_addr}"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let meta = |id: &str| {
-        Some(CommandMeta {
-            request_id: id.into(),
-            expected_version: None,
-            actor: "coordinator-1".into(),
-        })
-    };
-    let case_id = cases
-        .open_case(OpenCaseRequest {
-            meta: meta("open-1"),
-            program_id: "adherence".into(),
-            language: Language::Es as i32,
-            time_zone: "America/New_York".into(),
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: "Ana".into(),
-                    family_name: "Ruiz".into(),
-                }),
-                contact: Some(ContactPoints {
-                    mobile_e164: "(212) 555-0142".into(),
-                    ..ContactPoints::default()
-                }),
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax: String::new(),
-            enrolled_at: Some(timestamp(enrolled_at)),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("open: {e}"))
-        .into_inner()
-        .case_id;
-    cases
-        .record_consent(RecordConsentRequest {
-            meta: meta("consent-1"),
-            case_id: case_id.clone(),
-            channel: Channel::Sms as i32,
-            source: ConsentSource::WrittenForm as i32,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("consent: {e}"));
+    let case_id = open_spanish_sms_patient(&mut cases, enrolled_at).await;
 
     let (requested_at, request) = tokio::time::timeout(WAIT, async {
         loop {

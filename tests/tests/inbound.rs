@@ -6,23 +6,21 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use touchpoint_dispatch::sandbox::Sandbox;
+use touchpoint_dispatch::sandbox::{InboundText, Sandbox, post_inbound_text};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
-use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::signature;
 use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
-    AssignCoordinatorRequest, Channel, CommandMeta, ConsentSource, ContactPoint, ContactPoints,
-    Coordinator, CoordinatorRole, GetTimelineRequest, Language, ListWorklistRequest,
-    OpenCaseRequest, OutreachRequested, Person, PersonName, Presence, RecordConsentRequest, Shift,
+    AssignCoordinatorRequest, Channel, ContactPoint, Coordinator, CoordinatorRole,
+    GetTimelineRequest, Language, ListWorklistRequest, OutreachRequested, Presence, Shift,
     SuppressionReason, TaskKind, UpsertCoordinatorRequest, contact_point,
 };
+use touchpoint_tests::fixtures::{MOBILE, meta, open_spanish_sms_patient};
 
 const WAIT: Duration = Duration::from_secs(90);
 /// Tuesday 2026-11-24, 10:00 in New York: inside the adherence program's window.
@@ -102,47 +100,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
     let mut cases = CaseServiceClient::connect(format!("http://{cases_addr}"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let meta = |id: &str| {
-        Some(CommandMeta {
-            request_id: id.into(),
-            expected_version: None,
-            actor: "coordinator-1".into(),
-        })
-    };
-    let case_id = cases
-        .open_case(OpenCaseRequest {
-            meta: meta("open-1"),
-            program_id: "adherence".into(),
-            language: Language::Es as i32,
-            time_zone: "America/New_York".into(),
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: "Ana".into(),
-                    family_name: "Ruiz".into(),
-                }),
-                contact: Some(ContactPoints {
-                    mobile_e164: "(212) 555-0142".into(),
-                    ..ContactPoints::default()
-                }),
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax: String::new(),
-            enrolled_at: Some(timestamp(utc(NOW) - TimeDelta::days(3))),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("open: {e}"))
-        .into_inner()
-        .case_id;
-    cases
-        .record_consent(RecordConsentRequest {
-            meta: meta("consent-1"),
-            case_id: case_id.clone(),
-            channel: Channel::Sms as i32,
-            source: ConsentSource::WrittenForm as i32,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("consent: {e}"));
+    let case_id = open_spanish_sms_patient(&mut cases, utc(NOW) - TimeDelta::days(3)).await;
     cases
         .assign_coordinator(AssignCoordinatorRequest {
             meta: meta("assign-1"),
@@ -179,32 +137,19 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
     })
     .await;
 
-    let web = HttpClient::new(Duration::from_secs(30));
-    let text = |body: &str, sid: &str| {
-        let url = format!("http://{}/inbound/sms", routing_addrs.http);
-        let params = vec![
-            ("Body".to_owned(), body.to_owned()),
-            ("From".to_owned(), "+12125550142".to_owned()),
-            ("MessageSid".to_owned(), sid.to_owned()),
-            ("To".to_owned(), "+15005550006".to_owned()),
-        ];
-        let signed = signature::sign(SMS_TOKEN, &url, &params);
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&params)
-            .finish();
-        let web = web.clone();
+    let webhook = format!("http://{}/inbound/sms", routing_addrs.http);
+    let text = |body: &'static str, sid: &'static str| {
+        let webhook = webhook.clone();
         async move {
-            let headers = [
-                ("content-type", "application/x-www-form-urlencoded"),
-                (signature::HEADER, signed.as_str()),
-            ];
-            match web
-                .send(http::Method::POST, &url, &headers, body.into_bytes())
+            let text = InboundText {
+                from: MOBILE,
+                to: "+15005550006",
+                body,
+                sid,
+            };
+            post_inbound_text(&webhook, SMS_TOKEN, &text)
                 .await
-            {
-                Exchange::Answered { status, .. } => status,
-                other => panic!("routing did not answer: {other:?}"),
-            }
+                .unwrap_or_else(|| panic!("routing did not answer"))
         }
     };
 
@@ -259,7 +204,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
     // ALTO: one confirmation in Spanish, sent through dispatch.
     assert_eq!(text("ALTO", "SM-stop").await, 200);
     let confirmation = eventually("the opt-out confirmation", WAIT, || async {
-        sms.received().into_iter().find(|m| m.to == "+12125550142")
+        sms.received().into_iter().find(|m| m.to == MOBILE)
     })
     .await;
     assert!(

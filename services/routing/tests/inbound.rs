@@ -11,23 +11,9 @@ use touchpoint_platform::testkit::TopicReader;
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Channel, CoordinatorRole, Language, ListWorklistRequest, OutreachPurpose, Presence,
-    RouteContactRequest, SetPresenceRequest, TaskKind, contact_point,
+    Channel, CoordinatorRole, Language, OutreachPurpose, Presence, RouteContactRequest,
+    SetPresenceRequest, TaskKind, contact_point,
 };
-
-async fn worklist(world: &World, coordinator: &str) -> Vec<touchpoint_proto::v1::Task> {
-    world
-        .client
-        .clone()
-        .list_worklist(ListWorklistRequest {
-            coordinator_id: coordinator.into(),
-            limit: 0,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner()
-        .tasks
-}
 
 async fn route_call(world: &World, caller: &str) -> touchpoint_proto::v1::RouteContactResponse {
     world
@@ -108,7 +94,7 @@ async fn a_patients_reply_reaches_their_coordinator_and_answers_the_attempt() {
         (routed.rule.as_str(), routed.coordinator_id.as_str()),
         ("coordinator", "carla")
     );
-    let tasks = worklist(&world, "carla").await;
+    let tasks = world.worklist("carla").await;
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].kind, TaskKind::Inbound as i32);
     assert_eq!(tasks[0].case_id, "case-1");
@@ -124,11 +110,7 @@ async fn a_patients_reply_reaches_their_coordinator_and_answers_the_attempt() {
         )
         .await;
     assert_eq!(again, 200);
-    assert_eq!(
-        worklist(&world, "carla").await.len(),
-        1,
-        "not recorded twice"
-    );
+    assert_eq!(world.worklist("carla").await.len(), 1, "not recorded twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +185,7 @@ async fn coordinator_then_navigator_then_skills_then_queue_then_an_after_hours_c
         })
         .await;
     assert_eq!(requested.inbound_id, callback.inbound_id);
-    let queued = worklist(&world, "carla").await;
+    let queued = world.worklist("carla").await;
     assert!(
         queued
             .iter()
@@ -231,7 +213,7 @@ async fn stop_in_spanish_opts_out_and_is_not_routed_to_a_person() {
     assert_eq!(opted_out.1.keyword, "ALTO");
     assert_eq!(opted_out.1.channel, Channel::Sms as i32);
     assert!(
-        worklist(&world, "carla").await.is_empty(),
+        world.worklist("carla").await.is_empty(),
         "a keyword needs no person"
     );
     // The confirmation is dispatch's to send, in the keyword's language.
@@ -279,7 +261,7 @@ async fn stop_in_spanish_opts_out_and_is_not_routed_to_a_person() {
 
 async fn testkit_wait_tasks(world: &World, coordinator: &str, count: usize) -> Vec<i32> {
     touchpoint_platform::testkit::eventually("tasks", WAIT, || async {
-        let tasks = worklist(world, coordinator).await;
+        let tasks = world.worklist(coordinator).await;
         (tasks.len() >= count).then(|| tasks.iter().map(|t| t.kind).collect())
     })
     .await
@@ -316,7 +298,7 @@ async fn a_spanish_side_effect_is_flagged_with_a_24_hour_clock_and_a_high_priori
         flag.report_due_at.map(|t| t.seconds),
         Some(utc("2026-11-25T15:00:00Z").timestamp())
     );
-    let tasks = worklist(&world, "carla").await;
+    let tasks = world.worklist("carla").await;
     assert_eq!(
         tasks[0].kind,
         TaskKind::AdverseEventReview as i32,
@@ -361,7 +343,7 @@ async fn unknown_senders_bad_signatures_and_oversized_bodies() {
         (unknown.rule.as_str(), unknown.queue.as_str()),
         ("queue", "general")
     );
-    let tasks = worklist(&world, "carla").await;
+    let tasks = world.worklist("carla").await;
     assert_eq!(
         tasks.len(),
         1,

@@ -115,15 +115,7 @@ async fn a_call_task_is_worked_and_its_outcome_is_published() {
         (completed.1.kind.as_str(), completed.1.outcome.as_str()),
         ("call", "no_answer")
     );
-    let left = client
-        .list_worklist(ListWorklistRequest {
-            coordinator_id: "carla".into(),
-            limit: 10,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner()
-        .tasks;
+    let left = world.worklist("carla").await;
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -142,15 +134,9 @@ async fn a_task_taken_straight_from_a_queue_leaves_capacity_counts_alone() {
         200
     );
     let mut client = world.client.clone();
-    let queued = client
-        .list_worklist(ListWorklistRequest {
-            coordinator_id: "carla".into(),
-            limit: 10,
-        })
+    let queued = world
+        .worklist("carla")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner()
-        .tasks
         .into_iter()
         .find(|t| t.queue == "general")
         .unwrap_or_else(|| panic!("no queued task"));

@@ -16,10 +16,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 use tonic::transport::Channel as GrpcChannel;
+use touchpoint_dispatch::sandbox::{InboundText, post_inbound_text};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
-use touchpoint_platform::http_client::{Exchange, HttpClient};
-use touchpoint_platform::signature;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
@@ -117,7 +116,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     );
 
     let end = start + TimeDelta::days(settings.days);
-    let web = HttpClient::new(Duration::from_secs(10));
     let mut replied = vec![false; PATIENTS.len()];
     let mut tally = Tally::default();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
@@ -139,7 +137,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
                 {
                     replied[index] = true;
                     let sid = format!("SMdemo{}", sent.attempt_id.replace('-', ""));
-                    text_back(&web, &settings, PATIENTS[index].mobile, reply.text(), &sid).await?;
+                    text_back(&settings, PATIENTS[index].mobile, reply.text(), &sid).await?;
                 }
             }
             _ = ticker.tick() => {
@@ -282,41 +280,17 @@ async fn enrol(
 }
 
 /// A patient's text arriving as the SMS provider delivers it: a signed form post.
-async fn text_back(
-    web: &HttpClient,
-    settings: &Settings,
-    from: &str,
-    body: &str,
-    sid: &str,
-) -> anyhow::Result<()> {
-    let params = vec![
-        ("Body".to_owned(), body.to_owned()),
-        ("From".to_owned(), from.to_owned()),
-        ("MessageSid".to_owned(), sid.to_owned()),
-        ("To".to_owned(), settings.sms_number.clone()),
-    ];
-    let signed = signature::sign(&settings.sms_token, &settings.sms_webhook, &params);
-    let form = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&params)
-        .finish();
-    let headers = [
-        ("content-type", "application/x-www-form-urlencoded"),
-        (signature::HEADER, signed.as_str()),
-    ];
-    match web
-        .send(
-            http::Method::POST,
-            &settings.sms_webhook,
-            &headers,
-            form.into_bytes(),
-        )
-        .await
-    {
-        Exchange::Answered { status, .. } if status.is_success() => Ok(()),
-        Exchange::Answered { status, .. } => {
-            bail!("routing answered a patient's text with {status}")
-        }
-        _ => bail!("routing's SMS webhook did not answer"),
+async fn text_back(settings: &Settings, from: &str, body: &str, sid: &str) -> anyhow::Result<()> {
+    let text = InboundText {
+        from,
+        to: &settings.sms_number,
+        body,
+        sid,
+    };
+    match post_inbound_text(&settings.sms_webhook, &settings.sms_token, &text).await {
+        Some(status) if (200..300).contains(&status) => Ok(()),
+        Some(status) => bail!("routing answered a patient's text with {status}"),
+        None => bail!("routing's SMS webhook did not answer"),
     }
 }
 

@@ -12,7 +12,7 @@
 //!
 //! It records what it received, can be told to fail, refuse or stall the next
 //! requests, and reports statuses to a message's callback signed as Twilio signs
-//! them.
+//! them. [`post_inbound_text`] plays a patient texting back.
 
 pub mod fax;
 pub mod smtp;
@@ -238,6 +238,33 @@ impl Sandbox {
         let signed = signature::sign(&self.shared.auth_token, &url, &params);
         post_callback(&url, &params, signature::HEADER, &signed).await
     }
+}
+
+/// A text a patient sends to the program's number.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundText<'a> {
+    /// The patient's number.
+    pub from: &'a str,
+    /// The program's number.
+    pub to: &'a str,
+    /// What they wrote.
+    pub body: &'a str,
+    /// The provider's id for the message.
+    pub sid: &'a str,
+}
+
+/// Posts `text` to the inbound-message webhook at `url` as the provider does:
+/// a form signed with the account's `auth_token`. Returns the HTTP status the
+/// webhook answered, or None when it did not answer.
+pub async fn post_inbound_text(url: &str, auth_token: &str, text: &InboundText<'_>) -> Option<u16> {
+    let params = vec![
+        ("Body".to_owned(), text.body.to_owned()),
+        ("From".to_owned(), text.from.to_owned()),
+        ("MessageSid".to_owned(), text.sid.to_owned()),
+        ("To".to_owned(), text.to.to_owned()),
+    ];
+    let signed = signature::sign(auth_token, url, &params);
+    post_callback(url, &params, signature::HEADER, &signed).await
 }
 
 /// Serves `app` on `addr` until the returned token is cancelled.

@@ -22,8 +22,8 @@ use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
     AttemptSent, CaseOpened, Channel, ContactPoints, Coordinator, CoordinatorAssigned,
-    CoordinatorRole, Envelope, Language, Person, PersonName, Presence, Shift,
-    UpsertCoordinatorRequest,
+    CoordinatorRole, Envelope, Language, ListWorklistRequest, Person, PersonName, Presence, Shift,
+    Task, UpsertCoordinatorRequest,
 };
 use touchpoint_routing::webhooks::Secrets;
 
@@ -153,6 +153,20 @@ impl World {
             found.map(&accept).filter(|ok| *ok)
         })
         .await;
+    }
+
+    /// `coordinator`'s worklist, as `ListWorklist` gives it (default limit).
+    pub async fn worklist(&self, coordinator: &str) -> Vec<Task> {
+        self.client
+            .clone()
+            .list_worklist(ListWorklistRequest {
+                coordinator_id: coordinator.into(),
+                limit: 0,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner()
+            .tasks
     }
 
     /// Posts a Twilio inbound message; `signed` false sends a wrong signature.
