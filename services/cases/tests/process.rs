@@ -2,18 +2,11 @@
 //! name, continues callers' traces and exports them over OTLP, and drains on SIGTERM.
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+use touchpoint_platform::testkit::otlp::Collector;
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -40,61 +33,9 @@ fn bad_config_value_fails_at_start_naming_the_variable() {
     }
 }
 
-/// An OTLP/gRPC collector that keeps (service name, trace id, span name) of each span.
-#[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<(String, String, String)>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self
-            .spans
-            .lock()
-            .map_err(|_| tonic::Status::internal("poisoned"))?;
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .map(|v| match v {
-                    Value::StringValue(s) => s.clone(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    let trace_id: String =
-                        span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-                    spans.push((service.clone(), trace_id, span.name));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continues_the_callers_trace_exports_it_and_drains_on_sigterm() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let collector_addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let server = TraceServiceServer::new(collector.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let collector = Collector::start().await;
 
     let database = TestDatabase::fresh().await;
     let grpc_addr = format!("127.0.0.1:{}", testkit::free_port());
@@ -103,10 +44,7 @@ async fn continues_the_callers_trace_exports_it_and_drains_on_sigterm() {
         .env("KAFKA_BROKERS", testkit::broker())
         .env("TOUCHPOINT_TOPIC_PREFIX", testkit::unique_prefix())
         .env("TOUCHPOINT_GRPC_ADDR", &grpc_addr)
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://{collector_addr}"),
-        )
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -158,16 +96,14 @@ async fn continues_the_callers_trace_exports_it_and_drains_on_sigterm() {
         "the relay drained: {logs}"
     );
 
-    let spans = eventually("the request span at the collector", WAIT, || {
-        let found = collector.spans.lock().ok().and_then(|spans| {
-            spans
-                .iter()
-                .find(|(_, trace, _)| trace == TRACE_ID)
-                .cloned()
-        });
+    let span = eventually("the request span at the collector", WAIT, || {
+        let found = collector
+            .spans()
+            .into_iter()
+            .find(|span| span.trace_id == TRACE_ID);
         async move { found }
     })
     .await;
-    assert_eq!(spans.0, "cases", "exported under the service's name");
-    assert_eq!(spans.2, "grpc.request");
+    assert_eq!(span.service, "cases", "exported under the service's name");
+    assert_eq!(span.name, "grpc.request");
 }

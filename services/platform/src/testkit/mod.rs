@@ -9,8 +9,11 @@
 //! - [`publish`] and [`dead_letter_reasons`]: events in as another service would
 //!   send them, and the reasons a consumer gave up on records.
 //! - [`TopicReader`]: every event a service publishes to a topic, as it arrives.
+//! - [`otlp::Collector`]: the spans services export, received in the test.
 //!
 //! Test helpers panic with a clear message: that is how a test fails.
+
+pub mod otlp;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};

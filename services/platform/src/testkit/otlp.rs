@@ -1,0 +1,139 @@
+//! An OTLP/gRPC trace collector in the test's process: services started as
+//! processes export to it (`OTEL_EXPORTER_OTLP_ENDPOINT`), and the test reads
+//! back which service recorded which span in which trace.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+/// One span as a service exported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedSpan {
+    /// The exporting service's `service.name`.
+    pub service: String,
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// The span's name.
+    pub name: String,
+    /// The span's attributes, as text.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ExportedSpan {
+    /// The attribute `key`, if the span has it.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running collector; clones share what it received.
+#[derive(Debug, Clone, Default)]
+pub struct Collector {
+    spans: Arc<Mutex<Vec<ExportedSpan>>>,
+    addr: Option<SocketAddr>,
+}
+
+impl Collector {
+    /// Listens on a free loopback port until the test's runtime ends.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("collector cannot listen: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("collector address: {e}"));
+        let collector = Self {
+            spans: Arc::default(),
+            addr: Some(addr),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collector.clone()))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        collector
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        self.addr
+            .map_or_else(String::new, |a| format!("http://{a}"))
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ExportedSpan> {
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .map(|kv| {
+            let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
+            (kv.key.clone(), text(value))
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| pairs(&r.attributes))
+                .unwrap_or_default();
+            let service = resource
+                .into_iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    received.push(ExportedSpan {
+                        service: service.clone(),
+                        trace_id: hex::encode(&span.trace_id),
+                        name: span.name,
+                        attributes: pairs(&span.attributes),
+                    });
+                }
+            }
+        }
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(received);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
