@@ -1,393 +1,184 @@
-//! The local stack: a Tansu broker, the provider sandbox (SMS, fax, SMTP) and the
-//! four services as child processes. Dispatch is pointed at the sandbox unless
-//! `TOUCHPOINT_SMS_PRIMARY_URL` says where a real SMS provider is.
+//! Touchpoint's processes, started and stopped together: the four service
+//! binaries (and, for `touchpoint up`, the broker and the provider sandbox).
 //!
-//! Data stays under `.local/` in the working directory: the broker's sqlite file and
-//! each process's log. Every process started here is stopped on Ctrl-C (SIGTERM,
-//! then SIGKILL for one that does not stop in time).
+//! Each process's stdout and stderr go to a log file of its own. Every process is
+//! stopped by [`Stack::stop`] (SIGTERM, then SIGKILL for one that does not stop
+//! in time), and killed if the stack is dropped without stopping, so a failed
+//! start or a failed test leaves nothing running.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, Utc};
-use sqlx::{Connection as _, PgConnection};
 use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::config::DatabaseConfig;
 
-use touchpoint_dispatch::sandbox::local;
+use crate::health::status;
 
-use crate::health::{SERVICES, status};
-use touchpoint_cli::demo;
-
-const STATE_DIR: &str = ".local";
-const LOCAL_BROKER: &str = "127.0.0.1:9092";
-/// Routing's webhook address in the local stack.
-const ROUTING_HTTP: &str = "127.0.0.1:8054";
-const START_LIMIT: Duration = Duration::from_secs(60);
+/// The four services, in the order they start.
+pub const SERVICES: [&str; 4] = ["cases", "cadence", "dispatch", "routing"];
+/// How long a process has to come up.
+pub const START_LIMIT: Duration = Duration::from_secs(60);
+/// How long a process has to stop after SIGTERM.
 const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// What the services are started with.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The folder holding `touchpoint-<service>`.
+    pub bin_dir: PathBuf,
+    /// Where each service's log goes: `<log_dir>/<service>.log`.
+    pub log_dir: PathBuf,
+    /// Each service's gRPC address, in [`SERVICES`] order.
+    pub grpc: [String; 4],
+    /// Variables every service gets (`DATABASE_URL`, `KAFKA_BROKERS`, ...).
+    pub common: Vec<(String, String)>,
+    /// Variables for one service only: (service, variable, value).
+    pub own: Vec<(&'static str, String, String)>,
+    /// The services' clock, when not the system's.
+    pub clock: Option<ClockConfig>,
+}
+
+impl Services {
+    /// The gRPC address of `service`.
+    pub fn grpc_of(&self, service: &str) -> Option<&str> {
+        SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .map(|i| self.grpc[i].as_str())
+    }
+}
 
 struct Process {
     name: String,
     child: Child,
 }
 
-/// What `touchpoint up` does once the stack is up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpOptions {
-    /// Run the demo (`--no-demo` skips it).
-    pub demo: bool,
-    /// Keep the stack up after the demo, until Ctrl-C (`--keep`).
-    pub keep: bool,
-    /// Simulated days the demo runs (`--days N`).
-    pub days: i64,
+/// Processes started together; stopped in reverse order.
+#[derive(Default)]
+pub struct Stack {
+    processes: Vec<Process>,
 }
 
-impl UpOptions {
-    /// Reads `up`'s flags.
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self {
-            demo: true,
-            keep: false,
-            days: DEMO_DAYS,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--no-demo" => options.demo = false,
-                "--keep" => options.keep = true,
-                "--days" => {
-                    options.days = args
-                        .next()
-                        .and_then(|d| d.parse().ok())
-                        .filter(|d| (1..=365).contains(d))
-                        .context("--days takes a number of days from 1 to 365")?;
-                }
-                other => bail!("unknown flag {other:?} for up (--no-demo, --keep, --days N)"),
-            }
-        }
-        Ok(options)
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.processes.iter().map(|p| p.name.as_str()).collect();
+        f.debug_struct("Stack").field("processes", &names).finish()
     }
 }
 
-/// The demo's simulated start: a Monday morning, clear of holidays.
-const DEMO_START: &str = "2027-01-04T13:00:00Z";
-/// Simulated seconds per real second in the demo: a day every two seconds.
-const DEMO_SPEED: f64 = 43_200.0;
-/// Simulated days the demo runs unless told otherwise.
-const DEMO_DAYS: i64 = 30;
-/// The database the demo starts afresh each run, unless `DATABASE_URL` is set.
-const DEMO_DATABASE: &str = "touchpoint_demo";
-
-/// Starts everything and shows it; runs the demo unless told not to; stops
-/// everything after the demo, or on Ctrl-C with `--no-demo` or `--keep`.
-pub async fn up(options: UpOptions) -> anyhow::Result<()> {
-    let state = PathBuf::from(STATE_DIR);
-    std::fs::create_dir_all(state.join("logs")).context("cannot create .local/logs")?;
-    let database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) => url,
-        // The demo starts from nothing each run: its own database and broker data.
-        Err(_) if options.demo => {
-            let url = DatabaseConfig::DEFAULT_URL
-                .rsplit_once('/')
-                .map(|(server, _)| format!("{server}/{DEMO_DATABASE}"))
-                .context("the default database URL has no name")?;
-            drop_database(&url).await?;
-            url
-        }
-        Err(_) => DatabaseConfig::DEFAULT_URL.to_owned(),
-    };
-    ensure_database(&database_url).await?;
-    let clock = options.demo.then(|| ClockConfig::Accelerated {
-        start: DateTime::parse_from_rfc3339(DEMO_START)
-            .map(|t| t.to_utc())
-            .unwrap_or_else(|_| Utc::now()),
-        epoch: Utc::now(),
-        speed: DEMO_SPEED,
-    });
-
-    let mut processes = Vec::new();
-    let result = start_all(&state, &database_url, clock.as_ref(), &mut processes).await;
-    if let Err(error) = result {
-        stop_all(&mut processes).await;
-        return Err(error);
-    }
-    if let Some(clock) = &clock {
-        let settings = demo::Settings {
-            cases: format!("http://127.0.0.1:{}", port_of("cases")),
-            routing: format!("http://127.0.0.1:{}", port_of("routing")),
-            sms_webhook: format!("http://{ROUTING_HTTP}/inbound/sms"),
-            sms_token: local::AUTH_TOKEN.into(),
-            sms_number: local::SMS_FROM.into(),
-            clock: clock.build(),
-            days: options.days,
-        };
-        let outcome = tokio::select! {
-            outcome = demo::run(settings) => outcome.map(|_| ()),
-            _ = tokio::signal::ctrl_c() => {
-                println!("\nstopping...");
-                stop_all(&mut processes).await;
-                return Ok(());
-            }
-            exited = first_exit(&mut processes) => Err(anyhow::anyhow!("{exited} exited during the demo")),
-        };
-        if outcome.is_err() || !options.keep {
-            stop_all(&mut processes).await;
-            println!("stopped.");
-            return outcome;
-        }
-    }
-    println!("\nTouchpoint is up. Logs: {STATE_DIR}/logs/. Ctrl-C stops everything.");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => println!("\nstopping..."),
-        exited = first_exit(&mut processes) => println!("\n{exited} exited; stopping the rest..."),
-    }
-    stop_all(&mut processes).await;
-    println!("stopped.");
-    Ok(())
-}
-
-fn port_of(service: &str) -> u16 {
-    SERVICES
-        .iter()
-        .find(|(name, _)| *name == service)
-        .map_or(0, |(_, port)| *port)
-}
-
-async fn start_all(
-    state: &Path,
-    database_url: &str,
-    clock: Option<&ClockConfig>,
-    processes: &mut Vec<Process>,
-) -> anyhow::Result<()> {
-    let brokers = match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.trim().is_empty() => brokers,
-        _ => {
-            processes.push(start_broker(state, clock.is_some())?);
-            wait_for_port(LOCAL_BROKER)
-                .await
-                .context("the broker did not start")?;
-            LOCAL_BROKER.to_owned()
-        }
-    };
-    println!("{:<10} {:<18} {:<10} log", "process", "address", "status");
-    if processes.iter().any(|p| p.name == "broker") {
-        println!(
-            "{:<10} {:<18} {:<10} {STATE_DIR}/logs/broker.log",
-            "broker", LOCAL_BROKER, "up"
-        );
-    }
-    let bin_dir = std::env::current_exe()
-        .context("cannot locate this executable")?
-        .parent()
-        .map(Path::to_path_buf)
-        .context("executable has no directory")?;
-    let sandboxed = std::env::var_os("TOUCHPOINT_SMS_PRIMARY_URL").is_none();
-    if sandboxed {
-        processes.push(start_sandbox(state, &bin_dir)?);
-        for addr in [local::SMS_ADDR, local::FAX_ADDR, local::SMTP_ADDR] {
-            wait_for_port(addr)
-                .await
-                .context("the provider sandbox did not start")?;
-        }
-        println!(
-            "{:<10} {:<18} {:<10} {STATE_DIR}/logs/sandbox.log",
-            "sandbox",
-            local::SMS_ADDR,
-            "up"
-        );
-    }
-    for (name, port) in SERVICES {
-        let addr = format!("127.0.0.1:{port}");
-        let binary = bin_dir.join(format!("touchpoint-{name}"));
-        if !binary.exists() {
-            bail!(
-                "{} is missing: build with `cargo build --release --bins`",
-                binary.display()
-            );
-        }
-        let log = std::fs::File::create(state.join("logs").join(format!("{name}.log")))?;
-        let mut command = Command::new(&binary);
-        if sandboxed && name == "dispatch" {
-            command.envs(local::dispatch_env(&sandbox_ca_file(state)));
-        }
-        if sandboxed && name == "routing" {
-            // The sandbox's patients text through routing's webhook, signed
-            // with the account token as the provider signs.
-            command
-                .env("TOUCHPOINT_HTTP_ADDR", ROUTING_HTTP)
-                .env("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN", local::AUTH_TOKEN);
-        }
-        if let Some(ClockConfig::Accelerated {
-            start,
-            epoch,
-            speed,
-        }) = clock
-        {
-            command
-                .env("TOUCHPOINT_CLOCK", "accelerated")
-                .env("TOUCHPOINT_CLOCK_START", start.to_rfc3339())
-                .env("TOUCHPOINT_CLOCK_EPOCH", epoch.to_rfc3339())
-                .env("TOUCHPOINT_CLOCK_SPEED", speed.to_string());
-        }
+impl Stack {
+    /// Starts `command` as `name`, its output to `log`.
+    pub fn spawn(&mut self, name: &str, mut command: Command, log: &Path) -> anyhow::Result<()> {
+        let log = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let child = command
-            .env("DATABASE_URL", database_url)
-            .env("KAFKA_BROKERS", &brokers)
-            .env("TOUCHPOINT_GRPC_ADDR", &addr)
-            // One replica each: a service restarted here takes its old place in
-            // its consumer groups at once.
-            .env("TOUCHPOINT_CONSUMER_INSTANCE_ID", "local")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
+            .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        processes.push(Process {
+        self.processes.push(Process {
             name: name.to_owned(),
             child,
         });
+        Ok(())
     }
-    for (name, port) in SERVICES {
-        let addr = format!("127.0.0.1:{port}");
-        wait_until_serving(&addr).await.with_context(|| {
-            format!("{name} did not become healthy; see {STATE_DIR}/logs/{name}.log")
-        })?;
-        println!(
-            "{name:<10} {addr:<18} {:<10} {STATE_DIR}/logs/{name}.log",
-            "SERVING"
-        );
-    }
-    Ok(())
-}
 
-/// Drops the database named in `url`, if it exists, with whoever is connected.
-async fn drop_database(url: &str) -> anyhow::Result<()> {
-    on_server(
-        url,
-        |name| format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        "cannot drop the demo database",
-    )
-    .await
-    .map(drop)
-}
-
-/// Runs `statement` about the database named in `url` from its server's
-/// `postgres` database; returns the name.
-async fn on_server(
-    url: &str,
-    statement: impl Fn(&str) -> String,
-    failure: &'static str,
-) -> anyhow::Result<String> {
-    let (server, name) = database_name(url)?;
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .context("PostgreSQL is not reachable at DATABASE_URL (run deploy/setup.sh)")?;
-    sqlx::query(&statement(name))
-        .execute(&mut admin)
-        .await
-        .context(failure)?;
-    Ok(name.to_owned())
-}
-
-/// The server part of `url` and its database name, checked to be a plain name.
-fn database_name(url: &str) -> anyhow::Result<(&str, &str)> {
-    let (server, name) = url
-        .rsplit_once('/')
-        .map(|(server, name)| (server, name.split('?').next().unwrap_or(name)))
-        .context("DATABASE_URL has no database name")?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("DATABASE_URL's database name must be letters, digits and '_'");
-    }
-    Ok((server, name))
-}
-
-/// Creates the database named in `url` if its server lacks it.
-async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    if PgConnection::connect(url).await.is_ok() {
-        return Ok(());
-    }
-    let name = on_server(
-        url,
-        |name| format!("CREATE DATABASE {name}"),
-        "cannot create the database",
-    )
-    .await?;
-    println!("created database {name}");
-    Ok(())
-}
-
-/// Where the sandbox writes its development CA's certificate.
-fn sandbox_ca_file(state: &Path) -> PathBuf {
-    state.join("sandbox-ca.pem")
-}
-
-fn start_sandbox(state: &Path, bin_dir: &Path) -> anyhow::Result<Process> {
-    let binary = bin_dir.join("touchpoint-sandbox");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: build with `cargo build --release --bins`",
-            binary.display()
-        );
-    }
-    let log = std::fs::File::create(state.join("logs").join("sandbox.log"))?;
-    // A certificate left by an earlier run must not be mistaken for this one's.
-    let ca_file = sandbox_ca_file(state);
-    if ca_file.exists() {
-        std::fs::remove_file(&ca_file)?;
-    }
-    let child = Command::new(&binary)
-        .env(local::CA_FILE_VAR, &ca_file)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start the provider sandbox")?;
-    Ok(Process {
-        name: "sandbox".into(),
-        child,
-    })
-}
-
-/// Starts Tansu on sqlite storage under `state`; a demo's broker starts empty.
-fn start_broker(state: &Path, fresh: bool) -> anyhow::Result<Process> {
-    let log = std::fs::File::create(state.join("logs").join("broker.log"))?;
-    let file = if fresh { "tansu-demo.db" } else { "tansu.db" };
-    if fresh {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let path = state.join(format!("{file}{suffix}"));
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
+    /// Starts the four services and waits until each reports SERVING.
+    pub async fn start_services(&mut self, services: &Services) -> anyhow::Result<()> {
+        for (name, addr) in SERVICES.iter().zip(&services.grpc) {
+            let binary = services.bin_dir.join(format!("touchpoint-{name}"));
+            if !binary.exists() {
+                bail!(
+                    "{} is missing: build with `cargo build --release --bins`",
+                    binary.display()
+                );
             }
+            let mut command = Command::new(&binary);
+            command
+                .envs(services.common.iter().map(|(k, v)| (k, v)))
+                .envs(
+                    services
+                        .own
+                        .iter()
+                        .filter(|(service, _, _)| service == name)
+                        .map(|(_, k, v)| (k, v)),
+                )
+                .env("TOUCHPOINT_GRPC_ADDR", addr);
+            if let Some(ClockConfig::Accelerated {
+                start,
+                epoch,
+                speed,
+            }) = &services.clock
+            {
+                command
+                    .env("TOUCHPOINT_CLOCK", "accelerated")
+                    .env("TOUCHPOINT_CLOCK_START", start.to_rfc3339())
+                    .env("TOUCHPOINT_CLOCK_EPOCH", epoch.to_rfc3339())
+                    .env("TOUCHPOINT_CLOCK_SPEED", speed.to_string());
+            }
+            let log = services.log_dir.join(format!("{name}.log"));
+            self.spawn(name, command, &log)?;
+        }
+        for (name, addr) in SERVICES.iter().zip(&services.grpc) {
+            wait_until_serving(addr).await.with_context(|| {
+                format!(
+                    "{name} did not become healthy; see {}",
+                    services.log_dir.join(format!("{name}.log")).display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The name of the first process to exit; waits until one does.
+    pub async fn first_exit(&mut self) -> String {
+        loop {
+            for process in &mut self.processes {
+                if let Ok(Some(_)) = process.child.try_wait() {
+                    return process.name.clone();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    let tansu = touchpoint_platform::tansu::binary();
-    let child = Command::new(&tansu)
-        .arg("broker")
-        // sqlite, so the broker keeps its records across restarts; relative to
-        // the working directory.
-        .arg("--storage-engine")
-        .arg(format!("sqlite://{STATE_DIR}/{file}"))
-        .arg("--listener-url")
-        .arg(format!("tcp://{LOCAL_BROKER}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://{LOCAL_BROKER}"))
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {tansu} (run deploy/setup.sh)"))?;
-    Ok(Process {
-        name: "broker".into(),
-        child,
-    })
+
+    /// Stops every process, the last started first (services drain into the
+    /// broker before it goes); returns the names of those that did not exit
+    /// cleanly.
+    pub async fn stop(&mut self) -> Vec<String> {
+        let mut unclean = Vec::new();
+        while let Some(mut process) = self.processes.pop() {
+            if let Some(pid) = process.child.id() {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()
+                    .await;
+            }
+            match tokio::time::timeout(STOP_LIMIT, process.child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(_) => unclean.push(process.name),
+                Err(_) => {
+                    eprintln!(
+                        "{} did not stop in {STOP_LIMIT:?}; killing it",
+                        process.name
+                    );
+                    let _ = process.child.kill().await;
+                    unclean.push(process.name);
+                }
+            }
+        }
+        unclean
+    }
 }
 
-async fn wait_for_port(addr: &str) -> anyhow::Result<()> {
+/// Waits until something listens on `addr`.
+pub async fn wait_for_port(addr: &str) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + START_LIMIT;
     while tokio::time::Instant::now() < deadline {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -409,90 +200,5 @@ async fn wait_until_serving(addr: &str) -> anyhow::Result<()> {
             return Err(last.err().unwrap_or_else(|| anyhow::anyhow!("not serving")));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn first_exit(processes: &mut [Process]) -> String {
-    loop {
-        for process in processes.iter_mut() {
-            if let Ok(Some(_)) = process.child.try_wait() {
-                return process.name.clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Services first (they drain into the broker), the broker last.
-async fn stop_all(processes: &mut Vec<Process>) {
-    while let Some(mut process) = processes.pop() {
-        if let Some(pid) = process.child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(STOP_LIMIT, process.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!(
-                "{} did not stop in {STOP_LIMIT:?}; killing it",
-                process.name
-            );
-            let _ = process.child.kill().await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> anyhow::Result<UpOptions> {
-        UpOptions::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn up_runs_the_demo_and_stops_unless_told_otherwise() {
-        let plain = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            plain,
-            UpOptions {
-                demo: true,
-                keep: false,
-                days: DEMO_DAYS
-            }
-        );
-        let kept = parse(&["--keep", "--days", "10"]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(kept.demo && kept.keep && kept.days == 10);
-        assert!(!parse(&["--no-demo"]).is_ok_and(|o| o.demo));
-    }
-
-    #[test]
-    fn bad_flags_are_refused_with_what_up_takes() {
-        for bad in [
-            &["--days"][..],
-            &["--days", "0"],
-            &["--days", "x"],
-            &["--fast"],
-        ] {
-            let error = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(
-                error.contains("--days") || error.contains("--no-demo"),
-                "{bad:?}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_database_name_must_be_plain() {
-        assert_eq!(
-            database_name("postgres://u@h:5432/touchpoint_demo?sslmode=disable").ok(),
-            Some(("postgres://u@h:5432", "touchpoint_demo"))
-        );
-        assert!(database_name("postgres://u@h/x;DROP").is_err());
-        assert!(database_name("postgres://u@h/").is_err());
     }
 }

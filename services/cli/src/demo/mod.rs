@@ -99,7 +99,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
         .context("WatchEvents")?
         .into_inner();
 
-    let start = settings.clock.now();
+    let start = office_hours(&settings.clock).await;
     let mut demo_cases: HashMap<String, usize> = HashMap::new();
     let mut case_ids = Vec::new();
     for (i, patient) in PATIENTS.iter().enumerate() {
@@ -117,6 +117,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
 
     let end = start + TimeDelta::days(settings.days);
     let mut replied = vec![false; PATIENTS.len()];
+    let mut sms_attempts = std::collections::HashSet::new();
     let mut tally = Tally::default();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     let mut settle_until: Option<tokio::time::Instant> = None;
@@ -132,11 +133,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
                 tally.add(event);
                 if let Some(Payload::AttemptSent(sent)) = &event.payload
                     && sent.channel == Channel::Sms as i32
+                {
+                    sms_attempts.insert(sent.attempt_id.clone());
+                }
+                // A patient answers a text once it has reached their phone.
+                if let Some(Payload::AttemptDelivered(delivered)) = &event.payload
+                    && sms_attempts.contains(&delivered.attempt_id)
                     && !replied[index]
                     && let Some(reply) = PATIENTS[index].reply
                 {
                     replied[index] = true;
-                    let sid = format!("SMdemo{}", sent.attempt_id.replace('-', ""));
+                    let sid = format!("SMdemo{}", delivered.attempt_id.replace('-', ""));
                     text_back(&settings, PATIENTS[index].mobile, reply.text(), &sid).await?;
                 }
             }
@@ -164,6 +171,40 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     }
     print!("{}", show::kpi_table(&tally.kpis(PATIENTS.len())));
     Ok(Report { tally, timelines })
+}
+
+/// The first instant from `now` in the team's office hours: a weekday, 13:00 to
+/// 14:00 UTC (08:00 in New York, 06:00 in Denver, in winter).
+fn next_office_hour(now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{Datelike as _, Timelike as _, Weekday};
+    let weekday = |t: DateTime<Utc>| !matches!(t.weekday(), Weekday::Sat | Weekday::Sun);
+    if weekday(now) && now.hour() == 13 {
+        return now;
+    }
+    let mut day = now
+        .date_naive()
+        .and_hms_opt(13, 0, 0)
+        .map_or(now, |t| t.and_utc());
+    if day < now {
+        day += TimeDelta::days(1);
+    }
+    while !weekday(day) {
+        day += TimeDelta::days(1);
+    }
+    day
+}
+
+/// Waits on the services' clock until office hours, so the demo's replies find
+/// the team on shift however long the stack took to start; returns the instant.
+async fn office_hours(clock: &SharedClock) -> DateTime<Utc> {
+    let at = next_office_hour(clock.now());
+    loop {
+        let now = clock.now();
+        if now >= at {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn real_seconds_per_day(clock: &SharedClock) -> f64 {
@@ -340,5 +381,38 @@ fn coordinator(member: &cast::Member) -> Coordinator {
             })
             .collect(),
         open_tasks: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_demo_starts_in_the_next_weekday_office_hour() {
+        // In the hour: at once.
+        let monday = at("2027-01-04T13:20:00Z");
+        assert_eq!(next_office_hour(monday), monday);
+        // Later on Monday: Tuesday morning.
+        assert_eq!(
+            next_office_hour(at("2027-01-04T22:00:00Z")),
+            at("2027-01-05T13:00:00Z")
+        );
+        // Early on Tuesday: that morning.
+        assert_eq!(
+            next_office_hour(at("2027-01-05T02:00:00Z")),
+            at("2027-01-05T13:00:00Z")
+        );
+        // Friday evening: Monday.
+        assert_eq!(
+            next_office_hour(at("2027-01-08T15:00:00Z")),
+            at("2027-01-11T13:00:00Z")
+        );
     }
 }

@@ -75,11 +75,7 @@ async fn main() -> anyhow::Result<()> {
             _ = deliver.tick() => {
                 // Every message reaches its handset: reported delivered to its
                 // callback, as the provider reports.
-                let received = sms.received();
-                for message in received.iter().skip(reported) {
-                    sms.report(&message.sid, "delivered", None).await;
-                }
-                reported = received.len();
+                sms.deliver_new(&mut reported).await;
             }
             _ = tick.tick() => {
                 let now = (sms.received().len(), fax.received().len(), smtp.mails().len());

@@ -238,6 +238,16 @@ impl Sandbox {
         let signed = signature::sign(&self.shared.auth_token, &url, &params);
         post_callback(&url, &params, signature::HEADER, &signed).await
     }
+
+    /// Reports delivered every message taken after the first `*reported`, as a
+    /// provider reports a text that reached its handset, and counts them in.
+    pub async fn deliver_new(&self, reported: &mut usize) {
+        let received = self.received();
+        for message in received.iter().skip(*reported) {
+            self.report(&message.sid, "delivered", None).await;
+        }
+        *reported = received.len();
+    }
 }
 
 /// A text a patient sends to the program's number.

@@ -1,0 +1,372 @@
+//! End to end, across processes: the four service binaries run as processes
+//! against PostgreSQL and the broker, on an accelerated clock (a day every two
+//! seconds), with the providers' stand-ins (SMS, SMTP) and an OTLP collector in
+//! the test. The demo `touchpoint up` runs drives them: its simulated patients get
+//! their program's texts and email, answer, opt out and report a side effect.
+//!
+//! Checked: a reply reaches the coordinator and answers its attempt; no SMS
+//! consent falls back to email; ALTO is confirmed and later texts suppressed;
+//! the Spanish patient gets Spanish content; the side effect is flagged with its
+//! 24-hour due time; an outside reader of `touchpoint.case.v1` sees the cases'
+//! story without patient data; one trace id spans cadence, dispatch and cases
+//! for one attempt; every service stops cleanly on SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use touchpoint_cli::demo::{self, cast::Reply};
+use touchpoint_cli::stack::{self, Stack};
+use touchpoint_dispatch::sandbox::Sandbox;
+use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
+use touchpoint_platform::clock::ClockConfig;
+use touchpoint_platform::testkit::otlp::{Collector, ExportedSpan};
+use touchpoint_platform::testkit::{self, TestDatabase, utc};
+use touchpoint_platform::topics::{Stream, Topics};
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{Channel, Language, TimelineEntry};
+
+/// A Monday morning in New York, clear of the programs' no-contact dates.
+const START: &str = "2027-01-04T13:00:00Z";
+const SPEED: f64 = 43_200.0;
+const DAYS: i64 = 20;
+const SMS_TOKEN: &str = "demo-sms-token";
+const SMS_FROM: &str = "+15005550006";
+
+/// The folder of the service binaries this test's build made (`target/<profile>`),
+/// built first if missing (a run of this package alone does not build them).
+fn service_binaries() -> PathBuf {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| panic!("cannot locate the test executable"));
+    let missing = stack::SERVICES
+        .iter()
+        .any(|s| !dir.join(format!("touchpoint-{s}")).exists());
+    if missing {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build.arg("build").arg("--bins");
+        for service in stack::SERVICES {
+            build.arg("-p").arg(format!("touchpoint-{service}"));
+        }
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build: {e}"));
+        assert!(status.success(), "the service binaries did not build");
+    }
+    dir
+}
+
+fn local_addr() -> String {
+    format!("127.0.0.1:{}", testkit::free_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_story_of_six_patients_across_the_four_service_processes() {
+    let database = TestDatabase::fresh().await;
+    let prefix = testkit::unique_prefix();
+    let clock = ClockConfig::Accelerated {
+        start: utc(START),
+        epoch: Utc::now(),
+        speed: SPEED,
+    };
+    let collector = Collector::start().await;
+    let sms = std::sync::Arc::new(
+        Sandbox::start("ACdemo", "provider-token")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    // Every text reaches its handset, and the provider says so.
+    let delivering = {
+        let sms = sms.clone();
+        tokio::spawn(async move {
+            let mut reported = 0;
+            loop {
+                sms.deliver_new(&mut reported).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let smtp = SmtpServer::start(SmtpOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let log_dir = std::env::temp_dir().join(format!("touchpoint-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("{e}"));
+    let routing_http = local_addr();
+    let pairs = |list: &[(&str, String)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
+    let services = stack::Services {
+        bin_dir: service_binaries(),
+        log_dir: log_dir.clone(),
+        grpc: [local_addr(), local_addr(), local_addr(), local_addr()],
+        common: pairs(&[
+            ("DATABASE_URL", database.url.clone()),
+            ("KAFKA_BROKERS", testkit::broker()),
+            ("TOUCHPOINT_TOPIC_PREFIX", prefix.clone()),
+            (
+                "TOUCHPOINT_PROGRAMS_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../programs").into(),
+            ),
+            ("TOUCHPOINT_OUTBOX_POLL_MS", "50".into()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+            ("RUST_LOG", "info".into()),
+        ]),
+        own: [
+            ("TOUCHPOINT_HTTP_ADDR", local_addr()),
+            ("TOUCHPOINT_SEND_POLL_MS", "50".into()),
+            ("TOUCHPOINT_SMS_PRIMARY_URL", sms.url()),
+            ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", "ACdemo".into()),
+            ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", "provider-token".into()),
+            ("TOUCHPOINT_SMS_PRIMARY_FROM", SMS_FROM.into()),
+            ("TOUCHPOINT_SMTP_HOST", smtp.addr().ip().to_string()),
+            ("TOUCHPOINT_SMTP_PORT", smtp.addr().port().to_string()),
+            (
+                "TOUCHPOINT_SMTP_FROM",
+                "Care Team <care@hub.example>".into(),
+            ),
+            ("TOUCHPOINT_SMTP_TLS", "none".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| ("dispatch", k.to_owned(), v))
+        .chain(
+            [
+                ("TOUCHPOINT_HTTP_ADDR", routing_http.clone()),
+                ("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN", SMS_TOKEN.into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| ("routing", k.to_owned(), v)),
+        )
+        .collect(),
+        clock: Some(clock.clone()),
+    };
+    let mut processes = Stack::default();
+    if let Err(error) = processes.start_services(&services).await {
+        panic!("the services did not start: {error:#}");
+    }
+    let url = |service: &str| format!("http://{}", services.grpc_of(service).unwrap_or_default());
+
+    let report = demo::run(demo::Settings {
+        cases: url("cases"),
+        routing: url("routing"),
+        sms_webhook: format!("http://{routing_http}/inbound/sms"),
+        sms_token: SMS_TOKEN.into(),
+        sms_number: SMS_FROM.into(),
+        clock: clock.build(),
+        days: DAYS,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the demo failed: {e:#}"));
+    // `touchpoint kpi` reads the same story back from cases.
+    let counted = touchpoint_cli::kpi::tally_all(&url("cases"), Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|e| panic!("kpi: {e:#}"));
+    // An outside reader of the case topic, `touchpoint events tail`, decodes
+    // every record, without patient data.
+    let mut lines = Vec::new();
+    let tailed = touchpoint_cli::events::tail(
+        &testkit::kafka_config(&prefix),
+        &Topics::new(prefix.clone()).name(Stream::Case),
+        touchpoint_cli::events::From::Start,
+        // The case topic holds at least 29 records: six cases opened, eleven
+        // consents, six assignments, six therapy events.
+        Some(20),
+        tokio::time::sleep(Duration::from_secs(60)),
+        |line| lines.push(line),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("tail: {e:#}"));
+    assert_eq!(tailed, 20, "the tail read the topic within a minute");
+    assert!(
+        lines.iter().any(|l| l.contains("case opened")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains("not an event envelope")));
+    for patient in &demo::cast::PATIENTS {
+        for secret in [patient.name.0, patient.name.1, patient.mobile] {
+            assert!(lines.iter().all(|l| !l.contains(secret)), "{secret} shown");
+        }
+    }
+    assert_eq!(counted.cases(), demo::cast::PATIENTS.len());
+    assert_eq!(
+        (counted.ae_flags, counted.opt_outs, counted.replies),
+        (
+            report.tally.ae_flags,
+            report.tally.opt_outs,
+            report.tally.replies
+        )
+    );
+    assert!(counted.sent_total() >= report.tally.sent_total());
+
+    let tally = &report.tally;
+    assert!(tally.sent.get("sms").is_some_and(|n| *n >= 4), "{tally:?}");
+    assert_eq!(tally.ae_flags, 1, "{tally:?}");
+    assert_eq!(tally.opt_outs, 1, "{tally:?}");
+    let repliers = demo::cast::PATIENTS
+        .iter()
+        .filter(|p| p.reply.is_some())
+        .count();
+    assert_eq!(tally.replies, repliers, "each replying patient, once");
+    // Every reply but the opt-out goes to a person or a queue.
+    assert_eq!(tally.routed, repliers - 1, "{tally:?}");
+
+    let story = |pick: &dyn Fn(&demo::cast::Patient) -> bool| -> &Vec<TimelineEntry> {
+        report
+            .timelines
+            .iter()
+            .find(|(p, _)| pick(p))
+            .map(|(_, entries)| entries)
+            .unwrap_or_else(|| panic!("no such demo patient"))
+    };
+    let payloads = |entries: &Vec<TimelineEntry>| -> Vec<Payload> {
+        entries
+            .iter()
+            .filter_map(|e| e.event.as_ref()?.payload.clone())
+            .collect()
+    };
+
+    // The patient who answers: their reply answers the text and reaches their
+    // coordinator.
+    let answering = payloads(story(&|p| {
+        matches!(p.reply, Some(Reply::Answer(_))) && p.program == "adherence"
+    }));
+    let reply = answering.iter().find_map(|p| match p {
+        Payload::InboundReceived(i) => Some(i.clone()),
+        _ => None,
+    });
+    assert!(
+        reply.is_some_and(|r| !r.in_reply_to_attempt_id.is_empty()),
+        "the answer names the text it answers"
+    );
+    assert!(answering.iter().any(|p| matches!(p, Payload::ContactRouted(r) if r.rule == "coordinator" && r.coordinator_id == "coord-maria")));
+
+    // The Spanish patient who opts out: Spanish content, ALTO confirmed by a
+    // text of its own, no program text after it.
+    let opting_out = payloads(story(&|p| matches!(p.reply, Some(Reply::OptOut(_)))));
+    let opted_at = opting_out
+        .iter()
+        .position(|p| matches!(p, Payload::OptOutReceived(_)))
+        .unwrap_or_else(|| panic!("no opt-out on the timeline"));
+    let texts: Vec<(usize, i32)> = opting_out
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Payload::AttemptSent(s) if s.channel == Channel::Sms as i32 => Some((i, s.language)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .all(|(_, language)| *language == Language::Es as i32)
+    );
+    let confirmation = opting_out
+        .iter()
+        .position(|p| matches!(p, Payload::OutreachRequested(o) if o.step_id == "keyword-reply"));
+    assert!(confirmation.is_some(), "ALTO is answered");
+    let program_texts_after = opting_out[opted_at..]
+        .iter()
+        .filter(|p| matches!(p, Payload::OutreachRequested(o) if o.channel == Channel::Sms as i32 && o.step_id != "keyword-reply"))
+        .count();
+    assert_eq!(program_texts_after, 0, "no program text after ALTO");
+
+    // The side effect: flagged with a report due 24 hours after receipt.
+    let reporting = payloads(story(&|p| matches!(p.reply, Some(Reply::SideEffect(_)))));
+    let flag = reporting
+        .iter()
+        .find_map(|p| match p {
+            Payload::AdverseEventSuspected(f) => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no flag"));
+    let (received, due) = (
+        flag.received_at.map(|t| t.seconds).unwrap_or_default(),
+        flag.report_due_at.map(|t| t.seconds).unwrap_or_default(),
+    );
+    assert_eq!(due - received, TimeDelta::hours(24).num_seconds());
+
+    // No SMS consent: reached by email.
+    let emailed = payloads(story(&|p| !p.consents.contains(&Channel::Sms)));
+    assert!(
+        emailed
+            .iter()
+            .any(|p| matches!(p, Payload::AttemptSent(s) if s.channel == Channel::Email as i32))
+    );
+    assert!(
+        !emailed
+            .iter()
+            .any(|p| matches!(p, Payload::AttemptSent(s) if s.channel == Channel::Sms as i32))
+    );
+    assert!(!smtp.mails().is_empty(), "the mail reached the SMTP server");
+
+    // One trace per attempt, from the cadence that asked for it through dispatch
+    // to the case timeline.
+    let attempt_id = answering
+        .iter()
+        .find_map(|p| match p {
+            Payload::AttemptSent(s) => Some(s.attempt_id.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the answering patient was sent nothing"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let story = trace_of(&collector.spans(), &attempt_id);
+        let has = |service: &str, topic: Option<&str>| {
+            story
+                .iter()
+                .any(|(s, _, t)| s == service && topic.is_none_or(|topic| t.ends_with(topic)))
+        };
+        // Cases applies the attempt's own events under it, not only the request.
+        if has("cadence", None)
+            && has("dispatch", Some(Stream::Outreach.base_name()))
+            && has("cases", Some(Stream::Attempt.base_name()))
+        {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let mut exported = std::collections::BTreeMap::<String, usize>::new();
+            for span in collector.spans() {
+                *exported
+                    .entry(format!("{} {}", span.service, span.name))
+                    .or_default() += 1;
+            }
+            panic!("the attempt's trace is not whole: {story:#?}\nspans exported: {exported:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    delivering.abort();
+    let unclean = processes.stop().await;
+    assert!(
+        unclean.is_empty(),
+        "did not stop cleanly on SIGTERM: {unclean:?}"
+    );
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The spans of the trace in which cadence asked for `attempt_id`: (service,
+/// span name, topic it applied a record of, if any).
+fn trace_of(spans: &[ExportedSpan], attempt_id: &str) -> Vec<(String, String, String)> {
+    let Some(trace) = spans
+        .iter()
+        .find(|s| s.attribute("attempt_id") == Some(attempt_id))
+        .map(|s| s.trace_id.clone())
+    else {
+        return Vec::new();
+    };
+    spans
+        .iter()
+        .filter(|s| s.trace_id == trace)
+        .map(|s| {
+            let topic = s.attribute("topic").unwrap_or_default().to_owned();
+            (s.service.clone(), s.name.clone(), topic)
+        })
+        .collect()
+}
