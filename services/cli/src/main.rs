@@ -8,23 +8,32 @@
 //! - `touchpoint health [ADDR...]`: the gRPC health of running services.
 //! - `touchpoint programs validate [DIR]`: check program files (default `programs`)
 //!   and list every problem; exits 1 if there is any.
+//! - `touchpoint programs configmap [DIR]`: the programs as the ConfigMap `k8s/`
+//!   mounts (`k8s/base/programs-configmap.json`).
 //! - `touchpoint events tail TOPIC [--from-start]`: a topic's events as they
 //!   come, decoded, one line each, without patient data (`KAFKA_BROKERS`).
 //! - `touchpoint kpi`: the KPI table over every case the cases service knows.
+//! - `touchpoint cases open --program ID ...`: open a case with its consents and
+//!   team (`cases open --help` lists the flags).
+//! - `touchpoint cases show CASE_ID`: a case's state, the patient masked.
 //! - `touchpoint cases timeline CASE_ID`: a case's timeline in its time zone.
+//! - `touchpoint dlq list [TOPIC]`: the records consumers gave up on, and why
+//!   (every DLQ, or one topic's).
+//! - `touchpoint dlq replay TOPIC`: put a DLQ's records back on their topics,
+//!   each once, after the consumer is fixed.
+//! - `touchpoint demo [--days N]`: the demo, against a stack already up.
 //!
-//! `kpi` and `cases` reach cases at `TOUCHPOINT_CASES_ADDR` (default
-//! 127.0.0.1:50051, where `touchpoint up` puts it).
+//! `kpi`, `cases` and `demo` reach cases at `TOUCHPOINT_CASES_ADDR` (default
+//! 127.0.0.1:50051, where `touchpoint up` puts it); `events` and `dlq` read
+//! `KAFKA_BROKERS` and `TOUCHPOINT_TOPIC_PREFIX`.
 
-mod health;
-mod programs;
-mod stack;
+mod up;
 
 use anyhow::bail;
-use touchpoint_cli::{events, kpi};
+use touchpoint_cli::{cases, dlq, events, health, kpi, programs};
 use touchpoint_platform::config::{Env, KafkaConfig};
 
-const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi | touchpoint cases timeline CASE_ID";
+const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint demo [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate|configmap [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi | touchpoint cases open|show|timeline ... | touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC";
 
 fn cases_url() -> String {
     let addr = std::env::var("TOUCHPOINT_CASES_ADDR").unwrap_or_else(|_| "127.0.0.1:50051".into());
@@ -42,10 +51,18 @@ async fn main() {
 
 async fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
-        Some("up") => stack::up(stack::UpOptions::parse(&args[1..])?).await,
+        Some("up") => up::up(up::UpOptions::parse(&args[1..])?).await,
         Some("health") => health::report(&args[1..]).await,
-        Some("programs") if args.get(1).map(String::as_str) == Some("validate") => {
-            programs::validate(args.get(2).map_or("programs", String::as_str))
+        Some("programs") => {
+            let dir = args.get(2).map_or("programs", String::as_str);
+            match args.get(1).map(String::as_str) {
+                Some("validate") => programs::validate(dir),
+                Some("configmap") => {
+                    print!("{}", programs::configmap(dir)?);
+                    Ok(())
+                }
+                _ => bail!("usage: touchpoint programs validate|configmap [DIR]"),
+            }
         }
         Some("events") => match (args.get(1).map(String::as_str), args.get(2), args.get(3)) {
             (Some("tail"), Some(topic), flag) => {
@@ -65,9 +82,40 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
         },
         Some("kpi") => kpi::report(&cases_url()).await,
         Some("cases") => match (args.get(1).map(String::as_str), args.get(2)) {
+            (Some("open"), Some(flag)) if flag != "--help" => {
+                let open = cases::OpenArgs::parse(&args[2..])?;
+                let (case_id, version) = cases::open(&cases_url(), &open).await?;
+                println!("opened {case_id} (version {version})");
+                Ok(())
+            }
+            (Some("open"), _) => bail!("usage: {}", cases::OPEN_USAGE),
+            (Some("show"), Some(case_id)) => cases::show_case(&cases_url(), case_id).await,
             (Some("timeline"), Some(case_id)) => kpi::timeline(&cases_url(), case_id).await,
-            _ => bail!("usage: touchpoint cases timeline CASE_ID"),
+            _ => bail!("usage: touchpoint cases open|show|timeline ..."),
         },
+        Some("dlq") => {
+            let kafka = KafkaConfig::from_env(&Env::Process)?;
+            match (args.get(1).map(String::as_str), args.get(2)) {
+                (Some("list"), which) => {
+                    let topics = dlq::topics(&kafka, which.map(String::as_str))?;
+                    let letters = dlq::list(&kafka, &topics)?;
+                    for letter in &letters {
+                        println!("{letter}");
+                    }
+                    println!("{} dead letter(s) in {}", letters.len(), topics.join(", "));
+                    Ok(())
+                }
+                (Some("replay"), Some(which)) => {
+                    for topic in dlq::topics(&kafka, Some(which))? {
+                        let sent = dlq::replay(&kafka, &topic).await?;
+                        println!("{sent} record(s) replayed from {topic}");
+                    }
+                    Ok(())
+                }
+                _ => bail!("usage: touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC"),
+            }
+        }
+        Some("demo") => up::demo(&args[1..]).await,
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,422 @@
+//! `touchpoint cases open|show`: open a case with its consents and team, and
+//! show one case's state. What `show` prints masks the patient: initials, the
+//! last two digits of a number, the domain of an address.
+
+use anyhow::{Context as _, bail};
+use chrono::Utc;
+use tonic::transport::Channel as GrpcChannel;
+use touchpoint_platform::envelope::timestamp;
+use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_proto::v1::{
+    AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta, ConsentSource, ConsentState,
+    ContactPoints, GetCaseRequest, Language, OpenCaseRequest, Person, PersonName,
+    RecordConsentRequest,
+};
+
+/// `cases open`'s flags.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpenArgs {
+    /// `--program ID`
+    pub program: String,
+    /// `--language en|es`
+    pub language: Language,
+    /// `--time-zone ZONE` (IANA)
+    pub time_zone: String,
+    /// `--given NAME`, `--family NAME`
+    pub name: (String, String),
+    /// `--mobile NUMBER`
+    pub mobile: String,
+    /// `--email ADDRESS`
+    pub email: String,
+    /// `--consent sms,email,voice,fax,mail`: recorded as a written form.
+    pub consents: Vec<Channel>,
+    /// `--coordinator ID`, `--navigator ID`
+    pub team: (String, String),
+    /// `--request-id ID`: repeat a command safely; new each run when unset.
+    pub request_id: String,
+}
+
+impl std::fmt::Debug for OpenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenArgs")
+            .field("program", &self.program)
+            .field("language", &self.language)
+            .field("consents", &self.consents)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The usage line of `cases open`.
+pub const OPEN_USAGE: &str = "touchpoint cases open --program ID --language en|es --time-zone ZONE --given NAME --family NAME [--mobile NUMBER] [--email ADDRESS] [--consent sms,email,voice,fax,mail] [--coordinator ID] [--navigator ID] [--request-id ID]";
+
+impl OpenArgs {
+    /// Reads the flags; says which is wrong without echoing its value.
+    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut open = Self {
+            program: String::new(),
+            language: Language::Unspecified,
+            time_zone: String::new(),
+            name: (String::new(), String::new()),
+            mobile: String::new(),
+            email: String::new(),
+            consents: Vec::new(),
+            team: (String::new(), String::new()),
+            request_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let value = args
+                .next()
+                .with_context(|| format!("{flag} needs a value\nusage: {OPEN_USAGE}"))?
+                .clone();
+            match flag.as_str() {
+                "--program" => open.program = value,
+                "--language" => {
+                    open.language = match value.as_str() {
+                        "en" => Language::En,
+                        "es" => Language::Es,
+                        _ => bail!("--language is en or es"),
+                    }
+                }
+                "--time-zone" => open.time_zone = value,
+                "--given" => open.name.0 = value,
+                "--family" => open.name.1 = value,
+                "--mobile" => open.mobile = value,
+                "--email" => open.email = value,
+                "--consent" => {
+                    for channel in value.split(',').map(str::trim) {
+                        open.consents.push(match channel {
+                            "sms" => Channel::Sms,
+                            "email" => Channel::Email,
+                            "voice" => Channel::Voice,
+                            "fax" => Channel::Fax,
+                            "mail" => Channel::Mail,
+                            _ => bail!("--consent takes sms, email, voice, fax or mail"),
+                        });
+                    }
+                }
+                "--coordinator" => open.team.0 = value,
+                "--navigator" => open.team.1 = value,
+                "--request-id" => open.request_id = value,
+                _ => bail!("unknown flag {flag:?}\nusage: {OPEN_USAGE}"),
+            }
+        }
+        for (missing, flag) in [
+            (open.program.is_empty(), "--program"),
+            (open.language == Language::Unspecified, "--language"),
+            (open.time_zone.is_empty(), "--time-zone"),
+            (
+                open.name.0.is_empty() || open.name.1.is_empty(),
+                "--given and --family",
+            ),
+        ] {
+            if missing {
+                bail!("{flag} is required\nusage: {OPEN_USAGE}");
+            }
+        }
+        Ok(open)
+    }
+}
+
+async fn client(cases: &str) -> anyhow::Result<CaseServiceClient<GrpcChannel>> {
+    CaseServiceClient::connect(cases.to_owned())
+        .await
+        .with_context(|| format!("cannot reach cases at {cases}"))
+}
+
+/// Opens the case, records its consents and assigns its team; returns the case
+/// id and its version. Each command's request id derives from `--request-id`,
+/// so running the same command again changes nothing.
+pub async fn open(cases: &str, args: &OpenArgs) -> anyhow::Result<(String, u64)> {
+    let mut client = client(cases).await?;
+    let meta = |what: &str| {
+        Some(CommandMeta {
+            request_id: format!("{}-{what}", args.request_id),
+            expected_version: None,
+            actor: "touchpoint-cli".into(),
+        })
+    };
+    let opened = client
+        .open_case(OpenCaseRequest {
+            meta: meta("open"),
+            program_id: args.program.clone(),
+            language: args.language as i32,
+            time_zone: args.time_zone.clone(),
+            patient: Some(Person {
+                name: Some(PersonName {
+                    given_name: args.name.0.clone(),
+                    family_name: args.name.1.clone(),
+                }),
+                contact: Some(ContactPoints {
+                    mobile_e164: args.mobile.clone(),
+                    email: args.email.clone(),
+                    ..ContactPoints::default()
+                }),
+                relationship: String::new(),
+            }),
+            caregiver: None,
+            prescriber_fax: String::new(),
+            enrolled_at: Some(timestamp(Utc::now())),
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!("OpenCase: {}", status.message()))?
+        .into_inner();
+    let mut version = opened.version;
+    for channel in &args.consents {
+        version = client
+            .record_consent(RecordConsentRequest {
+                meta: meta(channel.as_str_name()),
+                case_id: opened.case_id.clone(),
+                channel: *channel as i32,
+                source: ConsentSource::WrittenForm as i32,
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!("RecordConsent: {}", status.message()))?
+            .into_inner()
+            .version;
+    }
+    if !args.team.0.is_empty() || !args.team.1.is_empty() {
+        version = client
+            .assign_coordinator(AssignCoordinatorRequest {
+                meta: meta("assign"),
+                case_id: opened.case_id.clone(),
+                coordinator_id: args.team.0.clone(),
+                navigator_id: args.team.1.clone(),
+            })
+            .await
+            .map_err(|status| anyhow::anyhow!("AssignCoordinator: {}", status.message()))?
+            .into_inner()
+            .version;
+    }
+    Ok((opened.case_id, version))
+}
+
+/// Fetches `case_id` and prints it masked.
+pub async fn show_case(cases: &str, case_id: &str) -> anyhow::Result<()> {
+    let case = client(cases)
+        .await?
+        .get_case(GetCaseRequest {
+            case_id: case_id.to_owned(),
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!("GetCase: {}", status.message()))?
+        .into_inner();
+    print!("{}", show(&case));
+    Ok(())
+}
+
+/// A case's state, one field a line, the patient masked.
+pub fn show(case: &Case) -> String {
+    let when = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map_or_else(
+                || "-".into(),
+                |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            )
+    };
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut lines = vec![
+        ("case", case.case_id.clone()),
+        ("program", case.program_id.clone()),
+        (
+            "status",
+            CaseStatus::try_from(case.status)
+                .map_or("?", |s| s.as_str_name())
+                .trim_start_matches("CASE_STATUS_")
+                .to_lowercase()
+                + &if case.status_reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", case.status_reason)
+                },
+        ),
+        (
+            "language",
+            Language::try_from(case.language)
+                .map_or("?", |l| l.as_str_name())
+                .trim_start_matches("LANGUAGE_")
+                .to_lowercase(),
+        ),
+        ("time zone", case.time_zone.clone()),
+        ("opened", when(&case.opened_at)),
+        ("version", case.version.to_string()),
+        ("patient", masked_person(case.patient.as_ref())),
+        ("caregiver", masked_person(case.caregiver.as_ref())),
+        ("coordinator", or_dash(&case.coordinator_id)),
+        ("navigator", or_dash(&case.navigator_id)),
+    ];
+    let consents: Vec<String> = case
+        .consents
+        .iter()
+        .map(|c| {
+            let channel = Channel::try_from(c.channel)
+                .map_or("?", |ch| ch.as_str_name())
+                .trim_start_matches("CHANNEL_")
+                .to_lowercase();
+            let state = if c.state == ConsentState::Granted as i32 {
+                "granted"
+            } else {
+                "revoked"
+            };
+            format!("{channel} {state} {}", when(&c.at))
+        })
+        .collect();
+    lines.push((
+        "consents",
+        if consents.is_empty() {
+            "-".into()
+        } else {
+            consents.join("; ")
+        },
+    ));
+    if let Some(therapy) = &case.therapy {
+        lines.push(("therapy start", when(&therapy.therapy_start)));
+        lines.push(("next refill", when(&therapy.next_refill_due)));
+    }
+    lines
+        .into_iter()
+        .map(|(label, value)| format!("{label:<14}{value}\n"))
+        .collect()
+}
+
+fn masked_person(person: Option<&Person>) -> String {
+    let Some(person) = person else {
+        return "-".into();
+    };
+    let initial = |s: &str| {
+        s.chars()
+            .next()
+            .map_or_else(String::new, |c| format!("{c}."))
+    };
+    let name = person
+        .name
+        .as_ref()
+        .map(|n| format!("{} {}", initial(&n.given_name), initial(&n.family_name)))
+        .unwrap_or_default();
+    let mut parts = vec![name.trim().to_owned()];
+    if let Some(contact) = &person.contact {
+        for (label, number) in [
+            ("mobile", &contact.mobile_e164),
+            ("landline", &contact.landline_e164),
+        ] {
+            if !number.is_empty() {
+                let tail: String = number
+                    .chars()
+                    .rev()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                parts.push(format!("{label} …{tail}"));
+            }
+        }
+        if let Some((_, domain)) = contact.email.split_once('@') {
+            parts.push(format!("email …@{domain}"));
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use touchpoint_proto::v1::Consent;
+
+    use super::*;
+
+    fn args(list: &[&str]) -> anyhow::Result<OpenArgs> {
+        OpenArgs::parse(&list.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    const GOOD: [&str; 10] = [
+        "--program",
+        "adherence",
+        "--language",
+        "es",
+        "--time-zone",
+        "America/Chicago",
+        "--given",
+        "Rosa",
+        "--family",
+        "Quintero",
+    ];
+
+    #[test]
+    fn open_reads_its_flags_and_names_the_missing_one() {
+        let mut flags = GOOD.to_vec();
+        flags.extend(["--consent", "sms,email", "--coordinator", "coord-maria"]);
+        let open = args(&flags).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(open.language, Language::Es);
+        assert_eq!(open.consents, vec![Channel::Sms, Channel::Email]);
+        assert_eq!(open.team.0, "coord-maria");
+        let missing = args(&GOOD[..8])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            missing.starts_with("--given and --family is required"),
+            "{missing}"
+        );
+        let mut bad = GOOD.to_vec();
+        bad.extend(["--consent", "pigeon"]);
+        assert!(args(&bad).is_err());
+        assert!(args(&["--program"]).is_err());
+    }
+
+    #[test]
+    fn flags_do_not_show_in_debug_output() {
+        let open = args(&GOOD).unwrap_or_else(|e| panic!("{e}"));
+        let debug = format!("{open:?}");
+        assert!(
+            !debug.contains("Rosa") && !debug.contains("Quintero"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn show_masks_the_patient() {
+        let case = Case {
+            case_id: "case-1".into(),
+            program_id: "adherence".into(),
+            status: CaseStatus::Active as i32,
+            language: Language::Es as i32,
+            time_zone: "America/Chicago".into(),
+            patient: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Rosa".into(),
+                    family_name: "Quintero".into(),
+                }),
+                contact: Some(ContactPoints {
+                    mobile_e164: "+13125550147".into(),
+                    email: "rosa.q@example.net".into(),
+                    ..ContactPoints::default()
+                }),
+                relationship: String::new(),
+            }),
+            consents: vec![Consent {
+                channel: Channel::Sms as i32,
+                state: ConsentState::Granted as i32,
+                ..Consent::default()
+            }],
+            ..Case::default()
+        };
+        let shown = show(&case);
+        assert!(
+            shown.contains("patient       R. Q., mobile …47, email …@example.net"),
+            "{shown}"
+        );
+        assert!(shown.contains("status        active"), "{shown}");
+        assert!(shown.contains("consents      sms granted"), "{shown}");
+        for secret in ["Rosa", "Quintero", "5550147", "rosa.q"] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+    }
+}
