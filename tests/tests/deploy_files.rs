@@ -1,0 +1,273 @@
+//! The deployment files cannot run here (no container engine, no cluster), so
+//! what is checked is that each is valid for the tool that would run it, and
+//! says what Touchpoint needs:
+//!
+//! - `k8s/`: both overlays render with `kubectl kustomize`; every object fits the
+//!   Kubernetes schema, strictly (an unknown field fails), and each KafkaTopic
+//!   Strimzi's; every service has its Deployment (gRPC probes, limits, non-root,
+//!   graceful termination), Service and PodDisruptionBudget; every topic and DLQ
+//!   has its KafkaTopic; the overlays differ as documented.
+//! - `deploy/compose.yaml`: fits the Compose Specification; the services read only
+//!   variables the README documents.
+//! - `deploy/Dockerfile`: passes hadolint and builds every service binary.
+//!
+//! The checkers come from `deploy/setup.sh` (`deploy/check/`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use touchpoint_platform::topics::Topics;
+
+const SERVICES: [&str; 4] = ["cases", "cadence", "dispatch", "routing"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The virtualenv `deploy/setup.sh` installs the checkers into.
+fn check_venv() -> PathBuf {
+    if let Some(venv) = std::env::var_os("TOUCHPOINT_CHECK_VENV") {
+        return PathBuf::from(venv);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("touchpoint").join("check-venv")
+}
+
+/// Runs `deploy/check/validate.py KIND FILE`.
+fn validate(kind: &str, file: &Path) -> Output {
+    let venv = check_venv();
+    let python = venv.join("bin").join("python");
+    assert!(
+        python.exists(),
+        "{} is missing: run deploy/setup.sh",
+        python.display()
+    );
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(python)
+        .arg(root().join("deploy/check/validate.py"))
+        .arg(kind)
+        .arg(file)
+        .env("PATH", path)
+        .output()
+        .unwrap_or_else(|e| panic!("validate.py: {e}"))
+}
+
+/// The summary a passing check prints; panics with the problems otherwise.
+fn passes(kind: &str, file: &Path) -> Value {
+    let output = validate(kind, file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{} fails its {kind} check:\n{stdout}{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("summary {stdout}: {e}"))
+}
+
+/// The problems a failing check lists; panics if it passes.
+fn refused(kind: &str, file: &Path) -> String {
+    let output = validate(kind, file);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{} should fail its {kind} check: {}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("touchpoint-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+fn render(overlay: &str) -> PathBuf {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root().join("k8s/overlays").join(overlay))
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl (needed for `kubectl kustomize`): {e}"));
+    assert!(
+        output.status.success(),
+        "k8s/overlays/{overlay} does not render: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    scratch(
+        &format!("{overlay}.yaml"),
+        &String::from_utf8_lossy(&output.stdout),
+    )
+}
+
+fn strings(value: &Value) -> BTreeSet<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks one rendered overlay; returns its summary.
+fn overlay_is_valid(overlay: &str, replicas: u64, partitions: u64, topic_replicas: u64) {
+    let summary = passes("k8s", &render(overlay));
+    let objects = strings(&summary["objects"]);
+    for service in SERVICES {
+        for kind in ["Deployment", "Service", "PodDisruptionBudget"] {
+            assert!(
+                objects.contains(&format!("{kind}/{service}")),
+                "{overlay}: no {kind} for {service}"
+            );
+        }
+        let deployment = &summary["deployments"][service];
+        assert_eq!(deployment["replicas"], replicas, "{overlay}: {service}");
+        for check in ["grpc_probes", "limits", "non_root"] {
+            assert_eq!(deployment[check], true, "{overlay}: {service} {check}");
+        }
+        assert!(
+            deployment["grace_seconds"]
+                .as_u64()
+                .is_some_and(|s| s >= 10),
+            "{overlay}: {service} has no time to drain"
+        );
+        assert!(
+            strings(&deployment["secrets"]).contains("touchpoint-database"),
+            "{overlay}: {service} does not take the database URL from its Secret"
+        );
+    }
+    assert!(objects.contains("ConfigMap/touchpoint-programs"));
+    let topics = summary["topics"].as_object().cloned().unwrap_or_default();
+    let named: BTreeSet<String> = topics.keys().cloned().collect();
+    let wanted: BTreeSet<String> = Topics::new("").all().into_iter().collect();
+    assert_eq!(
+        named, wanted,
+        "{overlay}: every topic and DLQ, nothing else"
+    );
+    for (topic, spec) in &topics {
+        assert_eq!(spec["partitions"], partitions, "{overlay}: {topic}");
+        assert_eq!(spec["replicas"], topic_replicas, "{overlay}: {topic}");
+    }
+}
+
+#[test]
+fn the_dev_overlay_is_valid_kubernetes_with_one_replica_each() {
+    overlay_is_valid("dev", 1, 3, 1);
+}
+
+#[test]
+fn the_prod_overlay_is_valid_kubernetes_with_three_replicas_and_replicated_topics() {
+    overlay_is_valid("prod", 3, 12, 3);
+}
+
+#[test]
+fn a_manifest_with_a_wrong_field_is_refused() {
+    let bad = scratch(
+        "bad.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cases\nspec:\n  replicas: three\n  selector:\n    matchLabels: {app: cases}\n  template:\n    metadata:\n      labels: {app: cases}\n    spec:\n      containerz: []\n---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata:\n  name: t\n  labels: {strimzi.io/cluster: touchpoint}\nspec:\n  topicName: t\n  partitions: 0\n  replicas: 1\n",
+    );
+    let problems = refused("k8s", &bad);
+    assert!(problems.contains("Deployment/cases"), "{problems}");
+    assert!(problems.contains("KafkaTopic/t"), "{problems}");
+}
+
+#[test]
+fn the_programs_configmap_is_what_the_programs_folder_holds() {
+    let programs = root().join("programs");
+    let expected = touchpoint_cli::programs::configmap(&programs.to_string_lossy())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let committed = std::fs::read_to_string(root().join("k8s/base/programs-configmap.json"))
+        .unwrap_or_default();
+    assert!(
+        committed == expected,
+        "k8s/base/programs-configmap.json is stale: run \
+         `touchpoint programs configmap > k8s/base/programs-configmap.json`"
+    );
+}
+
+/// The variables the README's configuration table documents. A row may name
+/// several, later ones by suffix: `TOUCHPOINT_SMTP_HOST`, `_PORT`.
+fn documented(readme: &str, variable: &str) -> bool {
+    if readme.contains(&format!("`{variable}`")) {
+        return true;
+    }
+    variable.match_indices('_').any(|(at, _)| {
+        let (prefix, tail) = variable.split_at(at);
+        readme.lines().any(|row| {
+            row.starts_with('|')
+                && row.contains(&format!("`{tail}`"))
+                && row.contains(&format!("`{prefix}_"))
+        })
+    })
+}
+
+#[test]
+fn the_compose_file_fits_the_compose_specification_and_uses_documented_variables() {
+    let summary = passes("compose", &root().join("deploy/compose.yaml"));
+    let services = strings(&summary["services"]);
+    for wanted in
+        SERVICES
+            .iter()
+            .chain(&["kafka", "postgres", "otel-collector", "jaeger", "mailpit"])
+    {
+        assert!(services.contains(*wanted), "compose has no {wanted}");
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap_or_default();
+    for service in SERVICES.iter().chain(&["sandbox"]) {
+        for variable in strings(&summary["environment"][*service]) {
+            assert!(
+                documented(&readme, &variable),
+                "compose gives {service} {variable}, which the README does not document"
+            );
+        }
+    }
+    assert!(!documented(&readme, "TOUCHPOINT_SMTP_NOPE"));
+
+    let bad = scratch(
+        "compose.yaml",
+        "services:\n  cases:\n    image: touchpoint\n    restart: sometimes\n    depends_on: [nowhere]\n    bogus: 1\n",
+    );
+    let problems = refused("compose", &bad);
+    assert!(
+        problems.contains("nowhere") && problems.contains("bogus"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint_and_builds_every_service() {
+    let dockerfile = root().join("deploy/Dockerfile");
+    let summary = passes("dockerfile", &dockerfile);
+    assert_eq!(
+        strings(&summary["stages"]).len(),
+        2,
+        "a build stage and a run stage"
+    );
+    let text = std::fs::read_to_string(&dockerfile).unwrap_or_default();
+    for service in SERVICES {
+        assert!(text.contains(&format!("-p touchpoint-{service}")));
+        assert!(text.contains(&format!("target/release/touchpoint-{service}")));
+    }
+    assert!(
+        text.contains("USER 10001"),
+        "the image runs as a user without privileges"
+    );
+
+    let bad = scratch("Dockerfile", "RUN echo hello\nFROM debian\n");
+    refused("dockerfile", &bad);
+}
