@@ -21,7 +21,7 @@ use touchpoint_dispatch::sandbox::Sandbox;
 use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::testkit::otlp::{Collector, ExportedSpan};
-use touchpoint_platform::testkit::{self, TestDatabase, utc};
+use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language, TimelineEntry};
@@ -203,6 +203,41 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         )
     );
     assert!(counted.sent_total() >= report.tally.sent_total());
+
+    // The same KPIs as OpenTelemetry metrics (`touchpoint kpi --export`).
+    let (stop_export, stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporting = {
+        let (cases, endpoint) = (url("cases"), collector.endpoint());
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = stopped.await;
+            };
+            touchpoint_cli::kpi_metrics::export(&cases, &endpoint, Duration::from_millis(200), stop)
+                .await
+        })
+    };
+    let figures = counted.figures(counted.cases());
+    let sms_rate = figures
+        .contact_rates
+        .iter()
+        .find(|(channel, ..)| *channel == "sms")
+        .map(|(_, reached, sent)| *reached as f64 / *sent as f64);
+    eventually("the KPIs at the collector", WAIT, || {
+        let exported = (
+            collector.latest("touchpoint.kpi.cases", &[]),
+            collector.latest("touchpoint.kpi.ae_flags", &[]),
+            collector.latest("touchpoint.kpi.contact_rate", &[("channel", "sms")]),
+        );
+        let wanted = (Some(6.0), Some(figures.ae_flags as f64), sms_rate);
+        async move { (exported == wanted).then_some(()) }
+    })
+    .await;
+    let _ = stop_export.send(());
+    let exported = exporting
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| format!("{e:#}")));
+    assert!(exported.is_ok(), "kpi --export: {exported:?}");
 
     let tally = &report.tally;
     assert!(tally.sent.get("sms").is_some_and(|n| *n >= 4), "{tally:?}");

@@ -7,6 +7,7 @@ pub mod dlq;
 pub mod events;
 pub mod health;
 pub mod kpi;
+pub mod kpi_metrics;
 pub mod programs;
 pub mod show;
 pub mod stack;

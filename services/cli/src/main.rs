@@ -13,6 +13,9 @@
 //! - `touchpoint events tail TOPIC [--from-start]`: a topic's events as they
 //!   come, decoded, one line each, without patient data (`KAFKA_BROKERS`).
 //! - `touchpoint kpi`: the KPI table over every case the cases service knows.
+//! - `touchpoint kpi --export [--every SECONDS]`: the same KPIs as OpenTelemetry
+//!   gauges, pushed to `OTEL_EXPORTER_OTLP_ENDPOINT` every interval (default 60)
+//!   as cases records events, until Ctrl-C.
 //! - `touchpoint cases open --program ID ...`: open a case with its consents and
 //!   team (`cases open --help` lists the flags).
 //! - `touchpoint cases show CASE_ID`: a case's state, the patient masked.
@@ -29,11 +32,13 @@
 
 mod up;
 
-use anyhow::bail;
-use touchpoint_cli::{cases, dlq, events, health, kpi, programs};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use touchpoint_cli::{cases, dlq, events, health, kpi, kpi_metrics, programs};
 use touchpoint_platform::config::{Env, KafkaConfig};
 
-const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint demo [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate|configmap [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi | touchpoint cases open|show|timeline ... | touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC";
+const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint demo [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate|configmap [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi [--export [--every SECONDS]] | touchpoint cases open|show|timeline ... | touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC";
 
 fn cases_url() -> String {
     let addr = std::env::var("TOUCHPOINT_CASES_ADDR").unwrap_or_else(|_| "127.0.0.1:50051".into());
@@ -80,7 +85,29 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             }
             _ => bail!("usage: touchpoint events tail TOPIC [--from-start]"),
         },
-        Some("kpi") => kpi::report(&cases_url()).await,
+        Some("kpi") => match args.get(1).map(String::as_str) {
+            None => kpi::report(&cases_url()).await,
+            Some("--export") => {
+                let every = match (args.get(2).map(String::as_str), args.get(3)) {
+                    (None, _) => 60,
+                    (Some("--every"), Some(seconds)) => seconds
+                        .parse()
+                        .ok()
+                        .filter(|s| (1..=3600).contains(s))
+                        .context("--every takes seconds from 1 to 3600")?,
+                    _ => bail!("usage: touchpoint kpi [--export [--every SECONDS]]"),
+                };
+                let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").context(
+                    "kpi --export pushes to OTEL_EXPORTER_OTLP_ENDPOINT, which is unset",
+                )?;
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                println!("exporting the KPIs to {endpoint} every {every} s; Ctrl-C stops");
+                kpi_metrics::export(&cases_url(), &endpoint, Duration::from_secs(every), stop).await
+            }
+            Some(_) => bail!("usage: touchpoint kpi [--export [--every SECONDS]]"),
+        },
         Some("cases") => match (args.get(1).map(String::as_str), args.get(2)) {
             (Some("open"), Some(flag)) if flag != "--help" => {
                 let open = cases::OpenArgs::parse(&args[2..])?;

@@ -117,62 +117,111 @@ impl Tally {
         self.suppressed.values().sum()
     }
 
-    /// The KPI table's rows: name and value, for `cases` cases.
-    pub fn kpis(&self, cases: usize) -> Vec<(String, String)> {
-        let mut rows = Vec::new();
+    /// The KPIs over `cases` cases.
+    pub fn figures(&self, cases: usize) -> Figures {
         let attempts: usize = self.attempts_per_case.values().sum();
-        rows.push((
-            "attempts per case".into(),
-            format!("{:.1}", ratio(attempts, cases)),
-        ));
-        for (channel, sent) in &self.sent {
-            let reached = self.reached.get(channel).copied().unwrap_or(0);
-            rows.push((
-                format!("contact rate, {channel}"),
-                format!(
-                    "{:.0}% ({reached} of {sent})",
-                    100.0 * ratio(reached, *sent)
-                ),
-            ));
-        }
+        let contact_rates = self
+            .sent
+            .iter()
+            .map(|(channel, sent)| {
+                let reached = self.reached.get(channel).copied().unwrap_or(0);
+                (*channel, reached, *sent)
+            })
+            .collect();
         let waits: Vec<TimeDelta> = self
             .first_sent
             .iter()
             .filter_map(|(case, sent)| self.opened.get(case).map(|opened| *sent - *opened))
             .collect();
-        if !waits.is_empty() {
-            let mean_hours = waits.iter().map(|w| w.num_minutes()).sum::<i64>() as f64
-                / 60.0
-                / waits.len() as f64;
+        let first_contact_hours = (!waits.is_empty()).then(|| {
+            waits.iter().map(|w| w.num_minutes()).sum::<i64>() as f64 / 60.0 / waits.len() as f64
+        });
+        Figures {
+            cases,
+            attempts_per_case: ratio(attempts, cases),
+            contact_rates,
+            first_contact_hours,
+            backlog: self
+                .requested
+                .saturating_sub(attempts + self.suppressed_total()),
+            suppressed: self.suppressed.clone(),
+            opt_outs: self.opt_outs,
+            opt_out_rate: ratio(self.opt_outs, cases),
+            callbacks: self.callbacks,
+            ae_flags: self.ae_flags,
+        }
+    }
+
+    /// The KPI table's rows: name and value, for `cases` cases.
+    pub fn kpis(&self, cases: usize) -> Vec<(String, String)> {
+        let figures = self.figures(cases);
+        let mut rows = vec![(
+            "attempts per case".to_owned(),
+            format!("{:.1}", figures.attempts_per_case),
+        )];
+        for (channel, reached, sent) in &figures.contact_rates {
+            rows.push((
+                format!("contact rate, {channel}"),
+                format!(
+                    "{:.0}% ({reached} of {sent})",
+                    100.0 * ratio(*reached, *sent)
+                ),
+            ));
+        }
+        if let Some(hours) = figures.first_contact_hours {
             rows.push((
                 "time to first contact (mean)".into(),
-                format!("{:.1} days", mean_hours / 24.0),
+                format!("{:.1} days", hours / 24.0),
             ));
         }
         rows.push((
             "backlog (asked for, not yet attempted)".into(),
-            self.requested
-                .saturating_sub(attempts + self.suppressed_total())
-                .to_string(),
+            figures.backlog.to_string(),
         ));
-        for (reason, n) in &self.suppressed {
+        for (reason, n) in &figures.suppressed {
             rows.push((format!("suppressed, {reason}"), n.to_string()));
         }
         rows.push((
             "opt-out rate".into(),
             format!(
                 "{:.0}% ({} of {cases} cases)",
-                100.0 * ratio(self.opt_outs, cases),
-                self.opt_outs
+                100.0 * figures.opt_out_rate,
+                figures.opt_outs
             ),
         ));
-        rows.push(("callbacks promised".into(), self.callbacks.to_string()));
-        rows.push(("AE flags open".into(), self.ae_flags.to_string()));
+        rows.push(("callbacks promised".into(), figures.callbacks.to_string()));
+        rows.push(("AE flags open".into(), figures.ae_flags.to_string()));
         rows
     }
 }
 
-fn ratio(part: usize, whole: usize) -> f64 {
+/// The KPIs, as numbers: what the table shows and the metrics export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Cases counted.
+    pub cases: usize,
+    /// Attempts (sent, failed or put to a coordinator as a call) per case.
+    pub attempts_per_case: f64,
+    /// Per channel: attempts answered by a reply, attempts sent.
+    pub contact_rates: Vec<(&'static str, usize, usize)>,
+    /// Mean hours from a case's opening to its first attempt sent.
+    pub first_contact_hours: Option<f64>,
+    /// Touchpoints asked for and not yet attempted or suppressed.
+    pub backlog: usize,
+    /// Suppressions by reason.
+    pub suppressed: BTreeMap<&'static str, usize>,
+    /// Opt-outs.
+    pub opt_outs: usize,
+    /// Opt-outs per case.
+    pub opt_out_rate: f64,
+    /// Callbacks promised.
+    pub callbacks: usize,
+    /// Possible adverse events flagged.
+    pub ae_flags: usize,
+}
+
+/// `part / whole`, 0 when there is no whole.
+pub fn ratio(part: usize, whole: usize) -> f64 {
     if whole == 0 {
         0.0
     } else {

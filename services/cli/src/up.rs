@@ -1,6 +1,7 @@
 //! `touchpoint up`, the local stack: a Tansu broker, the provider sandbox (SMS,
-//! fax, SMTP) and the four services as child processes. Dispatch is pointed at the sandbox unless
-//! `TOUCHPOINT_SMS_PRIMARY_URL` says where a real SMS provider is.
+//! fax, SMTP) and the four services as child processes. Dispatch is pointed at
+//! the sandbox unless `TOUCHPOINT_SMS_PRIMARY_URL` says where a real SMS
+//! provider is.
 //!
 //! Data stays under `.local/` in the working directory: the broker's sqlite file and
 //! each process's log. Every process started here is stopped on Ctrl-C (SIGTERM,

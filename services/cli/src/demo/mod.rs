@@ -63,6 +63,9 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// How long after a text reaches a patient they answer it, simulated.
+const READING_TIME: TimeDelta = TimeDelta::hours(2);
+
 /// After the last simulated day, how long the last events get to arrive.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -118,8 +121,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
     let end = start + TimeDelta::days(settings.days);
     let mut replied = vec![false; PATIENTS.len()];
     let mut sms_attempts = std::collections::HashSet::new();
+    // Answers a patient has yet to send: when, who, what, the text's sid.
+    let mut answers = Vec::new();
     let mut tally = Tally::default();
-    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut settle_until: Option<tokio::time::Instant> = None;
     let mut last_printed = None;
     loop {
@@ -144,11 +149,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
                 {
                     replied[index] = true;
                     let sid = format!("SMdemo{}", delivered.attempt_id.replace('-', ""));
-                    text_back(&settings, PATIENTS[index].mobile, reply.text(), &sid).await?;
+                    answers.push((settings.clock.now() + READING_TIME, index, reply, sid));
                 }
             }
             _ = ticker.tick() => {
                 let now = settings.clock.now();
+                for (_, index, reply, sid) in answers.extract_if(.., |(at, ..)| *at <= now) {
+                    text_back(&settings, PATIENTS[index].mobile, reply.text(), &sid).await?;
+                }
                 let day = (now - start).num_days().min(settings.days);
                 progress(&tally, day, settings.days, &mut last_printed);
                 match settle_until {

@@ -1,10 +1,16 @@
-//! An OTLP/gRPC trace collector in the test's process: services started as
-//! processes export to it (`OTEL_EXPORTER_OTLP_ENDPOINT`), and the test reads
-//! back which service recorded which span in which trace.
+//! An OTLP/gRPC collector in the test's process: services started as processes
+//! export to it (`OTEL_EXPORTER_OTLP_ENDPOINT`), and the test reads back which
+//! service recorded which span in which trace, and the metrics' latest values.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -13,6 +19,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 
 /// One span as a service exported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +45,22 @@ impl ExportedSpan {
     }
 }
 
+/// One gauge or sum data point as it was exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedPoint {
+    /// The metric's name.
+    pub metric: String,
+    /// The point's attributes, as text.
+    pub attributes: Vec<(String, String)>,
+    /// Its value.
+    pub value: f64,
+}
+
 /// A running collector; clones share what it received.
 #[derive(Debug, Clone, Default)]
 pub struct Collector {
     spans: Arc<Mutex<Vec<ExportedSpan>>>,
+    points: Arc<Mutex<Vec<ExportedPoint>>>,
     addr: Option<SocketAddr>,
 }
 
@@ -55,11 +75,13 @@ impl Collector {
             .unwrap_or_else(|e| panic!("collector address: {e}"));
         let collector = Self {
             spans: Arc::default(),
+            points: Arc::default(),
             addr: Some(addr),
         };
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(TraceServiceServer::new(collector.clone()))
+                .add_service(MetricsServiceServer::new(collector.clone()))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
         collector
@@ -69,6 +91,21 @@ impl Collector {
     pub fn endpoint(&self) -> String {
         self.addr
             .map_or_else(String::new, |a| format!("http://{a}"))
+    }
+
+    /// The latest value exported for `metric` with exactly `attributes`.
+    pub fn latest(&self, metric: &str, attributes: &[(&str, &str)]) -> Option<f64> {
+        let wanted: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|p| p.metric == metric && p.attributes == wanted)
+            .map(|p| p.value)
     }
 
     /// Every span received so far.
@@ -133,6 +170,46 @@ impl TraceService for Collector {
             .unwrap_or_else(PoisonError::into_inner)
             .extend(received);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut received = Vec::new();
+        for resource in request.into_inner().resource_metrics {
+            for scope in resource.scope_metrics {
+                for metric in scope.metrics {
+                    let points = match metric.data {
+                        Some(Data::Gauge(g)) => g.data_points,
+                        Some(Data::Sum(s)) => s.data_points,
+                        _ => continue,
+                    };
+                    for point in points {
+                        let value = match point.value {
+                            Some(number_data_point::Value::AsDouble(v)) => v,
+                            Some(number_data_point::Value::AsInt(v)) => v as f64,
+                            None => continue,
+                        };
+                        received.push(ExportedPoint {
+                            metric: metric.name.clone(),
+                            attributes: pairs(&point.attributes),
+                            value,
+                        });
+                    }
+                }
+            }
+        }
+        self.points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(received);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
             partial_success: None,
         }))
     }
