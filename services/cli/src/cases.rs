@@ -3,7 +3,7 @@
 //! last two digits of a number, the domain of an address.
 
 use anyhow::{Context as _, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
@@ -128,12 +128,27 @@ async fn client(cases: &str) -> anyhow::Result<CaseServiceClient<GrpcChannel>> {
 /// id and its version. Each command's request id derives from `--request-id`,
 /// so running the same command again changes nothing.
 pub async fn open(cases: &str, args: &OpenArgs) -> anyhow::Result<(String, u64)> {
-    let mut client = client(cases).await?;
+    open_with(
+        &mut client(cases).await?,
+        args,
+        Utc::now(),
+        "touchpoint-cli",
+    )
+    .await
+}
+
+/// [`open`] through `client`, enrolled at `enrolled_at`, by `actor`.
+pub async fn open_with(
+    client: &mut CaseServiceClient<GrpcChannel>,
+    args: &OpenArgs,
+    enrolled_at: DateTime<Utc>,
+    actor: &str,
+) -> anyhow::Result<(String, u64)> {
     let meta = |what: &str| {
         Some(CommandMeta {
             request_id: format!("{}-{what}", args.request_id),
             expected_version: None,
-            actor: "touchpoint-cli".into(),
+            actor: actor.into(),
         })
     };
     let opened = client
@@ -156,7 +171,7 @@ pub async fn open(cases: &str, args: &OpenArgs) -> anyhow::Result<(String, u64)>
             }),
             caregiver: None,
             prescriber_fax: String::new(),
-            enrolled_at: Some(timestamp(Utc::now())),
+            enrolled_at: Some(timestamp(enrolled_at)),
         })
         .await
         .map_err(|status| anyhow::anyhow!("OpenCase: {}", status.message()))?

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
-use touchpoint_proto::v1::{GetCaseRequest, WatchEventsRequest};
+use touchpoint_proto::v1::{GetCaseRequest, TimelineEntry, WatchEventsRequest};
 
 use crate::demo;
 use crate::show;
@@ -14,14 +14,7 @@ use crate::tally::Tally;
 /// Reads every case event cases has recorded, from the first, until none has
 /// come for `quiet` (the stream then only waits for new ones), and counts them.
 pub async fn tally_all(cases: &str, quiet: Duration) -> anyhow::Result<Tally> {
-    let mut client = CaseServiceClient::connect(cases.to_owned())
-        .await
-        .with_context(|| format!("cannot reach cases at {cases}"))?;
-    let mut events = client
-        .watch_events(WatchEventsRequest::default())
-        .await
-        .context("WatchEvents")?
-        .into_inner();
+    let mut events = watch(cases).await?;
     let mut tally = Tally::default();
     loop {
         match tokio::time::timeout(quiet, events.message()).await {
@@ -35,6 +28,18 @@ pub async fn tally_all(cases: &str, quiet: Duration) -> anyhow::Result<Tally> {
             Ok(Err(status)) => anyhow::bail!("the event stream broke: {}", status.code()),
         }
     }
+}
+
+/// Every case event cases has recorded, from the first, then each new one.
+pub async fn watch(cases: &str) -> anyhow::Result<tonic::Streaming<TimelineEntry>> {
+    let mut client = CaseServiceClient::connect(cases.to_owned())
+        .await
+        .with_context(|| format!("cannot reach cases at {cases}"))?;
+    Ok(client
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .context("WatchEvents")?
+        .into_inner())
 }
 
 /// Prints the KPI table over every case cases knows.

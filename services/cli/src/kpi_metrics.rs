@@ -14,8 +14,6 @@ use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableGauge};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use touchpoint_proto::v1::WatchEventsRequest;
-use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 
 use crate::tally::{Figures, Tally};
 
@@ -136,14 +134,7 @@ pub async fn export(
     every: Duration,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut client = CaseServiceClient::connect(cases.to_owned())
-        .await
-        .with_context(|| format!("cannot reach cases at {cases}"))?;
-    let mut events = client
-        .watch_events(WatchEventsRequest::default())
-        .await
-        .context("WatchEvents")?
-        .into_inner();
+    let mut events = crate::kpi::watch(cases).await?;
     let exporter = opentelemetry_otlp::MetricExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)

@@ -23,14 +23,13 @@ use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
-    AssignCoordinatorRequest, Channel, CommandMeta, ConsentSource, ContactPoints, Coordinator,
-    GetTimelineRequest, OpenCaseRequest, Person, PersonName, Presence, RecordConsentRequest,
-    RecordTherapyEventRequest, Shift, TherapyEventKind, TimelineEntry, UpsertCoordinatorRequest,
-    WatchEventsRequest,
+    Channel, CommandMeta, Coordinator, GetTimelineRequest, Presence, RecordTherapyEventRequest,
+    Shift, TherapyEventKind, TimelineEntry, UpsertCoordinatorRequest, WatchEventsRequest,
 };
 
 use cast::{PATIENTS, Patient, TEAM};
 
+use crate::cases::{OpenArgs, open_with};
 use crate::show;
 use crate::tally::Tally;
 
@@ -256,59 +255,19 @@ async fn enrol(
     at: DateTime<Utc>,
     index: usize,
 ) -> anyhow::Result<String> {
-    let meta = |what: &str| {
-        Some(CommandMeta {
-            request_id: format!("demo-{}-{index}-{what}", at.timestamp()),
-            expected_version: None,
-            actor: "touchpoint-demo".into(),
-        })
+    let request_id = format!("demo-{}-{index}", at.timestamp());
+    let args = OpenArgs {
+        program: patient.program.into(),
+        language: patient.language,
+        time_zone: patient.zone.into(),
+        name: (patient.name.0.into(), patient.name.1.into()),
+        mobile: patient.mobile.into(),
+        email: patient.email.into(),
+        consents: patient.consents.to_vec(),
+        team: (cast::coordinator_for(patient).into(), "nav-ines".into()),
+        request_id: request_id.clone(),
     };
-    let case_id = cases
-        .open_case(OpenCaseRequest {
-            meta: meta("open"),
-            program_id: patient.program.into(),
-            language: patient.language as i32,
-            time_zone: patient.zone.into(),
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: patient.name.0.into(),
-                    family_name: patient.name.1.into(),
-                }),
-                contact: Some(ContactPoints {
-                    mobile_e164: patient.mobile.into(),
-                    email: patient.email.into(),
-                    ..ContactPoints::default()
-                }),
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax: String::new(),
-            enrolled_at: Some(timestamp(at)),
-        })
-        .await
-        .context("OpenCase")?
-        .into_inner()
-        .case_id;
-    for channel in patient.consents {
-        cases
-            .record_consent(RecordConsentRequest {
-                meta: meta(channel.as_str_name()),
-                case_id: case_id.clone(),
-                channel: *channel as i32,
-                source: ConsentSource::WrittenForm as i32,
-            })
-            .await
-            .context("RecordConsent")?;
-    }
-    cases
-        .assign_coordinator(AssignCoordinatorRequest {
-            meta: meta("assign"),
-            case_id: case_id.clone(),
-            coordinator_id: cast::coordinator_for(patient).into(),
-            navigator_id: "nav-ines".into(),
-        })
-        .await
-        .context("AssignCoordinator")?;
+    let (case_id, _) = open_with(cases, &args, at, "touchpoint-demo").await?;
     // Therapy starts two days in; a refill patient's first fill lasts ten days.
     let (kind, days_supply) = if patient.program == "refill-reminder" {
         (TherapyEventKind::Fill, 10)
@@ -317,7 +276,11 @@ async fn enrol(
     };
     cases
         .record_therapy_event(RecordTherapyEventRequest {
-            meta: meta("therapy"),
+            meta: Some(CommandMeta {
+                request_id: format!("{request_id}-therapy"),
+                expected_version: None,
+                actor: "touchpoint-demo".into(),
+            }),
             case_id: case_id.clone(),
             kind: kind as i32,
             at: Some(timestamp(at + TimeDelta::days(2))),
