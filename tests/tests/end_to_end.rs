@@ -1,5 +1,5 @@
 //! End to end, across processes: the four service binaries run as processes
-//! against PostgreSQL and the broker, on an accelerated clock (a day every two
+//! against PostgreSQL and the broker, on an accelerated clock (a day every four
 //! seconds), with the providers' stand-ins (SMS, SMTP) and an OTLP collector in
 //! the test. The demo `touchpoint up` runs drives them: its simulated patients get
 //! their program's texts and email, answer, opt out and report a side effect.
@@ -28,8 +28,10 @@ use touchpoint_proto::v1::{Channel, Language, TimelineEntry};
 
 /// A Monday morning in New York, clear of the programs' no-contact dates.
 const START: &str = "2027-01-04T13:00:00Z";
-const SPEED: f64 = 43_200.0;
-const DAYS: i64 = 20;
+/// A day every four seconds: half the demo's pace, so that a reaction delayed
+/// by a loaded machine costs fewer simulated hours.
+const SPEED: f64 = 21_600.0;
+const DAYS: i64 = 12;
 const SMS_TOKEN: &str = "demo-sms-token";
 const SMS_FROM: &str = "+15005550006";
 
