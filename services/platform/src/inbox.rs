@@ -50,17 +50,31 @@ pub struct Delivery {
     pub offset: i64,
     /// The W3C trace context the record carried.
     pub traceparent: Option<String>,
-    /// Open from the record's arrival until the last copy of the delivery is
-    /// dropped, after its transaction: in a batch or alone, each applied event
-    /// shows in its own trace.
-    span: tracing::Span,
+    /// For a record that carries a trace: open from its arrival until the last
+    /// copy of the delivery is dropped, after its transaction, so the event
+    /// shows in its trace whether it is applied in a batch or alone. A record
+    /// without one costs no span unless a handler asks for it.
+    span: Option<tracing::Span>,
 }
 
 impl Delivery {
     /// The span of applying this event, continuing the trace it arrived with.
     /// Events the handler appends inside it carry the same trace onward.
     pub fn span(&self) -> tracing::Span {
-        self.span.clone()
+        self.span.clone().unwrap_or_else(|| self.new_span())
+    }
+
+    fn new_span(&self) -> tracing::Span {
+        let span = tracing::info_span!(
+            "inbox.apply",
+            topic = %self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            event_id = %self.event_id,
+            case_id = %self.envelope.case_id,
+        );
+        continue_trace(&span, self.traceparent.as_deref());
+        span
     }
 }
 
@@ -68,25 +82,19 @@ impl Delivery {
 fn to_delivery(record: &OwnedMessage) -> Result<Delivery, String> {
     let (envelope, event_id) =
         decode(record.payload()).map_err(|error| format!("undecodable: {error}"))?;
-    let traceparent = header(record, TRACEPARENT).map(str::to_owned);
-    let span = tracing::info_span!(
-        "inbox.apply",
-        topic = %record.topic(),
-        partition = record.partition(),
-        offset = record.offset(),
-        event_id = %event_id,
-        case_id = %envelope.case_id,
-    );
-    continue_trace(&span, traceparent.as_deref());
-    Ok(Delivery {
+    let mut delivery = Delivery {
         envelope,
         event_id,
         topic: record.topic().to_owned(),
         partition: record.partition(),
         offset: record.offset(),
-        traceparent,
-        span,
-    })
+        traceparent: header(record, TRACEPARENT).map(str::to_owned),
+        span: None,
+    };
+    if delivery.traceparent.is_some() {
+        delivery.span = Some(delivery.new_span());
+    }
+    Ok(delivery)
 }
 
 /// A handler could not apply an event. The message must not contain patient data:
