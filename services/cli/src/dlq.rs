@@ -267,7 +267,7 @@ fn read_to_end(
         if from < high {
             remaining.insert(element.partition(), high);
         }
-        next.add_partition_offset(topic, element.partition(), Offset::Offset(from.max(low)))?;
+        next.add_partition_offset(topic, element.partition(), Offset::Offset(from))?;
     }
     consumer.assign(&assignment)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -15,10 +15,16 @@ use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
 use touchpoint_platform::clock::ClockConfig;
 
-use crate::health::status;
+use crate::health::{self, status};
 
-/// The four services, in the order they start.
-pub const SERVICES: [&str; 4] = ["cases", "cadence", "dispatch", "routing"];
+/// The four services, in the order they start: [`health::SERVICES`]' names, so
+/// the list of default ports and this one cannot disagree.
+pub const SERVICES: [&str; 4] = [
+    health::SERVICES[0].0,
+    health::SERVICES[1].0,
+    health::SERVICES[2].0,
+    health::SERVICES[3].0,
+];
 /// How long a process has to come up.
 pub const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long a process has to stop after SIGTERM.
