@@ -45,7 +45,10 @@ pub async fn watch(cases: &str) -> anyhow::Result<tonic::Streaming<TimelineEntry
 /// Prints the KPI table over every case cases knows.
 pub async fn report(cases: &str) -> anyhow::Result<()> {
     let tally = tally_all(cases, Duration::from_secs(1)).await?;
-    print!("{}", show::kpi_table(&tally.kpis(tally.cases())));
+    print!(
+        "{}",
+        show::kpi_table(&tally.kpis(tally.cases(), chrono::Utc::now()))
+    );
     Ok(())
 }
 

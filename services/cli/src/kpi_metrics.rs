@@ -30,7 +30,7 @@ struct Gauge(
 );
 
 /// The gauges.
-const GAUGES: [Gauge; 9] = [
+const GAUGES: [Gauge; 12] = [
     Gauge("touchpoint.kpi.cases", "{case}", "cases counted", |f| {
         vec![(f.cases as f64, None)]
     }),
@@ -95,10 +95,28 @@ const GAUGES: [Gauge; 9] = [
         |f| vec![(f.callbacks as f64, None)],
     ),
     Gauge(
+        "touchpoint.kpi.callbacks_past_sla",
+        "{callback}",
+        "callbacks completed after their due time or open past it",
+        |f| vec![(f.callbacks_past_sla as f64, None)],
+    ),
+    Gauge(
         "touchpoint.kpi.ae_flags",
         "{flag}",
         "possible adverse events flagged",
         |f| vec![(f.ae_flags as f64, None)],
+    ),
+    Gauge(
+        "touchpoint.kpi.ae_flags_open",
+        "{flag}",
+        "possible adverse events whose review is not completed",
+        |f| vec![(f.ae_flags_open as f64, None)],
+    ),
+    Gauge(
+        "touchpoint.kpi.ae_flags_overdue",
+        "{flag}",
+        "possible adverse events open past their report due time (24 h)",
+        |f| vec![(f.ae_flags_overdue as f64, None)],
     ),
 ];
 
@@ -115,7 +133,7 @@ fn register(meter: &Meter, tally: &Arc<Mutex<Tally>>) -> Vec<ObservableGauge<f64
                 .with_callback(move |observer| {
                     let figures = {
                         let tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                        tally.figures(tally.cases())
+                        tally.figures(tally.cases(), chrono::Utc::now())
                     };
                     for (value, attribute) in read(&figures) {
                         observer.observe(value, attribute.as_slice());
@@ -205,7 +223,10 @@ mod tests {
             opt_outs: 1,
             opt_out_rate: 1.0 / 6.0,
             callbacks: 0,
+            callbacks_past_sla: 0,
             ae_flags: 1,
+            ae_flags_open: 1,
+            ae_flags_overdue: 0,
         };
         assert_eq!(
             readings("touchpoint.kpi.cases", &figures),

@@ -41,6 +41,13 @@ pub struct Tally {
     first_sent: HashMap<String, DateTime<Utc>>,
     /// Each case's attempts (sent, failed or suppressed).
     attempts_per_case: HashMap<String, usize>,
+    /// Callbacks not completed yet: task id to the time they are due by.
+    open_callbacks: HashMap<String, Option<DateTime<Utc>>>,
+    /// Callbacks completed after their due time.
+    late_callbacks: usize,
+    /// Adverse-event flags not reviewed yet: review task id (the inbound id
+    /// for a flag that names none) to the time a report is due by.
+    open_flags: HashMap<String, Option<DateTime<Utc>>>,
 }
 
 impl Tally {
@@ -50,10 +57,7 @@ impl Tally {
             return;
         };
         let case = &event.case_id;
-        let at = event
-            .occurred_at
-            .as_ref()
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let at = instant(event.occurred_at.as_ref());
         match payload {
             Payload::CaseOpened(_) => {
                 if let Some(at) = at {
@@ -96,8 +100,29 @@ impl Tally {
             }
             Payload::ContactRouted(_) => self.routed += 1,
             Payload::OptOutReceived(_) => self.opt_outs += 1,
-            Payload::AdverseEventSuspected(_) => self.ae_flags += 1,
-            Payload::CallbackRequested(_) => self.callbacks += 1,
+            Payload::AdverseEventSuspected(flag) => {
+                self.ae_flags += 1;
+                let key = if flag.review_task_id.is_empty() {
+                    &flag.inbound_id
+                } else {
+                    &flag.review_task_id
+                };
+                self.open_flags
+                    .insert(key.clone(), instant(flag.report_due_at.as_ref()));
+            }
+            Payload::CallbackRequested(callback) => {
+                self.callbacks += 1;
+                self.open_callbacks
+                    .insert(callback.task_id.clone(), instant(callback.due_at.as_ref()));
+            }
+            Payload::TaskCompleted(done) => {
+                if let Some(due) = self.open_callbacks.remove(&done.task_id)
+                    && matches!((at, due), (Some(at), Some(due)) if at > due)
+                {
+                    self.late_callbacks += 1;
+                }
+                self.open_flags.remove(&done.task_id);
+            }
             _ => {}
         }
     }
@@ -117,8 +142,9 @@ impl Tally {
         self.suppressed.values().sum()
     }
 
-    /// The KPIs over `cases` cases.
-    pub fn figures(&self, cases: usize) -> Figures {
+    /// The KPIs over `cases` cases, at `now` (for what is overdue).
+    pub fn figures(&self, cases: usize, now: DateTime<Utc>) -> Figures {
+        let overdue = |due: &Option<DateTime<Utc>>| due.is_some_and(|due| due < now);
         let attempts: usize = self.attempts_per_case.values().sum();
         let contact_rates = self
             .sent
@@ -148,13 +174,17 @@ impl Tally {
             opt_outs: self.opt_outs,
             opt_out_rate: ratio(self.opt_outs, cases),
             callbacks: self.callbacks,
+            callbacks_past_sla: self.late_callbacks
+                + self.open_callbacks.values().filter(|d| overdue(d)).count(),
             ae_flags: self.ae_flags,
+            ae_flags_open: self.open_flags.len(),
+            ae_flags_overdue: self.open_flags.values().filter(|d| overdue(d)).count(),
         }
     }
 
-    /// The KPI table's rows: name and value, for `cases` cases.
-    pub fn kpis(&self, cases: usize) -> Vec<(String, String)> {
-        let figures = self.figures(cases);
+    /// The KPI table's rows: name and value, for `cases` cases at `now`.
+    pub fn kpis(&self, cases: usize, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let figures = self.figures(cases, now);
         let mut rows = vec![(
             "attempts per case".to_owned(),
             format!("{:.1}", figures.attempts_per_case),
@@ -190,7 +220,16 @@ impl Tally {
             ),
         ));
         rows.push(("callbacks promised".into(), figures.callbacks.to_string()));
-        rows.push(("AE flags open".into(), figures.ae_flags.to_string()));
+        rows.push((
+            "callbacks past their SLA".into(),
+            figures.callbacks_past_sla.to_string(),
+        ));
+        rows.push(("AE flags raised".into(), figures.ae_flags.to_string()));
+        rows.push(("AE flags open".into(), figures.ae_flags_open.to_string()));
+        rows.push((
+            "AE flags open past 24 h".into(),
+            figures.ae_flags_overdue.to_string(),
+        ));
         rows
     }
 }
@@ -216,8 +255,18 @@ pub struct Figures {
     pub opt_out_rate: f64,
     /// Callbacks promised.
     pub callbacks: usize,
+    /// Callbacks completed after their due time, or still open past it.
+    pub callbacks_past_sla: usize,
     /// Possible adverse events flagged.
     pub ae_flags: usize,
+    /// Flags whose review task is not completed.
+    pub ae_flags_open: usize,
+    /// Open flags past their report due time (24 h after receipt).
+    pub ae_flags_overdue: usize,
+}
+
+fn instant(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
 }
 
 /// `part / whole`, 0 when there is no whole.
@@ -257,21 +306,112 @@ pub fn reason_name(reason: i32) -> &'static str {
 mod tests {
     use prost_types::Timestamp;
     use touchpoint_proto::v1::{
-        AttemptSent, AttemptSuppressed, CaseOpened, InboundReceived, OptOutReceived,
+        AdverseEventSuspected, AttemptSent, AttemptSuppressed, CallbackRequested, CaseOpened,
+        InboundReceived, OptOutReceived, TaskCompleted,
     };
 
     use super::*;
 
-    fn event(case: &str, day: i64, payload: Payload) -> Envelope {
+    const DAY_ZERO: i64 = 1_790_000_000;
+
+    fn day(n: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(DAY_ZERO + n * 86_400, 0).unwrap_or_default()
+    }
+
+    fn stamp(at: DateTime<Utc>) -> Timestamp {
+        Timestamp {
+            seconds: at.timestamp(),
+            nanos: 0,
+        }
+    }
+
+    fn event(case: &str, n: i64, payload: Payload) -> Envelope {
         Envelope {
             case_id: case.into(),
-            occurred_at: Some(Timestamp {
-                seconds: 1_790_000_000 + day * 86_400,
-                nanos: 0,
-            }),
+            occurred_at: Some(stamp(day(n))),
             payload: Some(payload),
             ..Envelope::default()
         }
+    }
+
+    fn completed(case: &str, n: i64, task: &str) -> Envelope {
+        event(
+            case,
+            n,
+            Payload::TaskCompleted(TaskCompleted {
+                task_id: task.into(),
+                outcome: "resolved".into(),
+                ..TaskCompleted::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn callbacks_are_late_when_completed_after_their_due_time_or_open_past_it() {
+        let mut tally = Tally::default();
+        for (task, due) in [
+            ("on-time", 2),
+            ("late", 2),
+            ("open-overdue", 3),
+            ("open", 9),
+        ] {
+            tally.add(&event(
+                "a",
+                1,
+                Payload::CallbackRequested(CallbackRequested {
+                    task_id: task.into(),
+                    due_at: Some(stamp(day(due))),
+                    ..CallbackRequested::default()
+                }),
+            ));
+        }
+        tally.add(&completed("a", 1, "on-time"));
+        tally.add(&completed("a", 4, "late"));
+        let figures = tally.figures(1, day(5));
+        assert_eq!(figures.callbacks, 4);
+        assert_eq!(figures.callbacks_past_sla, 2, "late and open-overdue");
+    }
+
+    #[test]
+    fn an_adverse_event_flag_stays_open_until_its_review_task_is_completed() {
+        let mut tally = Tally::default();
+        // A caregiver's text flags both patients' cases; one review covers it.
+        for case in ["a", "b"] {
+            tally.add(&event(
+                case,
+                1,
+                Payload::AdverseEventSuspected(AdverseEventSuspected {
+                    inbound_id: "in-1".into(),
+                    report_due_at: Some(stamp(day(2))),
+                    review_task_id: "review-1".into(),
+                    ..AdverseEventSuspected::default()
+                }),
+            ));
+        }
+        tally.add(&event(
+            "c",
+            3,
+            Payload::AdverseEventSuspected(AdverseEventSuspected {
+                inbound_id: "in-2".into(),
+                report_due_at: Some(stamp(day(4))),
+                review_task_id: "review-2".into(),
+                ..AdverseEventSuspected::default()
+            }),
+        ));
+        let at_day_3 = tally.figures(3, day(3));
+        assert_eq!(
+            (
+                at_day_3.ae_flags,
+                at_day_3.ae_flags_open,
+                at_day_3.ae_flags_overdue
+            ),
+            (3, 2, 1)
+        );
+        tally.add(&completed("a", 3, "review-1"));
+        let kpis: HashMap<String, String> = tally.kpis(3, day(3)).into_iter().collect();
+        assert_eq!(kpis["AE flags open"], "1");
+        assert_eq!(kpis["AE flags open past 24 h"], "0");
+        assert_eq!(kpis["AE flags raised"], "3");
     }
 
     fn sent(case: &str, day: i64, attempt: &str, channel: Channel) -> Envelope {
@@ -319,7 +459,7 @@ mod tests {
 
         assert_eq!(tally.sent_total(), 3);
         assert_eq!(tally.replies, 1);
-        let kpis: HashMap<String, String> = tally.kpis(2).into_iter().collect();
+        let kpis: HashMap<String, String> = tally.kpis(2, day(7)).into_iter().collect();
         assert_eq!(kpis["contact rate, sms"], "50% (1 of 2)");
         assert_eq!(kpis["contact rate, email"], "0% (0 of 1)");
         assert_eq!(kpis["attempts per case"], "1.5");
@@ -337,6 +477,11 @@ mod tests {
             ..Envelope::default()
         });
         assert_eq!(tally.sent_total(), 1);
-        assert!(tally.kpis(0).iter().all(|(_, v)| !v.contains("NaN")));
+        assert!(
+            tally
+                .kpis(0, day(0))
+                .iter()
+                .all(|(_, v)| !v.contains("NaN"))
+        );
     }
 }

@@ -312,17 +312,6 @@ impl Inbound {
         }
         if screening.flagged() {
             let due = contact.received_at + REPORT_WITHIN;
-            for case in &cases {
-                events.push(event(
-                    case,
-                    Payload::AdverseEventSuspected(AdverseEventSuspected {
-                        inbound_id: inbound_id.to_string(),
-                        matched_terms: screening.terms.clone(),
-                        received_at: Some(timestamp(contact.received_at)),
-                        report_due_at: Some(timestamp(due)),
-                    }),
-                ));
-            }
             // The case's owner reviews it; without one, whoever the contact went
             // to, else its queue.
             let member = owner
@@ -332,14 +321,27 @@ impl Inbound {
                 .is_none()
                 .then(|| decision.as_ref().and_then(|d| d.queue.clone()))
                 .flatten();
-            new_tasks.push(task(
+            let review = task(
                 Kind::AdverseEventReview,
                 owner,
                 member,
                 queue,
                 HIGH_PRIORITY,
                 Some(due),
-            ));
+            );
+            for case in &cases {
+                events.push(event(
+                    case,
+                    Payload::AdverseEventSuspected(AdverseEventSuspected {
+                        inbound_id: inbound_id.to_string(),
+                        matched_terms: screening.terms.clone(),
+                        received_at: Some(timestamp(contact.received_at)),
+                        report_due_at: Some(timestamp(due)),
+                        review_task_id: review.task_id.to_string(),
+                    }),
+                ));
+            }
+            new_tasks.push(review);
         }
         let skills_pick = decision
             .as_ref()

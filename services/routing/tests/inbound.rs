@@ -304,6 +304,10 @@ async fn a_spanish_side_effect_is_flagged_with_a_24_hour_clock_and_a_high_priori
         TaskKind::AdverseEventReview as i32,
         "first: {tasks:?}"
     );
+    assert_eq!(
+        flag.review_task_id, tasks[0].task_id,
+        "the flag names the review task that closes it"
+    );
     assert!(tasks[0].priority > tasks[1].priority);
 }
 

@@ -176,7 +176,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
         print!("{}", show::timeline(patient.zone, &entries));
         timelines.push((*patient, entries));
     }
-    print!("{}", show::kpi_table(&tally.kpis(PATIENTS.len())));
+    print!(
+        "{}",
+        show::kpi_table(&tally.kpis(PATIENTS.len(), settings.clock.now()))
+    );
     Ok(Report { tally, timelines })
 }
 
