@@ -118,7 +118,8 @@ impl OpenArgs {
     }
 }
 
-async fn client(cases: &str) -> anyhow::Result<CaseServiceClient<GrpcChannel>> {
+/// A client of the cases service at `cases` (`http://host:port`).
+pub async fn client(cases: &str) -> anyhow::Result<CaseServiceClient<GrpcChannel>> {
     CaseServiceClient::connect(cases.to_owned())
         .await
         .with_context(|| format!("cannot reach cases at {cases}"))

@@ -48,6 +48,48 @@ pub struct Services {
 }
 
 impl Services {
+    /// The command that starts `service` with its variables and clock.
+    pub fn command(&self, service: &str) -> anyhow::Result<Command> {
+        let addr = self
+            .grpc_of(service)
+            .with_context(|| format!("no service {service}"))?;
+        let binary = self.bin_dir.join(format!("touchpoint-{service}"));
+        if !binary.exists() {
+            bail!(
+                "{} is missing: build with `cargo build --release --bins`",
+                binary.display()
+            );
+        }
+        let mut command = Command::new(&binary);
+        command
+            .envs(self.common.iter().map(|(k, v)| (k, v)))
+            .envs(
+                self.own
+                    .iter()
+                    .filter(|(name, _, _)| *name == service)
+                    .map(|(_, k, v)| (k, v)),
+            )
+            .env("TOUCHPOINT_GRPC_ADDR", addr);
+        if let Some(ClockConfig::Accelerated {
+            start,
+            epoch,
+            speed,
+        }) = &self.clock
+        {
+            command
+                .env("TOUCHPOINT_CLOCK", "accelerated")
+                .env("TOUCHPOINT_CLOCK_START", start.to_rfc3339())
+                .env("TOUCHPOINT_CLOCK_EPOCH", epoch.to_rfc3339())
+                .env("TOUCHPOINT_CLOCK_SPEED", speed.to_string());
+        }
+        Ok(command)
+    }
+
+    /// Where `service`'s output goes.
+    pub fn log_of(&self, service: &str) -> PathBuf {
+        self.log_dir.join(format!("{service}.log"))
+    }
+
     /// The gRPC address of `service`.
     pub fn grpc_of(&self, service: &str) -> Option<&str> {
         SERVICES
@@ -77,9 +119,18 @@ impl std::fmt::Debug for Stack {
 
 impl Stack {
     /// Starts `command` as `name`, its output to `log`.
-    pub fn spawn(&mut self, name: &str, mut command: Command, log: &Path) -> anyhow::Result<()> {
+    pub fn spawn(&mut self, name: &str, command: Command, log: &Path) -> anyhow::Result<()> {
         let log = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
+        self.start(name, command, log)
+    }
+
+    fn start(
+        &mut self,
+        name: &str,
+        mut command: Command,
+        log: std::fs::File,
+    ) -> anyhow::Result<()> {
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -96,49 +147,59 @@ impl Stack {
 
     /// Starts the four services and waits until each reports SERVING.
     pub async fn start_services(&mut self, services: &Services) -> anyhow::Result<()> {
-        for (name, addr) in SERVICES.iter().zip(&services.grpc) {
-            let binary = services.bin_dir.join(format!("touchpoint-{name}"));
-            if !binary.exists() {
-                bail!(
-                    "{} is missing: build with `cargo build --release --bins`",
-                    binary.display()
-                );
-            }
-            let mut command = Command::new(&binary);
-            command
-                .envs(services.common.iter().map(|(k, v)| (k, v)))
-                .envs(
-                    services
-                        .own
-                        .iter()
-                        .filter(|(service, _, _)| service == name)
-                        .map(|(_, k, v)| (k, v)),
-                )
-                .env("TOUCHPOINT_GRPC_ADDR", addr);
-            if let Some(ClockConfig::Accelerated {
-                start,
-                epoch,
-                speed,
-            }) = &services.clock
-            {
-                command
-                    .env("TOUCHPOINT_CLOCK", "accelerated")
-                    .env("TOUCHPOINT_CLOCK_START", start.to_rfc3339())
-                    .env("TOUCHPOINT_CLOCK_EPOCH", epoch.to_rfc3339())
-                    .env("TOUCHPOINT_CLOCK_SPEED", speed.to_string());
-            }
-            let log = services.log_dir.join(format!("{name}.log"));
-            self.spawn(name, command, &log)?;
+        for name in SERVICES {
+            let command = services.command(name)?;
+            self.spawn(name, command, &services.log_of(name))?;
         }
         for (name, addr) in SERVICES.iter().zip(&services.grpc) {
             wait_until_serving(addr).await.with_context(|| {
                 format!(
                     "{name} did not become healthy; see {}",
-                    services.log_dir.join(format!("{name}.log")).display()
+                    services.log_of(name).display()
                 )
             })?;
         }
         Ok(())
+    }
+
+    /// Kills `name` with SIGKILL, as a crash would, and waits until it is gone;
+    /// false if no such process was running.
+    pub async fn kill(&mut self, name: &str) -> bool {
+        let Some(index) = self.processes.iter().position(|p| p.name == name) else {
+            return false;
+        };
+        let mut process = self.processes.remove(index);
+        let _ = process.child.kill().await;
+        true
+    }
+
+    /// Starts `name` again with `command` after [`Stack::kill`], its output
+    /// appended to `log`.
+    pub fn respawn(&mut self, name: &str, command: Command, log: &Path) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        self.start(name, command, log)
+    }
+
+    /// Starts service `name` again after [`Stack::kill`] and waits until it
+    /// reports SERVING.
+    pub async fn restart_service(&mut self, services: &Services, name: &str) -> anyhow::Result<()> {
+        self.respawn(name, services.command(name)?, &services.log_of(name))?;
+        let addr = services.grpc_of(name).unwrap_or_default();
+        wait_until_serving(addr)
+            .await
+            .with_context(|| format!("{name} did not become healthy again"))
+    }
+
+    /// Each running process's name and pid, in start order.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.processes
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.child.id()?)))
+            .collect()
     }
 
     /// The name of the first process to exit; waits until one does.
@@ -158,28 +219,41 @@ impl Stack {
     /// cleanly.
     pub async fn stop(&mut self) -> Vec<String> {
         let mut unclean = Vec::new();
-        while let Some(mut process) = self.processes.pop() {
-            if let Some(pid) = process.child.id() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status()
-                    .await;
-            }
-            match tokio::time::timeout(STOP_LIMIT, process.child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(_) => unclean.push(process.name),
-                Err(_) => {
-                    eprintln!(
-                        "{} did not stop in {STOP_LIMIT:?}; killing it",
-                        process.name
-                    );
-                    let _ = process.child.kill().await;
-                    unclean.push(process.name);
-                }
+        while let Some(process) = self.processes.pop() {
+            if !terminate(process.child, &process.name).await {
+                unclean.push(process.name);
             }
         }
         unclean
+    }
+
+    /// Stops `name` alone with SIGTERM (SIGKILL if it does not stop in time);
+    /// `Some(true)` if it exited cleanly, `None` if no such process was running.
+    pub async fn stop_one(&mut self, name: &str) -> Option<bool> {
+        let index = self.processes.iter().position(|p| p.name == name)?;
+        let process = self.processes.remove(index);
+        Some(terminate(process.child, &process.name).await)
+    }
+}
+
+/// Sends `child` SIGTERM and waits; kills it if it does not exit in
+/// [`STOP_LIMIT`]. True if it exited with success.
+async fn terminate(mut child: Child, name: &str) -> bool {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+    }
+    match tokio::time::timeout(STOP_LIMIT, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        Ok(Err(_)) => false,
+        Err(_) => {
+            eprintln!("{name} did not stop in {STOP_LIMIT:?}; killing it");
+            let _ = child.kill().await;
+            false
+        }
     }
 }
 
