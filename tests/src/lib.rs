@@ -1,7 +1,12 @@
 //! Fixtures shared by the cross-process tests, the `spine-peer` process and the
 //! benchmarks: cases opened through the cases API ([`fixtures`]); a producer
 //! side that appends probe events to an outbox, and a consumer side that
-//! applies them to `spine_effects` ([`spine`]).
+//! applies them to `spine_effects` ([`spine`]); the services as processes
+//! ([`system`]); percentiles and process readings ([`bench`]); a proxy that
+//! cuts the services off the broker ([`outage`]).
 
+pub mod bench;
 pub mod fixtures;
+pub mod outage;
 pub mod spine;
+pub mod system;

@@ -9,7 +9,8 @@
 //! the Spanish patient gets Spanish content; the side effect is flagged with its
 //! 24-hour due time; an outside reader of `touchpoint.case.v1` sees the cases'
 //! story without patient data; one trace id spans cadence, dispatch and cases
-//! for one attempt; every service stops cleanly on SIGTERM.
+//! for one attempt; every service stops cleanly on SIGTERM; no patient's name,
+//! number, address or message text is in any service's log or span.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,14 +18,15 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use touchpoint_cli::demo::{self, cast::Reply};
 use touchpoint_cli::stack::{self, Stack};
-use touchpoint_dispatch::sandbox::Sandbox;
 use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
+use touchpoint_dispatch::sandbox::{Received, Sandbox};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::testkit::otlp::{Collector, ExportedSpan};
 use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language, TimelineEntry};
+use touchpoint_tests::system::{self, local_addr};
 
 /// A Monday morning in New York, clear of the programs' no-contact dates.
 const START: &str = "2027-01-04T13:00:00Z";
@@ -33,39 +35,6 @@ const START: &str = "2027-01-04T13:00:00Z";
 const SPEED: f64 = 21_600.0;
 const DAYS: i64 = 12;
 const SMS_TOKEN: &str = "demo-sms-token";
-const SMS_FROM: &str = "+15005550006";
-
-/// The folder of the service binaries this test's build made (`target/<profile>`),
-/// built first if missing (a run of this package alone does not build them).
-fn service_binaries() -> PathBuf {
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| panic!("cannot locate the test executable"));
-    let missing = stack::SERVICES
-        .iter()
-        .any(|s| !dir.join(format!("touchpoint-{s}")).exists());
-    if missing {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build.arg("build").arg("--bins");
-        for service in stack::SERVICES {
-            build.arg("-p").arg(format!("touchpoint-{service}"));
-        }
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .unwrap_or_else(|e| panic!("cargo build: {e}"));
-        assert!(status.success(), "the service binaries did not build");
-    }
-    dir
-}
-
-fn local_addr() -> String {
-    format!("127.0.0.1:{}", testkit::free_port())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_story_of_six_patients_across_the_four_service_processes() {
@@ -78,7 +47,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     };
     let collector = Collector::start().await;
     let sms = std::sync::Arc::new(
-        Sandbox::start("ACdemo", "provider-token")
+        Sandbox::start(system::SMS_ACCOUNT, system::SMS_AUTH_TOKEN)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
@@ -99,34 +68,29 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     let log_dir = std::env::temp_dir().join(format!("touchpoint-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("{e}"));
     let routing_http = local_addr();
-    let pairs = |list: &[(&str, String)]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect()
-    };
-    let services = stack::Services {
-        bin_dir: service_binaries(),
-        log_dir: log_dir.clone(),
-        grpc: [local_addr(), local_addr(), local_addr(), local_addr()],
-        common: pairs(&[
-            ("DATABASE_URL", database.url.clone()),
-            ("KAFKA_BROKERS", testkit::broker()),
-            ("TOUCHPOINT_TOPIC_PREFIX", prefix.clone()),
-            (
-                "TOUCHPOINT_PROGRAMS_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../programs").into(),
-            ),
-            ("TOUCHPOINT_OUTBOX_POLL_MS", "50".into()),
+    let mut services = system::services(
+        &database,
+        &prefix,
+        &PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../programs")),
+        sms.url(),
+        &log_dir,
+    );
+    services.common.extend(
+        [
+            ("TOUCHPOINT_OUTBOX_POLL_MS", "50".to_owned()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
-            ("RUST_LOG", "info".into()),
-        ]),
-        own: [
-            ("TOUCHPOINT_HTTP_ADDR", local_addr()),
-            ("TOUCHPOINT_SEND_POLL_MS", "50".into()),
-            ("TOUCHPOINT_SMS_PRIMARY_URL", sms.url()),
-            ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", "ACdemo".into()),
-            ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", "provider-token".into()),
-            ("TOUCHPOINT_SMS_PRIMARY_FROM", SMS_FROM.into()),
+            (
+                "RUST_LOG",
+                "info,touchpoint_platform=debug,touchpoint_cases=debug,\
+                 touchpoint_cadence=debug,touchpoint_dispatch=debug,touchpoint_routing=debug"
+                    .into(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    services.own.extend(
+        [
+            ("TOUCHPOINT_SEND_POLL_MS", "50".to_owned()),
             ("TOUCHPOINT_SMTP_HOST", smtp.addr().ip().to_string()),
             ("TOUCHPOINT_SMTP_PORT", smtp.addr().port().to_string()),
             (
@@ -135,19 +99,17 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
             ),
             ("TOUCHPOINT_SMTP_TLS", "none".into()),
         ]
-        .into_iter()
         .map(|(k, v)| ("dispatch", k.to_owned(), v))
+        .into_iter()
         .chain(
             [
                 ("TOUCHPOINT_HTTP_ADDR", routing_http.clone()),
                 ("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN", SMS_TOKEN.into()),
             ]
-            .into_iter()
             .map(|(k, v)| ("routing", k.to_owned(), v)),
-        )
-        .collect(),
-        clock: Some(clock.clone()),
-    };
+        ),
+    );
+    services.clock = Some(clock.clone());
     let mut processes = Stack::default();
     if let Err(error) = processes.start_services(&services).await {
         panic!("the services did not start: {error:#}");
@@ -159,7 +121,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         routing: url("routing"),
         sms_webhook: format!("http://{routing_http}/inbound/sms"),
         sms_token: SMS_TOKEN.into(),
-        sms_number: SMS_FROM.into(),
+        sms_number: system::SMS_FROM.into(),
         clock: clock.build(),
         days: DAYS,
     })
@@ -218,7 +180,10 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
                 .await
         })
     };
-    let figures = counted.figures(counted.cases());
+    let figures = counted.figures(counted.cases(), clock.build().now());
+    // Nobody reviews the demo's side effect: its flag stays open, and past the
+    // 24 hours a report is due in by the demo's twelfth day.
+    assert_eq!((figures.ae_flags_open, figures.ae_flags_overdue), (1, 1));
     let sms_rate = figures
         .contact_rates
         .iter()
@@ -228,9 +193,15 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         let exported = (
             collector.latest("touchpoint.kpi.cases", &[]),
             collector.latest("touchpoint.kpi.ae_flags", &[]),
+            collector.latest("touchpoint.kpi.ae_flags_open", &[]),
             collector.latest("touchpoint.kpi.contact_rate", &[("channel", "sms")]),
         );
-        let wanted = (Some(6.0), Some(figures.ae_flags as f64), sms_rate);
+        let wanted = (
+            Some(6.0),
+            Some(figures.ae_flags as f64),
+            Some(1.0),
+            sms_rate,
+        );
         async move { (exported == wanted).then_some(()) }
     })
     .await;
@@ -384,6 +355,61 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         unclean.is_empty(),
         "did not stop cleanly on SIGTERM: {unclean:?}"
     );
+
+    // No patient data in anything the services logged (at debug level for
+    // Touchpoint's own code) or traced.
+    let secrets = patient_data(&sms.received());
+    let mut captured: Vec<(String, String)> = stack::SERVICES
+        .iter()
+        .map(|service| {
+            let log = log_dir.join(format!("{service}.log"));
+            let text =
+                std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            (format!("{service}'s log"), text)
+        })
+        .collect();
+    assert!(
+        captured.iter().all(|(_, text)| !text.is_empty()),
+        "every service logged something"
+    );
+    captured.extend(collector.spans().into_iter().map(|span| {
+        (
+            format!("{}'s span {}", span.service, span.name),
+            format!("{} {:?}", span.name, span.attributes),
+        )
+    }));
+    for (source, text) in &captured {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{source} holds {secret:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
+
+/// What no log line or span may hold: the demo patients' names, numbers and
+/// addresses, the texts they send (an opt-out keyword is one word of a closed
+/// list, recorded on purpose, so not among them) and every text sent to them.
+fn patient_data(texts_sent: &[Received]) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for patient in &demo::cast::PATIENTS {
+        secrets.extend([patient.name.0, patient.name.1].map(str::to_owned));
+        if !patient.mobile.is_empty() {
+            secrets.push(patient.mobile.to_owned());
+            secrets.push(patient.mobile.trim_start_matches("+1").to_owned());
+        }
+        if !patient.email.is_empty() {
+            secrets.push(patient.email.to_owned());
+        }
+        if let Some(reply @ (Reply::Answer(_) | Reply::SideEffect(_))) = patient.reply {
+            secrets.push(reply.text().to_owned());
+        }
+    }
+    secrets.extend(texts_sent.iter().map(|text| text.body.clone()));
+    assert!(
+        texts_sent.len() >= 4 && secrets.len() > texts_sent.len() + 12,
+        "the check has something to look for"
+    );
+    secrets
 }
 
 const WAIT: Duration = Duration::from_secs(60);

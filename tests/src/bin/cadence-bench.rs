@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -37,6 +37,7 @@ use touchpoint_platform::{db, kafka};
 use touchpoint_programs::{Program, parse};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language};
+use touchpoint_tests::bench::{percentile, zone_open_at};
 
 const STEPS: usize = 4;
 const LOAD_BATCH: usize = 5_000;
@@ -224,6 +225,8 @@ async fn main() -> anyhow::Result<()> {
             steady_lags.push(lag_ms);
         }
     }
+    burst_lags.sort_by(f64::total_cmp);
+    steady_lags.sort_by(f64::total_cmp);
     let drained = (last_burst - epoch).num_milliseconds() as f64 / 1000.0;
     println!(
         "burst: {due} due at once, on the topic within {drained:.2} s: {:.0} due touchpoints/s \
@@ -232,14 +235,14 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "burst lag due -> topic: p50 {:.0} ms, p99 {:.0} ms",
-        percentile(&mut burst_lags, 0.50),
-        percentile(&mut burst_lags, 0.99)
+        percentile(&burst_lags, 0.50),
+        percentile(&burst_lags, 0.99)
     );
     let caught_up = last_burst < epoch + STEADY_AFTER;
     println!(
         "steady {rate}/s lag due -> topic: p50 {:.0} ms, p99 {:.0} ms (target p99 <= 2000 ms){}",
-        percentile(&mut steady_lags, 0.50),
-        percentile(&mut steady_lags, 0.99),
+        percentile(&steady_lags, 0.50),
+        percentile(&steady_lags, 0.99),
         if caught_up {
             ""
         } else {
@@ -272,20 +275,6 @@ fn enrolment(program: &Program, tz: Tz, enrolled_at: DateTime<Utc>, i: usize) ->
     e
 }
 
-/// A fixed-offset zone where `at` falls in the early afternoon, so the contact
-/// window stays open through the run.
-fn zone_open_at(at: DateTime<Utc>) -> Tz {
-    let hour = at.hour() as i32;
-    // Offsets east of UTC are Etc/GMT-N, west Etc/GMT+N (the POSIX sign).
-    let offset = (13 - hour + 36) % 24 - 12;
-    let name = match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    };
-    name.parse().unwrap_or(chrono_tz::UTC)
-}
-
 fn write_program() -> anyhow::Result<PathBuf> {
     let root = std::env::temp_dir().join(format!("tp-bench-programs-{}", std::process::id()));
     let folder = root.join("bench");
@@ -293,13 +282,4 @@ fn write_program() -> anyhow::Result<PathBuf> {
     std::fs::write(folder.join("program.toml"), PROGRAM)?;
     std::fs::write(folder.join("templates").join("t.en.txt"), "Hello")?;
     Ok(root)
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
-    values[index.min(values.len() - 1)]
 }

@@ -35,6 +35,7 @@ use touchpoint_proto::v1::{
     CaseOpened, Channel, ConsentRecorded, ContactPoint, Envelope, Language, OutreachRequested,
     Person, PersonName, contact_point,
 };
+use touchpoint_tests::bench::percentile;
 
 /// Tuesday 2026-04-07, 10:00 in New York: the adherence program's window is open.
 const START: &str = "2026-04-07T14:00:00Z";
@@ -204,20 +205,12 @@ async fn run(
     );
     println!(
         "  published -> hand-off recorded: p50 {:.0} ms  p99 {:.0} ms",
-        percentile(&lags, 50.0),
-        percentile(&lags, 99.0)
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.99)
     );
     println!("  each message handed over once: {handed} taken for {count} attempts");
     shutdown.trigger();
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// Publishes `events` in order, many in flight at once (the idempotent producer

@@ -31,6 +31,7 @@ use touchpoint_proto::v1::{
     Coordinator, CoordinatorRole, Language, Presence, RouteContactRequest, Shift,
     UpsertCoordinatorRequest,
 };
+use touchpoint_tests::bench::percentile;
 
 /// Tuesday 2026-11-24, 10:00 in New York.
 const START: &str = "2026-11-24T15:00:00Z";
@@ -199,8 +200,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "  latency     : p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
     println!("  rules       : {:?}", rules.lock().await);
@@ -297,12 +298,4 @@ fn member(i: usize) -> Coordinator {
             .collect(),
         open_tasks: 0,
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
