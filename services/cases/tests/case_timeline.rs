@@ -24,22 +24,39 @@ use touchpoint_proto::v1::{
 impl Service {
     /// Publishes `envelopes` to `stream`'s topic as another service would.
     async fn publish(&self, stream: Stream, envelopes: &[Envelope]) {
+        let records: Vec<(String, Vec<u8>)> = envelopes
+            .iter()
+            .map(|e| (e.case_id.clone(), e.encode_to_vec()))
+            .collect();
+        self.publish_raw(stream, &records).await;
+    }
+
+    /// Publishes `(key, value)` records to `stream`'s topic, whatever they hold.
+    async fn publish_raw(&self, stream: Stream, records: &[(String, Vec<u8>)]) {
         let producer: FutureProducer =
             kafka::idempotent_producer_config(&testkit::kafka_config(&self.prefix))
                 .create()
                 .unwrap_or_else(|e| panic!("{e}"));
         let topic = Topics::new(self.prefix.clone()).name(stream);
-        for envelope in envelopes {
-            let bytes = envelope.encode_to_vec();
-            let record = FutureRecord::to(&topic)
-                .key(&envelope.case_id)
-                .payload(&bytes);
+        for (key, value) in records {
+            let record = FutureRecord::to(&topic).key(key).payload(value);
             producer
                 .send(record, WAIT)
                 .await
                 .unwrap_or_else(|(e, _)| panic!("{e}"));
         }
     }
+}
+
+/// `envelope` encoded with a length-delimited field `number` this build does
+/// not know, as a newer producer would write it.
+fn with_unknown_field(envelope: &Envelope, number: u32, value: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut bytes = envelope.encode_to_vec();
+    encode_key(number, WireType::LengthDelimited, &mut bytes);
+    encode_varint(value.len() as u64, &mut bytes);
+    bytes.extend_from_slice(value);
+    bytes
 }
 
 fn sent(case_id: &str, attempt: &str) -> Envelope {
@@ -142,6 +159,85 @@ async fn attempt_and_inbound_events_appear_once_on_the_timeline_in_order() {
     })
     .await;
     assert!(dead.contains("case no-such-case not found"), "{dead}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_of_every_kind_lands_where_it_belongs_and_the_consumer_goes_on() {
+    let mut svc = service().await;
+    let case_id = svc.open("open-poison").await;
+    // From a newer producer: a payload type this build does not know (the
+    // envelope's payload is a field it has no case for) ...
+    let mut future_kind = sent(&case_id, "a-future");
+    future_kind.payload = None;
+    let future_kind = with_unknown_field(&future_kind, 900, b"a payload from the future");
+    // ... and a known payload in an envelope with a field added.
+    let newer = sent(&case_id, "a-newer");
+    let newer_bytes = with_unknown_field(&newer, 901, b"an added envelope field");
+    let key = case_id.clone();
+    svc.publish_raw(
+        Stream::Attempt,
+        &[
+            (key.clone(), vec![0xde, 0xad, 0xbe, 0xef]),
+            (key.clone(), future_kind),
+            (key.clone(), newer_bytes.clone()),
+            // The same event id again, as after a producer's retry.
+            (key.clone(), newer_bytes),
+            (
+                "no-such-case".into(),
+                sent("no-such-case", "a-orphan").encode_to_vec(),
+            ),
+        ],
+    )
+    .await;
+    // A good record after all of them.
+    svc.publish(Stream::Attempt, &[delivered(&case_id, "a-newer")])
+        .await;
+
+    let entries = eventually("the good record after the poison", WAIT, || async {
+        let entries = svc.clone_client().timeline(&case_id, &[]).await;
+        entries
+            .iter()
+            .any(|e| e.kind == "touchpoint.v1.AttemptDelivered")
+            .then_some(entries)
+    })
+    .await;
+    let kinds: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.version == 0)
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "touchpoint.v1.Unknown",
+            "touchpoint.v1.AttemptSent",
+            "touchpoint.v1.AttemptDelivered"
+        ],
+        "the unknown kind kept for the audit trail, the newer envelope applied \
+         once, then the good record"
+    );
+    let applied = entries
+        .iter()
+        .find(|e| e.kind == "touchpoint.v1.AttemptSent")
+        .and_then(|e| e.event.as_ref()?.payload.clone());
+    assert!(
+        matches!(applied, Some(Payload::AttemptSent(s)) if s.attempt_id == "a-newer"),
+        "the newer envelope's known fields were read"
+    );
+
+    // The garbage and the unknown case's event are dead-lettered, each with
+    // its reason.
+    let reasons = testkit::dead_letter_reasons(&svc.prefix, Stream::Attempt, 2, WAIT).await;
+    assert!(
+        reasons.iter().any(|r| r.starts_with("undecodable")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("case no-such-case not found")),
+        "{reasons:?}"
+    );
 }
 
 /// The reason header of the first record on `topic`, if one arrives soon.
