@@ -51,6 +51,22 @@ pub fn service_binaries() -> PathBuf {
     dir
 }
 
+/// A program `id` in English of SMS steps: (step id, offset after enrolment,
+/// template), capped at `per_day` texts a day and 100 a week.
+pub fn sms_program(id: &str, per_day: usize, steps: &[(String, String, String)]) -> String {
+    let mut program = format!(
+        "id = \"{id}\"\nname = \"{id}\"\nlanguages = [\"en\"]\n\n\
+         [frequency_cap]\nper_day = {per_day}\nper_week = 100\n"
+    );
+    for (step, offset, template) in steps {
+        program.push_str(&format!(
+            "\n[[steps]]\nid = \"{step}\"\nanchor = \"enrolled\"\noffset = \"{offset}\"\n\
+             template = \"{template}\"\nchannels = [{{ channel = \"sms\" }}]\n"
+        ));
+    }
+    program
+}
+
 /// A free local address to listen on.
 pub fn local_addr() -> String {
     format!("127.0.0.1:{}", testkit::free_port())

@@ -175,7 +175,7 @@ impl Stack {
 
     /// Starts `name` again with `command` after [`Stack::kill`], its output
     /// appended to `log`.
-    pub fn respawn(&mut self, name: &str, command: Command, log: &Path) -> anyhow::Result<()> {
+    fn respawn(&mut self, name: &str, command: Command, log: &Path) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -225,14 +225,6 @@ impl Stack {
             }
         }
         unclean
-    }
-
-    /// Stops `name` alone with SIGTERM (SIGKILL if it does not stop in time);
-    /// `Some(true)` if it exited cleanly, `None` if no such process was running.
-    pub async fn stop_one(&mut self, name: &str) -> Option<bool> {
-        let index = self.processes.iter().position(|p| p.name == name)?;
-        let process = self.processes.remove(index);
-        Some(terminate(process.child, &process.name).await)
     }
 }
 

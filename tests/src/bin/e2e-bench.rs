@@ -53,17 +53,10 @@ use touchpoint_tests::system;
 
 /// The program: `steps` texts a minute apart, the first at enrolment.
 fn program(steps: usize) -> String {
-    let mut program = String::from(
-        "id = \"load\"\nname = \"Load\"\nlanguages = [\"en\"]\n\n\
-         [frequency_cap]\nper_day = 24\nper_week = 100\n",
-    );
-    for step in 0..steps {
-        program.push_str(&format!(
-            "\n[[steps]]\nid = \"minute-{step}\"\nanchor = \"enrolled\"\noffset = \"{step}m\"\n\
-             template = \"welcome\"\nchannels = [{{ channel = \"sms\" }}]\n"
-        ));
-    }
-    program
+    let steps: Vec<(String, String, String)> = (0..steps)
+        .map(|m| (format!("minute-{m}"), format!("{m}m"), "welcome".to_owned()))
+        .collect();
+    system::sms_program("load", 24, &steps)
 }
 
 const TEMPLATE: &str = "Welcome to your support program. Reply HELP for help, STOP to opt out.";
