@@ -53,9 +53,12 @@ const PATIENTS: usize = 1_000;
 /// never consented to SMS.
 const STOPS_EVERY: usize = 20;
 const STEPS: usize = 4;
+/// Hours from enrolment to the first step: time, on the run's fast clock, to
+/// open the cases and take the STOPs before anything falls due.
+const FIRST_STEP_AFTER: i64 = 3;
 const INBOUND_TOKEN: &str = "fault-inbound-token";
-/// 12:00 in New York on a Monday; the steps fall due at 13:00 to 16:00.
-const START: &str = "2027-01-04T17:00:00Z";
+/// 10:00 in New York on a Monday; the steps fall due at 13:00 to 16:00.
+const START: &str = "2027-01-04T15:00:00Z";
 /// How long after the first step the injector keeps going, per fault, in real
 /// time: the clock is set so the four steps fall due while faults happen.
 const PER_FAULT: Duration = Duration::from_millis(3_500);
@@ -130,10 +133,11 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
         ]
         .map(|(k, v)| ("routing", k.to_owned(), v)),
     );
-    // The four steps fall due over the first 3 h of simulated time after the
-    // first; that span takes as long as the faults do.
+    // From enrolment to the last step takes as long as the faults do: they
+    // start once the STOPs are in and go on while the four steps fall due.
     let fault_period = PER_FAULT * faults as u32;
-    let speed = (3.0 * 3600.0 / fault_period.as_secs_f64()).max(1.0);
+    let span_hours = (FIRST_STEP_AFTER + STEPS as i64 - 1) as f64;
+    let speed = (span_hours * 3600.0 / fault_period.as_secs_f64()).max(1.0);
     let clock = ClockConfig::Accelerated {
         start: utc(START),
         epoch: Utc::now(),
@@ -182,15 +186,13 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
         async move { (confirmed >= wanted).then_some(()) }
     })
     .await;
-    let first_due = enrolled_at + TimeDelta::hours(1);
+    let first_due = enrolled_at + TimeDelta::hours(FIRST_STEP_AFTER);
     assert!(
         clock.now() < first_due,
         "enrolment and the STOPs took past the first step (speed {speed:.0})"
     );
 
-    // Faults, from shortly before the first step falls due.
-    let wait = ((first_due - clock.now()).to_std().unwrap_or_default()).as_secs_f64() / speed;
-    tokio::time::sleep(Duration::from_secs_f64(wait * 0.9)).await;
+    // Faults, from now until after the last step has fallen due.
     let injected = inject(
         faults,
         &mut rng,
@@ -205,7 +207,7 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
 
     // Settle: every step due, and every text for the patients who can get one.
     let expected = (0..PATIENTS).filter(|i| reachable(*i)).count() * STEPS;
-    let last_due = enrolled_at + TimeDelta::hours(STEPS as i64);
+    let last_due = enrolled_at + TimeDelta::hours(FIRST_STEP_AFTER + STEPS as i64 - 1);
     let settled = tokio::time::Instant::now() + SETTLE;
     while (program_texts(&sms.received()) < expected || clock.now() < last_due)
         && tokio::time::Instant::now() < settled
@@ -632,9 +634,16 @@ fn write_program(work: &Path) -> PathBuf {
     let root = work.join("programs");
     let templates = root.join("faults").join("templates");
     std::fs::create_dir_all(&templates).unwrap_or_else(|e| panic!("{e}"));
-    // A text an hour, from an hour after enrolment.
+    // A text an hour, from FIRST_STEP_AFTER hours after enrolment.
     let steps: Vec<(String, String, String)> = (1..=STEPS)
-        .map(|n| (format!("step-{n}"), format!("{n}h"), format!("step-{n}")))
+        .map(|n| {
+            let hours = FIRST_STEP_AFTER + n as i64 - 1;
+            (
+                format!("step-{n}"),
+                format!("{hours}h"),
+                format!("step-{n}"),
+            )
+        })
         .collect();
     let program = system::sms_program("faults", 6, &steps);
     std::fs::write(root.join("faults").join("program.toml"), program)
