@@ -1,8 +1,8 @@
 //! Cases the cross-service tests open through the cases API.
 
 use chrono::{DateTime, Utc};
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_cli::cases::{OpenArgs, open_with};
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::{Channel, CommandMeta, Language};
 

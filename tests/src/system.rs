@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use touchpoint_cli::mesh;
 use touchpoint_cli::stack::{self, Services};
 use touchpoint_platform::testkit::{self, TestDatabase};
 
@@ -109,5 +110,10 @@ pub fn services(
             .map(|(k, v)| ("dispatch", k.to_owned(), v))
             .collect(),
         clock: None,
+        // Every call between the processes is mutual TLS, on a mesh of its own.
+        mesh: Some(
+            mesh::write_dev_mesh(&log_dir.join("tls"))
+                .unwrap_or_else(|e| panic!("cannot make the test mesh: {e:#}")),
+        ),
     }
 }

@@ -66,9 +66,7 @@ async fn a_case_opened_through_the_cases_service_gets_its_first_outreach_request
     // Enrolled 20 hours before the clock's start: the welcome (enrolment + 1 day)
     // is due at 13:00 in New York, four simulated hours in.
     let enrolled_at = utc("2026-04-05T17:00:00Z");
-    let mut cases = CaseServiceClient::connect(format!("http://{cases_addr}"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cases = CaseServiceClient::new(testkit::channel(cases_addr).await);
     let case_id = open_spanish_sms_patient(&mut cases, enrolled_at).await;
 
     let (requested_at, request) = tokio::time::timeout(WAIT, async {

@@ -114,11 +114,15 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     if let Err(error) = processes.start_services(&services).await {
         panic!("the services did not start: {error:#}");
     }
-    let url = |service: &str| format!("http://{}", services.grpc_of(service).unwrap_or_default());
+    let peer = |service: &str| {
+        services
+            .peer(service)
+            .unwrap_or_else(|e| panic!("{service}: {e:#}"))
+    };
 
     let report = demo::run(demo::Settings {
-        cases: url("cases"),
-        routing: url("routing"),
+        cases: peer("cases"),
+        routing: peer("routing"),
         sms_webhook: format!("http://{routing_http}/inbound/sms"),
         sms_token: SMS_TOKEN.into(),
         sms_number: system::SMS_FROM.into(),
@@ -128,7 +132,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     .await
     .unwrap_or_else(|e| panic!("the demo failed: {e:#}"));
     // `touchpoint kpi` reads the same story back from cases.
-    let counted = touchpoint_cli::kpi::tally_all(&url("cases"), Duration::from_secs(1))
+    let counted = touchpoint_cli::kpi::tally_all(&peer("cases"), Duration::from_secs(1))
         .await
         .unwrap_or_else(|e| panic!("kpi: {e:#}"));
     // An outside reader of the case topic, `touchpoint events tail`, decodes
@@ -171,7 +175,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     // The same KPIs as OpenTelemetry metrics (`touchpoint kpi --export`).
     let (stop_export, stopped) = tokio::sync::oneshot::channel::<()>();
     let exporting = {
-        let (cases, endpoint) = (url("cases"), collector.endpoint());
+        let (cases, endpoint) = (peer("cases"), collector.endpoint());
         tokio::spawn(async move {
             let stop = async {
                 let _ = stopped.await;

@@ -411,16 +411,9 @@ impl Report {
                 _ => None,
             })
             .collect();
-        report.repeated_requests = requests.len() - requests.iter().collect::<HashSet<_>>().len();
+        let on_some_timeline: HashSet<&str> = requests.iter().copied().collect();
+        report.repeated_requests = requests.len() - on_some_timeline.len();
         // A text whose request is on no timeline at all.
-        let on_some_timeline: HashSet<String> = timelines
-            .iter()
-            .flatten()
-            .filter_map(|e| match e.event.as_ref()?.payload.as_ref()? {
-                Payload::OutreachRequested(r) => Some(r.attempt_id.clone()),
-                _ => None,
-            })
-            .collect();
         report.off_timeline += sent_attempts
             .iter()
             .filter(|a| !on_some_timeline.contains(**a))
@@ -492,13 +485,13 @@ async fn inject(
 
 /// Opens the patients' cases; returns their ids, by patient index.
 async fn enrol(services: &Services, enrolled_at: DateTime<Utc>) -> Vec<String> {
-    let url = format!("http://{}", services.grpc_of("cases").unwrap_or_default());
+    let peer = services.peer("cases").unwrap_or_else(|e| panic!("{e:#}"));
     let mut clients = tokio::task::JoinSet::new();
     const OPENERS: usize = 16;
     for first in 0..OPENERS {
-        let url = url.clone();
+        let peer = peer.clone();
         clients.spawn(async move {
-            let mut cases = client(&url).await.unwrap_or_else(|e| panic!("{e:#}"));
+            let mut cases = client(&peer).await.unwrap_or_else(|e| panic!("{e:#}"));
             let mut opened = Vec::new();
             for i in (first..PATIENTS).step_by(OPENERS) {
                 let consents = if never_consented(i) {
@@ -536,8 +529,8 @@ async fn enrol(services: &Services, enrolled_at: DateTime<Utc>) -> Vec<String> {
 
 /// Every case's whole timeline, in order.
 async fn timelines(services: &Services, cases: &[String]) -> Vec<Vec<TimelineEntry>> {
-    let url = format!("http://{}", services.grpc_of("cases").unwrap_or_default());
-    let mut client = client(&url).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let peer = services.peer("cases").unwrap_or_else(|e| panic!("{e:#}"));
+    let mut client = client(&peer).await.unwrap_or_else(|e| panic!("{e:#}"));
     let mut all = Vec::with_capacity(cases.len());
     for case_id in cases {
         let mut entries = Vec::new();

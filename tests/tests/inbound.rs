@@ -71,9 +71,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
     let topics = Topics::new(prefix.clone());
     let attempts = TopicReader::start(&prefix, &topics.name(Stream::Attempt));
 
-    let mut roster = RoutingServiceClient::connect(format!("http://{}", routing_addrs.grpc))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut roster = RoutingServiceClient::new(testkit::channel(routing_addrs.grpc).await);
     roster
         .upsert_coordinator(UpsertCoordinatorRequest {
             coordinator: Some(Coordinator {
@@ -97,9 +95,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let mut cases = CaseServiceClient::connect(format!("http://{cases_addr}"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut cases = CaseServiceClient::new(testkit::channel(cases_addr).await);
     let case_id = open_spanish_sms_patient(&mut cases, utc(NOW) - TimeDelta::days(3)).await;
     cases
         .assign_coordinator(AssignCoordinatorRequest {

@@ -8,6 +8,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use touchpoint_platform::config::PlatformConfig;
+use touchpoint_platform::grpc::client::{self, ClientAccess};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 
@@ -34,9 +35,9 @@ async fn reflected_services(addr: SocketAddr) -> Vec<String> {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
+    // Reflection needs the read role.
+    let reader = ClientAccess::token(testkit::READ_TOKEN);
+    let channel = client::connect(&format!("http://{addr}"), &reader)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let request = ServerReflectionRequest {

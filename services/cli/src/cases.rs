@@ -4,14 +4,16 @@
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::{
     AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta, ConsentSource, ConsentState,
     ContactPoints, GetCaseRequest, Language, OpenCaseRequest, Person, PersonName,
     RecordConsentRequest,
 };
+
+use crate::mesh::Peer;
 
 /// `cases open`'s flags.
 #[derive(Clone, PartialEq, Eq)]
@@ -118,17 +120,15 @@ impl OpenArgs {
     }
 }
 
-/// A client of the cases service at `cases` (`http://host:port`).
-pub async fn client(cases: &str) -> anyhow::Result<CaseServiceClient<GrpcChannel>> {
-    CaseServiceClient::connect(cases.to_owned())
-        .await
-        .with_context(|| format!("cannot reach cases at {cases}"))
+/// A client of the cases service.
+pub async fn client(cases: &Peer) -> anyhow::Result<CaseServiceClient<GrpcChannel>> {
+    Ok(CaseServiceClient::new(cases.channel().await?))
 }
 
 /// Opens the case, records its consents and assigns its team; returns the case
 /// id and its version. Each command's request id derives from `--request-id`,
 /// so running the same command again changes nothing.
-pub async fn open(cases: &str, args: &OpenArgs) -> anyhow::Result<(String, u64)> {
+pub async fn open(cases: &Peer, args: &OpenArgs) -> anyhow::Result<(String, u64)> {
     open_with(
         &mut client(cases).await?,
         args,
@@ -208,7 +208,7 @@ pub async fn open_with(
 }
 
 /// Fetches `case_id` and prints it masked.
-pub async fn show_case(cases: &str, case_id: &str) -> anyhow::Result<()> {
+pub async fn show_case(cases: &Peer, case_id: &str) -> anyhow::Result<()> {
     let case = client(cases)
         .await?
         .get_case(GetCaseRequest {

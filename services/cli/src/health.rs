@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use touchpoint_platform::config::Env;
+use touchpoint_platform::grpc::client::{self, ClientAccess};
 
 /// The default addresses of the four services.
 pub const SERVICES: [(&str, u16); 4] = [
@@ -17,12 +18,10 @@ pub const SERVICES: [(&str, u16); 4] = [
 ];
 
 /// The serving status of the service at `addr`, or why it could not be asked.
-pub async fn status(addr: &str) -> anyhow::Result<ServingStatus> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .context("not a host:port")?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(2))
-        .connect()
+/// The health service asks no credentials, but a service on TLS is reached
+/// with the authority in `access`.
+pub async fn status(addr: &str, access: &ClientAccess) -> anyhow::Result<ServingStatus> {
+    let channel = client::connect_within(&format!("http://{addr}"), access, Duration::from_secs(2))
         .await
         .context("unreachable")?;
     let response = HealthClient::new(channel)
@@ -44,9 +43,10 @@ pub async fn report(addrs: &[String]) -> anyhow::Result<()> {
     } else {
         addrs.to_vec()
     };
+    let access = ClientAccess::from_env(&Env::Process)?;
     let mut all_serving = true;
     for addr in &targets {
-        let line = match status(addr).await {
+        let line = match status(addr, &access).await {
             Ok(ServingStatus::Serving) => "SERVING".to_owned(),
             Ok(other) => {
                 all_serving = false;

@@ -8,12 +8,13 @@ use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::{GetCaseRequest, TimelineEntry, WatchEventsRequest};
 
 use crate::demo;
+use crate::mesh::Peer;
 use crate::show;
 use crate::tally::Tally;
 
 /// Reads every case event cases has recorded, from the first, until none has
 /// come for `quiet` (the stream then only waits for new ones), and counts them.
-pub async fn tally_all(cases: &str, quiet: Duration) -> anyhow::Result<Tally> {
+pub async fn tally_all(cases: &Peer, quiet: Duration) -> anyhow::Result<Tally> {
     let mut events = watch(cases).await?;
     let mut tally = Tally::default();
     loop {
@@ -31,10 +32,8 @@ pub async fn tally_all(cases: &str, quiet: Duration) -> anyhow::Result<Tally> {
 }
 
 /// Every case event cases has recorded, from the first, then each new one.
-pub async fn watch(cases: &str) -> anyhow::Result<tonic::Streaming<TimelineEntry>> {
-    let mut client = CaseServiceClient::connect(cases.to_owned())
-        .await
-        .with_context(|| format!("cannot reach cases at {cases}"))?;
+pub async fn watch(cases: &Peer) -> anyhow::Result<tonic::Streaming<TimelineEntry>> {
+    let mut client = CaseServiceClient::new(cases.channel().await?);
     Ok(client
         .watch_events(WatchEventsRequest::default())
         .await
@@ -43,7 +42,7 @@ pub async fn watch(cases: &str) -> anyhow::Result<tonic::Streaming<TimelineEntry
 }
 
 /// Prints the KPI table over every case cases knows.
-pub async fn report(cases: &str) -> anyhow::Result<()> {
+pub async fn report(cases: &Peer) -> anyhow::Result<()> {
     let tally = tally_all(cases, Duration::from_secs(1)).await?;
     print!(
         "{}",
@@ -53,10 +52,8 @@ pub async fn report(cases: &str) -> anyhow::Result<()> {
 }
 
 /// Prints case `case_id`'s timeline in the patient's time zone.
-pub async fn timeline(cases: &str, case_id: &str) -> anyhow::Result<()> {
-    let mut client = CaseServiceClient::connect(cases.to_owned())
-        .await
-        .with_context(|| format!("cannot reach cases at {cases}"))?;
+pub async fn timeline(cases: &Peer, case_id: &str) -> anyhow::Result<()> {
+    let mut client = CaseServiceClient::new(cases.channel().await?);
     let case = client
         .get_case(GetCaseRequest {
             case_id: case_id.to_owned(),

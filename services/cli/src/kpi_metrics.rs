@@ -147,7 +147,7 @@ fn register(meter: &Meter, tally: &Arc<Mutex<Tally>>) -> Vec<ObservableGauge<f64
 /// Counts cases' events from the first and exports the KPIs to `endpoint` every
 /// `every`, until `stop` resolves; pushes once more before returning.
 pub async fn export(
-    cases: &str,
+    cases: &crate::mesh::Peer,
     endpoint: &str,
     every: Duration,
     stop: impl Future<Output = ()>,

@@ -25,6 +25,15 @@
 //! - `touchpoint dlq replay TOPIC`: put a DLQ's records back on their topics,
 //!   each once, after the consumer is fixed.
 //! - `touchpoint demo [--days N]`: the demo, against a stack already up.
+//! - `touchpoint dev-certs [DIR]`: a fresh development authority and a
+//!   certificate for each service and the CLI (default `.local/tls`), the mesh
+//!   `up` runs on.
+//! - `touchpoint token NAME read|write`: a new bearer token, and the entry the
+//!   services take in `TOUCHPOINT_API_TOKENS`.
+//!
+//! Calls to the services present `TOUCHPOINT_API_TOKEN` and, with
+//! `TOUCHPOINT_TLS_CA`, speak TLS (presenting `TOUCHPOINT_TLS_CERT` and
+//! `TOUCHPOINT_TLS_KEY` when set).
 //!
 //! `kpi`, `cases` and `demo` reach cases at `TOUCHPOINT_CASES_ADDR` (default
 //! 127.0.0.1:50051, where `touchpoint up` puts it); `events` and `dlq` read
@@ -35,14 +44,16 @@ mod up;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use touchpoint_cli::{cases, dlq, events, health, kpi, kpi_metrics, programs};
+use touchpoint_cli::{cases, dlq, events, health, kpi, kpi_metrics, mesh, programs};
 use touchpoint_platform::config::{Env, KafkaConfig};
 
-const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint demo [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate|configmap [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi [--export [--every SECONDS]] | touchpoint cases open|show|timeline ... | touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC";
+const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint demo [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate|configmap [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi [--export [--every SECONDS]] | touchpoint cases open|show|timeline ... | touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC | touchpoint dev-certs [DIR] | touchpoint token NAME read|write";
 
-fn cases_url() -> String {
+/// The cases service at `TOUCHPOINT_CASES_ADDR`, reached with the
+/// credentials in the environment.
+fn cases() -> anyhow::Result<mesh::Peer> {
     let addr = std::env::var("TOUCHPOINT_CASES_ADDR").unwrap_or_else(|_| "127.0.0.1:50051".into());
-    format!("http://{addr}")
+    mesh::Peer::from_env(&addr)
 }
 
 #[tokio::main]
@@ -58,6 +69,31 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => up::up(up::UpOptions::parse(&args[1..])?).await,
         Some("health") => health::report(&args[1..]).await,
+        Some("dev-certs") => {
+            let dir = args.get(1).map_or(".local/tls", String::as_str);
+            let mesh = mesh::write_dev_mesh(std::path::Path::new(dir))?;
+            println!("authority {}", mesh.ca().display());
+            for name in mesh::MEMBERS {
+                println!(
+                    "{name:<9} {} {}",
+                    mesh.cert(name).display(),
+                    mesh.key(name).display()
+                );
+            }
+            Ok(())
+        }
+        Some("token") => {
+            let (Some(name), Some(role)) = (args.get(1), args.get(2)) else {
+                bail!("usage: touchpoint token NAME read|write");
+            };
+            let role = role
+                .parse()
+                .map_err(|()| anyhow::anyhow!("the role is read or write"))?;
+            let (token, entry) = mesh::new_token(name, role)?;
+            println!("token (give it to the caller; it is not kept): {token}");
+            println!("add to TOUCHPOINT_API_TOKENS: {entry}");
+            Ok(())
+        }
         Some("programs") => {
             let dir = args.get(2).map_or("programs", String::as_str);
             match args.get(1).map(String::as_str) {
@@ -86,7 +122,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             _ => bail!("usage: touchpoint events tail TOPIC [--from-start]"),
         },
         Some("kpi") => match args.get(1).map(String::as_str) {
-            None => kpi::report(&cases_url()).await,
+            None => kpi::report(&cases()?).await,
             Some("--export") => {
                 let every = match (args.get(2).map(String::as_str), args.get(3)) {
                     (None, _) => 60,
@@ -104,20 +140,20 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
                     let _ = tokio::signal::ctrl_c().await;
                 };
                 println!("exporting the KPIs to {endpoint} every {every} s; Ctrl-C stops");
-                kpi_metrics::export(&cases_url(), &endpoint, Duration::from_secs(every), stop).await
+                kpi_metrics::export(&cases()?, &endpoint, Duration::from_secs(every), stop).await
             }
             Some(_) => bail!("usage: touchpoint kpi [--export [--every SECONDS]]"),
         },
         Some("cases") => match (args.get(1).map(String::as_str), args.get(2)) {
             (Some("open"), Some(flag)) if flag != "--help" => {
                 let open = cases::OpenArgs::parse(&args[2..])?;
-                let (case_id, version) = cases::open(&cases_url(), &open).await?;
+                let (case_id, version) = cases::open(&cases()?, &open).await?;
                 println!("opened {case_id} (version {version})");
                 Ok(())
             }
             (Some("open"), _) => bail!("usage: {}", cases::OPEN_USAGE),
-            (Some("show"), Some(case_id)) => cases::show_case(&cases_url(), case_id).await,
-            (Some("timeline"), Some(case_id)) => kpi::timeline(&cases_url(), case_id).await,
+            (Some("show"), Some(case_id)) => cases::show_case(&cases()?, case_id).await,
+            (Some("timeline"), Some(case_id)) => kpi::timeline(&cases()?, case_id).await,
             _ => bail!("usage: touchpoint cases open|show|timeline ..."),
         },
         Some("dlq") => {

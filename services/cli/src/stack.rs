@@ -14,8 +14,10 @@ use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
 use touchpoint_platform::clock::ClockConfig;
+use touchpoint_platform::grpc::client::ClientAccess;
 
 use crate::health::{self, status};
+use crate::mesh::{MeshDir, Peer};
 
 /// The four services, in the order they start: [`health::SERVICES`]' names, so
 /// the list of default ports and this one cannot disagree.
@@ -45,6 +47,8 @@ pub struct Services {
     pub own: Vec<(&'static str, String, String)>,
     /// The services' clock, when not the system's.
     pub clock: Option<ClockConfig>,
+    /// The development mesh the services speak mutual TLS on, if any.
+    pub mesh: Option<MeshDir>,
 }
 
 impl Services {
@@ -70,6 +74,9 @@ impl Services {
                     .map(|(_, k, v)| (k, v)),
             )
             .env("TOUCHPOINT_GRPC_ADDR", addr);
+        if let Some(mesh) = &self.mesh {
+            command.envs(mesh.env_of(service));
+        }
         if let Some(ClockConfig::Accelerated {
             start,
             epoch,
@@ -83,6 +90,21 @@ impl Services {
                 .env("TOUCHPOINT_CLOCK_SPEED", speed.to_string());
         }
         Ok(command)
+    }
+
+    /// What the CLI presents to the services: its mesh certificate, if any.
+    pub fn access(&self) -> anyhow::Result<ClientAccess> {
+        self.mesh
+            .as_ref()
+            .map_or_else(|| Ok(ClientAccess::default()), MeshDir::cli_access)
+    }
+
+    /// `service` as the CLI calls it.
+    pub fn peer(&self, service: &str) -> anyhow::Result<Peer> {
+        let addr = self
+            .grpc_of(service)
+            .with_context(|| format!("no service {service}"))?;
+        Ok(Peer::new(format!("http://{addr}"), self.access()?))
     }
 
     /// Where `service`'s output goes.
@@ -151,8 +173,9 @@ impl Stack {
             let command = services.command(name)?;
             self.spawn(name, command, &services.log_of(name))?;
         }
+        let access = services.access()?;
         for (name, addr) in SERVICES.iter().zip(&services.grpc) {
-            wait_until_serving(addr).await.with_context(|| {
+            wait_until_serving(addr, &access).await.with_context(|| {
                 format!(
                     "{name} did not become healthy; see {}",
                     services.log_of(name).display()
@@ -189,7 +212,7 @@ impl Stack {
     pub async fn restart_service(&mut self, services: &Services, name: &str) -> anyhow::Result<()> {
         self.respawn(name, services.command(name)?, &services.log_of(name))?;
         let addr = services.grpc_of(name).unwrap_or_default();
-        wait_until_serving(addr)
+        wait_until_serving(addr, &services.access()?)
             .await
             .with_context(|| format!("{name} did not become healthy again"))
     }
@@ -261,10 +284,10 @@ pub async fn wait_for_port(addr: &str) -> anyhow::Result<()> {
     bail!("nothing listens on {addr} after {START_LIMIT:?}")
 }
 
-async fn wait_until_serving(addr: &str) -> anyhow::Result<()> {
+async fn wait_until_serving(addr: &str, access: &ClientAccess) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + START_LIMIT;
     loop {
-        let last = status(addr).await;
+        let last = status(addr, access).await;
         if matches!(last, Ok(ServingStatus::Serving)) {
             return Ok(());
         }

@@ -18,6 +18,7 @@ use touchpoint_platform::config::DatabaseConfig;
 
 use touchpoint_cli::demo;
 use touchpoint_cli::health::SERVICES;
+use touchpoint_cli::mesh::{self, MeshDir, Peer};
 use touchpoint_cli::stack::{self, Stack, wait_for_port};
 use touchpoint_dispatch::sandbox::local;
 
@@ -110,7 +111,7 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     }
     if let Some(clock) = &clock {
         write_demo_clock(&state, clock)?;
-        let settings = demo_settings(clock, options.days);
+        let settings = demo_settings(clock, options.days)?;
         let outcome = tokio::select! {
             outcome = demo::run(settings) => outcome.map(|_| ()),
             _ = tokio::signal::ctrl_c() => {
@@ -127,6 +128,13 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
         }
     }
     println!("\nTouchpoint is up. Logs: {STATE_DIR}/logs/. Ctrl-C stops everything.");
+    let mesh = local_mesh();
+    println!(
+        "The services take only mutual TLS; the CLI joins with\n  export TOUCHPOINT_TLS_CA={} TOUCHPOINT_TLS_CERT={} TOUCHPOINT_TLS_KEY={}",
+        mesh.ca().display(),
+        mesh.cert("cli").display(),
+        mesh.key("cli").display()
+    );
     tokio::select! {
         _ = tokio::signal::ctrl_c() => println!("\nstopping..."),
         exited = processes.first_exit() => println!("\n{exited} exited; stopping the rest..."),
@@ -136,17 +144,29 @@ pub async fn up(options: UpOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's view of the local stack.
-fn demo_settings(clock: &ClockConfig, days: i64) -> demo::Settings {
-    demo::Settings {
-        cases: format!("http://127.0.0.1:{}", port_of("cases")),
-        routing: format!("http://127.0.0.1:{}", port_of("routing")),
+/// The demo's view of the local stack, reached through the mesh in `.local/tls`.
+fn demo_settings(clock: &ClockConfig, days: i64) -> anyhow::Result<demo::Settings> {
+    let access = local_mesh().cli_access()?;
+    let peer = |service: &str| {
+        Peer::new(
+            format!("http://127.0.0.1:{}", port_of(service)),
+            access.clone(),
+        )
+    };
+    Ok(demo::Settings {
+        cases: peer("cases"),
+        routing: peer("routing"),
         sms_webhook: format!("http://{ROUTING_HTTP}/inbound/sms"),
         sms_token: local::AUTH_TOKEN.into(),
         sms_number: local::SMS_FROM.into(),
         clock: clock.build(),
         days,
-    }
+    })
+}
+
+/// Where `up` keeps the development mesh of this run.
+fn local_mesh() -> MeshDir {
+    MeshDir(PathBuf::from(STATE_DIR).join("tls"))
 }
 
 /// Where `up` notes the demo clock its services run on, for `touchpoint demo`.
@@ -187,7 +207,7 @@ pub async fn demo(args: &[String]) -> anyhow::Result<()> {
         epoch,
         speed: DEMO_SPEED,
     };
-    demo::run(demo_settings(&clock, options.days))
+    demo::run(demo_settings(&clock, options.days)?)
         .await
         .map(drop)
 }
@@ -271,6 +291,9 @@ async fn start_all(
         ],
         own,
         clock: clock.cloned(),
+        // A fresh mesh each run: the services and the CLI call each other over
+        // mutual TLS with certificates from a development authority.
+        mesh: Some(mesh::write_dev_mesh(&local_mesh().0)?),
     };
     processes.start_services(&services).await?;
     for (name, addr) in stack::SERVICES.iter().zip(&services.grpc) {

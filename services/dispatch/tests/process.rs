@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use support::*;
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_dispatch::sandbox::{Fault, Sandbox};
+use touchpoint_platform::grpc::client::{self, ClientAccess};
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 use touchpoint_platform::topics::{self, Stream, Topics};
 use touchpoint_proto::v1::contact_point::Value;
@@ -52,6 +52,7 @@ fn spawn_dispatch(
         .env("KAFKA_BROKERS", testkit::broker())
         .env("TOUCHPOINT_TOPIC_PREFIX", prefix)
         .env("TOUCHPOINT_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
+        .env("TOUCHPOINT_API_TOKENS", testkit::test_tokens_var())
         .env(
             "TOUCHPOINT_HTTP_ADDR",
             format!("127.0.0.1:{}", testkit::free_port()),
@@ -165,9 +166,11 @@ async fn dispatch_killed_mid_send_and_restarted_sends_nothing_twice() {
     assert_eq!(numbers.len(), ATTEMPTS, "no number got two");
 
     let client = eventually("the restarted gRPC API", WAIT, || async {
-        DispatchServiceClient::<GrpcChannel>::connect(format!("http://127.0.0.1:{grpc_port}"))
+        let access = ClientAccess::token(testkit::WRITE_TOKEN);
+        client::connect(&format!("http://127.0.0.1:{grpc_port}"), &access)
             .await
             .ok()
+            .map(DispatchServiceClient::new)
     })
     .await;
     for id in &ids {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::access::ApiToken;
 use crate::clock::ClockConfig;
+use crate::tls::Identity;
 
 /// A configuration variable that is set but unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -301,11 +303,83 @@ impl ConsumerConfig {
     }
 }
 
+/// TLS material read from PEM files: `TOUCHPOINT_TLS_CA` (the mesh's
+/// authority), `TOUCHPOINT_TLS_CERT` and `TOUCHPOINT_TLS_KEY` (this process's
+/// certificate chain and key; both or neither).
+#[derive(Debug, Clone, Default)]
+pub struct TlsMaterial {
+    /// The authority's certificate: a server verifies client certificates with
+    /// it, a client the server's.
+    pub ca_pem: Option<String>,
+    /// This process's certificate and key.
+    pub identity: Option<Identity>,
+}
+
+impl TlsMaterial {
+    /// Reads the TLS variables; a file that cannot be read names its variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let read = |var: &str| -> Result<Option<String>, ConfigError> {
+            env.raw(var)
+                .map(|path| {
+                    std::fs::read_to_string(path.trim())
+                        .map_err(|_| ConfigError::new(var, "expected a readable PEM file"))
+                })
+                .transpose()
+        };
+        let ca_pem = read("TOUCHPOINT_TLS_CA")?;
+        let identity = match (read("TOUCHPOINT_TLS_CERT")?, read("TOUCHPOINT_TLS_KEY")?) {
+            (Some(cert_pem), Some(key_pem)) => Some(Identity { cert_pem, key_pem }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "TOUCHPOINT_TLS_KEY",
+                    "expected the key of TOUCHPOINT_TLS_CERT",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "TOUCHPOINT_TLS_CERT",
+                    "expected the certificate of TOUCHPOINT_TLS_KEY",
+                ));
+            }
+        };
+        Ok(Self { ca_pem, identity })
+    }
+}
+
+/// Who may call the service's gRPC API (see [`crate::access`]).
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// `TOUCHPOINT_API_TOKENS`: `name:role:sha256-hex`, comma-separated.
+    pub tokens: Vec<ApiToken>,
+    /// With a certificate the service speaks TLS; with an authority too, it
+    /// takes client certificates signed by it.
+    pub tls: TlsMaterial,
+}
+
+impl AccessConfig {
+    /// Reads `TOUCHPOINT_API_TOKENS` and the TLS variables.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let tokens = match env.raw("TOUCHPOINT_API_TOKENS") {
+            None => Vec::new(),
+            Some(raw) => ApiToken::parse_list(&raw)
+                .map_err(|reason| ConfigError::new("TOUCHPOINT_API_TOKENS", reason))?,
+        };
+        Ok(Self {
+            tokens,
+            tls: TlsMaterial::from_env(env)?,
+        })
+    }
+}
+
 /// Everything the platform needs to run one service.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
     /// gRPC listen address: `TOUCHPOINT_GRPC_ADDR`.
     pub grpc_addr: SocketAddr,
+    /// `TOUCHPOINT_HEALTH_ADDR`: where the health service alone is also
+    /// served, in plain gRPC, for probes that speak no TLS.
+    pub health_addr: Option<SocketAddr>,
     /// Database settings.
     pub database: DatabaseConfig,
     /// Kafka settings.
@@ -318,6 +392,8 @@ pub struct PlatformConfig {
     pub consumer: ConsumerConfig,
     /// Which clock the service reads time from.
     pub clock: ClockConfig,
+    /// Who may call its gRPC API.
+    pub access: AccessConfig,
 }
 
 impl PlatformConfig {
@@ -333,14 +409,27 @@ impl PlatformConfig {
             SocketAddr::from(([127, 0, 0, 1], default_grpc_port)),
             "an address such as 127.0.0.1:50051",
         )?;
+        let health_addr = env
+            .raw("TOUCHPOINT_HEALTH_ADDR")
+            .map(|raw| {
+                raw.trim().parse().map_err(|_| {
+                    ConfigError::new(
+                        "TOUCHPOINT_HEALTH_ADDR",
+                        "expected an address such as 0.0.0.0:8051",
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Self {
             grpc_addr,
+            health_addr,
             database: DatabaseConfig::from_env(env)?,
             kafka: KafkaConfig::from_env(env)?,
             telemetry: TelemetryConfig::from_env(env, service_name)?,
             outbox: OutboxConfig::from_env(env)?,
             consumer: ConsumerConfig::from_env(env)?,
             clock: ClockConfig::from_env(env)?,
+            access: AccessConfig::from_env(env)?,
         })
     }
 }
@@ -379,6 +468,10 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
             ("TOUCHPOINT_CLOCK", "sundial"),
             ("TOUCHPOINT_CLOCK_SPEED", "fast"),
+            ("TOUCHPOINT_API_TOKENS", "telephony:root:00"),
+            ("TOUCHPOINT_HEALTH_ADDR", "probe-port"),
+            ("TOUCHPOINT_TLS_CA", "/no/such/ca.pem"),
+            ("TOUCHPOINT_TLS_CERT", "/no/such/cert.pem"),
         ];
         for (var, value) in cases {
             // An accelerated clock, so its speed is read; the case under test comes last

@@ -2,6 +2,7 @@
 //! the event plumbing (envelopes, outbox relay, inbox consumer, dead letters),
 //! gRPC bootstrap, the clock and graceful shutdown.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod contact;

@@ -73,7 +73,7 @@ impl Platform {
         topics::bootstrap(&config.kafka).await?;
         let relay = OutboxRelay::new(pool.clone(), spec.schema, &config)?;
         shutdown.spawn(relay.run(shutdown.token()));
-        let grpc = GrpcServer::bind(config.grpc_addr).await?;
+        let grpc = GrpcServer::bind(config.grpc_addr, config.health_addr, &config.access).await?;
         Ok(Self {
             spec,
             clock: config.clock.build(),

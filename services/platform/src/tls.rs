@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::access::Role;
 
 /// TLS material could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +79,7 @@ impl DevCa {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "Touchpoint development CA");
+            .push(DnType::CommonName, "Touchpoint development CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
         Ok(Self { issuer })
@@ -94,6 +96,32 @@ impl DevCa {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(names)?.signed_by(&key, &self.issuer)?;
+        Ok(Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A certificate for a member of the mesh, good for both ends of a
+    /// connection: its common name is `name`, its organisation `role` (what the
+    /// services' access gate reads), and it serves `hosts` (host names or IP
+    /// addresses; none for a client only).
+    pub fn issue_client(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        hosts: &[&str],
+    ) -> Result<Identity, TlsError> {
+        let hosts: Vec<String> = hosts.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(hosts)?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        if let Some(role) = role {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, role.as_str());
+        }
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Identity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

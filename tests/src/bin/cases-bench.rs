@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    let client = CaseServiceClient::connect(format!("http://{addr}")).await?;
+    let client = CaseServiceClient::new(testkit::channel(addr).await);
 
     // Publish lag: a reader on touchpoint.case.v1 notes when each CaseOpened arrives.
     let lags = Arc::new(Mutex::new(Vec::<f64>::new()));

@@ -435,15 +435,15 @@ async fn open_cases(
     zone: &str,
 ) -> anyhow::Result<()> {
     let patients = load.patients();
-    let url = format!("http://{}", services.grpc_of("cases").unwrap_or_default());
+    let peer = services.peer("cases")?;
     let opened = Arc::new(AtomicUsize::new(0));
     let mut clients = tokio::task::JoinSet::new();
     for first in 0..openers {
-        let url = url.clone();
+        let peer = peer.clone();
         let zone = zone.to_owned();
         let opened = opened.clone();
         clients.spawn(async move {
-            let mut cases = client(&url).await?;
+            let mut cases = client(&peer).await?;
             for i in (first..patients).step_by(openers) {
                 let patient = OpenArgs {
                     program: "load".into(),

@@ -24,6 +24,7 @@ use futures::future::join_all;
 use tokio::sync::Mutex;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::db;
+use touchpoint_platform::grpc::client::AuthChannel;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
@@ -132,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let addresses =
         touchpoint_routing::start(touchpoint_routing::Config::new(platform), &shutdown).await?;
-    let client = RoutingServiceClient::connect(format!("http://{}", addresses.grpc)).await?;
+    let client = RoutingServiceClient::new(testkit::channel(addresses.grpc).await);
     let members: Vec<Coordinator> = (0..coordinators).map(member).collect();
     for chunk in members.chunks(50) {
         let calls = chunk.iter().map(|m| {
@@ -237,10 +238,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn route(
-    client: &RoutingServiceClient<tonic::transport::Channel>,
-    caller: &str,
-) -> anyhow::Result<String> {
+async fn route(client: &RoutingServiceClient<AuthChannel>, caller: &str) -> anyhow::Result<String> {
     let answer = client
         .clone()
         .route_contact(RouteContactRequest {

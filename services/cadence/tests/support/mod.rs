@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::config::PlatformConfig;
 use touchpoint_platform::envelope::{decode, instant, new_envelope, timestamp};
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
 pub use touchpoint_platform::testkit::utc;
@@ -123,9 +123,7 @@ impl World {
         let addr = touchpoint_cadence::start(config, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("cadence did not start: {e}"));
-        let client = CadenceServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let client = CadenceServiceClient::new(testkit::channel(addr).await);
         Replica { client, shutdown }
     }
 

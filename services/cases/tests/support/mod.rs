@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use tonic::transport::Channel as GrpcChannel;
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
@@ -38,9 +38,7 @@ pub async fn service() -> Service {
     let addr = touchpoint_cases::start(config, &shutdown)
         .await
         .unwrap_or_else(|e| panic!("cases did not start: {e}"));
-    let client = CaseServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let client = CaseServiceClient::new(testkit::channel(addr).await);
     Service {
         client,
         prefix,

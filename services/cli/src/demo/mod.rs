@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, TimeDelta, Utc};
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_dispatch::sandbox::{InboundText, post_inbound_text};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
@@ -30,15 +30,16 @@ use touchpoint_proto::v1::{
 use cast::{PATIENTS, Patient, TEAM};
 
 use crate::cases::{OpenArgs, open_with};
+use crate::mesh::Peer;
 use crate::show;
 use crate::tally::Tally;
 
 /// Where the demo finds the stack, and how long it runs.
 pub struct Settings {
-    /// The cases service (`http://host:port`).
-    pub cases: String,
-    /// The routing service's gRPC (`http://host:port`).
-    pub routing: String,
+    /// The cases service.
+    pub cases: Peer,
+    /// The routing service's gRPC.
+    pub routing: Peer,
     /// Routing's SMS webhook, as the provider calls it (its signature covers it).
     pub sms_webhook: String,
     /// The token the provider signs webhooks with.
@@ -54,8 +55,8 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("cases", &self.cases)
-            .field("routing", &self.routing)
+            .field("cases", &self.cases.url)
+            .field("routing", &self.routing.url)
             .field("sms_webhook", &self.sms_webhook)
             .field("days", &self.days)
             .finish_non_exhaustive()
@@ -79,12 +80,8 @@ pub struct Report {
 
 /// Runs the demo to its end, prints what happened and returns it.
 pub async fn run(settings: Settings) -> anyhow::Result<Report> {
-    let mut cases = CaseServiceClient::connect(settings.cases.clone())
-        .await
-        .context("cannot reach cases")?;
-    let mut routing = RoutingServiceClient::connect(settings.routing.clone())
-        .await
-        .context("cannot reach routing")?;
+    let mut cases = CaseServiceClient::new(settings.cases.channel().await?);
+    let mut routing = RoutingServiceClient::new(settings.routing.channel().await?);
     for member in &TEAM {
         routing
             .upsert_coordinator(UpsertCoordinatorRequest {

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::shutdown::Shutdown;
 pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase};
@@ -87,9 +87,7 @@ impl World {
         let addr = touchpoint_dispatch::start(config, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
-        let client = DispatchServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let client = DispatchServiceClient::new(testkit::channel(addr).await);
         Self {
             database,
             prefix,

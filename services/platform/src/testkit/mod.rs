@@ -27,9 +27,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{Connection as _, PgConnection};
 use touchpoint_proto::v1::Envelope;
 
+use crate::access::{ApiToken, Role};
 use crate::config::{
     ConsumerConfig, DatabaseConfig, Env, KafkaConfig, OutboxConfig, PlatformConfig,
 };
+use crate::grpc::client::{self, AuthChannel, ClientAccess};
 use crate::topics::{Stream, Topics};
 
 /// Where tests find the server when `DATABASE_URL` is unset.
@@ -222,7 +224,37 @@ pub fn platform_config(service: &str, database: &TestDatabase, prefix: &str) -> 
         retry_backoff: Duration::from_millis(10),
         instance_id: None,
     };
+    config.access.tokens = test_tokens();
     config
+}
+
+/// The token tests call with: the `write` role.
+pub const WRITE_TOKEN: &str = "test-write-token";
+/// A token with the `read` role only.
+pub const READ_TOKEN: &str = "test-read-token";
+
+/// The tokens a service under test accepts: [`WRITE_TOKEN`] and [`READ_TOKEN`].
+pub fn test_tokens() -> Vec<ApiToken> {
+    vec![
+        ApiToken::new("test-writer", Role::Write, WRITE_TOKEN),
+        ApiToken::new("test-reader", Role::Read, READ_TOKEN),
+    ]
+}
+
+/// `TOUCHPOINT_API_TOKENS` for a service process under test.
+pub fn test_tokens_var() -> String {
+    test_tokens()
+        .iter()
+        .map(ApiToken::entry)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A channel to the service at `addr` (plain gRPC) as the test writer.
+pub async fn channel(addr: impl std::fmt::Display) -> AuthChannel {
+    client::connect(&format!("http://{addr}"), &ClientAccess::token(WRITE_TOKEN))
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the service at {addr}: {e}"))
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use http::{Method, StatusCode};
-use tonic::transport::Channel as GrpcChannel;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::signature;
@@ -71,9 +71,7 @@ impl World {
         let addresses = touchpoint_routing::start(config, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("routing did not start: {e}"));
-        let client = RoutingServiceClient::connect(format!("http://{}", addresses.grpc))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let client = RoutingServiceClient::new(testkit::channel(addresses.grpc).await);
         let events =
             TopicReader::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Inbound));
         Self {
