@@ -241,3 +241,29 @@ async fn a_refused_request_does_not_echo_the_patient() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_health_port_answers_plain_probes_and_serves_nothing_else()
+-> Result<(), Box<dyn std::error::Error>> {
+    let ca = DevCa::generate()?;
+    let server = ca.issue_client("cases", Some(Role::Write), &["127.0.0.1"])?;
+    let probe_addr = format!("127.0.0.1:{}", testkit::free_port());
+    let ca_pem = ca.cert_pem();
+    let health_addr = probe_addr.parse()?;
+    let _cases = start(move |platform| {
+        platform.access.tls = TlsMaterial {
+            ca_pem: Some(ca_pem),
+            identity: Some(server),
+        };
+        platform.health_addr = Some(health_addr);
+    })
+    .await;
+    let url = format!("http://{probe_addr}");
+    assert_eq!(health(&url, &ClientAccess::default()).await, Some(1));
+    // The API is not there, whatever the caller presents.
+    assert_eq!(
+        codes(&url, &ClientAccess::token(WRITE_TOKEN)).await,
+        Ok((Code::Unimplemented, Code::Unimplemented))
+    );
+    Ok(())
+}
