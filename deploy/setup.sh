@@ -4,6 +4,7 @@
 #
 #   - Tansu 0.6.0, the Kafka-protocol broker (cargo install, ~10 min the first time)
 #   - cargo-nextest, the test runner
+#   - cargo-fuzz, for the fuzz targets in fuzz/
 #   - poppler-utils, with which the fax tests read PDFs
 #   - PostgreSQL answering on DATABASE_URL's server (started, or installed from
 #     Debian's postgresql package and started, when nothing answers)
@@ -65,6 +66,14 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     say "installing cargo-nextest"
     cargo install cargo-nextest --locked
+fi
+
+# --- cargo-fuzz: the fuzz targets in fuzz/ (the test suite makes a short run) -
+if cargo fuzz --version 2>/dev/null | grep -q "cargo-fuzz 0.13"; then
+    say "cargo-fuzz present"
+else
+    say "installing cargo-fuzz (about a minute)"
+    cargo install cargo-fuzz --locked --version 0.13.2
 fi
 
 # --- PostgreSQL --------------------------------------------------------------

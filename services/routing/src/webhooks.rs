@@ -79,6 +79,63 @@ pub fn router(inbound: Inbound, clock: SharedClock, secrets: Secrets, base_url: 
         })
 }
 
+/// A form body's fields, in order (invalid UTF-8 is replaced, never refused).
+pub fn form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// The contact a (verified) Twilio incoming-message form describes.
+pub fn sms_contact(params: &[(String, String)], received_at: DateTime<Utc>) -> Contact {
+    Contact {
+        channel: Channel::Sms,
+        from: param(params, "From").unwrap_or_default().to_owned(),
+        provider_message_id: param(params, "MessageSid")
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("sms:{s}")),
+        body: Some(param(params, "Body").unwrap_or_default().to_owned()),
+        received_at,
+    }
+}
+
+/// Whether a Mailgun `timestamp` (seconds since the epoch) is within the
+/// replay window of `now`.
+pub fn email_is_fresh(timestamp: &str, now: DateTime<Utc>) -> bool {
+    timestamp
+        .parse::<i64>()
+        .ok()
+        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+        .is_some_and(|at| (now - at).num_seconds().abs() <= REPLAY_WINDOW_SECS)
+}
+
+/// The contact a (verified) Mailgun route form describes.
+pub fn email_contact(params: &[(String, String)], received_at: DateTime<Utc>) -> Contact {
+    let subject = param(params, "subject").unwrap_or_default();
+    let text = param(params, "body-plain").unwrap_or_default();
+    Contact {
+        channel: Channel::Email,
+        from: sender_address(param(params, "sender").unwrap_or_default()),
+        provider_message_id: param(params, "Message-Id")
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("email:{s}")),
+        body: Some(format!("{subject}\n{text}")),
+        received_at,
+    }
+}
+
+/// The contact a (verified) Phaxio received-fax form describes; `None` when
+/// its `fax` field is missing or not the JSON Phaxio sends.
+pub fn fax_contact(params: &[(String, String)], received_at: DateTime<Utc>) -> Option<Contact> {
+    let received = serde_json::from_str::<ReceivedFax>(param(params, "fax")?).ok()?;
+    tracing::debug!(pages = received.num_pages, "inbound fax");
+    Some(Contact {
+        channel: Channel::Fax,
+        from: received.from_number,
+        provider_message_id: Some(format!("fax:{}", received.id)),
+        body: None,
+        received_at,
+    })
+}
+
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
@@ -117,7 +174,7 @@ async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
     let Some(token) = &webhooks.secrets.sms_auth_token else {
         return StatusCode::FORBIDDEN.into_response();
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let params = form(&body);
     let url = format!("{}/inbound/sms", webhooks.base_url);
     if !signature::verify(
         token,
@@ -128,15 +185,7 @@ async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
         tracing::warn!("inbound SMS with a bad signature refused");
         return StatusCode::FORBIDDEN.into_response();
     }
-    let contact = Contact {
-        channel: Channel::Sms,
-        from: param(&params, "From").unwrap_or_default().to_owned(),
-        provider_message_id: param(&params, "MessageSid")
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("sms:{s}")),
-        body: Some(param(&params, "Body").unwrap_or_default().to_owned()),
-        received_at: webhooks.clock.now(),
-    };
+    let contact = sms_contact(&params, webhooks.clock.now());
     match take(&webhooks, contact).await {
         Ok(()) => (
             [(header::CONTENT_TYPE, "text/xml")],
@@ -151,7 +200,7 @@ async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
     let Some(key) = &webhooks.secrets.email_signing_key else {
         return StatusCode::FORBIDDEN;
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let params = form(&body);
     let (timestamp, token) = (
         param(&params, "timestamp").unwrap_or_default(),
         param(&params, "token").unwrap_or_default(),
@@ -161,27 +210,12 @@ async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
         tracing::warn!("inbound email with a bad signature refused");
         return StatusCode::FORBIDDEN;
     }
-    let now = webhooks.clock.now();
-    let fresh = timestamp
-        .parse::<i64>()
-        .ok()
-        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
-        .is_some_and(|at| (Utc::now() - at).num_seconds().abs() <= REPLAY_WINDOW_SECS);
-    if !fresh {
+    // The provider's timestamp is real time, whatever clock the service runs on.
+    if !email_is_fresh(timestamp, Utc::now()) {
         tracing::warn!("inbound email outside the replay window refused");
         return StatusCode::FORBIDDEN;
     }
-    let subject = param(&params, "subject").unwrap_or_default();
-    let text = param(&params, "body-plain").unwrap_or_default();
-    let contact = Contact {
-        channel: Channel::Email,
-        from: sender_address(param(&params, "sender").unwrap_or_default()),
-        provider_message_id: param(&params, "Message-Id")
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("email:{s}")),
-        body: Some(format!("{subject}\n{text}")),
-        received_at: now,
-    };
+    let contact = email_contact(&params, webhooks.clock.now());
     take(&webhooks, contact)
         .await
         .map_or_else(|status| status, |()| StatusCode::OK)
@@ -211,7 +245,7 @@ async fn fax(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
     let Some(token) = &webhooks.secrets.fax_callback_token else {
         return StatusCode::FORBIDDEN;
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let params = form(&body);
     let url = format!("{}/inbound/fax", webhooks.base_url);
     if !signature::fax::verify(
         token,
@@ -222,19 +256,9 @@ async fn fax(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
         tracing::warn!("inbound fax with a bad signature refused");
         return StatusCode::FORBIDDEN;
     }
-    let Some(received) =
-        param(&params, "fax").and_then(|v| serde_json::from_str::<ReceivedFax>(v).ok())
-    else {
+    let Some(contact) = fax_contact(&params, webhooks.clock.now()) else {
         tracing::warn!("signed inbound fax without a readable fax field");
         return StatusCode::BAD_REQUEST;
-    };
-    tracing::debug!(pages = received.num_pages, "inbound fax");
-    let contact = Contact {
-        channel: Channel::Fax,
-        from: received.from_number,
-        provider_message_id: Some(format!("fax:{}", received.id)),
-        body: None,
-        received_at: webhooks.clock.now(),
     };
     take(&webhooks, contact)
         .await
