@@ -134,7 +134,7 @@ impl std::fmt::Debug for ApiToken {
 }
 
 impl ApiToken {
-    /// The entry for `token`, as `name:role:sha256-hex` names it.
+    /// An entry accepting `token` for `name` with `role`, keeping only its digest.
     pub fn new(name: &str, role: Role, token: &str) -> Self {
         Self {
             name: name.to_owned(),
