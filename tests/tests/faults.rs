@@ -1,16 +1,10 @@
 //! Faults: a cadence run for 1,000 patients across the four service processes
 //! and a Tansu broker, while an injector, at moments drawn from a seeded RNG,
-//! kills services with SIGKILL and starts them again, cuts the services off the
-//! broker (every connection closed, new ones refused for one to three seconds,
-//! as while a broker restarts), and terminates the services' PostgreSQL
-//! connections.
+//! kills services with SIGKILL and starts them again, kills the broker with
+//! SIGKILL and starts it again on its sqlite file, cuts the services off the
+//! broker (every connection closed, new ones refused for one to three seconds),
+//! and terminates the services' PostgreSQL connections.
 //!
-//! The broker keeps its records through an outage: it runs on, behind a proxy
-//! that does the cutting ([`touchpoint_tests::outage`]). Restarting Tansu
-//! 0.6.0 itself is not a fault it survives on sqlite storage under this load:
-//! its sqlite engine serves storage requests from one task that exits on the
-//! first failed request (an `UpdateGroup` conflict during a rebalance is
-//! enough), after which every request fails with `UnableToSend`.
 //! Once the run settles, the promises are checked from what the SMS provider
 //! took and from the case timelines:
 //!
@@ -65,7 +59,7 @@ const PER_FAULT: Duration = Duration::from_millis(3_500);
 const SETTLE: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connections_drop() {
+async fn the_promises_hold_while_services_and_the_broker_crash_and_connections_drop() {
     let faults = env_number("TOUCHPOINT_FAULTS", 20);
     let seed = env_number("TOUCHPOINT_FAULT_SEED", 20_261_123) as u64;
     let mut rng = SplitMix(seed);
@@ -75,6 +69,11 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
     let programs = write_program(&work);
     let log_dir = work.join("logs");
     std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(work.join("broker")).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "faults: logs in {} (removed when the run passes)",
+        log_dir.display()
+    );
     let database = TestDatabase::fresh().await;
     let sms = Arc::new(
         Sandbox::start(system::SMS_ACCOUNT, system::SMS_AUTH_TOKEN)
@@ -87,16 +86,17 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
     let proxy = Proxy::start(&listener)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let broker = proxy.addr().to_owned();
+    let broker = Broker {
+        listener,
+        advertised: proxy.addr().to_owned(),
+        dir: work.clone(),
+        log: log_dir.join("broker.log"),
+    };
     let mut processes = Stack::default();
     processes
-        .spawn(
-            "broker",
-            broker_command(&listener, &broker),
-            &log_dir.join("broker.log"),
-        )
+        .spawn("broker", broker.command(), &broker.log)
         .unwrap_or_else(|e| panic!("{e:#}"));
-    stack::wait_for_port(&listener)
+    stack::wait_for_port(&broker.listener)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
 
@@ -109,7 +109,7 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
     );
     for (key, value) in &mut services.common {
         if key == "KAFKA_BROKERS" {
-            value.clone_from(&broker);
+            value.clone_from(&broker.advertised);
         }
     }
     services.common.extend(
@@ -198,6 +198,7 @@ async fn the_promises_hold_while_processes_crash_the_broker_goes_away_and_connec
         &mut rng,
         &mut processes,
         &services,
+        &broker,
         &proxy,
         &database.url,
     )
@@ -430,14 +431,16 @@ async fn inject(
     rng: &mut SplitMix,
     processes: &mut Stack,
     services: &Services,
+    broker: &Broker,
     proxy: &Proxy,
     database_url: &str,
 ) -> BTreeMap<&'static str, usize> {
-    const KINDS: [&str; 6] = [
+    const KINDS: [&str; 7] = [
         "kill cases",
         "kill cadence",
         "kill dispatch",
         "kill routing",
+        "restart the broker",
         "cut off the broker",
         "drop database connections",
     ];
@@ -460,6 +463,16 @@ async fn inject(
                 tokio::time::sleep(Duration::from_millis(rng.below(1_000))).await;
                 processes
                     .restart_service(services, service)
+                    .await
+                    .unwrap_or_else(|e| panic!("fault {n}: {e:#}"));
+            }
+            None if kind == "restart the broker" => {
+                assert!(processes.kill("broker").await, "the broker was not running");
+                tokio::time::sleep(Duration::from_millis(rng.below(1_000))).await;
+                processes
+                    .respawn("broker", broker.command(), &broker.log)
+                    .unwrap_or_else(|e| panic!("fault {n}: {e:#}"));
+                stack::wait_for_port(&broker.listener)
                     .await
                     .unwrap_or_else(|e| panic!("fault {n}: {e:#}"));
             }
@@ -607,20 +620,36 @@ fn mobile(i: usize) -> String {
     format!("+1312555{i:04}")
 }
 
-/// Tansu listening on `listener`, telling clients to reach it at `advertised`.
-fn broker_command(listener: &str, advertised: &str) -> Command {
-    let mut command = Command::new(touchpoint_platform::tansu::binary());
-    command
-        .arg("broker")
-        .arg("--storage-engine")
-        .arg("memory://tansu/")
-        .arg("--listener-url")
-        .arg(format!("tcp://{listener}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://{advertised}"))
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("STORAGE_ENGINE");
-    command
+/// The run's Tansu: its records in a sqlite file under `dir`, so that a
+/// restart keeps them.
+struct Broker {
+    listener: String,
+    /// The proxy's address, which the broker tells clients to reach it at.
+    advertised: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Broker {
+    fn command(&self) -> Command {
+        // Tansu takes a sqlite path relative to its working directory.
+        let mut command = Command::new(touchpoint_platform::tansu::binary());
+        command
+            .current_dir(&self.dir)
+            .arg("broker")
+            .arg("--storage-engine")
+            .arg("sqlite://broker/tansu.db")
+            .arg("--listener-url")
+            .arg(format!("tcp://{}", self.listener))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://{}", self.advertised))
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("STORAGE_ENGINE")
+            // The group coordinator's joins, leaders and lapsed members, for a
+            // run that fails.
+            .env("RUST_LOG", "error,tansu_broker::coordinator::group=info");
+        command
+    }
 }
 
 fn write_program(work: &Path) -> PathBuf {

@@ -130,6 +130,9 @@ struct Process {
 #[derive(Default)]
 pub struct Stack {
     processes: Vec<Process>,
+    /// Where each killed process stood, so its restart takes the same place in
+    /// the stopping order.
+    killed: Vec<(String, usize)>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -160,10 +163,18 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        self.processes.push(Process {
+        let process = Process {
             name: name.to_owned(),
             child,
-        });
+        };
+        match self.killed.iter().position(|(killed, _)| killed == name) {
+            Some(at) => {
+                let (_, index) = self.killed.remove(at);
+                self.processes
+                    .insert(index.min(self.processes.len()), process);
+            }
+            None => self.processes.push(process),
+        }
         Ok(())
     }
 
@@ -193,12 +204,13 @@ impl Stack {
         };
         let mut process = self.processes.remove(index);
         let _ = process.child.kill().await;
+        self.killed.push((process.name, index));
         true
     }
 
     /// Starts `name` again with `command` after [`Stack::kill`], its output
-    /// appended to `log`.
-    fn respawn(&mut self, name: &str, command: Command, log: &Path) -> anyhow::Result<()> {
+    /// appended to `log`, in the place it had among the others.
+    pub fn respawn(&mut self, name: &str, command: Command, log: &Path) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -35,6 +35,9 @@ use crate::envelope::decode;
 use crate::kafka;
 use crate::trace_context::{TRACEPARENT, continue_trace};
 
+/// `session.timeout.ms` for a static member (`TOUCHPOINT_CONSUMER_INSTANCE_ID`).
+const STATIC_SESSION_TIMEOUT_MS: &str = "45000";
+
 /// A record decoded into an envelope, with where it came from.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -206,6 +209,12 @@ impl<H: Handler> InboxConsumer<H> {
             // that died mid-group (Tansu 0.6.0 can leave the newcomer with no
             // partitions) need it; Kafka merely skips a rebalance.
             client.set("group.instance.id", format!("{}-{instance}", self.name));
+            // A static member is expected back under its name, so it keeps its
+            // place for Kafka's default 45 s rather than 10 s. Tansu 0.6.0 needs
+            // that too: once a member's session lapses, a restart under its name
+            // joins as a stranger while the group still waits on the lapsed
+            // member to lead, and the group never forms again.
+            client.set("session.timeout.ms", STATIC_SESSION_TIMEOUT_MS);
         }
         let consumer: StreamConsumer = client.create()?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
