@@ -15,10 +15,13 @@
 
 pub mod otlp;
 
+use std::collections::hash_map::RandomState;
 use std::future::Future;
+use std::hash::BuildHasher as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -146,12 +149,43 @@ pub fn broker() -> String {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, chosen below the kernel's ephemeral range.
+///
+/// A test that kills and restarts a process expects its port to be free again.
+/// A port from `bind(":0")` is an ephemeral one, which any outgoing connection in
+/// the parallel suite may take while the process is down; ports below the range are
+/// only ever handed out here. Each test process starts at a random place, so two
+/// processes rarely probe the same ports.
 pub fn free_port() -> u16 {
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let (low, high) = ports_outside_ephemeral_range();
+    let span = u32::from(high - low);
+    let next = NEXT.get_or_init(|| {
+        let start = RandomState::new().hash_one(std::process::id());
+        AtomicU32::new((start % u64::from(span)) as u32)
+    });
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = low + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// The ports [`free_port`] picks from: 10000 up to the start of the ephemeral
+/// range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 when unreadable).
+fn ports_outside_ephemeral_range() -> (u16, u16) {
+    const LOW: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    (LOW, ephemeral_start.max(LOW + 1_000))
 }
 
 fn spawn_tansu() -> Result<SpawnedBroker, String> {
@@ -406,6 +440,23 @@ pub fn init_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let (_, ephemeral_start) = ports_outside_ephemeral_range();
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        for port in &ports {
+            assert!(*port < ephemeral_start, "{port} is an ephemeral port");
+            assert!(
+                TcpListener::bind(("127.0.0.1", *port)).is_ok(),
+                "{port} is taken"
+            );
+        }
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+    }
 
     #[test]
     fn database_name_is_replaced_keeping_options() {
