@@ -121,23 +121,27 @@ impl Services {
     }
 }
 
+/// A process's place in the stack: it keeps its place while killed (`child` is
+/// `None`), so a restart stops in the same order as the first start.
 struct Process {
     name: String,
-    child: Child,
+    child: Option<Child>,
 }
 
 /// Processes started together; stopped in reverse order.
 #[derive(Default)]
 pub struct Stack {
     processes: Vec<Process>,
-    /// Where each killed process stood, so its restart takes the same place in
-    /// the stopping order.
-    killed: Vec<(String, usize)>,
 }
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.processes.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .processes
+            .iter()
+            .filter(|p| p.child.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
         f.debug_struct("Stack").field("processes", &names).finish()
     }
 }
@@ -163,17 +167,16 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        let process = Process {
-            name: name.to_owned(),
-            child,
-        };
-        match self.killed.iter().position(|(killed, _)| killed == name) {
-            Some(at) => {
-                let (_, index) = self.killed.remove(at);
-                self.processes
-                    .insert(index.min(self.processes.len()), process);
-            }
-            None => self.processes.push(process),
+        match self
+            .processes
+            .iter_mut()
+            .find(|p| p.name == name && p.child.is_none())
+        {
+            Some(killed) => killed.child = Some(child),
+            None => self.processes.push(Process {
+                name: name.to_owned(),
+                child: Some(child),
+            }),
         }
         Ok(())
     }
@@ -199,12 +202,15 @@ impl Stack {
     /// Kills `name` with SIGKILL, as a crash would, and waits until it is gone;
     /// false if no such process was running.
     pub async fn kill(&mut self, name: &str) -> bool {
-        let Some(index) = self.processes.iter().position(|p| p.name == name) else {
+        let Some(mut child) = self
+            .processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .and_then(|p| p.child.take())
+        else {
             return false;
         };
-        let mut process = self.processes.remove(index);
-        let _ = process.child.kill().await;
-        self.killed.push((process.name, index));
+        let _ = child.kill().await;
         true
     }
 
@@ -233,7 +239,7 @@ impl Stack {
     pub fn pids(&self) -> Vec<(String, u32)> {
         self.processes
             .iter()
-            .filter_map(|p| Some((p.name.clone(), p.child.id()?)))
+            .filter_map(|p| Some((p.name.clone(), p.child.as_ref()?.id()?)))
             .collect()
     }
 
@@ -241,7 +247,9 @@ impl Stack {
     pub async fn first_exit(&mut self) -> String {
         loop {
             for process in &mut self.processes {
-                if let Ok(Some(_)) = process.child.try_wait() {
+                if let Some(child) = &mut process.child
+                    && let Ok(Some(_)) = child.try_wait()
+                {
                     return process.name.clone();
                 }
             }
@@ -255,7 +263,9 @@ impl Stack {
     pub async fn stop(&mut self) -> Vec<String> {
         let mut unclean = Vec::new();
         while let Some(process) = self.processes.pop() {
-            if !terminate(process.child, &process.name).await {
+            if let Some(child) = process.child
+                && !terminate(child, &process.name).await
+            {
                 unclean.push(process.name);
             }
         }
@@ -307,5 +317,43 @@ async fn wait_until_serving(addr: &str, access: &ClientAccess) -> anyhow::Result
             return Err(last.err().unwrap_or_else(|| anyhow::anyhow!("not serving")));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper() -> Command {
+        let mut command = Command::new("sleep");
+        command.arg("60");
+        command
+    }
+
+    #[tokio::test]
+    async fn a_killed_process_restarts_in_its_place_and_stops_in_order() {
+        let log = std::env::temp_dir().join(format!("stack-test-{}.log", std::process::id()));
+        let mut stack = Stack::default();
+        for name in ["broker", "cases", "dispatch"] {
+            stack
+                .spawn(name, sleeper(), &log)
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        }
+
+        assert!(stack.kill("cases").await);
+        assert!(!stack.kill("cases").await, "cases was already down");
+        let running: Vec<String> = stack.pids().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(running, ["broker", "dispatch"]);
+
+        stack
+            .respawn("cases", sleeper(), &log)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let running: Vec<String> = stack.pids().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(running, ["broker", "cases", "dispatch"]);
+
+        // `sleep` dies of SIGTERM, so each counts as unclean, in stopping order.
+        assert_eq!(stack.stop().await, ["dispatch", "cases", "broker"]);
+        assert!(stack.pids().is_empty());
+        let _ = std::fs::remove_file(log);
     }
 }
