@@ -157,13 +157,15 @@ pub fn broker() -> String {
 /// only ever handed out here. Each test process starts at a random place, so two
 /// processes rarely probe the same ports.
 pub fn free_port() -> u16 {
-    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
-    let (low, high) = ports_outside_ephemeral_range();
-    let span = u32::from(high - low);
-    let next = NEXT.get_or_init(|| {
+    // The range, read once, and the next offset into it.
+    static NEXT: OnceLock<(u16, u32, AtomicU32)> = OnceLock::new();
+    let (low, span, next) = NEXT.get_or_init(|| {
+        let (low, high) = ports_outside_ephemeral_range();
+        let span = u32::from(high - low);
         let start = RandomState::new().hash_one(std::process::id());
-        AtomicU32::new((start % u64::from(span)) as u32)
+        (low, span, AtomicU32::new((start % u64::from(span)) as u32))
     });
+    let (low, span) = (*low, *span);
     for _ in 0..span {
         let offset = next.fetch_add(1, Ordering::Relaxed) % span;
         let port = low + offset as u16;
