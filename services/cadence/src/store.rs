@@ -131,11 +131,21 @@ pub async fn get(pool: &PgPool, case_id: &str) -> Result<Option<Enrolment>, Stor
         .map(|r| r.map(|(_, e)| e))
 }
 
-/// Inserts or replaces `rows`, in one statement.
+/// How many enrolments one upsert statement carries. A batch of several hundred
+/// would make one statement of megabytes, and each pooled connection keeps a write
+/// buffer as large as the largest statement it ever sent; chunks this size keep
+/// that buffer near a megabyte while still saving a round trip per hundred rows.
+const SAVE_CHUNK: usize = 100;
+
+/// Inserts or replaces `rows`, a statement per [`SAVE_CHUNK`] rows.
 pub async fn save(tx: &mut PgConnection, rows: &[Saved<'_>]) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(SAVE_CHUNK) {
+        save_chunk(tx, chunk).await?;
     }
+    Ok(())
+}
+
+async fn save_chunk(tx: &mut PgConnection, rows: &[Saved<'_>]) -> Result<(), StoreError> {
     let mut case_ids = Vec::with_capacity(rows.len());
     let mut program_ids = Vec::with_capacity(rows.len());
     let mut states = Vec::with_capacity(rows.len());
