@@ -29,7 +29,9 @@
 //! text per patient, each service's peak RSS (`VmHWM`) in both phases, and how
 //! the run's CPU time split between the services, Tansu, PostgreSQL and this
 //! process (the provider's stand-in). A soak also prints, every minute, the
-//! attempts recorded in it, their lag p99 and each service's RSS.
+//! attempts recorded in it, their lag p99 and each service's RSS. On a server
+//! whose autovacuum is off, a soak vacuums the database once a minute in its
+//! place (see `touchpoint_tests::vacuum`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -50,6 +52,7 @@ use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language};
 use touchpoint_tests::bench::{self, ProcessUse, percentile, zone_open_at};
 use touchpoint_tests::system;
+use touchpoint_tests::vacuum::{self, Vacuum};
 
 /// The program: `steps` texts a minute apart, the first at enrolment.
 fn program(steps: usize) -> String {
@@ -73,6 +76,9 @@ const REQUEST_LOOKBACK: TimeDelta = TimeDelta::minutes(5);
 /// How long after a soak's minute ends before it is read: its last
 /// transactions have committed by then.
 const MINUTE_GRACE: TimeDelta = TimeDelta::seconds(10);
+/// How often a soak vacuums on a server without autovacuum: autovacuum's own
+/// default nap between looks at a database.
+const VACUUM_EVERY: Duration = Duration::from_secs(60);
 
 /// When the patients fall due.
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +211,16 @@ async fn main() -> anyhow::Result<()> {
     });
     let mut stack = Stack::default();
     stack.start_services(&services).await?;
+    let vacuum = match load {
+        Load::Soak { .. } if !vacuum::autovacuum_on(&pool).await? => {
+            println!(
+                "run: this server's autovacuum is off; the soak vacuums its database every \
+                 {VACUUM_EVERY:?} in its place, throttled as autovacuum is"
+            );
+            Some(Vacuum::every(pool.clone(), VACUUM_EVERY))
+        }
+        _ => None,
+    };
     let serving = Utc::now();
     if serving > due {
         println!(
@@ -270,6 +286,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let after = Snapshot::take(&stack, &services);
     let running = usage(&stack);
+    if let Some(vacuum) = vacuum {
+        let passes = vacuum.stop().await;
+        println!(
+            "run: {} vacuum passes, the longest {:.1} s (their CPU is PostgreSQL's below)",
+            passes.done,
+            passes.longest.as_secs_f64()
+        );
+    }
     // Every attempt is recorded, so the minutes left are complete.
     while minutes_reported < load.steps() as i64 && matches!(load, Load::Soak { .. }) {
         let from = due + TimeDelta::minutes(minutes_reported);
