@@ -39,19 +39,23 @@ async fn the_stand_in_vacuums_the_dead_rows_away_and_counts_its_passes() {
     // The first pass starts at once; the next would be an hour later. Only
     // manual vacuums count: a server with autovacuum on may vacuum it too.
     let stand_in = Vacuum::every(pool.clone(), Duration::from_secs(3600));
-    let vacuumed = eventually("a vacuum of the churned table", Duration::from_secs(60), || {
-        let pool = pool.clone();
-        async move {
-            let (vacuums, dead): (i64, i64) = sqlx::query_as(
-                "SELECT vacuum_count, n_dead_tup
+    let vacuumed = eventually(
+        "a vacuum of the churned table",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            async move {
+                let (vacuums, dead): (i64, i64) = sqlx::query_as(
+                    "SELECT vacuum_count, n_dead_tup
                  FROM pg_stat_user_tables WHERE relname = 'churn'",
-            )
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-            (vacuums > 0).then_some(dead)
-        }
-    })
+                )
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+                (vacuums > 0).then_some(dead)
+            }
+        },
+    )
     .await;
     assert_eq!(vacuumed, 0, "dead rows left after the pass");
     let passes = stand_in.stop().await;
