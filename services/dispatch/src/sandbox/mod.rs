@@ -216,6 +216,11 @@ impl Sandbox {
         self.shared.recorded().faults.clear();
     }
 
+    /// How many messages it has taken so far, without copying them.
+    pub fn received_count(&self) -> usize {
+        self.shared.recorded().messages.len()
+    }
+
     /// Every message taken so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.recorded().messages.clone()
