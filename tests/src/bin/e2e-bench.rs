@@ -259,7 +259,9 @@ async fn main() -> anyhow::Result<()> {
             .fetch_one(&pool)
             .await?
         };
-        recorded.mark().await?;
+        if matches!(load, Load::Soak { .. }) {
+            recorded.mark().await?;
+        }
         let now = usage(&stack);
         for (name, used) in &now {
             let peak = peaks.entry(name.clone()).or_default();
