@@ -131,50 +131,80 @@ pub async fn get(pool: &PgPool, case_id: &str) -> Result<Option<Enrolment>, Stor
         .map(|r| r.map(|(_, e)| e))
 }
 
-/// How many enrolments one upsert statement carries. A batch of several hundred
-/// would make one statement of megabytes, and each pooled connection keeps a write
-/// buffer as large as the largest statement it ever sent; chunks this size keep
-/// that buffer near a megabyte while still saving a round trip per hundred rows.
-const SAVE_CHUNK: usize = 100;
+/// How many bytes of state one upsert statement carries, at most (a single
+/// larger state goes alone). Each pooled connection keeps a write buffer as large
+/// as the largest statement it ever sent, so the bound is in bytes: a state's
+/// size follows its program (about 10 KiB for 24 steps) and grows with each
+/// attempt made, and a bound in rows alone let each buffer reach a megabyte.
+/// Under this bound a statement still carries a dozen or more rows.
+const SAVE_CHUNK_BYTES: usize = 128 * 1024;
+/// How many enrolments one upsert statement carries, at most.
+const SAVE_CHUNK_ROWS: usize = 100;
 
-/// Inserts or replaces `rows`, a statement per [`SAVE_CHUNK`] rows.
+/// Inserts or replaces `rows`, a statement per chunk of at most
+/// [`SAVE_CHUNK_ROWS`] rows and [`SAVE_CHUNK_BYTES`] of state.
 pub async fn save(tx: &mut PgConnection, rows: &[Saved<'_>]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(SAVE_CHUNK) {
-        save_chunk(tx, chunk).await?;
-    }
-    Ok(())
-}
-
-async fn save_chunk(tx: &mut PgConnection, rows: &[Saved<'_>]) -> Result<(), StoreError> {
-    let mut case_ids = Vec::with_capacity(rows.len());
-    let mut program_ids = Vec::with_capacity(rows.len());
-    let mut states = Vec::with_capacity(rows.len());
-    let mut wakes = Vec::with_capacity(rows.len());
+    let mut chunk = Chunk::default();
     for row in rows {
         let state = serde_json::to_string(row.enrolment).map_err(|_| StoreError::Corrupt {
             case_id: row.case_id.to_owned(),
         })?;
-        case_ids.push(row.case_id);
-        program_ids.push(row.enrolment.program_id.as_str());
-        states.push(state);
-        wakes.push(row.wake_at);
+        if !chunk.fits(state.len()) {
+            chunk.save(tx).await?;
+        }
+        chunk.push(row, state);
     }
-    sqlx::query(
-        "INSERT INTO enrolments (case_id, program_id, state, wake_at)
-         SELECT case_id, program_id, state::jsonb, wake_at
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-              AS u(case_id, program_id, state, wake_at)
-         ON CONFLICT (case_id) DO UPDATE
-         SET program_id = EXCLUDED.program_id, state = EXCLUDED.state,
-             wake_at = EXCLUDED.wake_at, updated_at = now()",
-    )
-    .bind(&case_ids)
-    .bind(&program_ids)
-    .bind(&states)
-    .bind(&wakes)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    chunk.save(tx).await
+}
+
+/// The columns of one upsert statement.
+#[derive(Default)]
+struct Chunk<'a> {
+    case_ids: Vec<&'a str>,
+    program_ids: Vec<&'a str>,
+    states: Vec<String>,
+    wakes: Vec<Option<DateTime<Utc>>>,
+    bytes: usize,
+}
+
+impl<'a> Chunk<'a> {
+    /// Whether a state of `bytes` may join this chunk; an empty chunk takes any.
+    fn fits(&self, bytes: usize) -> bool {
+        self.states.is_empty()
+            || (self.states.len() < SAVE_CHUNK_ROWS && self.bytes + bytes <= SAVE_CHUNK_BYTES)
+    }
+
+    fn push(&mut self, row: &Saved<'a>, state: String) {
+        self.case_ids.push(row.case_id);
+        self.program_ids.push(row.enrolment.program_id.as_str());
+        self.bytes += state.len();
+        self.states.push(state);
+        self.wakes.push(row.wake_at);
+    }
+
+    /// Writes the chunk's rows, if any, and empties it.
+    async fn save(&mut self, tx: &mut PgConnection) -> Result<(), StoreError> {
+        if self.states.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO enrolments (case_id, program_id, state, wake_at)
+             SELECT case_id, program_id, state::jsonb, wake_at
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                  AS u(case_id, program_id, state, wake_at)
+             ON CONFLICT (case_id) DO UPDATE
+             SET program_id = EXCLUDED.program_id, state = EXCLUDED.state,
+                 wake_at = EXCLUDED.wake_at, updated_at = now()",
+        )
+        .bind(&self.case_ids)
+        .bind(&self.program_ids)
+        .bind(&self.states)
+        .bind(&self.wakes)
+        .execute(&mut *tx)
+        .await?;
+        *self = Chunk::default();
+        Ok(())
+    }
 }
 
 fn decode(row: &sqlx::postgres::PgRow) -> Result<(String, Enrolment), StoreError> {
