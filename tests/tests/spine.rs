@@ -154,6 +154,13 @@ impl World {
         .await;
     }
 
+    async fn outbox_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.producer_pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     async fn unsent(&self) -> i64 {
         touchpoint_platform::outbox::unsent_count(&self.producer_pool)
             .await
@@ -458,4 +465,37 @@ async fn two_relay_replicas_publish_each_row_once_and_the_standby_takes_over() {
         .collect();
     assert_eq!(wire.len(), 300, "no row was published twice");
     assert_eq!(ids.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_rows_are_deleted_after_the_retention_and_later_rows_still_go_out() {
+    let mut world = World::new().await;
+    world.config.outbox.sent_retention = Duration::from_secs(1);
+    let relay = Shutdown::new();
+    relay.spawn(
+        spine::relay(&world.producer_pool, &world.config)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .run(relay.token()),
+    );
+    world
+        .append_and_wait_published(1..=100, "first rows published")
+        .await;
+    eventually("published rows deleted", WAIT, || async {
+        (world.outbox_rows().await == 0).then_some(())
+    })
+    .await;
+    world
+        .append_and_wait_published(101..=150, "later rows published")
+        .await;
+    relay.drain(WAIT).await;
+
+    let wire = world
+        .read_topic(&world.case_topic(), |seen| seen.len() >= 150)
+        .await;
+    let ids: HashSet<&str> = wire
+        .iter()
+        .filter_map(|r| header(r, EVENT_ID_HEADER))
+        .collect();
+    assert_eq!(wire.len(), 150, "no row was published twice");
+    assert_eq!(ids.len(), 150, "every row published before it was deleted");
 }

@@ -250,6 +250,9 @@ pub struct OutboxConfig {
     /// `TOUCHPOINT_OUTBOX_LINGER_MS`: after a short round, the least time
     /// before the next, so the commits of that time go out as one round.
     pub linger: Duration,
+    /// `TOUCHPOINT_OUTBOX_RETENTION_SECS`: how long published rows are kept
+    /// before the relay deletes them (Kafka holds the records themselves).
+    pub sent_retention: Duration,
 }
 
 impl OutboxConfig {
@@ -259,6 +262,11 @@ impl OutboxConfig {
             batch_size: env.count("TOUCHPOINT_OUTBOX_BATCH", 1000, 50_000)?,
             poll_interval: env.millis("TOUCHPOINT_OUTBOX_POLL_MS", 200)?,
             linger: env.millis("TOUCHPOINT_OUTBOX_LINGER_MS", 10)?,
+            sent_retention: Duration::from_secs(env.count(
+                "TOUCHPOINT_OUTBOX_RETENTION_SECS",
+                86_400,
+                30 * 86_400,
+            )? as u64),
         })
     }
 }

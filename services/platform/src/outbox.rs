@@ -48,8 +48,6 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// The content type of every record value.
 pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=touchpoint.v1.Envelope";
 
-/// How long sent rows are kept before the relay purges them.
-const SENT_RETENTION: &str = "24 hours";
 /// How often the relay purges sent rows.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -304,9 +302,10 @@ impl OutboxRelay {
             if shutdown.is_cancelled() {
                 break TermEnd::Shutdown;
             }
-            if last_purge.elapsed() >= PURGE_EVERY {
+            // A retention shorter than the interval is purged as often as it lasts.
+            if last_purge.elapsed() >= PURGE_EVERY.min(self.config.sent_retention) {
                 last_purge = tokio::time::Instant::now();
-                if let Err(error) = purge_sent(&mut session).await {
+                if let Err(error) = purge_sent(&mut session, self.config.sent_retention).await {
                     break TermEnd::Lost(error);
                 }
             }
@@ -491,18 +490,20 @@ fn delivered_prefix(
     count
 }
 
-/// Deletes rows sent longer ago than the retention, in slices so publishing is
+/// Deletes rows sent longer than `retention` ago, in slices so publishing is
 /// never held up for long; up to `PURGE_SLICES` slices a round keeps pace with a
 /// relay far faster than this machine's measured rate.
-async fn purge_sent(session: &mut PgConnection) -> Result<(), OutboxError> {
+async fn purge_sent(session: &mut PgConnection, retention: Duration) -> Result<(), OutboxError> {
     const PURGE_SLICE: u64 = 10_000;
     const PURGE_SLICES: usize = 200;
     let mut purged = 0;
     for _ in 0..PURGE_SLICES {
         let deleted = sqlx::query(&format!(
             "DELETE FROM outbox WHERE id IN (
-                 SELECT id FROM outbox WHERE sent_at < now() - interval '{SENT_RETENTION}' LIMIT {PURGE_SLICE})"
+                 SELECT id FROM outbox WHERE sent_at < now() - make_interval(secs => $1)
+                 LIMIT {PURGE_SLICE})"
         ))
+        .bind(retention.as_secs_f64())
         .execute(&mut *session)
         .await?
         .rows_affected();

@@ -253,6 +253,7 @@ pub fn platform_config(service: &str, database: &TestDatabase, prefix: &str) -> 
         batch_size: 1000,
         poll_interval: Duration::from_millis(50),
         linger: Duration::from_millis(10),
+        sent_retention: Duration::from_secs(86_400),
     };
     config.consumer = ConsumerConfig {
         batch_size: 500,
