@@ -274,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
             let from = due + TimeDelta::minutes(minutes_reported);
             let lags = recorded.lags(from, from + TimeDelta::minutes(1)).await?;
             minutes_reported += 1;
-            print_minute(minutes_reported, &lags, &now);
+            print_minute(minutes_reported, &lags, &now, state_size(&pool).await?);
         }
         if sent as usize >= attempts {
             break;
@@ -314,7 +314,7 @@ async fn main() -> anyhow::Result<()> {
         let from = due + TimeDelta::minutes(minutes_reported);
         let lags = recorded.lags(from, from + TimeDelta::minutes(1)).await?;
         minutes_reported += 1;
-        print_minute(minutes_reported, &lags, &running);
+        print_minute(minutes_reported, &lags, &running, state_size(&pool).await?);
     }
 
     let lags = recorded
@@ -474,7 +474,25 @@ impl TimelineReader {
     }
 }
 
-fn print_minute(minute: i64, lags: &[(String, f64)], now: &[(String, ProcessUse)]) {
+/// The mean size of an enrolment's stored state, in bytes of JSON, from a 1%
+/// sample of the table's pages: it grows by a run per step, and cadence's
+/// memory with it wherever a statement carries states.
+async fn state_size(pool: &PgPool) -> anyhow::Result<f64> {
+    let mean: Option<f64> = sqlx::query_scalar(
+        "SELECT avg(octet_length(state::text))::float8
+         FROM cadence.enrolments TABLESAMPLE SYSTEM (1)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(mean.unwrap_or(0.0))
+}
+
+fn print_minute(
+    minute: i64,
+    lags: &[(String, f64)],
+    now: &[(String, ProcessUse)],
+    state_bytes: f64,
+) {
     let mut sorted: Vec<f64> = lags.iter().map(|(_, lag)| *lag).collect();
     sorted.sort_by(f64::total_cmp);
     let rss: Vec<String> = now
@@ -482,11 +500,13 @@ fn print_minute(minute: i64, lags: &[(String, f64)], now: &[(String, ProcessUse)
         .map(|(name, u)| format!("{name} {:.0}", u.rss_kib as f64 / 1024.0))
         .collect();
     println!(
-        "soak: minute {minute:>2}: {:>6} attempts ({:>5.0}/s), lag p99 {:>5.0} ms; RSS MiB: {}",
+        "soak: minute {minute:>2}: {:>6} attempts ({:>5.0}/s), lag p99 {:>5.0} ms; RSS MiB: {}; \
+         enrolment state {:.1} KiB",
         lags.len(),
         lags.len() as f64 / 60.0,
         percentile(&sorted, 0.99),
-        rss.join(", ")
+        rss.join(", "),
+        state_bytes / 1024.0
     );
 }
 
