@@ -11,7 +11,7 @@ use touchpoint_platform::testkit::TestDatabase;
 use touchpoint_proto::v1::Language;
 
 /// An enrolment whose state is large: `sends` requests in its frequency window,
-/// as a long program's state grows with the runs it has made.
+/// as a state grows with the attempts it has made.
 fn enrolment(i: usize, sends: usize) -> Enrolment {
     let enrolled_at = Utc::now();
     let mut enrolment = Enrolment::open(NewEnrolment {

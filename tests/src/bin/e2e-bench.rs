@@ -475,8 +475,8 @@ impl TimelineReader {
 }
 
 /// The mean size of an enrolment's stored state, in bytes of JSON, from a 1%
-/// sample of the table's pages: it grows by a run per step, and cadence's
-/// memory with it wherever a statement carries states.
+/// sample of the table's pages: a run per step is planned at enrolment, and each
+/// attempt made adds to it, so cadence's statements that carry states grow with it.
 async fn state_size(pool: &PgPool) -> anyhow::Result<f64> {
     let mean: Option<f64> = sqlx::query_scalar(
         "SELECT avg(octet_length(state::text))::float8
