@@ -154,6 +154,19 @@ impl World {
         .await;
     }
 
+    /// Asserts the case topic holds `expected` records, each a different event.
+    async fn assert_each_published_once(&self, expected: usize) {
+        let wire = self
+            .read_topic(&self.case_topic(), |seen| seen.len() >= expected)
+            .await;
+        let ids: HashSet<&str> = wire
+            .iter()
+            .filter_map(|r| header(r, EVENT_ID_HEADER))
+            .collect();
+        assert_eq!(wire.len(), expected, "no row was published twice");
+        assert_eq!(ids.len(), expected, "every row published once");
+    }
+
     async fn outbox_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM outbox")
             .fetch_one(&self.producer_pool)
@@ -456,15 +469,7 @@ async fn two_relay_replicas_publish_each_row_once_and_the_standby_takes_over() {
         .await;
     second.drain(WAIT).await;
 
-    let wire = world
-        .read_topic(&world.case_topic(), |seen| seen.len() >= 300)
-        .await;
-    let ids: HashSet<&str> = wire
-        .iter()
-        .filter_map(|r| header(r, EVENT_ID_HEADER))
-        .collect();
-    assert_eq!(wire.len(), 300, "no row was published twice");
-    assert_eq!(ids.len(), 300);
+    world.assert_each_published_once(300).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,13 +494,5 @@ async fn published_rows_are_deleted_after_the_retention_and_later_rows_still_go_
         .await;
     relay.drain(WAIT).await;
 
-    let wire = world
-        .read_topic(&world.case_topic(), |seen| seen.len() >= 150)
-        .await;
-    let ids: HashSet<&str> = wire
-        .iter()
-        .filter_map(|r| header(r, EVENT_ID_HEADER))
-        .collect();
-    assert_eq!(wire.len(), 150, "no row was published twice");
-    assert_eq!(ids.len(), 150, "every row published before it was deleted");
+    world.assert_each_published_once(150).await;
 }

@@ -309,12 +309,16 @@ async fn main() -> anyhow::Result<()> {
             passes.longest.as_secs_f64()
         );
     }
-    // Every attempt is recorded, so the minutes left are complete.
-    while minutes_reported < load.steps() as i64 && matches!(load, Load::Soak { .. }) {
-        let from = due + TimeDelta::minutes(minutes_reported);
-        let lags = recorded.lags(from, from + TimeDelta::minutes(1)).await?;
-        minutes_reported += 1;
-        print_minute(minutes_reported, &lags, &running, state_size(&pool).await?);
+    // Every attempt is recorded, so the minutes left are complete, and the
+    // states no longer change.
+    if minutes_reported < load.steps() as i64 && matches!(load, Load::Soak { .. }) {
+        let state_bytes = state_size(&pool).await?;
+        while minutes_reported < load.steps() as i64 {
+            let from = due + TimeDelta::minutes(minutes_reported);
+            let lags = recorded.lags(from, from + TimeDelta::minutes(1)).await?;
+            minutes_reported += 1;
+            print_minute(minutes_reported, &lags, &running, state_bytes);
+        }
     }
 
     let lags = recorded
