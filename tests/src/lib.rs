@@ -1,5 +1,6 @@
 //! Fixtures shared by the cross-process tests, the `spine-peer` process and the
-//! benchmarks: cases opened through the cases API ([`fixtures`]); a producer
+//! benchmarks: cases opened through the cases API ([`fixtures`]); cases,
+//! dispatch and routing started in the test's process ([`hub`]); a producer
 //! side that appends probe events to an outbox, and a consumer side that
 //! applies them to `spine_effects` ([`spine`]); the services as processes
 //! ([`system`]); percentiles and process readings ([`bench`]); a proxy that
@@ -8,6 +9,7 @@
 
 pub mod bench;
 pub mod fixtures;
+pub mod hub;
 pub mod outage;
 pub mod spine;
 pub mod system;

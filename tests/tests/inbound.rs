@@ -6,13 +6,9 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use touchpoint_dispatch::sandbox::{InboundText, Sandbox, post_inbound_text};
-use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
-use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, eventually, utc};
-use touchpoint_platform::topics::{Stream, Topics};
-use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_platform::testkit::{self, eventually, utc};
+use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
@@ -21,57 +17,17 @@ use touchpoint_proto::v1::{
     SuppressionReason, TaskKind, UpsertCoordinatorRequest, contact_point,
 };
 use touchpoint_tests::fixtures::{MOBILE, meta, open_spanish_sms_patient};
+use touchpoint_tests::hub::Hub;
 
 const WAIT: Duration = Duration::from_secs(90);
 /// Tuesday 2026-11-24, 10:00 in New York: inside the adherence program's window.
 const NOW: &str = "2026-11-24T15:00:00Z";
-const SMS_TOKEN: &str = "inbound-sms-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured() {
-    testkit::init_tracing();
-    let database = TestDatabase::fresh().await;
-    let prefix = testkit::unique_prefix();
-    let config = |name: &str| {
-        let mut config = testkit::platform_config(name, &database, &prefix);
-        config.clock = ClockConfig::Fixed { at: utc(NOW) };
-        config
-    };
-    let shutdown = Shutdown::new();
-    let cases_addr = touchpoint_cases::start(
-        touchpoint_cases::Config {
-            platform: config("cases"),
-        },
-        &shutdown,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cases did not start: {e}"));
-    let sms = Sandbox::start("ACtest", "test-token")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../programs");
-    let mut dispatch = touchpoint_dispatch::Config::new(config("dispatch"), programs);
-    dispatch.sender.poll = Duration::from_millis(50);
-    dispatch.sms = vec![touchpoint_dispatch::SmsProvider {
-        name: "primary".into(),
-        base_url: sms.url(),
-        account_sid: "ACtest".into(),
-        auth_token: "test-token".into(),
-        from: "+15005550006".into(),
-        rate: None,
-    }];
-    touchpoint_dispatch::start(dispatch, &shutdown)
-        .await
-        .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
-    let mut routing = touchpoint_routing::Config::new(config("routing"));
-    routing.secrets.sms_auth_token = Some(SMS_TOKEN.into());
-    let routing_addrs = touchpoint_routing::start(routing, &shutdown)
-        .await
-        .unwrap_or_else(|e| panic!("routing did not start: {e}"));
-    let topics = Topics::new(prefix.clone());
-    let attempts = TopicReader::start(&prefix, &topics.name(Stream::Attempt));
-
-    let mut roster = RoutingServiceClient::new(testkit::channel(routing_addrs.grpc).await);
+    let hub = Hub::start(NOW).await;
+    let (prefix, sms, attempts) = (hub.prefix.clone(), &hub.sms, &hub.attempts);
+    let mut roster = RoutingServiceClient::new(testkit::channel(hub.routing).await);
     roster
         .upsert_coordinator(UpsertCoordinatorRequest {
             coordinator: Some(Coordinator {
@@ -95,7 +51,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let mut cases = CaseServiceClient::new(testkit::channel(cases_addr).await);
+    let mut cases = hub.cases.clone();
     let case_id = open_spanish_sms_patient(&mut cases, utc(NOW) - TimeDelta::days(3)).await;
     cases
         .assign_coordinator(AssignCoordinatorRequest {
@@ -109,7 +65,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
 
     // Both services have heard of the case (routing its coordinator, dispatch
     // its SMS consent).
-    let pool = sqlx::PgPool::connect(&database.url)
+    let pool = sqlx::PgPool::connect(&hub.database.url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     eventually("routing and dispatch know the case", WAIT, || async {
@@ -133,21 +89,7 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
     })
     .await;
 
-    let webhook = format!("http://{}/inbound/sms", routing_addrs.http);
-    let text = |body: &'static str, sid: &'static str| {
-        let webhook = webhook.clone();
-        async move {
-            let text = InboundText {
-                from: MOBILE,
-                to: "+15005550006",
-                body,
-                sid,
-            };
-            post_inbound_text(&webhook, SMS_TOKEN, &text)
-                .await
-                .unwrap_or_else(|| panic!("routing did not answer"))
-        }
-    };
+    let text = |body: &'static str, sid: &'static str| hub.text(MOBILE, body, sid);
 
     // A side effect, in Spanish: flagged on the case timeline, reviewed first.
     assert_eq!(
@@ -248,5 +190,4 @@ async fn a_side_effect_reaches_the_timeline_and_alto_is_confirmed_and_honoured()
         .await;
     assert_eq!(reason, SuppressionReason::OptedOut as i32);
     assert_eq!(sms.received().len(), 1, "only the confirmation went out");
-    shutdown.trigger();
 }

@@ -8,19 +8,20 @@
 
 use chrono::{DateTime, Utc};
 use touchpoint_platform::envelope::instant;
+use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CaseStatus, Channel, Envelope, Language, SuppressionReason, TherapyEventKind,
+    CaseStatus, Channel, ContactPoint, Envelope, Language, SuppressionReason, TherapyEventKind,
 };
 use uuid::Uuid;
 
-use crate::enrolment::{Change, Destinations, NewEnrolment, PersonContacts};
+use crate::enrolment::{Change, Destinations, NewEnrolment, PersonContacts, Point};
 
 /// What an event means for cadence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reaction {
     /// Enrol the case.
-    Enrol(NewEnrolment),
+    Enrol(Box<NewEnrolment>),
     /// Change the case's enrolment, in order.
     Change(Vec<Change>),
     /// Nothing to do.
@@ -57,7 +58,7 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
             let language = Language::try_from(opened.language).map_err(|_| bad("language"))?;
             let enrolled_at: DateTime<Utc> = at(&opened.enrolled_at, "enrolled_at")
                 .or_else(|_| at(&envelope.occurred_at, "occurred_at"))?;
-            Ok(Reaction::Enrol(NewEnrolment {
+            Ok(Reaction::Enrol(Box::new(NewEnrolment {
                 program_id: opened.program_id.clone(),
                 language,
                 time_zone,
@@ -70,20 +71,50 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
                         opened.caregiver.as_ref().and_then(|p| p.contact.as_ref()),
                     ),
                     prescriber_fax: known(&opened.prescriber_fax_e164),
+                    ..Destinations::default()
                 },
-            }))
+            })))
         }
         Payload::ContactPointsUpdated(update) => change(Change::ContactPoints(Destinations {
             patient: PersonContacts::from_proto(update.patient.as_ref()),
             caregiver: PersonContacts::from_proto(update.caregiver.as_ref()),
             prescriber_fax: known(&update.prescriber_fax_e164),
+            ..Destinations::default()
         })),
-        Payload::ConsentRecorded(consent) => change(Change::ConsentGranted(
-            channel(consent.channel).ok_or(bad("channel"))?,
-        )),
-        Payload::ConsentRevoked(consent) => change(Change::ConsentRevoked(
-            channel(consent.channel).ok_or(bad("channel"))?,
-        )),
+        // A consent change for one number or address is that contact point's
+        // opt-out or opt-in; for the whole channel, the case's.
+        Payload::ConsentRecorded(consent) => {
+            let channel = channel(consent.channel).ok_or(bad("channel"))?;
+            change(match point(consent.contact_point.as_ref()) {
+                Some(point) => Change::DestinationOptedIn {
+                    channel,
+                    point: Point(point),
+                },
+                None => Change::ConsentGranted(channel),
+            })
+        }
+        Payload::ConsentRevoked(consent) => {
+            let channel = channel(consent.channel).ok_or(bad("channel"))?;
+            change(match point(consent.contact_point.as_ref()) {
+                Some(point) => Change::DestinationOptedOut {
+                    channel,
+                    point: Point(point),
+                },
+                None => Change::ConsentRevoked(channel),
+            })
+        }
+        Payload::OptOutReceived(opt_out) if point(opt_out.contact_point.as_ref()).is_some() => {
+            change(Change::DestinationOptedOut {
+                channel: channel(opt_out.channel).ok_or(bad("channel"))?,
+                point: Point(point(opt_out.contact_point.as_ref()).unwrap_or_default()),
+            })
+        }
+        Payload::OptInReceived(opt_in) if point(opt_in.contact_point.as_ref()).is_some() => {
+            change(Change::DestinationOptedIn {
+                channel: channel(opt_in.channel).ok_or(bad("channel"))?,
+                point: Point(point(opt_in.contact_point.as_ref()).unwrap_or_default()),
+            })
+        }
         Payload::TherapyEventRecorded(therapy) => {
             let when = at(&therapy.at, "at")?;
             match TherapyEventKind::try_from(therapy.kind) {
@@ -189,6 +220,13 @@ fn attempt(raw: &str) -> Option<Uuid> {
 
 fn known(raw: &str) -> Option<String> {
     (!raw.trim().is_empty()).then(|| raw.to_owned())
+}
+
+/// The number or address a contact point holds, if any.
+fn point(point: Option<&ContactPoint>) -> Option<String> {
+    match point?.value.as_ref()? {
+        Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) => known(v),
+    }
 }
 
 #[cfg(test)]

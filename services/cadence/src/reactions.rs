@@ -78,7 +78,7 @@ impl Handler for Reactions {
                     if enrolments.contains_key(case_id) {
                         continue; // enrolled already
                     }
-                    let mut enrolment = Enrolment::open(new);
+                    let mut enrolment = Enrolment::open(*new);
                     match self.catalogue.get(&enrolment.program_id) {
                         Some(program) => enrolment.replan(program, now, &mut V7Ids),
                         None => tracing::warn!(

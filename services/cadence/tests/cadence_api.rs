@@ -132,6 +132,7 @@ async fn stop_moves_pending_touchpoints_off_sms_and_blocks_steps_with_no_channel
                         inbound_id: "in-1".into(),
                         channel: Channel::Sms as i32,
                         keyword: "STOP".into(),
+                        ..touchpoint_proto::v1::OptOutReceived::default()
                     }),
                 ),
             ),

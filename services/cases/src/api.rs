@@ -10,17 +10,18 @@ use touchpoint_platform::envelope;
 use touchpoint_proto::v1::case_service_server::CaseService;
 use touchpoint_proto::v1::{
     AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
-    CommandResult, ConsentSource, ContactPoints, FindCasesByContactRequest,
+    CommandResult, ConsentSource, ContactPoint, ContactPoints, FindCasesByContactRequest,
     FindCasesByContactResponse, GetCaseRequest, GetTimelineRequest, GetTimelineResponse,
     OpenCaseRequest, Person, RecordConsentRequest, RecordTherapyEventRequest, RevokeConsentRequest,
     SetStatusRequest, TherapyEventKind, UpdateContactPointsRequest, WatchCaseRequest,
-    WatchEventsRequest,
+    WatchEventsRequest, contact_point,
 };
 use uuid::Uuid;
 
 use crate::domain::FieldError;
 use crate::domain::case::{
-    Command, Contact, ContactUpdate, NewCase, PersonDetails, Rejection, StatusChange, TherapyFact,
+    Command, ConsentChange, Contact, ContactUpdate, NewCase, PersonDetails, Rejection,
+    StatusChange, TherapyFact,
 };
 use crate::domain::contact::{ContactKey, EmailAddress, PhoneNumber};
 use crate::domain::locale::{Language, TimeZone};
@@ -228,11 +229,11 @@ impl CaseService for CaseApi {
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
-        let command = Command::RecordConsent {
-            channel: channel(r.channel)?,
-            source: consent_source(r.source)?,
-            by: actor(r.meta.as_ref())?,
-        };
+        let channel = channel(r.channel)?;
+        let command = Command::RecordConsent(ConsentChange {
+            point: consent_point(&r.contact_point, channel)?,
+            ..ConsentChange::channel(channel, consent_source(r.source)?, actor(r.meta.as_ref())?)
+        });
         self.run(&case_id, r.meta, command).await
     }
 
@@ -242,11 +243,11 @@ impl CaseService for CaseApi {
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
-        let command = Command::RevokeConsent {
-            channel: channel(r.channel)?,
-            source: consent_source(r.source)?,
-            by: actor(r.meta.as_ref())?,
-        };
+        let channel = channel(r.channel)?;
+        let command = Command::RevokeConsent(ConsentChange {
+            point: consent_point(&r.contact_point, channel)?,
+            ..ConsentChange::channel(channel, consent_source(r.source)?, actor(r.meta.as_ref())?)
+        });
         self.run(&case_id, r.meta, command).await
     }
 
@@ -453,6 +454,35 @@ fn channel(value: i32) -> Result<Channel, Status> {
         ))),
         Ok(channel) => Ok(channel),
     }
+}
+
+/// The contact point a consent change names, in the form `channel` uses; None
+/// when it names none.
+fn consent_point(raw: &str, channel: Channel) -> Result<Option<ContactPoint>, Status> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let value = match (
+        ContactKey::parse(raw, "contact_point").map_err(invalid)?,
+        channel,
+    ) {
+        (ContactKey::Email(address), Channel::Email) => {
+            contact_point::Value::Email(address.as_str().to_owned())
+        }
+        (ContactKey::Phone(number), Channel::Fax) => {
+            contact_point::Value::FaxE164(number.as_str().to_owned())
+        }
+        (ContactKey::Phone(number), Channel::Sms | Channel::Voice) => {
+            contact_point::Value::PhoneE164(number.as_str().to_owned())
+        }
+        _ => {
+            return Err(invalid(FieldError::new(
+                "contact_point",
+                "is not a contact point of the channel's kind",
+            )));
+        }
+    };
+    Ok(Some(ContactPoint { value: Some(value) }))
 }
 
 fn consent_source(value: i32) -> Result<ConsentSource, Status> {

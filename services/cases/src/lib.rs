@@ -65,7 +65,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         platform.clock.clone(),
         platform.topics.name(Stream::Case),
     );
-    let api = CaseApi::new(store, shutdown.token());
+    let api = CaseApi::new(store.clone(), shutdown.token());
     platform
         .grpc
         .routes()
@@ -77,7 +77,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         timeline_consumer::CONSUMER,
         others.iter().map(|s| platform.topics.name(*s)).collect(),
         platform.pool.clone(),
-        TimelineRecorder,
+        TimelineRecorder::new(store),
         &platform.config,
     );
     let token = shutdown.token();

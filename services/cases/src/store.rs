@@ -7,11 +7,12 @@
 //! against the request id and put in the outbox for `touchpoint.case.v1`.
 
 use prost::Message as _;
-use sqlx::{PgConnection, PgPool, Postgres, Row as _, Transaction};
+use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::{event_type, instant, new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
-use touchpoint_proto::v1::{Case, Envelope};
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{Case, Channel, ConsentRevoked, ConsentSource, Envelope};
 use uuid::Uuid;
 
 use crate::domain::case::{Command, Rejection, apply, contact_keys, decide};
@@ -93,7 +94,9 @@ impl CaseStore {
             if let Some(first) = first_result(&mut tx, meta, case_id, opens).await? {
                 return Ok(first);
             }
-            let outcome = self.apply_command(&mut tx, case_id, meta, command).await?;
+            let outcome = self
+                .apply_command(&mut tx, case_id, meta, command, None)
+                .await?;
             tx.commit().await?;
             Ok(outcome)
         };
@@ -111,12 +114,15 @@ impl CaseStore {
         }
     }
 
-    async fn apply_command(
+    /// Carries out `command` on case `case_id` inside `tx`; its events are
+    /// caused by `cause` when another service's event asked for them.
+    pub async fn apply_command(
         &self,
-        tx: &mut Transaction<'_, Postgres>,
+        tx: &mut PgConnection,
         case_id: &str,
         meta: &Meta,
         command: &Command,
+        cause: Option<&Envelope>,
     ) -> Result<Outcome, StoreError> {
         let current = load_for_update(tx, case_id).await?;
         let current_version = current.as_ref().map_or(0, |c| c.version);
@@ -134,16 +140,41 @@ impl CaseStore {
         let contacts_before = current.as_ref().map(contact_keys);
         let mut state = current;
         let mut outgoing = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            state = apply(state, case_id, &payload, &at);
+        let mut record = |state: Option<Case>, envelope: Envelope| {
+            let state = match &envelope.payload {
+                Some(payload) => apply(state, case_id, payload, &at, &envelope.causation_id),
+                None => state,
+            };
             let version = state.as_ref().map_or(0, |c| c.version);
-            let envelope = new_envelope(case_id, SOURCE, now, payload, None);
-            append_to_timeline(tx, &envelope, Some(version)).await?;
-            outgoing.push(OutgoingEvent::new(self.topic.clone(), envelope));
+            outgoing.push((version, envelope));
+            state
+        };
+        for payload in payloads {
+            state = record(state, new_envelope(case_id, SOURCE, now, payload, cause));
         }
-        let Some(state) = state else {
+        let Some(mut state) = state else {
             return Err(StoreError::Rejected(Rejection::NotFound));
         };
+        let contacts_after = contact_keys(&state);
+        if contacts_before.as_ref() != Some(&contacts_after) {
+            reindex_contacts(tx, case_id, contacts_before.is_some(), &contacts_after).await?;
+            // A number or address that opted out before it came to this case is
+            // revoked here from the start, as of its opt-out.
+            let added: Vec<&String> = contacts_after
+                .iter()
+                .filter(|k| !contacts_before.as_ref().is_some_and(|b| b.contains(k)))
+                .collect();
+            for revoked in opted_out(tx, &added).await? {
+                let mut envelope = new_envelope(case_id, SOURCE, now, revoked.payload, None);
+                if let Some(id) = revoked.cause {
+                    envelope.causation_id = id.to_string();
+                }
+                state = record(Some(state), envelope).ok_or(StoreError::Corrupt)?;
+            }
+        }
+        for (version, envelope) in &outgoing {
+            append_to_timeline(tx, envelope, Some(*version)).await?;
+        }
         sqlx::query(
             "INSERT INTO cases (case_id, version, state) VALUES ($1, $2, $3)
              ON CONFLICT (case_id) DO UPDATE SET version = $2, state = $3, updated_at = now()",
@@ -151,12 +182,8 @@ impl CaseStore {
         .bind(case_id)
         .bind(state.version as i64)
         .bind(state.encode_to_vec())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
-        let contacts_after = contact_keys(&state);
-        if contacts_before.as_ref() != Some(&contacts_after) {
-            reindex_contacts(tx, case_id, contacts_before.is_some(), &contacts_after).await?;
-        }
         if let Some(request_id) = &meta.request_id {
             sqlx::query(
                 "INSERT INTO command_requests (request_id, case_id, version) VALUES ($1, $2, $3)",
@@ -164,9 +191,13 @@ impl CaseStore {
             .bind(request_id)
             .bind(case_id)
             .bind(state.version as i64)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
+        let outgoing: Vec<OutgoingEvent> = outgoing
+            .into_iter()
+            .map(|(_, envelope)| OutgoingEvent::new(self.topic.clone(), envelope))
+            .collect();
         outbox::append(tx, &outgoing).await?;
         Ok(Outcome {
             case_id: case_id.to_owned(),
@@ -306,6 +337,16 @@ pub async fn append_many_to_timeline(
     Ok(())
 }
 
+/// The cases that hold the contact point `key` (index form), oldest first.
+pub async fn cases_holding(tx: &mut PgConnection, key: &str) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT case_id FROM contact_index WHERE contact_key = $1 ORDER BY case_id",
+    )
+    .bind(key)
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
 /// Which of `case_ids` exist.
 pub async fn existing_cases(
     tx: &mut PgConnection,
@@ -346,6 +387,95 @@ async fn reindex_contacts(
         .bind(case_id)
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// A revocation a contact point brings with it to a case.
+struct Revoked {
+    payload: Payload,
+    /// The inbound event of its opt-out, when known.
+    cause: Option<Uuid>,
+}
+
+/// The revocations the contact points `keys` (index form) carry: each one's
+/// opt-out not since lifted by an opt-in, on each channel.
+async fn opted_out(tx: &mut PgConnection, keys: &[&String]) -> Result<Vec<Revoked>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT contact_key, channel, opted_out_at, opt_out_event_id FROM contact_opt_outs
+         WHERE contact_key = ANY($1) AND opted_out_at > opted_in_at
+         ORDER BY contact_key, channel",
+    )
+    .bind(keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut revoked = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key: String = row.try_get("contact_key")?;
+        let channel: i32 = row.try_get("channel")?;
+        let at: chrono::DateTime<chrono::Utc> = row.try_get("opted_out_at")?;
+        let Ok(channel) = Channel::try_from(channel) else {
+            return Err(StoreError::Corrupt);
+        };
+        let Some(point) = ContactKey::parse_index_key(&key).map(|k| k.to_contact_point(channel))
+        else {
+            return Err(StoreError::Corrupt);
+        };
+        revoked.push(Revoked {
+            payload: Payload::ConsentRevoked(ConsentRevoked {
+                channel: channel as i32,
+                source: consent_source(channel) as i32,
+                recorded_by: WORD_RECORDED_BY.to_owned(),
+                revoked_at: Some(timestamp(at)),
+                contact_point: Some(point),
+            }),
+            cause: row.try_get("opt_out_event_id")?,
+        });
+    }
+    Ok(revoked)
+}
+
+/// Who records a consent change the patient made by writing or calling in.
+pub const WORD_RECORDED_BY: &str = "routing";
+
+/// The source of a consent change the patient made on `channel` itself.
+pub fn consent_source(channel: Channel) -> ConsentSource {
+    match channel {
+        Channel::Sms => ConsentSource::SmsKeyword,
+        _ => ConsentSource::PatientRequest,
+    }
+}
+
+/// Records what a contact point said on `channel` at `at`: an opt-out (with the
+/// inbound event it came in) or an opt-in. Later words win, whatever the order
+/// they are recorded in.
+pub async fn record_contact_word(
+    tx: &mut PgConnection,
+    key: &str,
+    channel: Channel,
+    opted_out: bool,
+    at: chrono::DateTime<chrono::Utc>,
+    event_id: Uuid,
+) -> Result<(), StoreError> {
+    let query = if opted_out {
+        "INSERT INTO contact_opt_outs (contact_key, channel, opted_out_at, opt_out_event_id)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (contact_key, channel) DO UPDATE SET
+             opt_out_event_id = CASE WHEN $3 > contact_opt_outs.opted_out_at THEN $4
+                                     ELSE contact_opt_outs.opt_out_event_id END,
+             opted_out_at = GREATEST(contact_opt_outs.opted_out_at, $3)"
+    } else {
+        "INSERT INTO contact_opt_outs (contact_key, channel, opted_in_at) VALUES ($1, $2, $3)
+         ON CONFLICT (contact_key, channel) DO UPDATE SET
+             opted_in_at = GREATEST(contact_opt_outs.opted_in_at, $3)"
+    };
+    let mut query = sqlx::query(query).bind(key).bind(channel as i32).bind(at);
+    if opted_out {
+        query = query.bind(event_id);
+    }
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -374,6 +374,7 @@ async fn a_watch_events_subscriber_resumes_after_disconnecting_without_gaps_or_r
                         case_id: case_id.clone(),
                         channel: channel as i32,
                         source: touchpoint_proto::v1::ConsentSource::Portal as i32,
+                        contact_point: String::new(),
                     })
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));

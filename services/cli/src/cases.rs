@@ -10,7 +10,7 @@ use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::{
     AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta, ConsentSource, ConsentState,
     ContactPoints, GetCaseRequest, Language, OpenCaseRequest, Person, PersonName,
-    RecordConsentRequest,
+    RecordConsentRequest, contact_point,
 };
 
 use crate::mesh::Peer;
@@ -185,6 +185,7 @@ pub async fn open_with(
                 case_id: opened.case_id.clone(),
                 channel: *channel as i32,
                 source: ConsentSource::WrittenForm as i32,
+                contact_point: String::new(),
             })
             .await
             .map_err(|status| anyhow::anyhow!("RecordConsent: {}", status.message()))?
@@ -281,7 +282,18 @@ pub fn show(case: &Case) -> String {
             } else {
                 "revoked"
             };
-            format!("{channel} {state} {}", when(&c.at))
+            let point = c
+                .contact_point
+                .as_ref()
+                .and_then(|p| p.value.as_ref())
+                .map(|value| match value {
+                    contact_point::Value::PhoneE164(n) | contact_point::Value::FaxE164(n) => {
+                        format!(" for {}", phone_tail(n))
+                    }
+                    contact_point::Value::Email(e) => format!(" for {}", email_domain(e)),
+                })
+                .unwrap_or_default();
+            format!("{channel} {state}{point} {}", when(&c.at))
         })
         .collect();
     lines.push((
@@ -323,28 +335,33 @@ fn masked_person(person: Option<&Person>) -> String {
             ("landline", &contact.landline_e164),
         ] {
             if !number.is_empty() {
-                let tail: String = number
-                    .chars()
-                    .rev()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                parts.push(format!("{label} …{tail}"));
+                parts.push(format!("{label} {}", phone_tail(number)));
             }
         }
-        if let Some((_, domain)) = contact.email.split_once('@') {
-            parts.push(format!("email …@{domain}"));
+        if contact.email.contains('@') {
+            parts.push(format!("email {}", email_domain(&contact.email)));
         }
     }
     parts.retain(|p| !p.is_empty());
     parts.join(", ")
 }
 
+/// A number as the CLI shows it: its last two digits, e.g. `…47`.
+fn phone_tail(number: &str) -> String {
+    let tail: Vec<char> = number.chars().rev().take(2).collect();
+    format!("…{}", tail.into_iter().rev().collect::<String>())
+}
+
+/// An address as the CLI shows it: its domain, e.g. `…@example.net`.
+fn email_domain(address: &str) -> String {
+    address
+        .split_once('@')
+        .map_or_else(|| "…".to_owned(), |(_, domain)| format!("…@{domain}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use touchpoint_proto::v1::Consent;
+    use touchpoint_proto::v1::{Consent, ContactPoint};
 
     use super::*;
 
@@ -417,11 +434,21 @@ mod tests {
                 }),
                 relationship: String::new(),
             }),
-            consents: vec![Consent {
-                channel: Channel::Sms as i32,
-                state: ConsentState::Granted as i32,
-                ..Consent::default()
-            }],
+            consents: vec![
+                Consent {
+                    channel: Channel::Sms as i32,
+                    state: ConsentState::Granted as i32,
+                    ..Consent::default()
+                },
+                Consent {
+                    channel: Channel::Sms as i32,
+                    state: ConsentState::Revoked as i32,
+                    contact_point: Some(ContactPoint {
+                        value: Some(contact_point::Value::PhoneE164("+13125550147".into())),
+                    }),
+                    ..Consent::default()
+                },
+            ],
             ..Case::default()
         };
         let shown = show(&case);
@@ -431,6 +458,7 @@ mod tests {
         );
         assert!(shown.contains("status        active"), "{shown}");
         assert!(shown.contains("consents      sms granted"), "{shown}");
+        assert!(shown.contains("sms revoked for …47"), "{shown}");
         for secret in ["Rosa", "Quintero", "5550147", "rosa.q"] {
             assert!(!shown.contains(secret), "{secret} shown");
         }

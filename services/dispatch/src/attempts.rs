@@ -163,7 +163,10 @@ const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.templ
     a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
     a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
-    v.coordinator_id, v.first_name, v.last_name";
+    v.coordinator_id, v.first_name, v.last_name,
+    EXISTS (SELECT 1 FROM opted_out_destinations o
+            WHERE o.channel = a.channel AND o.destination = a.destination
+              AND o.opted_out_at > o.opted_in_at) AS destination_opted_out";
 
 /// Claims up to `limit` queued attempts whose turn has come at `now`, oldest
 /// first, skipping rows another sender holds.
@@ -221,7 +224,8 @@ pub async fn claim_stale_sending(
 }
 
 /// When messages went out to each of `case_ids` in the week before `now`, for the
-/// frequency cap.
+/// frequency cap. A keyword's answer (the STOP confirmation) is the carriers'
+/// rule, not the program's outreach: it does not count.
 pub async fn recent_sends(
     tx: &mut PgConnection,
     case_ids: &BTreeSet<String>,
@@ -230,7 +234,7 @@ pub async fn recent_sends(
     let ids: Vec<&str> = case_ids.iter().map(String::as_str).collect();
     let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT case_id, sent_at FROM attempts
-         WHERE case_id = ANY($1) AND sent_at > $2",
+         WHERE case_id = ANY($1) AND sent_at > $2 AND NOT keyword_reply",
     )
     .bind(&ids)
     .bind(now - TimeDelta::days(8))
@@ -400,6 +404,7 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
                 time_zone: zone.parse().map_err(|_| corrupt("time_zone"))?,
                 consented: names("consented")?,
                 opted_out: names("opted_out")?,
+                destination_opted_out: row.try_get("destination_opted_out")?,
             })
         }
     };

@@ -12,9 +12,12 @@ use sqlx::PgConnection;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
+use touchpoint_proto::Timestamp;
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{CaseStatus, Channel, Envelope, Language, OutreachPurpose};
+use touchpoint_proto::v1::{
+    CaseStatus, Channel, ContactPoint, Envelope, Language, OutreachPurpose,
+};
 use uuid::Uuid;
 
 /// The consumer group and inbox name.
@@ -34,14 +37,21 @@ pub enum Intake {
         /// Family name (patient data).
         last_name: String,
     },
-    /// Consent recorded on a channel (a new consent also lifts an opt-out there).
+    /// Consent recorded on a channel (a new consent also lifts the case's own
+    /// opt-out there; a number's opt-out is lifted only by consent naming it).
     Consented(Channel),
     /// Consent revoked on a channel.
     Revoked(Channel),
-    /// The patient opted out on these channels.
+    /// The patient opted out on these channels (an opt-out that names no
+    /// number or address: the whole case).
     OptedOut(Vec<Channel>),
     /// The patient opted back in on a channel (START after a STOP).
     OptedIn(Channel),
+    /// A number or address opted out of a channel at an instant, for every
+    /// case that holds it.
+    DestinationOptedOut(Destination),
+    /// A number or address opted back in.
+    DestinationOptedIn(Destination),
     /// A coordinator was assigned.
     Coordinator(String),
     /// The case's status changed.
@@ -53,6 +63,27 @@ pub enum Intake {
     },
     /// Cadence asks for an attempt.
     Requested(Box<Request>),
+}
+
+/// A number or address on a channel, and when it said so.
+#[derive(Clone, PartialEq)]
+pub struct Destination {
+    /// The channel.
+    pub channel: Channel,
+    /// The number or address (patient data).
+    pub value: String,
+    /// When it was said.
+    pub at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The number or address is patient data.
+        f.debug_struct("Destination")
+            .field("channel", &self.channel)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An attempt cadence asks for, as dispatch records it.
@@ -100,6 +131,8 @@ impl std::fmt::Debug for Intake {
             Intake::Revoked(_) => "Revoked",
             Intake::OptedOut(_) => "OptedOut",
             Intake::OptedIn(_) => "OptedIn",
+            Intake::DestinationOptedOut(_) => "DestinationOptedOut",
+            Intake::DestinationOptedIn(_) => "DestinationOptedIn",
             Intake::Coordinator(_) => "Coordinator",
             Intake::Status { .. } => "Status",
             Intake::Requested(_) => "Requested",
@@ -130,6 +163,18 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
             .ok()
             .filter(|c| *c != Channel::Unspecified)
     };
+    // A number's or address's word on a channel, as of `at` (else the event's
+    // time).
+    let destination = |raw_channel: i32, value: String, at: Option<&Timestamp>, field| {
+        Ok(Destination {
+            channel: channel(raw_channel).ok_or(bad("channel"))?,
+            value,
+            at: at
+                .or(envelope.occurred_at.as_ref())
+                .and_then(instant)
+                .ok_or(bad(field))?,
+        })
+    };
     let found = match payload {
         Payload::CaseOpened(opened) => {
             if opened.time_zone.parse::<chrono_tz::Tz>().is_err() {
@@ -150,8 +195,40 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
                 last_name: name.family_name,
             }
         }
-        Payload::ConsentRecorded(c) => Intake::Consented(channel(c.channel).ok_or(bad("channel"))?),
-        Payload::ConsentRevoked(c) => Intake::Revoked(channel(c.channel).ok_or(bad("channel"))?),
+        Payload::ConsentRecorded(c) => match point(c.contact_point.as_ref()) {
+            Some(value) => Intake::DestinationOptedIn(destination(
+                c.channel,
+                value,
+                c.recorded_at.as_ref(),
+                "recorded_at",
+            )?),
+            None => Intake::Consented(channel(c.channel).ok_or(bad("channel"))?),
+        },
+        Payload::ConsentRevoked(c) => match point(c.contact_point.as_ref()) {
+            Some(value) => Intake::DestinationOptedOut(destination(
+                c.channel,
+                value,
+                c.revoked_at.as_ref(),
+                "revoked_at",
+            )?),
+            None => Intake::Revoked(channel(c.channel).ok_or(bad("channel"))?),
+        },
+        Payload::OptOutReceived(o) if point(o.contact_point.as_ref()).is_some() => {
+            Intake::DestinationOptedOut(destination(
+                o.channel,
+                point(o.contact_point.as_ref()).unwrap_or_default(),
+                o.received_at.as_ref(),
+                "received_at",
+            )?)
+        }
+        Payload::OptInReceived(o) if point(o.contact_point.as_ref()).is_some() => {
+            Intake::DestinationOptedIn(destination(
+                o.channel,
+                point(o.contact_point.as_ref()).unwrap_or_default(),
+                o.received_at.as_ref(),
+                "received_at",
+            )?)
+        }
         Payload::OptOutReceived(o) => Intake::OptedOut(match channel(o.channel) {
             Some(c) => vec![c],
             // No channel named: honoured on every channel.
@@ -205,6 +282,16 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
         _ => return Ok(None),
     };
     Ok(Some(found))
+}
+
+/// The number or address a contact point holds, if any.
+fn point(point: Option<&ContactPoint>) -> Option<String> {
+    match point?.value.as_ref()? {
+        Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) if !v.trim().is_empty() => {
+            Some(v.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Applies what dispatch takes in.
@@ -276,6 +363,24 @@ async fn apply_to_view(
         )
         .bind(case_id)
         .bind(channel.as_str_name()),
+        Intake::DestinationOptedOut(d) => sqlx::query(
+            "INSERT INTO opted_out_destinations (channel, destination, opted_out_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (channel, destination) DO UPDATE
+             SET opted_out_at = GREATEST(opted_out_destinations.opted_out_at, $3)",
+        )
+        .bind(d.channel.as_str_name())
+        .bind(d.value)
+        .bind(d.at),
+        Intake::DestinationOptedIn(d) => sqlx::query(
+            "INSERT INTO opted_out_destinations (channel, destination, opted_in_at)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (channel, destination) DO UPDATE
+             SET opted_in_at = GREATEST(opted_out_destinations.opted_in_at, $3)",
+        )
+        .bind(d.channel.as_str_name())
+        .bind(d.value)
+        .bind(d.at),
         Intake::Revoked(channel) => sqlx::query(
             "UPDATE case_views SET consented = array_remove(consented, $2), updated_at = now()
              WHERE case_id = $1",

@@ -101,6 +101,7 @@ async fn each_failed_check_suppresses_the_attempt_with_its_reason() {
                         inbound_id: "in-1".into(),
                         channel: Channel::Sms as i32,
                         keyword: "STOP".into(),
+                        ..OptOutReceived::default()
                     }),
                 ),
             ),

@@ -4,6 +4,7 @@
 
 use phonenumber::Mode;
 use phonenumber::country::Id;
+use touchpoint_proto::v1::{Channel, ContactPoint, contact_point};
 
 /// A field of a request is unusable. Names the field and the problem, never the
 /// value (it may be patient data).
@@ -130,6 +131,31 @@ impl ContactKey {
             ContactKey::Email(email) => format!("email:{}", email.lookup_key()),
         }
     }
+
+    /// The key [`index_key`](Self::index_key) made, read back (an address
+    /// comes back lower-cased, as the key holds it); None for anything else.
+    pub fn parse_index_key(key: &str) -> Option<Self> {
+        match key.split_once(':')? {
+            ("phone", number) => PhoneNumber::parse(number, "").ok().map(ContactKey::Phone),
+            ("email", address) => EmailAddress::parse(address, "").ok().map(ContactKey::Email),
+            _ => None,
+        }
+    }
+
+    /// The contact point as events carry it on `channel` (a number on the fax
+    /// channel is a fax number).
+    pub fn to_contact_point(&self, channel: Channel) -> ContactPoint {
+        let value = match self {
+            ContactKey::Phone(number) if channel == Channel::Fax => {
+                contact_point::Value::FaxE164(number.as_str().to_owned())
+            }
+            ContactKey::Phone(number) => {
+                contact_point::Value::PhoneE164(number.as_str().to_owned())
+            }
+            ContactKey::Email(address) => contact_point::Value::Email(address.as_str().to_owned()),
+        };
+        ContactPoint { value: Some(value) }
+    }
 }
 
 /// An empty field is none; anything else must parse.
@@ -224,6 +250,22 @@ mod tests {
         assert_eq!(
             ContactKey::parse("Ana@Example.com", "c")?.index_key(),
             "email:ana@example.com"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_index_key_reads_back_as_the_contact_point_it_was() -> Result<(), FieldError> {
+        for raw in ["(312) 555-0142", "Ana.Ruiz@Example.com"] {
+            let key = ContactKey::parse(raw, "c")?.index_key();
+            let read = ContactKey::parse_index_key(&key).map(|k| k.index_key());
+            assert_eq!(read, Some(key));
+        }
+        assert_eq!(ContactKey::parse_index_key("fax:+13125550142"), None);
+        let fax = ContactKey::parse("+13125550142", "c")?.to_contact_point(Channel::Fax);
+        assert_eq!(
+            fax.value,
+            Some(contact_point::Value::FaxE164("+13125550142".into()))
         );
         Ok(())
     }

@@ -58,6 +58,13 @@ pub fn timestamp(at: DateTime<Utc>) -> touchpoint_proto::Timestamp {
     }
 }
 
+/// The case id of an event about no case: an opt-out or opt-in from a number
+/// or address no case holds yet. Such an event is keyed by this id (so it keeps
+/// its order with the others like it) and kept by contact point, so the word
+/// is honoured when the number is later put on a case. Case ids are UUIDs, so
+/// none is ever this.
+pub const NO_CASE: &str = "no-case";
+
 /// The instant a protobuf timestamp names, or None if it names none (nanos out of
 /// range, or a year chrono cannot hold). The inverse of [`timestamp`].
 pub fn instant(at: &touchpoint_proto::Timestamp) -> Option<DateTime<Utc>> {

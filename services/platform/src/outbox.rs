@@ -25,9 +25,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use sqlx::postgres::{PgConnectOptions, PgListener};
-use sqlx::{
-    ConnectOptions as _, Connection as _, PgConnection, PgPool, Postgres, Row as _, Transaction,
-};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Row as _};
 use tokio_util::sync::CancellationToken;
 use touchpoint_proto::v1::Envelope;
 use tracing::Instrument as _;
@@ -152,15 +150,13 @@ impl OutboxColumns {
     }
 }
 
-/// Appends `events` to the outbox inside the caller's transaction, in order.
+/// Appends `events` to the outbox inside the caller's transaction (a
+/// `Transaction`, or the connection an inbox handler is given), in order.
 ///
 /// Each event's trace context (its own, else the current span's) is stored with
 /// it and travels in the Kafka headers. A `NOTIFY` wakes the relay when the
 /// transaction commits; it is only a hint, the relay also polls.
-pub async fn append(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[OutgoingEvent],
-) -> Result<(), OutboxError> {
+pub async fn append(tx: &mut PgConnection, events: &[OutgoingEvent]) -> Result<(), OutboxError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -178,10 +174,10 @@ pub async fn append(
     .bind(&columns.types)
     .bind(&columns.payloads)
     .bind(&columns.traces)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query(&format!("SELECT {NOTIFY_RELAY}"))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -224,6 +224,7 @@ fn task_proto(t: &Task) -> TaskProto {
             Some(Outcome::Voicemail) => TaskOutcome::Voicemail,
             Some(Outcome::WrongNumber) => TaskOutcome::WrongNumber,
             Some(Outcome::Resolved) => TaskOutcome::Resolved,
+            Some(Outcome::OptedOut) => TaskOutcome::OptedOut,
         } as i32,
         channel: Channel::from_str_name(&t.channel).unwrap_or(Channel::Unspecified) as i32,
     }
@@ -401,9 +402,10 @@ impl RoutingService for RoutingApi {
             Ok(TaskOutcome::Voicemail) => Outcome::Voicemail,
             Ok(TaskOutcome::WrongNumber) => Outcome::WrongNumber,
             Ok(TaskOutcome::Resolved) => Outcome::Resolved,
+            Ok(TaskOutcome::OptedOut) => Outcome::OptedOut,
             _ => {
                 return Err(Status::invalid_argument(
-                    "outcome: reached, no_answer, voicemail, wrong_number or resolved",
+                    "outcome: reached, no_answer, voicemail, wrong_number, resolved or opted_out",
                 ));
             }
         };

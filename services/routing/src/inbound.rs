@@ -21,7 +21,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgPool, Row as _};
 use touchpoint_platform::contact::ContactKey;
-use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
 use touchpoint_platform::outbox::OutgoingEvent;
 use touchpoint_platform::trace_context::current_traceparent;
 use touchpoint_proto::v1::envelope::Payload;
@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::batcher::Batcher;
 use crate::domain::decision::{Decision, Rule, decide};
-use crate::domain::keywords::{self, Intent, Reading};
+use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
 use crate::recorder::{self, Record, Recorder};
@@ -88,8 +88,8 @@ pub struct Routed {
     pub case_ids: Vec<String>,
     /// Where it went; None for a keyword message.
     pub decision: Option<Decision>,
-    /// The keyword it was.
-    pub keyword: Option<&'static str>,
+    /// The keyword it was, or the listed phrase it matched.
+    pub keyword: Option<String>,
     /// Whether it had been received before.
     pub repeat: bool,
 }
@@ -109,6 +109,7 @@ pub struct Inbound {
     pool: PgPool,
     roster: Arc<RwLock<Roster>>,
     lexicon: Arc<Lexicon>,
+    phrases: Arc<Phrases>,
     topic: String,
     outreach_topic: String,
     settings: Settings,
@@ -118,12 +119,12 @@ pub struct Inbound {
 
 impl Inbound {
     /// Contacts recorded in `pool`, routed over `roster`, screened with
-    /// `lexicon`, their events published to `topic`, keyword answers asked of
-    /// dispatch on `outreach_topic`.
+    /// `lexicon`, read for opt-outs with `phrases`, their events published to
+    /// `topic`, keyword answers asked of dispatch on `outreach_topic`.
     pub fn new(
         pool: PgPool,
         roster: Arc<RwLock<Roster>>,
-        lexicon: Arc<Lexicon>,
+        (lexicon, phrases): (Arc<Lexicon>, Arc<Phrases>),
         topics: (String, String),
         settings: Settings,
     ) -> Self {
@@ -139,6 +140,7 @@ impl Inbound {
             pool,
             roster,
             lexicon,
+            phrases,
             topic,
             outreach_topic,
             settings,
@@ -163,14 +165,14 @@ impl Inbound {
             None => Vec::new(),
         };
         let reading = match (&contact.body, contact.channel) {
-            (Some(body), Channel::Sms) => keywords::read(body),
+            (Some(body), Channel::Sms) => self.phrases.read(body),
             _ => Reading::Text,
         };
-        let keyword = match reading {
-            Reading::Keyword(k) => Some(k),
+        let keyword = match &reading {
+            Reading::Keyword(k) => Some(k.clone()),
             _ => None,
         };
-        let screening = match (&contact.body, keyword) {
+        let screening = match (&contact.body, &keyword) {
             (Some(body), None) => self.lexicon.screen(body),
             _ => Default::default(),
         };
@@ -215,7 +217,7 @@ impl Inbound {
                 }),
             );
             // One answer per keyword, on the first case's program.
-            let reply = match (i, keyword) {
+            let reply = match (i, &keyword) {
                 (0, Some(keyword)) => self
                     .keyword_reply(sender.as_ref(), contact, case, keyword, &received.envelope)
                     .map(|e| e.with_traceparent(traceparent.clone())),
@@ -223,25 +225,74 @@ impl Inbound {
             };
             events.push(received);
             events.extend(reply);
-            match keyword.map(|k| (k.intent, k.word)) {
-                Some((Intent::OptOut, word)) => events.push(event(
+            let contact_point = sender
+                .as_ref()
+                .map(|key| key.to_contact_point(contact.channel));
+            let received_at = Some(timestamp(contact.received_at));
+            match keyword.as_ref().map(|k| (k.intent, k.word.clone())) {
+                Some((Intent::OptOut, keyword)) => events.push(event(
                     case,
                     Payload::OptOutReceived(OptOutReceived {
                         inbound_id: inbound_id.to_string(),
                         channel: contact.channel as i32,
-                        keyword: word.into(),
+                        keyword,
+                        contact_point,
+                        received_at,
                     }),
                 )),
-                Some((Intent::OptIn, word)) => events.push(event(
+                Some((Intent::OptIn, keyword)) => events.push(event(
                     case,
                     Payload::OptInReceived(OptInReceived {
                         inbound_id: inbound_id.to_string(),
                         channel: contact.channel as i32,
-                        keyword: word.into(),
+                        keyword,
+                        contact_point,
+                        received_at,
                     }),
                 )),
                 _ => {}
             }
+        }
+        // A number no case holds yet keeps its word: cases honours it when the
+        // number is put on a case, dispatch at once.
+        if let (true, Some(key), Some(keyword)) = (cases.is_empty(), &sender, &keyword) {
+            let point = Some(key.to_contact_point(contact.channel));
+            let received_at = Some(timestamp(contact.received_at));
+            let (inbound_id, channel, keyword) = (
+                inbound_id.to_string(),
+                contact.channel as i32,
+                keyword.word.clone(),
+            );
+            let payload = match keyword_intent(&reading) {
+                Some(Intent::OptOut) => Some(Payload::OptOutReceived(OptOutReceived {
+                    inbound_id,
+                    channel,
+                    keyword,
+                    contact_point: point,
+                    received_at,
+                })),
+                Some(Intent::OptIn) => Some(Payload::OptInReceived(OptInReceived {
+                    inbound_id,
+                    channel,
+                    keyword,
+                    contact_point: point,
+                    received_at,
+                })),
+                _ => None,
+            };
+            events.extend(payload.map(|payload| {
+                OutgoingEvent::new(
+                    self.topic.clone(),
+                    new_envelope(
+                        NO_CASE,
+                        crate::SPEC.name,
+                        contact.received_at,
+                        payload,
+                        None,
+                    ),
+                )
+                .with_traceparent(traceparent.clone())
+            }));
         }
         let task = |kind, case: Option<&FoundCase>, member_id, queue, priority, due_at| NewTask {
             task_id: Uuid::now_v7(),
@@ -362,6 +413,10 @@ impl Inbound {
                 member_id: decision.as_ref().and_then(|d| d.member_id.clone()),
                 queue: decision.as_ref().and_then(|d| d.queue.clone()),
                 received_at: contact.received_at,
+                sender: sender
+                    .as_ref()
+                    .filter(|_| matches!(reading, Reading::Unclear(_)))
+                    .map(ContactKey::index_key),
                 tasks: new_tasks,
                 skills_pick: skills_pick.clone(),
                 events,
@@ -400,7 +455,7 @@ impl Inbound {
         sender: Option<&ContactKey>,
         contact: &Contact,
         case: &FoundCase,
-        keyword: keywords::Keyword,
+        keyword: &keywords::Keyword,
         cause: &touchpoint_proto::v1::Envelope,
     ) -> Option<OutgoingEvent> {
         let Some(ContactKey::Phone(number)) = sender else {
@@ -465,5 +520,13 @@ impl Inbound {
             keyword: None,
             repeat: true,
         })
+    }
+}
+
+/// What a keyword message asks for; None for any other reading.
+fn keyword_intent(reading: &Reading) -> Option<Intent> {
+    match reading {
+        Reading::Keyword(k) => Some(k.intent),
+        _ => None,
     }
 }

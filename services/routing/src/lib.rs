@@ -30,6 +30,7 @@ use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::routing_service_server::RoutingServiceServer;
 
 use crate::api::RoutingApi;
+use crate::domain::keywords::{Phrases, PhrasesError};
 use crate::domain::roster::Roster;
 use crate::domain::screening::{Lexicon, LexiconError};
 use crate::inbound::{Inbound, Settings};
@@ -71,6 +72,9 @@ pub struct Config {
     pub settings: Settings,
     /// `TOUCHPOINT_AE_LEXICON_FILE`: a lexicon to use instead of the built-in one.
     pub lexicon_file: Option<PathBuf>,
+    /// `TOUCHPOINT_OPT_OUT_PHRASES_FILE`: opt-out phrases to use instead of the
+    /// built-in ones.
+    pub phrases_file: Option<PathBuf>,
     /// `TOUCHPOINT_ROSTER_REFRESH_MS`: how often the roster cache is reloaded.
     pub roster_refresh: Duration,
 }
@@ -99,6 +103,9 @@ impl Config {
                 reply_window: TimeDelta::hours(i64::from(hours)),
             },
             lexicon_file: env.raw("TOUCHPOINT_AE_LEXICON_FILE").map(PathBuf::from),
+            phrases_file: env
+                .raw("TOUCHPOINT_OPT_OUT_PHRASES_FILE")
+                .map(PathBuf::from),
             roster_refresh: env.millis("TOUCHPOINT_ROSTER_REFRESH_MS", 2000)?,
         })
     }
@@ -115,6 +122,7 @@ impl Config {
                 reply_window: TimeDelta::hours(72),
             },
             lexicon_file: None,
+            phrases_file: None,
             roster_refresh: Duration::from_secs(2),
         }
     }
@@ -123,9 +131,11 @@ impl Config {
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingStartError {
-    /// The lexicon file.
-    #[error("TOUCHPOINT_AE_LEXICON_FILE {path}: {reason}")]
-    LexiconFile {
+    /// A data file named by `variable` could not be read.
+    #[error("{variable} {path}: {reason}")]
+    DataFile {
+        /// The variable naming it.
+        variable: &'static str,
         /// The file.
         path: String,
         /// Why.
@@ -134,6 +144,9 @@ pub enum RoutingStartError {
     /// The lexicon.
     #[error(transparent)]
     Lexicon(#[from] LexiconError),
+    /// The opt-out phrases.
+    #[error(transparent)]
+    Phrases(#[from] PhrasesError),
     /// The roster could not be loaded.
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -160,23 +173,48 @@ pub struct Addresses {
     pub http: SocketAddr,
 }
 
-fn lexicon(config: &Config) -> Result<Lexicon, RoutingStartError> {
-    match &config.lexicon_file {
-        None => Ok(Lexicon::builtin()?),
+/// The text of the file `variable` names, or `builtin` when it names none.
+fn data_file(
+    variable: &'static str,
+    path: Option<&PathBuf>,
+    builtin: &'static str,
+) -> Result<std::borrow::Cow<'static, str>, RoutingStartError> {
+    match path {
+        None => Ok(builtin.into()),
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| RoutingStartError::LexiconFile {
+            std::fs::read_to_string(path)
+                .map(Into::into)
+                .map_err(|e| RoutingStartError::DataFile {
+                    variable,
                     path: path.display().to_string(),
                     reason: e.to_string(),
-                })?;
-            Ok(Lexicon::parse(&text)?)
+                })
         }
     }
+}
+
+fn lexicon(config: &Config) -> Result<Lexicon, RoutingStartError> {
+    let text = data_file(
+        "TOUCHPOINT_AE_LEXICON_FILE",
+        config.lexicon_file.as_ref(),
+        domain::screening::BUILTIN,
+    )?;
+    Ok(Lexicon::parse(&text)?)
+}
+
+fn phrases(config: &Config) -> Result<Phrases, RoutingStartError> {
+    let text = data_file(
+        "TOUCHPOINT_OPT_OUT_PHRASES_FILE",
+        config.phrases_file.as_ref(),
+        domain::keywords::BUILTIN,
+    )?;
+    Ok(Phrases::parse(&text)?)
 }
 
 /// Starts the service; returns where it listens. It stops when `shutdown` does.
 pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, RoutingStartError> {
     let lexicon = Arc::new(lexicon(&config)?);
+    let phrases = Arc::new(phrases(&config)?);
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
     let roster = Arc::new(RwLock::new(Roster::new(
         store::load_members(&platform.pool).await?,
@@ -211,7 +249,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
     let inbound = Inbound::new(
         platform.pool.clone(),
         roster.clone(),
-        lexicon,
+        (lexicon, phrases),
         (
             inbound_topic.clone(),
             platform.topics.name(Stream::Outreach),

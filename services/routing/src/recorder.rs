@@ -26,13 +26,13 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH new AS (
                  INSERT INTO inbound (inbound_id, channel, provider_message_id, case_ids, rule,
-                                      member_id, queue, received_at)
+                                      member_id, queue, received_at, sender)
                  SELECT i, ch, p,
                         CASE WHEN c = '' THEN '{{}}'::text[] ELSE string_to_array(c, E'\\x1f') END,
-                        r, m, q, at
+                        r, m, q, at, s
                  FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::text[], $7::text[], $8::timestamptz[])
-                      AS x(i, ch, p, c, r, m, q, at)
+                             $6::text[], $7::text[], $8::timestamptz[], $31::text[])
+                      AS x(i, ch, p, c, r, m, q, at, s)
                  ON CONFLICT (provider_message_id) DO NOTHING
                  RETURNING inbound_id),
              added AS (
@@ -96,6 +96,9 @@ pub struct Record {
     pub queue: Option<String>,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
+    /// Who sent it, as a contact key (patient data): kept only for a message a
+    /// person reviews as a possible opt-out, which the review may carry out.
+    pub sender: Option<String>,
     /// Its tasks.
     pub tasks: Vec<NewTask>,
     /// The member the skills rule picked, whose last assignment moves on.
@@ -174,6 +177,7 @@ async fn write(connection: &mut PgConnection, records: &[Record]) -> Result<Vec<
         .bind(&outbox.payloads)
         .bind(&outbox.traces)
         .bind(&event_owners)
+        .bind(text(&|r| r.sender.clone()))
         .fetch_all(connection)
         .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();

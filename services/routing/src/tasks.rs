@@ -6,10 +6,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row as _};
-use touchpoint_platform::envelope::new_envelope;
+use touchpoint_platform::contact::ContactKey;
+use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Envelope, TaskCompleted};
+use touchpoint_proto::v1::{Channel, Envelope, OptOutReceived, TaskCompleted};
 use uuid::Uuid;
 
 use crate::store::StoreError;
@@ -67,6 +68,8 @@ pub enum Outcome {
     WrongNumber,
     /// A task other than a call, dealt with.
     Resolved,
+    /// A keyword review: the message was an opt-out.
+    OptedOut,
 }
 
 impl Outcome {
@@ -78,6 +81,7 @@ impl Outcome {
             Outcome::Voicemail => "voicemail",
             Outcome::WrongNumber => "wrong_number",
             Outcome::Resolved => "resolved",
+            Outcome::OptedOut => "opted_out",
         }
     }
 
@@ -88,6 +92,7 @@ impl Outcome {
             Outcome::Voicemail,
             Outcome::WrongNumber,
             Outcome::Resolved,
+            Outcome::OptedOut,
         ]
         .into_iter()
         .find(|o| o.as_str() == name)
@@ -325,9 +330,13 @@ pub async fn complete(
     {
         return Err(TaskError::Unavailable("someone else's"));
     }
-    if found.kind != Kind::Call && outcome != Outcome::Resolved
-        || found.kind == Kind::Call && outcome == Outcome::Resolved
-    {
+    let fits = match (found.kind, outcome) {
+        (Kind::Call, Outcome::Resolved | Outcome::OptedOut) => false,
+        (Kind::Call, _) | (_, Outcome::Resolved) => true,
+        (Kind::KeywordReview, Outcome::OptedOut) => true,
+        _ => false,
+    };
+    if !fits {
         return Err(TaskError::Unavailable("not completed that way"));
     }
     let row = sqlx::query(&format!(
@@ -352,11 +361,15 @@ pub async fn complete(
         .execute(&mut *tx)
         .await?;
     }
+    let story = Envelope {
+        correlation_id: done.correlation_id.clone(),
+        ..Envelope::default()
+    };
+    let mut events = Vec::new();
+    if outcome == Outcome::OptedOut {
+        events = reviewed_opt_out(&mut tx, &done, now, topic).await?;
+    }
     if !done.case_id.is_empty() {
-        let story = Envelope {
-            correlation_id: done.correlation_id.clone(),
-            ..Envelope::default()
-        };
         let envelope = new_envelope(
             &done.case_id,
             crate::SPEC.name,
@@ -370,10 +383,71 @@ pub async fn complete(
             }),
             Some(&story).filter(|s| !s.correlation_id.is_empty()),
         );
-        outbox::append(&mut tx, &[OutgoingEvent::new(topic, envelope)])
-            .await
-            .map_err(|e| TaskError::Store(e.into()))?;
+        events.insert(0, OutgoingEvent::new(topic, envelope));
     }
+    outbox::append(&mut tx, &events)
+        .await
+        .map_err(|e| TaskError::Store(e.into()))?;
     tx.commit().await?;
     Ok((done, released))
 }
+
+/// The opt-outs a keyword review decided: one `OptOutReceived` for each case
+/// that holds the message's sender now (or one about no case), for the
+/// message's channel, as of its receipt.
+async fn reviewed_opt_out(
+    tx: &mut PgConnection,
+    task: &Task,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<Vec<OutgoingEvent>, TaskError> {
+    let inbound_id = task
+        .inbound_id
+        .ok_or(TaskError::Unavailable("not from a message"))?;
+    let row = sqlx::query("SELECT channel, sender, received_at FROM inbound WHERE inbound_id = $1")
+        .bind(inbound_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(TaskError::Unavailable("not from a message"))?;
+    let sender: Option<String> = row.try_get("sender")?;
+    let channel: String = row.try_get("channel")?;
+    let received_at: DateTime<Utc> = row.try_get("received_at")?;
+    let channel = Channel::from_str_name(&channel)
+        .ok_or(TaskError::Store(StoreError::Corrupt("inbound channel")))?;
+    // An unknown sender (not a number or address) cannot be opted out.
+    let Some(key) = sender.and_then(|s| ContactKey::parse_index_key(&s)) else {
+        return Err(TaskError::Unavailable("from no number or address"));
+    };
+    let mut case_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT case_id FROM case_contacts WHERE contact_key = $1 ORDER BY case_id",
+    )
+    .bind(key.index_key())
+    .fetch_all(&mut *tx)
+    .await?;
+    if case_ids.is_empty() {
+        case_ids.push(NO_CASE.to_owned());
+    }
+    let point = key.to_contact_point(channel);
+    Ok(case_ids
+        .iter()
+        .map(|case_id| {
+            let envelope = new_envelope(
+                case_id,
+                crate::SPEC.name,
+                now,
+                Payload::OptOutReceived(OptOutReceived {
+                    inbound_id: inbound_id.to_string(),
+                    channel: channel as i32,
+                    keyword: REVIEWED.into(),
+                    contact_point: Some(point.clone()),
+                    received_at: Some(timestamp(received_at)),
+                }),
+                None,
+            );
+            OutgoingEvent::new(topic, envelope)
+        })
+        .collect())
+}
+
+/// The `keyword` of an opt-out a person decided on review.
+pub const REVIEWED: &str = "REVIEWED";

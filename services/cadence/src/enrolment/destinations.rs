@@ -1,14 +1,27 @@
 //! Where each channel reaches a case: the patient's contact points first, the
-//! caregiver's when the patient has none, the prescriber's office for fax.
+//! caregiver's when the patient has none, the prescriber's office for fax; never
+//! a number or address that opted out of the channel.
 //!
 //! These are patient data. `Debug` says only which contact points are known, so
 //! an enrolment can be logged or shown in a test failure without them.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::{Channel, ContactPoint, ContactPoints};
+
+/// A number or address, as a change carries it: patient data, so `Debug` does
+/// not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Point(pub String);
+
+impl fmt::Debug for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Point(…)")
+    }
+}
 
 /// One person's contact points, as the cases service keeps them (phones in E.164).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +55,11 @@ pub struct Destinations {
     pub caregiver: PersonContacts,
     /// The prescriber office's fax, E.164.
     pub prescriber_fax: Option<String>,
+    /// Contact points that opted out, by channel name (`CHANNEL_SMS`): kept
+    /// across contact point updates, so a number put back on the case stays
+    /// opted out until it opts in.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub opted_out: BTreeSet<(String, String)>,
 }
 
 impl Destinations {
@@ -49,28 +67,47 @@ impl Destinations {
     /// landlines; postal mail is not sent by outreach requests.
     pub fn for_channel(&self, channel: Channel) -> Option<ContactPoint> {
         let (p, c) = (&self.patient, &self.caregiver);
+        let first = |candidates: &[&Option<String>]| {
+            candidates
+                .iter()
+                .filter_map(|c| c.as_ref())
+                .find(|point| !self.is_opted_out(channel, point))
+                .cloned()
+        };
         let value = match channel {
-            Channel::Sms => p
-                .mobile
-                .as_ref()
-                .or(c.mobile.as_ref())
-                .cloned()
-                .map(Value::PhoneE164),
-            Channel::Voice => [&p.mobile, &p.landline, &c.mobile, &c.landline]
-                .into_iter()
-                .find_map(Option::as_ref)
-                .cloned()
-                .map(Value::PhoneE164),
-            Channel::Email => p
-                .email
-                .as_ref()
-                .or(c.email.as_ref())
-                .cloned()
-                .map(Value::Email),
-            Channel::Fax => self.prescriber_fax.clone().map(Value::FaxE164),
+            Channel::Sms => first(&[&p.mobile, &c.mobile]).map(Value::PhoneE164),
+            Channel::Voice => {
+                first(&[&p.mobile, &p.landline, &c.mobile, &c.landline]).map(Value::PhoneE164)
+            }
+            Channel::Email => first(&[&p.email, &c.email]).map(Value::Email),
+            Channel::Fax => first(&[&self.prescriber_fax]).map(Value::FaxE164),
             Channel::Mail | Channel::Unspecified => None,
         }?;
         Some(ContactPoint { value: Some(value) })
+    }
+
+    /// Whether `point` opted out of `channel`.
+    pub fn is_opted_out(&self, channel: Channel, point: &str) -> bool {
+        self.opted_out
+            .contains(&(channel.as_str_name().to_owned(), point.to_owned()))
+    }
+
+    /// Records that `point` opted out of `channel` (true) or back in (false).
+    pub fn set_opted_out(&mut self, channel: Channel, point: &str, opted_out: bool) {
+        let key = (channel.as_str_name().to_owned(), point.to_owned());
+        if opted_out {
+            self.opted_out.insert(key);
+        } else {
+            self.opted_out.remove(&key);
+        }
+    }
+
+    /// New contact points, keeping what was said about opting out.
+    pub fn replaced_by(&self, new: Destinations) -> Destinations {
+        Destinations {
+            opted_out: self.opted_out.clone(),
+            ..new
+        }
     }
 
     /// Placeholder contact points on every channel, for previews, which need no
@@ -85,6 +122,7 @@ impl Destinations {
             patient: person,
             caregiver: PersonContacts::default(),
             prescriber_fax: Some("+15550000002".into()),
+            opted_out: BTreeSet::new(),
         }
     }
 }
@@ -105,6 +143,7 @@ impl fmt::Debug for Destinations {
             .field("patient", &self.patient)
             .field("caregiver", &self.caregiver)
             .field("prescriber_fax", &self.prescriber_fax.is_some())
+            .field("opted_out", &self.opted_out.len())
             .finish()
     }
 }
@@ -148,6 +187,39 @@ mod tests {
     }
 
     #[test]
+    fn an_opted_out_number_is_passed_over_and_stays_so_across_updates() {
+        let mut d = Destinations {
+            patient: PersonContacts {
+                mobile: Some("+13125550142".into()),
+                ..PersonContacts::default()
+            },
+            caregiver: PersonContacts {
+                mobile: Some("+13125550199".into()),
+                ..PersonContacts::default()
+            },
+            ..Destinations::default()
+        };
+        d.set_opted_out(Channel::Sms, "+13125550142", true);
+        assert_eq!(
+            phone(d.for_channel(Channel::Sms)).as_deref(),
+            Some("+13125550199")
+        );
+        assert_eq!(
+            phone(d.for_channel(Channel::Voice)).as_deref(),
+            Some("+13125550142"),
+            "an SMS opt-out leaves calls to the number alone"
+        );
+        let d = d.replaced_by(Destinations {
+            patient: PersonContacts {
+                mobile: Some("+13125550142".into()),
+                ..PersonContacts::default()
+            },
+            ..Destinations::default()
+        });
+        assert_eq!(d.for_channel(Channel::Sms), None);
+    }
+
+    #[test]
     fn debug_output_names_no_contact_point() {
         let d = Destinations {
             patient: PersonContacts {
@@ -157,6 +229,7 @@ mod tests {
             },
             caregiver: PersonContacts::default(),
             prescriber_fax: Some("+13125550111".into()),
+            opted_out: [("CHANNEL_SMS".to_owned(), "+13125550142".to_owned())].into(),
         };
         let shown = format!("{d:?}");
         for secret in ["3125550142", "ana.ruiz", "3125550111"] {

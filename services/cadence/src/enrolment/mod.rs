@@ -25,10 +25,11 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::{Channel, ContactPoint, Language};
 use uuid::Uuid;
 
-pub use destinations::{Destinations, PersonContacts};
+pub use destinations::{Destinations, PersonContacts, Point};
 
 use crate::plan::{
     Attempt, CaseFacts, anchor_instant, answer_wait, deliverable_at, first_attempt, follow_up,
@@ -305,6 +306,22 @@ pub enum Change {
     /// The patient opted out on a channel (STOP): nothing more is sent there, and
     /// steps listing `opted_out` end.
     OptedOut(Channel),
+    /// One number or address opted out of a channel. When it is where the
+    /// channel reaches the case now, that is the case's opt-out (as
+    /// `OptedOut`); otherwise only that contact point is passed over.
+    DestinationOptedOut {
+        /// The channel.
+        channel: Channel,
+        /// The number or address.
+        point: Point,
+    },
+    /// One number or address opted back in.
+    DestinationOptedIn {
+        /// The channel.
+        channel: Channel,
+        /// The number or address.
+        point: Point,
+    },
     /// Therapy started.
     TherapyStarted(DateTime<Utc>),
     /// A fill: the next refill is due `days_supply` days after it.
@@ -416,6 +433,15 @@ impl Enrolment {
         }
     }
 
+    /// The case opted out of `channel`: nothing more is sent there, and steps
+    /// listing `opted_out` end.
+    fn opt_out(&mut self, program: Option<&Program>, channel: Channel, now: DateTime<Utc>) {
+        self.opted_out.insert(channel);
+        if let Some(program) = program {
+            self.exit(program, ExitRule::OptedOut, now);
+        }
+    }
+
     /// Whether `channel` may be used now: consented, not opted out, and with a
     /// contact point.
     pub fn reachable(&self, channel: Channel) -> bool {
@@ -488,7 +514,25 @@ impl Enrolment {
         ids: &mut impl AttemptIds,
     ) {
         match change {
-            Change::ContactPoints(destinations) => self.destinations = destinations,
+            Change::ContactPoints(destinations) => {
+                self.destinations = self.destinations.replaced_by(destinations);
+            }
+            Change::DestinationOptedOut { channel, point } => {
+                let reaches_now = self
+                    .destinations
+                    .for_channel(channel)
+                    .and_then(|p| p.value)
+                    .is_some_and(|value| match value {
+                        Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) => v == point.0,
+                    });
+                self.destinations.set_opted_out(channel, &point.0, true);
+                if reaches_now {
+                    self.opt_out(program, channel, now);
+                }
+            }
+            Change::DestinationOptedIn { channel, point } => {
+                self.destinations.set_opted_out(channel, &point.0, false);
+            }
             Change::ConsentGranted(channel) => {
                 self.consented.insert(channel);
                 self.opted_out.remove(&channel);
@@ -496,12 +540,7 @@ impl Enrolment {
             Change::ConsentRevoked(channel) => {
                 self.consented.remove(&channel);
             }
-            Change::OptedOut(channel) => {
-                self.opted_out.insert(channel);
-                if let Some(program) = program {
-                    self.exit(program, ExitRule::OptedOut, now);
-                }
-            }
+            Change::OptedOut(channel) => self.opt_out(program, channel, now),
             Change::TherapyStarted(at) => self.therapy_start = Some(at),
             Change::Filled { at, days_supply } => {
                 self.refill_due = Some(at + TimeDelta::days(i64::from(days_supply)));

@@ -77,6 +77,7 @@ fn destinations() -> Destinations {
         },
         caregiver: PersonContacts::default(),
         prescriber_fax: None,
+        ..Destinations::default()
     }
 }
 

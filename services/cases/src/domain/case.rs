@@ -9,7 +9,7 @@ use touchpoint_proto::Timestamp;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     Case, CaseOpened, CaseStatus, CaseStatusChanged, Channel, Consent, ConsentRecorded,
-    ConsentRevoked, ConsentSource, ConsentState, ContactPoints, ContactPointsUpdated,
+    ConsentRevoked, ConsentSource, ConsentState, ContactPoint, ContactPoints, ContactPointsUpdated,
     CoordinatorAssigned, Fill, NoteAdded, Person, Therapy, TherapyEventKind, TherapyEventRecorded,
 };
 
@@ -149,23 +149,9 @@ pub enum Command {
     /// Replace the contact points.
     UpdateContactPoints(Box<ContactUpdate>),
     /// Consent granted on a channel.
-    RecordConsent {
-        /// The channel.
-        channel: Channel,
-        /// How it was given.
-        source: ConsentSource,
-        /// Who recorded it.
-        by: String,
-    },
+    RecordConsent(ConsentChange),
     /// Consent revoked on a channel.
-    RevokeConsent {
-        /// The channel.
-        channel: Channel,
-        /// How it was revoked.
-        source: ConsentSource,
-        /// Who recorded it.
-        by: String,
-    },
+    RevokeConsent(ConsentChange),
     /// Assign the coordinator and navigator.
     AssignCoordinator {
         /// Coordinator id.
@@ -189,6 +175,36 @@ pub enum Command {
         /// The note.
         text: String,
     },
+}
+
+/// Consent given or revoked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentChange {
+    /// The channel.
+    pub channel: Channel,
+    /// How it was given or revoked.
+    pub source: ConsentSource,
+    /// Who recorded it.
+    pub by: String,
+    /// The number or address it is for; None: every contact point of the case
+    /// on the channel (and it replaces what was said of each of them).
+    pub point: Option<ContactPoint>,
+    /// When it took effect, when that was before it was recorded (an opt-out
+    /// counts from the message's receipt).
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+impl ConsentChange {
+    /// A change to the whole channel, effective when recorded.
+    pub fn channel(channel: Channel, source: ConsentSource, by: impl Into<String>) -> Self {
+        Self {
+            channel,
+            source,
+            by: by.into(),
+            point: None,
+            effective_at: None,
+        }
+    }
 }
 
 /// Why a command was refused.
@@ -215,10 +231,8 @@ pub fn decide(state: Option<&Case>, command: &Command) -> Result<Vec<Payload>, R
     };
     let closed = case.status == CaseStatus::Closed as i32;
     // A revocation must always be honoured, and notes keep the audit trail going.
-    let allowed_when_closed = matches!(
-        command,
-        Command::RevokeConsent { .. } | Command::AddNote { .. }
-    );
+    let allowed_when_closed =
+        matches!(command, Command::RevokeConsent(_) | Command::AddNote { .. });
     if closed && !allowed_when_closed {
         return Err(Rejection::Closed);
     }
@@ -235,25 +249,19 @@ pub fn decide(state: Option<&Case>, command: &Command) -> Result<Vec<Payload>, R
                     .unwrap_or_default(),
             })
         }
-        Command::RecordConsent {
-            channel,
-            source,
-            by,
-        } => Payload::ConsentRecorded(ConsentRecorded {
-            channel: *channel as i32,
-            source: *source as i32,
-            recorded_by: by.clone(),
-            recorded_at: None,
+        Command::RecordConsent(c) => Payload::ConsentRecorded(ConsentRecorded {
+            channel: c.channel as i32,
+            source: c.source as i32,
+            recorded_by: c.by.clone(),
+            recorded_at: c.effective_at.map(timestamp),
+            contact_point: c.point.clone(),
         }),
-        Command::RevokeConsent {
-            channel,
-            source,
-            by,
-        } => Payload::ConsentRevoked(ConsentRevoked {
-            channel: *channel as i32,
-            source: *source as i32,
-            recorded_by: by.clone(),
-            revoked_at: None,
+        Command::RevokeConsent(c) => Payload::ConsentRevoked(ConsentRevoked {
+            channel: c.channel as i32,
+            source: c.source as i32,
+            recorded_by: c.by.clone(),
+            revoked_at: c.effective_at.map(timestamp),
+            contact_point: c.point.clone(),
         }),
         Command::AssignCoordinator {
             coordinator_id,
@@ -324,13 +332,15 @@ fn status_change(case: &Case, change: &StatusChange) -> Result<CaseStatusChanged
     })
 }
 
-/// Folds one event, which occurred at `at`, into the case (None: not opened yet).
+/// Folds one event, which occurred at `at` and was caused by the event
+/// `caused_by` (empty: by a command), into the case (None: not opened yet).
 /// Each event moves the version up by one.
 pub fn apply(
     state: Option<Case>,
     case_id: &str,
     payload: &Payload,
     at: &Timestamp,
+    caused_by: &str,
 ) -> Option<Case> {
     let mut case = match (state, payload) {
         (None, Payload::CaseOpened(opened)) => Case {
@@ -352,7 +362,7 @@ pub fn apply(
         },
         (None, _) => return None,
         (Some(mut case), payload) => {
-            apply_to_open_case(&mut case, payload, at);
+            apply_to_open_case(&mut case, payload, at, caused_by);
             case.version += 1;
             case
         }
@@ -361,7 +371,7 @@ pub fn apply(
     Some(case)
 }
 
-fn apply_to_open_case(case: &mut Case, payload: &Payload, at: &Timestamp) {
+fn apply_to_open_case(case: &mut Case, payload: &Payload, at: &Timestamp, caused_by: &str) {
     match payload {
         Payload::ContactPointsUpdated(update) => {
             if let Some(patient) = case.patient.as_mut() {
@@ -376,19 +386,27 @@ fn apply_to_open_case(case: &mut Case, payload: &Payload, at: &Timestamp) {
         }
         Payload::ConsentRecorded(c) => set_consent(
             case,
-            c.channel,
-            ConsentState::Granted,
-            c.source,
-            &c.recorded_by,
-            at,
+            Consent {
+                channel: c.channel,
+                state: ConsentState::Granted as i32,
+                source: c.source,
+                at: Some(c.recorded_at.unwrap_or(*at)),
+                by: c.recorded_by.clone(),
+                contact_point: c.contact_point.clone(),
+                caused_by_event_id: caused_by.to_owned(),
+            },
         ),
         Payload::ConsentRevoked(c) => set_consent(
             case,
-            c.channel,
-            ConsentState::Revoked,
-            c.source,
-            &c.recorded_by,
-            at,
+            Consent {
+                channel: c.channel,
+                state: ConsentState::Revoked as i32,
+                source: c.source,
+                at: Some(c.revoked_at.unwrap_or(*at)),
+                by: c.recorded_by.clone(),
+                contact_point: c.contact_point.clone(),
+                caused_by_event_id: caused_by.to_owned(),
+            },
         ),
         Payload::CoordinatorAssigned(a) => {
             case.coordinator_id = a.coordinator_id.clone();
@@ -418,25 +436,46 @@ fn apply_to_open_case(case: &mut Case, payload: &Payload, at: &Timestamp) {
     }
 }
 
-fn set_consent(
-    case: &mut Case,
-    channel: i32,
-    state: ConsentState,
-    source: i32,
-    by: &str,
-    at: &Timestamp,
-) {
-    let consent = Consent {
-        channel,
-        state: state as i32,
-        source,
-        at: Some(*at),
-        by: by.to_owned(),
-    };
-    match case.consents.iter_mut().find(|c| c.channel == channel) {
+/// Keeps one entry per channel and contact point. A number's or address's own
+/// revocation (its STOP) outlasts consent recorded for the whole channel: only
+/// consent naming it, or its own opt-in, lifts it. A revocation of the whole
+/// channel ends every contact point's own consent there.
+fn set_consent(case: &mut Case, consent: Consent) {
+    if consent.contact_point.is_none() && consent.state == ConsentState::Revoked as i32 {
+        case.consents.retain(|c| {
+            c.channel != consent.channel
+                || c.contact_point.is_none()
+                || c.state == ConsentState::Revoked as i32
+        });
+    }
+    match case
+        .consents
+        .iter_mut()
+        .find(|c| c.channel == consent.channel && c.contact_point == consent.contact_point)
+    {
         Some(existing) => *existing = consent,
         None => case.consents.push(consent),
     }
+}
+
+/// The consent that holds for `channel` at `point`: the contact point's own
+/// entry, else the channel's.
+pub fn consent_for<'a>(
+    case: &'a Case,
+    channel: Channel,
+    point: &ContactPoint,
+) -> Option<&'a Consent> {
+    let on_channel = |c: &&Consent| c.channel == channel as i32;
+    case.consents
+        .iter()
+        .filter(on_channel)
+        .find(|c| c.contact_point.as_ref() == Some(point))
+        .or_else(|| {
+            case.consents
+                .iter()
+                .filter(on_channel)
+                .find(|c| c.contact_point.is_none())
+        })
 }
 
 /// The latest fill's date plus its days of supply.
@@ -510,7 +549,7 @@ mod tests {
         let at = now();
         Ok(events
             .iter()
-            .fold(state, |s, e| apply(s, "case-1", e, &at))
+            .fold(state, |s, e| apply(s, "case-1", e, &at, ""))
             .unwrap_or_default())
     }
 
@@ -550,23 +589,79 @@ mod tests {
 
     #[test]
     fn consent_is_granted_then_revoked_per_channel() -> Result<(), Rejection> {
-        let grant = Command::RecordConsent {
-            channel: Channel::Sms,
-            source: ConsentSource::WrittenForm,
-            by: "agent-7".into(),
-        };
+        let grant = Command::RecordConsent(ConsentChange::channel(
+            Channel::Sms,
+            ConsentSource::WrittenForm,
+            "agent-7",
+        ));
         let case = run(Some(opened()), grant)?;
         assert_eq!(case.consents.len(), 1);
         assert_eq!(case.consents[0].state, ConsentState::Granted as i32);
-        let revoke = Command::RevokeConsent {
-            channel: Channel::Sms,
-            source: ConsentSource::SmsKeyword,
-            by: "routing".into(),
-        };
+        let revoke = Command::RevokeConsent(ConsentChange::channel(
+            Channel::Sms,
+            ConsentSource::SmsKeyword,
+            "routing",
+        ));
         let case = run(Some(case), revoke)?;
         assert_eq!(case.consents.len(), 1, "one entry per channel");
         assert_eq!(case.consents[0].state, ConsentState::Revoked as i32);
         assert_eq!(case.version, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn an_opt_out_of_one_number_leaves_the_channel_granted_elsewhere() -> Result<(), Rejection> {
+        let phone = |n: &str| ContactPoint {
+            value: Some(touchpoint_proto::v1::contact_point::Value::PhoneE164(
+                n.into(),
+            )),
+        };
+        let (patient, caregiver) = (phone("+13125550142"), phone("+13125550177"));
+        let grant = Command::RecordConsent(ConsentChange::channel(
+            Channel::Sms,
+            ConsentSource::WrittenForm,
+            "agent-7",
+        ));
+        let case = run(Some(opened()), grant.clone())?;
+        let received = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default();
+        let stop = Command::RevokeConsent(ConsentChange {
+            point: Some(patient.clone()),
+            effective_at: Some(received),
+            ..ConsentChange::channel(Channel::Sms, ConsentSource::SmsKeyword, "routing")
+        });
+        let case = run(Some(case), stop)?;
+        let state = |case: &Case, point| {
+            consent_for(case, Channel::Sms, point).map(|c| ConsentState::try_from(c.state))
+        };
+        assert_eq!(state(&case, &patient), Some(Ok(ConsentState::Revoked)));
+        assert_eq!(state(&case, &caregiver), Some(Ok(ConsentState::Granted)));
+        let revoked = consent_for(&case, Channel::Sms, &patient).and_then(|c| c.at);
+        assert_eq!(revoked, Some(timestamp(received)), "counts from receipt");
+
+        // Consent for the whole channel does not lift the number's STOP; consent
+        // naming the number does.
+        let case = run(Some(case), grant)?;
+        assert_eq!(state(&case, &patient), Some(Ok(ConsentState::Revoked)));
+        let case = run(
+            Some(case),
+            Command::RecordConsent(ConsentChange {
+                point: Some(patient.clone()),
+                ..ConsentChange::channel(Channel::Sms, ConsentSource::WrittenForm, "agent-7")
+            }),
+        )?;
+        assert_eq!(state(&case, &patient), Some(Ok(ConsentState::Granted)));
+
+        // Revoking the whole channel ends the number's own consent too.
+        let case = run(
+            Some(case),
+            Command::RevokeConsent(ConsentChange::channel(
+                Channel::Sms,
+                ConsentSource::Portal,
+                "agent-7",
+            )),
+        )?;
+        assert_eq!(state(&case, &patient), Some(Ok(ConsentState::Revoked)));
+        assert_eq!(state(&case, &caregiver), Some(Ok(ConsentState::Revoked)));
         Ok(())
     }
 
@@ -597,17 +692,17 @@ mod tests {
 
         let close_again = Command::SetStatus(StatusChange::Close { reason: "x".into() });
         assert_eq!(decide(Some(&closed), &close_again), Err(Rejection::Closed));
-        let consent = Command::RecordConsent {
-            channel: Channel::Email,
-            source: ConsentSource::Portal,
-            by: "a".into(),
-        };
+        let consent = Command::RecordConsent(ConsentChange::channel(
+            Channel::Email,
+            ConsentSource::Portal,
+            "a",
+        ));
         assert_eq!(decide(Some(&closed), &consent), Err(Rejection::Closed));
-        let revoke = Command::RevokeConsent {
-            channel: Channel::Email,
-            source: ConsentSource::Portal,
-            by: "a".into(),
-        };
+        let revoke = Command::RevokeConsent(ConsentChange::channel(
+            Channel::Email,
+            ConsentSource::Portal,
+            "a",
+        ));
         assert!(
             decide(Some(&closed), &revoke).is_ok(),
             "a revocation is always honoured"

@@ -131,6 +131,7 @@ impl Service {
                 case_id: case_id.into(),
                 channel: channel as i32,
                 source: ConsentSource::WrittenForm as i32,
+                contact_point: String::new(),
             })
             .await
             .map(|r| r.into_inner().version)

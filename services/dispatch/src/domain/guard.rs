@@ -42,6 +42,9 @@ pub struct CaseView {
     pub consented: BTreeSet<Channel>,
     /// Channels the patient opted out of.
     pub opted_out: BTreeSet<Channel>,
+    /// The attempt's number or address opted out of its channel (on this case
+    /// or any other) and has not opted back in.
+    pub destination_opted_out: bool,
 }
 
 /// What to do with an attempt now.
@@ -75,7 +78,9 @@ pub fn check(
             Some(SuppressionReason::CaseNotActive)
         }
         _ if !case.consented.contains(&channel) => Some(SuppressionReason::NoConsent),
-        _ if case.opted_out.contains(&channel) => Some(SuppressionReason::OptedOut),
+        _ if case.opted_out.contains(&channel) || case.destination_opted_out => {
+            Some(SuppressionReason::OptedOut)
+        }
         _ if now > not_after => Some(SuppressionReason::Expired),
         _ => program.and_then(|program| {
             if !program.window.allows(case.time_zone, now) {
@@ -121,6 +126,7 @@ channels = [{ channel = "sms" }]
             time_zone: chrono_tz::America::New_York,
             consented: [Channel::Sms, Channel::Email].into_iter().collect(),
             opted_out: BTreeSet::new(),
+            destination_opted_out: false,
         }
     }
 
@@ -150,6 +156,10 @@ channels = [{ channel = "sms" }]
         closed.status = CaseStatus::Closed;
         let mut stopped = case();
         stopped.opted_out.insert(Channel::Sms);
+        let number_stopped = CaseView {
+            destination_opted_out: true,
+            ..case()
+        };
         let yesterday = [utc("2026-04-06T14:00:00Z")];
         let this_morning = [utc("2026-04-07T13:30:00Z")];
         use SuppressionReason as R;
@@ -157,6 +167,10 @@ channels = [{ channel = "sms" }]
             (verdict(&closed, Channel::Sms, &[], NOW), R::CaseNotActive),
             (verdict(&case(), Channel::Fax, &[], NOW), R::NoConsent),
             (verdict(&stopped, Channel::Sms, &[], NOW), R::OptedOut),
+            (
+                verdict(&number_stopped, Channel::Sms, &[], NOW),
+                R::OptedOut,
+            ),
             // 21:30 EDT: past the request's own deadline.
             (
                 verdict(&case(), Channel::Sms, &[], "2026-04-08T01:30:00Z"),

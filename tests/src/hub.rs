@@ -1,0 +1,117 @@
+//! Cases, dispatch (with a Twilio stand-in) and routing started in this process
+//! on a clock that stands still, on a fresh database and fresh topics: what a
+//! test of a patient's text through the three services needs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use touchpoint_dispatch::sandbox::{InboundText, Sandbox, post_inbound_text};
+use touchpoint_platform::clock::ClockConfig;
+use touchpoint_platform::grpc::client::AuthChannel;
+use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, utc};
+use touchpoint_platform::topics::{Stream, Topics};
+use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+
+/// The auth token routing's SMS webhook checks.
+pub const SMS_TOKEN: &str = "inbound-sms-token";
+
+/// The program's sending number.
+pub const PROGRAM_NUMBER: &str = "+15005550006";
+
+/// The three services, stopped when dropped.
+#[derive(Debug)]
+pub struct Hub {
+    /// Their database.
+    pub database: TestDatabase,
+    /// Their topics' prefix.
+    pub prefix: String,
+    /// The cases API.
+    pub cases: CaseServiceClient<AuthChannel>,
+    /// Routing's gRPC address.
+    pub routing: SocketAddr,
+    /// Routing's SMS webhook.
+    pub sms_webhook: String,
+    /// The SMS provider's stand-in: what was texted.
+    pub sms: Sandbox,
+    /// `touchpoint.attempt.v1`, read from the start.
+    pub attempts: TopicReader,
+    shutdown: Shutdown,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl Hub {
+    /// The services on a clock standing at `now` (RFC 3339).
+    pub async fn start(now: &str) -> Self {
+        testkit::init_tracing();
+        let database = TestDatabase::fresh().await;
+        let prefix = testkit::unique_prefix();
+        let config = |name: &str| {
+            let mut config = testkit::platform_config(name, &database, &prefix);
+            config.clock = ClockConfig::Fixed { at: utc(now) };
+            config
+        };
+        let shutdown = Shutdown::new();
+        let cases_addr = touchpoint_cases::start(
+            touchpoint_cases::Config {
+                platform: config("cases"),
+            },
+            &shutdown,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cases did not start: {e}"));
+        let sms = Sandbox::start("ACtest", "test-token")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../programs");
+        let mut dispatch = touchpoint_dispatch::Config::new(config("dispatch"), programs);
+        dispatch.sender.poll = Duration::from_millis(50);
+        dispatch.sms = vec![touchpoint_dispatch::SmsProvider {
+            name: "primary".into(),
+            base_url: sms.url(),
+            account_sid: "ACtest".into(),
+            auth_token: "test-token".into(),
+            from: PROGRAM_NUMBER.into(),
+            rate: None,
+        }];
+        touchpoint_dispatch::start(dispatch, &shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
+        let mut routing = touchpoint_routing::Config::new(config("routing"));
+        routing.secrets.sms_auth_token = Some(SMS_TOKEN.into());
+        let routing_addrs = touchpoint_routing::start(routing, &shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("routing did not start: {e}"));
+        let attempts =
+            TopicReader::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Attempt));
+        Self {
+            cases: CaseServiceClient::new(testkit::channel(cases_addr).await),
+            routing: routing_addrs.grpc,
+            sms_webhook: format!("http://{}/inbound/sms", routing_addrs.http),
+            database,
+            prefix,
+            sms,
+            attempts,
+            shutdown,
+        }
+    }
+
+    /// Texts `body` from `from` to the program, through routing's signed
+    /// webhook; returns the HTTP status.
+    pub async fn text(&self, from: &str, body: &str, sid: &str) -> u16 {
+        let text = InboundText {
+            from,
+            to: PROGRAM_NUMBER,
+            body,
+            sid,
+        };
+        post_inbound_text(&self.sms_webhook, SMS_TOKEN, &text)
+            .await
+            .unwrap_or_else(|| panic!("routing did not answer"))
+    }
+}

@@ -1,0 +1,307 @@
+//! The patient's word binds every path that reaches them: cases, dispatch and
+//! routing together.
+//! - A caregiver whose number two cases share texts STOP: both cases' consent
+//!   reads revoked for that number and granted for each patient's own, the
+//!   number gets one confirmation and nothing else from either case, and each
+//!   patient's own texts still go out.
+//! - A number no case holds texts STOP; a case opened with it later starts with
+//!   SMS to it revoked, and nothing is texted to it.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::grpc::client::AuthChannel;
+use touchpoint_platform::testkit::{self, eventually, utc};
+use touchpoint_platform::topics::Stream;
+use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{
+    Case, Channel, ConsentSource, ConsentState, ContactPoint, ContactPoints, GetCaseRequest,
+    Language, OpenCaseRequest, OutreachRequested, Person, PersonName, RecordConsentRequest,
+    SuppressionReason, contact_point,
+};
+use touchpoint_tests::fixtures::meta;
+use touchpoint_tests::hub::Hub;
+
+const WAIT: Duration = Duration::from_secs(90);
+/// Tuesday 2026-11-24, 10:00 in New York: inside the adherence program's window.
+const NOW: &str = "2026-11-24T15:00:00Z";
+const CAREGIVER: &str = "+12125550177";
+const PATIENTS: [&str; 2] = ["+12125550101", "+12125550102"];
+
+fn phone(number: &str) -> ContactPoint {
+    ContactPoint {
+        value: Some(contact_point::Value::PhoneE164(number.into())),
+    }
+}
+
+/// The consent state `case` holds for SMS to `number`: the number's own entry,
+/// else the channel's.
+fn sms_consent(case: &Case, number: &str) -> Option<(ConsentState, ConsentSource)> {
+    let on_sms = |c: &&touchpoint_proto::v1::Consent| c.channel == Channel::Sms as i32;
+    let own = case
+        .consents
+        .iter()
+        .filter(on_sms)
+        .find(|c| c.contact_point.as_ref() == Some(&phone(number)));
+    let consent = own.or_else(|| {
+        case.consents
+            .iter()
+            .filter(on_sms)
+            .find(|c| c.contact_point.is_none())
+    })?;
+    Some((
+        ConsentState::try_from(consent.state).ok()?,
+        ConsentSource::try_from(consent.source).ok()?,
+    ))
+}
+
+/// Opens an adherence case for a patient with `mobile` and, when given, a
+/// caregiver with the mobile `caregiver`, and records written SMS consent for
+/// the case; returns the case id.
+async fn open_with_caregiver(
+    cases: &mut CaseServiceClient<AuthChannel>,
+    mobile: &str,
+    caregiver: Option<&str>,
+) -> String {
+    let person = |given: &str, mobile: &str| Person {
+        name: Some(PersonName {
+            given_name: given.into(),
+            family_name: "Ruiz".into(),
+        }),
+        contact: Some(ContactPoints {
+            mobile_e164: mobile.into(),
+            ..ContactPoints::default()
+        }),
+        relationship: String::new(),
+    };
+    let case_id = cases
+        .open_case(OpenCaseRequest {
+            meta: meta(&format!("open-{mobile}")),
+            program_id: "adherence".into(),
+            language: Language::En as i32,
+            time_zone: "America/New_York".into(),
+            patient: Some(person("Ana", mobile)),
+            caregiver: caregiver.map(|number| Person {
+                relationship: "daughter".into(),
+                ..person("Lucía", number)
+            }),
+            prescriber_fax: String::new(),
+            enrolled_at: Some(timestamp(utc(NOW) - TimeDelta::days(3))),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"))
+        .into_inner()
+        .case_id;
+    cases
+        .record_consent(RecordConsentRequest {
+            meta: meta(&format!("consent-{mobile}")),
+            case_id: case_id.clone(),
+            channel: Channel::Sms as i32,
+            source: ConsentSource::WrittenForm as i32,
+            contact_point: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("consent: {e}"));
+    case_id
+}
+
+/// A program text for `case_id` to `to`, as cadence would ask for it.
+fn program_text(case_id: &str, to: &str) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+    let attempt_id = uuid::Uuid::now_v7().to_string();
+    let request = OutreachRequested {
+        attempt_id: attempt_id.clone(),
+        program_id: "adherence".into(),
+        step_id: "first-week".into(),
+        channel: Channel::Sms as i32,
+        template_id: "first-week-check-in".into(),
+        language: Language::En as i32,
+        destination: Some(phone(to)),
+        due_at: Some(timestamp(utc(NOW))),
+        not_after: Some(timestamp(utc(NOW) + TimeDelta::hours(8))),
+        attempt_number: 1,
+        ..OutreachRequested::default()
+    };
+    let envelope = new_envelope(
+        case_id,
+        "cadence",
+        utc(NOW),
+        Payload::OutreachRequested(request),
+        None,
+    );
+    (attempt_id, (Stream::Outreach, envelope))
+}
+
+/// What the tests ask of the services besides texting them.
+trait Checks {
+    async fn case_once(&self, case_id: &str, accept: impl Fn(&Case) -> bool) -> Case;
+    async fn outcomes(&self, texts: &[(&str, &str)]) -> Vec<i32>;
+}
+
+impl Checks for Hub {
+    /// The case, once `accept` takes it.
+    async fn case_once(&self, case_id: &str, accept: impl Fn(&Case) -> bool) -> Case {
+        eventually("the case", WAIT, || {
+            let mut cases = self.cases.clone();
+            let case_id = case_id.to_owned();
+            let accept = &accept;
+            async move {
+                let case = cases
+                    .get_case(GetCaseRequest { case_id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                accept(&case).then_some(case)
+            }
+        })
+        .await
+    }
+
+    /// Publishes program texts (case, to) and returns, for each, the
+    /// suppression reason, or -1 when it was sent.
+    async fn outcomes(&self, texts: &[(&str, &str)]) -> Vec<i32> {
+        let (ids, events): (Vec<String>, Vec<_>) = texts
+            .iter()
+            .map(|(case_id, to)| program_text(case_id, to))
+            .unzip();
+        testkit::publish(&self.prefix, &events).await;
+        let mut outcomes = Vec::new();
+        for attempt_id in ids {
+            outcomes.push(
+                self.attempts
+                    .wait_for("the program text's outcome", WAIT, |e| match &e.payload {
+                        Some(Payload::AttemptSuppressed(s)) if s.attempt_id == attempt_id => {
+                            Some(s.reason)
+                        }
+                        Some(Payload::AttemptSent(s)) if s.attempt_id == attempt_id => Some(-1),
+                        _ => None,
+                    })
+                    .await,
+            );
+        }
+        outcomes
+    }
+}
+
+const SENT: i32 = -1;
+const OPTED_OUT: i32 = SuppressionReason::OptedOut as i32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caregiver_number_shared_by_two_cases_texts_stop_and_both_cases_stop_texting_it() {
+    let mut hub = Hub::start(NOW).await;
+    let mut case_ids = Vec::new();
+    for mobile in PATIENTS {
+        case_ids.push(open_with_caregiver(&mut hub.cases, mobile, Some(CAREGIVER)).await);
+    }
+
+    // Routing knows both cases by the caregiver's number; dispatch has their
+    // SMS consent.
+    let pool = sqlx::PgPool::connect(&hub.database.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("routing and dispatch know both cases", WAIT, || async {
+        let indexed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM routing.case_contacts WHERE case_id = ANY($1)
+             AND contact_key = 'phone:' || $2",
+        )
+        .bind(&case_ids)
+        .bind(CAREGIVER)
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        let consented: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM dispatch.case_views
+             WHERE case_id = ANY($1) AND 'CHANNEL_SMS' = ANY(consented)",
+        )
+        .bind(&case_ids)
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (indexed == 2 && consented == 2).then_some(())
+    })
+    .await;
+
+    let status = hub
+        .text(CAREGIVER, "Stop. Thank you", "SM-caregiver-stop")
+        .await;
+    assert_eq!(status, 200);
+
+    // Both cases' consent reads revoked for the caregiver's number, from the
+    // keyword, and still granted for each patient's own number.
+    for (case_id, patient) in case_ids.iter().zip(PATIENTS) {
+        let case = hub
+            .case_once(case_id, |case| {
+                sms_consent(case, CAREGIVER).map(|c| c.0) == Some(ConsentState::Revoked)
+            })
+            .await;
+        assert_eq!(
+            sms_consent(&case, CAREGIVER),
+            Some((ConsentState::Revoked, ConsentSource::SmsKeyword))
+        );
+        assert_eq!(
+            sms_consent(&case, patient),
+            Some((ConsentState::Granted, ConsentSource::WrittenForm)),
+            "the patient's own number is untouched"
+        );
+    }
+
+    // One confirmation to the caregiver, however many cases the number reaches.
+    eventually("the opt-out confirmation", WAIT, || async {
+        hub.sms.received().into_iter().find(|m| m.to == CAREGIVER)
+    })
+    .await;
+
+    // The next program texts: to the caregiver from either case, suppressed;
+    // to each patient, sent.
+    let outcomes = hub
+        .outcomes(&[
+            (&case_ids[0], CAREGIVER),
+            (&case_ids[0], PATIENTS[0]),
+            (&case_ids[1], CAREGIVER),
+            (&case_ids[1], PATIENTS[1]),
+        ])
+        .await;
+    assert_eq!(outcomes, vec![OPTED_OUT, SENT, OPTED_OUT, SENT]);
+    let received = hub.sms.received();
+    assert_eq!(
+        received.iter().filter(|m| m.to == CAREGIVER).count(),
+        1,
+        "the caregiver's number got its confirmation and nothing else"
+    );
+    for patient in PATIENTS {
+        assert_eq!(received.iter().filter(|m| m.to == patient).count(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_from_a_number_no_case_holds_is_honoured_when_a_case_is_opened_with_it() {
+    let mut hub = Hub::start(NOW).await;
+    let stranger = PATIENTS[0];
+    assert_eq!(hub.text(stranger, "STOP", "SM-stranger-stop").await, 200);
+
+    let case_id = open_with_caregiver(&mut hub.cases, stranger, None).await;
+    let case = hub
+        .case_once(&case_id, |case| {
+            sms_consent(case, stranger).map(|c| c.0) == Some(ConsentState::Revoked)
+        })
+        .await;
+    assert_eq!(
+        sms_consent(&case, stranger),
+        Some((ConsentState::Revoked, ConsentSource::SmsKeyword)),
+        "the case starts with the number's STOP, though its written consent came later"
+    );
+    let revoked_at = case
+        .consents
+        .iter()
+        .find(|c| c.contact_point.is_some())
+        .and_then(|c| c.at)
+        .map(|t| t.seconds);
+    assert_eq!(revoked_at, Some(utc(NOW).timestamp()), "as of the STOP");
+
+    assert_eq!(hub.outcomes(&[(&case_id, stranger)]).await, vec![OPTED_OUT]);
+    assert!(
+        hub.sms.received().iter().all(|m| m.to != stranger),
+        "nothing is texted to the number"
+    );
+}
