@@ -43,6 +43,7 @@ impl Payload {
             Payload::OptInReceived(_) => "touchpoint.v1.OptInReceived",
             Payload::CallbackRequested(_) => "touchpoint.v1.CallbackRequested",
             Payload::TaskCompleted(_) => "touchpoint.v1.TaskCompleted",
+            Payload::TaskWithdrawn(_) => "touchpoint.v1.TaskWithdrawn",
             Payload::Probe(_) => "touchpoint.v1.Probe",
         }
     }

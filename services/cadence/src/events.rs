@@ -204,6 +204,8 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         | Payload::CallTaskRequested(_)
         | Payload::ContactRouted(_)
         | Payload::AdverseEventSuspected(_)
+        // A withdrawn call task follows a change cadence hears of itself.
+        | Payload::TaskWithdrawn(_)
         | Payload::Probe(_) => Ok(Reaction::Ignore),
     }
 }

@@ -99,6 +99,14 @@ pub fn describe(payload: &Payload) -> String {
         }
         Payload::CallbackRequested(_) => "callback promised".into(),
         Payload::TaskCompleted(_) => "task completed".into(),
+        Payload::TaskWithdrawn(w) if w.claimed => format!(
+            "{} task left with its coordinator, marked: {}",
+            w.kind,
+            w.reason.replace('_', " ")
+        ),
+        Payload::TaskWithdrawn(w) => {
+            format!("{} task withdrawn: {}", w.kind, w.reason.replace('_', " "))
+        }
         Payload::Probe(_) => "probe".into(),
     }
 }

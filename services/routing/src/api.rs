@@ -211,6 +211,7 @@ fn task_proto(t: &Task) -> TaskProto {
         status: match t.status.as_str() {
             "open" => TaskStatus::Open,
             "claimed" => TaskStatus::Claimed,
+            "withdrawn" => TaskStatus::Withdrawn,
             _ => TaskStatus::Done,
         } as i32,
         due_at: t.due_at.map(timestamp),
@@ -227,6 +228,7 @@ fn task_proto(t: &Task) -> TaskProto {
             Some(Outcome::OptedOut) => TaskOutcome::OptedOut,
         } as i32,
         channel: Channel::from_str_name(&t.channel).unwrap_or(Channel::Unspecified) as i32,
+        withdrawn_reason: t.withdrawn_reason.clone().unwrap_or_default(),
     }
 }
 

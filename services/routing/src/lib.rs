@@ -14,6 +14,7 @@ pub mod recorder;
 pub mod store;
 pub mod tasks;
 pub mod webhooks;
+pub mod withdrawal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -269,12 +270,14 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
 
     let consumer = InboxConsumer::new(
         projection::CONSUMER,
-        [Stream::Case, Stream::Attempt]
+        [Stream::Case, Stream::Attempt, Stream::Inbound]
             .iter()
             .map(|s| platform.topics.name(*s))
             .collect(),
         platform.pool.clone(),
-        Projector,
+        Projector {
+            topic: platform.topics.name(Stream::Inbound),
+        },
         &platform.config,
     );
     let token = shutdown.token();

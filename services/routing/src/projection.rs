@@ -2,7 +2,9 @@
 //! inbox: from `touchpoint.case.v1` each case's program, language, assigned
 //! coordinator and navigator and the contact points that reach it; from
 //! `touchpoint.attempt.v1` the latest attempt sent per case and channel (a reply
-//! names it) and the call tasks dispatch asks for.
+//! names it) and the call tasks dispatch asks for; from any of them and from
+//! routing's own `touchpoint.inbound.v1`, what withdraws open work
+//! ([`crate::withdrawal`]).
 //!
 //! A contact point that does not parse is left out of the index (it can reach
 //! nobody); an event missing what routing needs goes to the DLQ.
@@ -12,6 +14,7 @@ use sqlx::PgConnection;
 use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
+use touchpoint_platform::outbox;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, ContactPoints, Language};
 use uuid::Uuid;
@@ -19,13 +22,17 @@ use uuid::Uuid;
 use crate::domain::decision::program_queue;
 use crate::store::{StoreError, language_name};
 use crate::tasks::{self, Kind, NewTask};
+use crate::withdrawal::{withdraw, withdrawal};
 
 /// The consumer group and inbox name.
 pub const CONSUMER: &str = "routing";
 
 /// Applies what routing takes in.
-#[derive(Debug, Clone, Default)]
-pub struct Projector;
+#[derive(Debug, Clone)]
+pub struct Projector {
+    /// Where `TaskWithdrawn` is published.
+    pub topic: String,
+}
 
 impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
@@ -93,6 +100,17 @@ impl Handler for Projector {
         let Some(payload) = &envelope.payload else {
             return Ok(()); // a payload type newer than this build
         };
+        if let Some(withdrawal) = withdrawal(payload) {
+            let at = envelope
+                .occurred_at
+                .as_ref()
+                .and_then(instant)
+                .unwrap_or_else(Utc::now);
+            let events = withdraw(tx, withdrawal, envelope, at, &self.topic).await?;
+            outbox::append(tx, &events)
+                .await
+                .map_err(StoreError::from)?;
+        }
         match payload {
             Payload::CaseOpened(opened) => {
                 if opened.program_id.trim().is_empty() {

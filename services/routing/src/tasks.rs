@@ -200,8 +200,10 @@ pub struct Task {
     pub queue: Option<String>,
     /// Higher first.
     pub priority: i32,
-    /// 'open', 'claimed' or 'done'.
+    /// 'open', 'claimed', 'done' or 'withdrawn'.
     pub status: String,
+    /// Why its reason went away while someone worked it, or before.
+    pub withdrawn_reason: Option<String>,
     /// How it ended.
     pub outcome: Option<Outcome>,
     /// When it is due.
@@ -216,7 +218,7 @@ pub struct Task {
 }
 
 const COLUMNS: &str = "task_id, kind, case_id, channel, member_id, queue, priority, status,
-     outcome, due_at, created_at, attempt_id, inbound_id, correlation_id";
+     outcome, due_at, created_at, attempt_id, inbound_id, correlation_id, withdrawn_reason";
 
 fn task(row: &PgRow) -> Result<Task, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -230,6 +232,7 @@ fn task(row: &PgRow) -> Result<Task, StoreError> {
         queue: row.try_get("queue")?,
         priority: row.try_get("priority")?,
         status: row.try_get("status")?,
+        withdrawn_reason: row.try_get("withdrawn_reason")?,
         outcome: outcome
             .map(|o| Outcome::from_name(&o).ok_or(StoreError::Corrupt("outcome")))
             .transpose()?,
@@ -251,7 +254,7 @@ pub async fn worklist(
 ) -> Result<Vec<Task>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM tasks
-         WHERE status <> 'done'
+         WHERE status <> 'done' AND status <> 'withdrawn'
            AND (member_id = $1 OR (member_id IS NULL AND queue = ANY($2)))
          ORDER BY priority DESC, due_at ASC NULLS LAST, created_at ASC
          LIMIT $3"
@@ -289,8 +292,10 @@ impl From<sqlx::Error> for TaskError {
 pub async fn claim(pool: &PgPool, task_id: Uuid, member_id: &str) -> Result<Task, TaskError> {
     let mut tx = pool.begin().await?;
     let found = lock(&mut tx, task_id).await?;
-    if found.status == "done" {
-        return Err(TaskError::Unavailable("done"));
+    match found.status.as_str() {
+        "done" => return Err(TaskError::Unavailable("done")),
+        "withdrawn" => return Err(TaskError::Unavailable("withdrawn")),
+        _ => {}
     }
     match found.member_id.as_deref() {
         Some(owner) if owner != member_id => return Err(TaskError::Unavailable("someone else's")),
@@ -322,6 +327,9 @@ pub async fn complete(
     let found = lock(&mut tx, task_id).await?;
     if found.status == "done" {
         return Ok((found, false));
+    }
+    if found.status == "withdrawn" {
+        return Err(TaskError::Unavailable("withdrawn"));
     }
     if found
         .member_id
