@@ -31,6 +31,8 @@ impl Payload {
             Payload::CaseStatusChanged(_) => "touchpoint.v1.CaseStatusChanged",
             Payload::NoteAdded(_) => "touchpoint.v1.NoteAdded",
             Payload::OutreachRequested(_) => "touchpoint.v1.OutreachRequested",
+            Payload::OutreachHeld(_) => "touchpoint.v1.OutreachHeld",
+            Payload::OutreachResumed(_) => "touchpoint.v1.OutreachResumed",
             Payload::AttemptSent(_) => "touchpoint.v1.AttemptSent",
             Payload::AttemptDelivered(_) => "touchpoint.v1.AttemptDelivered",
             Payload::AttemptFailed(_) => "touchpoint.v1.AttemptFailed",

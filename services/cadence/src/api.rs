@@ -7,9 +7,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use touchpoint_platform::access::Caller;
 use touchpoint_platform::clock::SharedClock;
-use touchpoint_platform::envelope::{instant, timestamp};
+use touchpoint_platform::envelope::{instant, new_envelope, timestamp};
+use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::cadence_service_server::CadenceService;
+use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     Channel, GetPlanRequest, Language, ListProgramsRequest, ListProgramsResponse,
     PauseOutreachRequest, Plan, PlannedTouchpoint, PreviewCase, PreviewProgramRequest,
@@ -18,6 +21,7 @@ use touchpoint_proto::v1::{
 };
 
 use crate::enrolment::{CaseStatus, Change, Enrolment, RunState, V7Ids};
+use crate::holds;
 use crate::preview::{self, DEFAULT_HORIZON, MAX_HORIZON};
 use crate::program::{self, Catalogue, Program};
 use crate::store::{self, Saved, StoreError};
@@ -33,21 +37,25 @@ pub struct CadenceApi {
     pool: PgPool,
     catalogue: Arc<Catalogue>,
     clock: SharedClock,
+    topic: String,
 }
 
 impl CadenceApi {
-    /// Serves enrolments in `pool` planned with `catalogue`.
-    pub fn new(pool: PgPool, catalogue: Arc<Catalogue>, clock: SharedClock) -> Self {
+    /// Serves enrolments in `pool` planned with `catalogue`; a pause and its
+    /// end are published to `topic`.
+    pub fn new(pool: PgPool, catalogue: Arc<Catalogue>, clock: SharedClock, topic: String) -> Self {
         Self {
             pool,
             catalogue,
             clock,
+            topic,
         }
     }
 
-    /// Applies `change` to the enrolment of `case_id` under its row lock, and
-    /// answers with its plan.
-    async fn change(&self, case_id: &str, change: Change) -> Result<Plan, Status> {
+    /// Applies `change` to the enrolment of `case_id` under its row lock, with
+    /// `note` for the case timeline in the same transaction, and answers with
+    /// its plan.
+    async fn change(&self, case_id: &str, change: Change, note: Payload) -> Result<Plan, Status> {
         let mut tx = self.pool.begin().await.map_err(|e| internal(e.into()))?;
         let ids = [case_id.to_owned()];
         let mut locked = store::lock(&mut tx, &ids).await.map_err(internal)?;
@@ -61,6 +69,13 @@ impl CadenceApi {
             wake_at: store::timer(enrolment, program.is_some(), now),
         };
         store::save(&mut tx, &[saved]).await.map_err(internal)?;
+        let envelope = new_envelope(case_id, crate::SPEC.name, now, note, None);
+        outbox::append(&mut tx, &[OutgoingEvent::new(self.topic.clone(), envelope)])
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cadence request failed");
+                Status::unavailable("cadence storage is unavailable; try again")
+            })?;
         tx.commit().await.map_err(|e| internal(e.into()))?;
         Ok(plan(case_id, enrolment, program))
     }
@@ -169,6 +184,7 @@ impl CadenceService for CadenceApi {
         &self,
         request: Request<PauseOutreachRequest>,
     ) -> Result<Response<Plan>, Status> {
+        let by = caller(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let until = match &r.until {
@@ -180,7 +196,8 @@ impl CadenceService for CadenceApi {
             ),
         };
         Ok(Response::new(
-            self.change(&case_id, Change::Hold { until }).await?,
+            self.change(&case_id, Change::Hold { until }, holds::paused(&by, until))
+                .await?,
         ))
     }
 
@@ -188,9 +205,11 @@ impl CadenceService for CadenceApi {
         &self,
         request: Request<ResumeOutreachRequest>,
     ) -> Result<Response<Plan>, Status> {
+        let by = caller(&request);
         let case_id = case_id(&request.into_inner().case_id)?;
         Ok(Response::new(
-            self.change(&case_id, Change::ReleaseHold).await?,
+            self.change(&case_id, Change::ReleaseHold, holds::resumed(&by))
+                .await?,
         ))
     }
 }
@@ -264,6 +283,7 @@ fn plan(case_id: &str, enrolment: &Enrolment, program: Option<&Program>) -> Plan
         case_status: case_status.to_owned(),
         outreach_held: enrolment.hold.is_some(),
         held_until: enrolment.hold.and_then(|h| h.until).map(timestamp),
+        adverse_event_reviews: enrolment.safety_reviews.iter().cloned().collect(),
         steps,
         upcoming,
     }
@@ -340,6 +360,15 @@ fn invalid(field: &str, problem: &str) -> Status {
 
 fn not_enrolled() -> Status {
     Status::not_found("case_id: the case is not enrolled in a program")
+}
+
+/// Who is asking: the authenticated caller's name (the identity on a change is
+/// never a request field).
+fn caller<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone())
 }
 
 fn internal(error: StoreError) -> Status {

@@ -179,6 +179,15 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
                 }
             }
         }
+        Payload::AdverseEventSuspected(flag) => change(Change::AdverseEventFlagged {
+            review_task_id: flag.review_task_id.clone(),
+        }),
+        Payload::TaskCompleted(done) if done.kind == "adverse_event_review" => {
+            change(Change::ReviewCompleted {
+                task_id: done.task_id.clone(),
+                by: done.coordinator_id.clone(),
+            })
+        }
         // A call task's outcome is its voice attempt's outcome.
         Payload::TaskCompleted(done) if !done.attempt_id.is_empty() => {
             let attempt_id = attempt(&done.attempt_id).ok_or(bad("attempt_id"))?;
@@ -199,11 +208,12 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         Payload::CoordinatorAssigned(_)
         | Payload::NoteAdded(_)
         | Payload::OutreachRequested(_)
+        | Payload::OutreachHeld(_)
+        | Payload::OutreachResumed(_)
         | Payload::AttemptSent(_)
         | Payload::AttemptDelivered(_)
         | Payload::CallTaskRequested(_)
         | Payload::ContactRouted(_)
-        | Payload::AdverseEventSuspected(_)
         // A withdrawn call task follows a change cadence hears of itself.
         | Payload::TaskWithdrawn(_)
         | Payload::Probe(_) => Ok(Reaction::Ignore),

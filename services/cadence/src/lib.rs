@@ -10,6 +10,7 @@ pub mod api;
 pub mod due;
 pub mod enrolment;
 pub mod events;
+pub mod holds;
 pub mod plan;
 pub mod preview;
 pub use touchpoint_programs as program;
@@ -123,6 +124,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
         platform.pool.clone(),
         catalogue.clone(),
         platform.clock.clone(),
+        platform.topics.name(Stream::Outreach),
     );
     platform
         .grpc
@@ -136,7 +138,11 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
             .map(|s| platform.topics.name(*s))
             .collect(),
         platform.pool.clone(),
-        Reactions::new(catalogue.clone(), platform.clock.clone()),
+        Reactions::new(
+            catalogue.clone(),
+            platform.clock.clone(),
+            platform.topics.name(Stream::Outreach),
+        ),
         &platform.config,
     );
     let token = shutdown.token();

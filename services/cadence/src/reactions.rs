@@ -3,7 +3,8 @@
 //! order per case because a case's records share a partition.
 //!
 //! A batch locks the enrolments it touches, applies every event in record order,
-//! and writes them back with their timers in one statement. New touchpoints are
+//! and writes them back with their timers in one statement, with the
+//! `OutreachHeld`/`OutreachResumed` of an adverse-event review hold. New touchpoints are
 //! not sent from here: the due loop sends them when their timer comes, which may
 //! be at once.
 
@@ -12,10 +13,13 @@ use std::sync::Arc;
 
 use sqlx::PgConnection;
 use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::envelope::new_envelope;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
+use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
 
 use crate::enrolment::{Enrolment, V7Ids};
 use crate::events::{Reaction, reaction};
+use crate::holds::review_note;
 use crate::program::Catalogue;
 use crate::store::{self, Saved, StoreError};
 
@@ -27,12 +31,18 @@ pub const CONSUMER: &str = "cadence";
 pub struct Reactions {
     catalogue: Arc<Catalogue>,
     clock: SharedClock,
+    topic: String,
 }
 
 impl Reactions {
-    /// Reactions planned with `catalogue`'s programs at `clock`'s time.
-    pub fn new(catalogue: Arc<Catalogue>, clock: SharedClock) -> Self {
-        Self { catalogue, clock }
+    /// Reactions planned with `catalogue`'s programs at `clock`'s time; holds
+    /// and their lifting are published to `topic`.
+    pub fn new(catalogue: Arc<Catalogue>, clock: SharedClock, topic: String) -> Self {
+        Self {
+            catalogue,
+            clock,
+            topic,
+        }
     }
 }
 
@@ -50,7 +60,9 @@ impl Handler for Reactions {
         for delivery in deliveries {
             match reaction(&delivery.envelope) {
                 Ok(Reaction::Ignore) => {}
-                Ok(r) => reactions.push((delivery.envelope.case_id.as_str(), r)),
+                Ok(r) => {
+                    reactions.push((delivery.envelope.case_id.as_str(), r, &delivery.envelope))
+                }
                 // Pinned to its record when the batch is replayed one by one.
                 Err(error) => {
                     return Err(HandlerError::Permanent(format!(
@@ -65,14 +77,15 @@ impl Handler for Reactions {
         }
         let case_ids: Vec<String> = reactions
             .iter()
-            .map(|(case_id, _)| (*case_id).to_owned())
+            .map(|(case_id, ..)| (*case_id).to_owned())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         let mut enrolments = store::lock(tx, &case_ids).await.map_err(handler_error)?;
         let now = self.clock.now();
         let mut changed = BTreeSet::new();
-        for (case_id, reaction) in reactions {
+        let mut events = Vec::new();
+        for (case_id, reaction, cause) in reactions {
             match reaction {
                 Reaction::Enrol(new) => {
                     if enrolments.contains_key(case_id) {
@@ -95,6 +108,11 @@ impl Handler for Reactions {
                     };
                     let program = self.catalogue.get(&enrolment.program_id);
                     for change in changes {
+                        if let Some(note) = review_note(enrolment, &change) {
+                            let envelope =
+                                new_envelope(case_id, crate::SPEC.name, now, note, Some(cause));
+                            events.push(OutgoingEvent::new(self.topic.clone(), envelope));
+                        }
                         enrolment.apply(program, change, now, &mut V7Ids);
                     }
                 }
@@ -114,7 +132,11 @@ impl Handler for Reactions {
                 })
             })
             .collect();
-        store::save(tx, &rows).await.map_err(handler_error)
+        store::save(tx, &rows).await.map_err(handler_error)?;
+        outbox::append(tx, &events).await.map_err(|e| match e {
+            OutboxError::Database(e) => HandlerError::Database(e),
+            other => HandlerError::Permanent(other.to_string()),
+        })
     }
 }
 

@@ -7,12 +7,14 @@ mod support;
 use support::*;
 use tonic::Code;
 use touchpoint_platform::envelope::{instant, timestamp};
+use touchpoint_platform::testkit::{self, TopicReader};
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Channel, GetPlanRequest, Language, ListProgramsRequest, PauseOutreachRequest, Plan,
-    PreviewCase, PreviewProgramRequest, ResumeOutreachRequest, StepState, TherapyEventKind,
-    TherapyEventRecorded, ValidateProgramRequest,
+    AdverseEventSuspected, Channel, Envelope, GetPlanRequest, Language, ListProgramsRequest,
+    OutreachHeld, OutreachResumed, PauseOutreachRequest, Plan, PreviewCase, PreviewProgramRequest,
+    ResumeOutreachRequest, StepState, TaskCompleted, TherapyEventKind, TherapyEventRecorded,
+    ValidateProgramRequest,
 };
 
 /// Monday 2026-04-06, 10:00 in New York.
@@ -111,6 +113,137 @@ async fn outreach_can_be_held_and_resumed_without_touching_the_case() {
         past.map_err(|s| s.code()).err(),
         Some(Code::InvalidArgument)
     );
+}
+
+/// The holds and their lifting cadence published for `case_id`, in order.
+fn notes(reader: &TopicReader, case_id: &str) -> Vec<Envelope> {
+    reader
+        .all()
+        .into_iter()
+        .filter(|e| e.case_id == case_id)
+        .filter(|e| {
+            matches!(
+                e.payload,
+                Some(Payload::OutreachHeld(_) | Payload::OutreachResumed(_))
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_its_end_go_on_the_timeline_with_who_did_them() {
+    let world = World::fixed(NOW).await;
+    let mut replica = world.cadence(&shipped_programs(), 500).await;
+    let reader = TopicReader::start(&world.prefix, &world.topic(Stream::Outreach));
+    enrolled(&world, &replica, "case-who").await;
+    replica
+        .client
+        .pause_outreach(PauseOutreachRequest {
+            case_id: "case-who".into(),
+            until: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    replica
+        .client
+        .resume_outreach(ResumeOutreachRequest {
+            case_id: "case-who".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = testkit::eventually("the pause and the resumption", WAIT, || async {
+        let seen = notes(&reader, "case-who");
+        (seen.len() >= 2).then_some(seen)
+    })
+    .await;
+    let payloads: Vec<_> = seen.into_iter().filter_map(|e| e.payload).collect();
+    assert_eq!(
+        payloads,
+        vec![
+            Payload::OutreachHeld(OutreachHeld {
+                reason: "paused".into(),
+                by: "test-writer".into(),
+                until: None,
+                review_task_id: String::new(),
+            }),
+            Payload::OutreachResumed(OutreachResumed {
+                reason: "resumed".into(),
+                by: "test-writer".into(),
+                review_task_id: String::new(),
+            }),
+        ],
+        "who paused is the authenticated caller"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adverse_event_flag_holds_automated_outreach_until_its_review_is_completed() {
+    let world = World::fixed(NOW).await;
+    let replica = world.cadence(&shipped_programs(), 500).await;
+    let reader = TopicReader::start(&world.prefix, &world.topic(Stream::Outreach));
+    enrolled(&world, &replica, "case-ae").await;
+    let flag = event(
+        "case-ae",
+        Payload::AdverseEventSuspected(AdverseEventSuspected {
+            inbound_id: "in-1".into(),
+            matched_terms: vec!["rash".into()],
+            review_task_id: "review-1".into(),
+            ..AdverseEventSuspected::default()
+        }),
+    );
+    world
+        .publish(&[
+            (Stream::Inbound, flag.clone()),
+            (Stream::Inbound, flag.clone()),
+        ])
+        .await;
+    let held = plan_where(&replica, "case-ae", |p| !p.adverse_event_reviews.is_empty()).await;
+    assert_eq!(held.adverse_event_reviews, vec!["review-1"]);
+    let first = testkit::eventually("the hold on the timeline", WAIT, || async {
+        notes(&reader, "case-ae").into_iter().next()
+    })
+    .await;
+    assert_eq!(first.causation_id, flag.event_id, "caused by the flag");
+    assert!(matches!(
+        first.payload,
+        Some(Payload::OutreachHeld(OutreachHeld { ref reason, ref review_task_id, .. }))
+            if reason == "adverse_event_review" && review_task_id == "review-1"
+    ));
+
+    // Another task's completion changes nothing; the review's lifts the hold.
+    let completed = |task_id: &str, kind: &str| {
+        event(
+            "case-ae",
+            Payload::TaskCompleted(TaskCompleted {
+                task_id: task_id.into(),
+                kind: kind.into(),
+                outcome: "resolved".into(),
+                attempt_id: String::new(),
+                coordinator_id: "pv-1".into(),
+            }),
+        )
+    };
+    world
+        .publish(&[
+            (Stream::Inbound, completed("inbound-task", "inbound")),
+            (
+                Stream::Inbound,
+                completed("review-1", "adverse_event_review"),
+            ),
+        ])
+        .await;
+    let resumed = plan_where(&replica, "case-ae", |p| p.adverse_event_reviews.is_empty()).await;
+    assert_eq!(resumed.upcoming.len(), 2, "the plan goes on");
+    let seen = testkit::eventually("the resumption on the timeline", WAIT, || async {
+        let seen = notes(&reader, "case-ae");
+        (seen.len() >= 2).then_some(seen)
+    })
+    .await;
+    assert_eq!(seen.len(), 2, "a flag delivered twice holds once");
+    assert!(matches!(
+        &seen[1].payload,
+        Some(Payload::OutreachResumed(r)) if r.by == "pv-1" && r.review_task_id == "review-1"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,14 @@ pub fn describe(payload: &Payload) -> String {
         }
         Payload::CallbackRequested(_) => "callback promised".into(),
         Payload::TaskCompleted(_) => "task completed".into(),
+        Payload::OutreachHeld(h) if h.reason == "adverse_event_review" => {
+            "automated outreach held until the adverse-event review is done".into()
+        }
+        Payload::OutreachHeld(h) => format!("automated outreach paused by {}", h.by),
+        Payload::OutreachResumed(r) if r.reason == "adverse_event_reviewed" => {
+            format!("adverse-event review done by {}; outreach goes on", r.by)
+        }
+        Payload::OutreachResumed(r) => format!("automated outreach resumed by {}", r.by),
         Payload::TaskWithdrawn(w) if w.claimed => format!(
             "{} task left with its coordinator, marked: {}",
             w.kind,

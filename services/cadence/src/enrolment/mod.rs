@@ -374,6 +374,19 @@ pub enum Change {
     },
     /// `ResumeOutreach`.
     ReleaseHold,
+    /// A possible adverse event was flagged: automated outreach waits until a
+    /// person has completed its review task.
+    AdverseEventFlagged {
+        /// The review task.
+        review_task_id: String,
+    },
+    /// An adverse-event review task was completed.
+    ReviewCompleted {
+        /// The task.
+        task_id: String,
+        /// Who completed it.
+        by: String,
+    },
 }
 
 /// A case enrolled in a program.
@@ -406,6 +419,10 @@ pub struct Enrolment {
     pub status: CaseStatus,
     /// A hold by `PauseOutreach`.
     pub hold: Option<Hold>,
+    /// Adverse-event reviews not yet completed, by task id: while any is open,
+    /// automated outreach is held.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub safety_reviews: BTreeSet<String>,
     /// One run per step that has started, by step id.
     pub runs: BTreeMap<String, StepRun>,
     /// When messages were requested in the last days, for the frequency cap.
@@ -428,6 +445,7 @@ impl Enrolment {
             destinations: new.destinations,
             status: CaseStatus::Active,
             hold: None,
+            safety_reviews: BTreeSet::new(),
             runs: BTreeMap::new(),
             sent: Vec::new(),
         }
@@ -486,8 +504,12 @@ impl Enrolment {
     }
 
     /// If outreach is paused at `now`: `Some(None)` until told, `Some(Some(t))`
-    /// until `t`. A pause whose end has passed no longer holds.
+    /// until `t`. A pause whose end has passed no longer holds; an open
+    /// adverse-event review holds until it is completed.
     pub fn paused_at(&self, now: DateTime<Utc>) -> Option<Option<DateTime<Utc>>> {
+        if !self.safety_reviews.is_empty() {
+            return Some(None);
+        }
         let case_pause = match self.status {
             CaseStatus::Paused { until } => Some(until),
             _ => None,
@@ -566,6 +588,12 @@ impl Enrolment {
             }
             Change::Hold { until } => self.hold = Some(Hold { until }),
             Change::ReleaseHold => self.hold = None,
+            Change::AdverseEventFlagged { review_task_id } => {
+                self.safety_reviews.insert(review_task_id);
+            }
+            Change::ReviewCompleted { task_id, .. } => {
+                self.safety_reviews.remove(&task_id);
+            }
             Change::Responded { in_reply_to } => {
                 if let Some(program) = program {
                     self.respond(program, in_reply_to, now);

@@ -535,6 +535,44 @@ fn a_paused_case_holds_its_touchpoints_and_they_go_out_after_it_resumes() {
 }
 
 #[test]
+fn an_adverse_event_flag_holds_outreach_until_its_review_is_completed() {
+    let program = program();
+    let mut ids = CountingIds::default();
+    let mut e = enrolled(&SMS_EMAIL, &mut ids);
+    let flag = |id: &str| Change::AdverseEventFlagged {
+        review_task_id: id.into(),
+    };
+    let done = |id: &str| Change::ReviewCompleted {
+        task_id: id.into(),
+        by: "pv-1".into(),
+    };
+    e.apply(Some(&program), flag("review-1"), utc(ENROLLED), &mut ids);
+    e.apply(Some(&program), flag("review-2"), utc(ENROLLED), &mut ids);
+    assert!(
+        e.wake(&program, utc("2026-04-07T14:00:00Z"), &mut ids)
+            .is_empty(),
+        "nothing automated while a review is open"
+    );
+    assert_eq!(e.wake_at(), None, "held until reviewed");
+
+    // One review of two done: still held.
+    let first_done = utc("2026-04-08T15:00:00Z");
+    e.apply(Some(&program), done("review-1"), first_done, &mut ids);
+    assert!(e.wake(&program, first_done, &mut ids).is_empty());
+    // A completion of some other task changes nothing.
+    e.apply(Some(&program), done("not-a-review"), first_done, &mut ids);
+    assert!(e.wake(&program, first_done, &mut ids).is_empty());
+
+    let reviewed_at = utc("2026-04-10T15:00:00Z");
+    e.apply(Some(&program), done("review-2"), reviewed_at, &mut ids);
+    let requests = e.wake(&program, reviewed_at, &mut ids);
+    assert_eq!(
+        sends(&requests),
+        vec![("welcome", Channel::Sms, 1, reviewed_at)]
+    );
+}
+
+#[test]
 fn a_pause_or_hold_with_an_end_moves_touchpoints_to_that_end() {
     let program = program();
     let mut ids = CountingIds::default();
