@@ -690,6 +690,10 @@ fn write_program(work: &Path) -> PathBuf {
             format!("step-{step}.en.txt"),
             format!("Check-in {step} of {STEPS} from your care team."),
         ));
+        files.push((
+            format!("step-{step}.caregiver.en.txt"),
+            "{{ program_name }}: a check-in for someone in your care.".into(),
+        ));
     }
     for (name, text) in files {
         std::fs::write(templates.join(name), text).unwrap_or_else(|e| panic!("{e}"));

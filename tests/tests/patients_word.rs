@@ -6,6 +6,7 @@
 //!   patient's own texts still go out.
 //! - A number no case holds texts STOP; a case opened with it later starts with
 //!   SMS to it revoked, and nothing is texted to it.
+//! - A text for the caregiver is the caregiver's text: no patient name.
 
 use std::time::Duration;
 
@@ -109,6 +110,15 @@ async fn open_with_caregiver(
 
 /// A program text for `case_id` to `to`, as cadence would ask for it.
 fn program_text(case_id: &str, to: &str) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+    program_text_for(case_id, to, false)
+}
+
+/// A program text for `case_id` to `to`, for the caregiver when `to_caregiver`.
+fn program_text_for(
+    case_id: &str,
+    to: &str,
+    to_caregiver: bool,
+) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
     let attempt_id = uuid::Uuid::now_v7().to_string();
     let request = OutreachRequested {
         attempt_id: attempt_id.clone(),
@@ -121,6 +131,7 @@ fn program_text(case_id: &str, to: &str) -> (String, (Stream, touchpoint_proto::
         due_at: Some(timestamp(utc(NOW))),
         not_after: Some(timestamp(utc(NOW) + TimeDelta::hours(8))),
         attempt_number: 1,
+        to_caregiver,
         ..OutreachRequested::default()
     };
     let envelope = new_envelope(
@@ -304,4 +315,40 @@ async fn a_stop_from_a_number_no_case_holds_is_honoured_when_a_case_is_opened_wi
         hub.sms.received().iter().all(|m| m.to != stranger),
         "nothing is texted to the number"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_text_to_the_caregiver_is_the_caregivers_text_without_the_patients_name() {
+    let mut hub = Hub::start(NOW).await;
+    // The patient has no mobile of her own: texts reach her daughter.
+    let case_id = open_with_caregiver(&mut hub.cases, "", Some(CAREGIVER)).await;
+    let (attempt_id, request) = program_text_for(&case_id, CAREGIVER, true);
+    testkit::publish(&hub.prefix, &[request]).await;
+    let sent = hub
+        .attempts
+        .wait_for("the caregiver's text", WAIT, |e| match &e.payload {
+            Some(Payload::AttemptSent(s)) if s.attempt_id == attempt_id => Some(s.clone()),
+            Some(Payload::AttemptSuppressed(s)) if s.attempt_id == attempt_id => {
+                panic!("suppressed: {}", s.reason)
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(sent.channel, Channel::Sms as i32);
+    let texts: Vec<String> = hub
+        .sms
+        .received()
+        .into_iter()
+        .filter(|m| m.to == CAREGIVER)
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(texts.len(), 1);
+    let text = &texts[0];
+    assert!(
+        text.contains("we are checking in with someone in your care"),
+        "the caregiver's check-in: {text}"
+    );
+    for patient_data in ["Ana", "Ruiz"] {
+        assert!(!text.contains(patient_data), "{patient_data} in {text}");
+    }
 }

@@ -153,6 +153,7 @@ impl DueLoop {
             template_id: r.template,
             language: r.language as i32,
             destination: Some(r.destination),
+            to_caregiver: r.to_caregiver,
             due_at: Some(timestamp(r.due_at)),
             not_after: Some(timestamp(r.not_after)),
             attempt_number: r.number,

@@ -11,7 +11,8 @@ use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    AttemptFailed, CaseOpened, Channel, GetPlanRequest, InboundReceived, Language, StepState,
+    AttemptFailed, CaseOpened, Channel, ContactPoints, GetPlanRequest, InboundReceived, Language,
+    Person, StepState,
 };
 
 /// Tuesday 2026-04-07, 10:00 in New York: the welcome of a case enrolled a day
@@ -39,6 +40,49 @@ async fn welcome_sent(world: &World, outreach: &Outreach, case_id: &str) -> Requ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_that_falls_to_the_caregiver_is_asked_for_as_the_caregivers() {
+    let world = World::fixed(NOW).await;
+    let outreach = world.outreach();
+    let _replica = world.cadence(&shipped_programs(), 500).await;
+    let mut opened = case_opened("case-caregiver", "adherence", utc(ENROLLED));
+    if let Some(Payload::CaseOpened(case)) = opened.payload.as_mut() {
+        // No mobile of the patient's own; her son's.
+        if let Some(contact) = case.patient.as_mut().and_then(|p| p.contact.as_mut()) {
+            contact.mobile_e164.clear();
+        }
+        case.caregiver = Some(Person {
+            name: None,
+            contact: Some(ContactPoints {
+                mobile_e164: "+12125550177".into(),
+                ..ContactPoints::default()
+            }),
+            relationship: "son".into(),
+        });
+    }
+    world
+        .publish(&[
+            (Stream::Case, opened),
+            (Stream::Case, consent("case-caregiver", Channel::Sms)),
+        ])
+        .await;
+    let sent = eventually("the welcome text", WAIT, || async {
+        outreach
+            .all()
+            .into_iter()
+            .find(|r| r.case_id == "case-caregiver")
+    })
+    .await;
+    assert_eq!(
+        sent.request.destination.and_then(|d| d.value),
+        Some(Value::PhoneE164("+12125550177".into()))
+    );
+    assert!(
+        sent.request.to_caregiver,
+        "dispatch sends the caregiver's text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_touchpoint_is_requested_with_what_dispatch_needs() {
     let world = World::fixed(NOW).await;
     let outreach = world.outreach();
@@ -55,6 +99,7 @@ async fn a_due_touchpoint_is_requested_with_what_dispatch_needs() {
         r.destination.as_ref().and_then(|d| d.value.clone()),
         Some(Value::PhoneE164("+12125550142".into()))
     );
+    assert!(!r.to_caregiver, "the patient's own number");
     assert_eq!(r.due_at.as_ref().and_then(instant), Some(utc(NOW)));
     assert_eq!(sent.requested_at, utc(NOW));
     // The program's window closes at 20:00 in New York.

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
-use touchpoint_programs::{Catalogue, MessageFacts};
+use touchpoint_programs::{Audience, Catalogue, MessageFacts};
 use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
     Channel, GetAttemptRequest, GetAttemptResponse, Language, ListAttemptsRequest,
@@ -82,6 +82,7 @@ pub fn preview(
         first_name: name("first_name", &given.first_name)?,
         last_name: name("last_name", &given.last_name)?,
         program_name: program.name.clone(),
+        audience: Audience::Patient,
     };
     let mut messages = Vec::new();
     for plan in &step.channels {

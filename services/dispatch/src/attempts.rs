@@ -86,6 +86,8 @@ pub struct Attempt {
     pub coordinator_id: String,
     /// An answer to an SMS keyword: the last-moment checks pass it.
     pub keyword_reply: bool,
+    /// To the caregiver: written from the caregiver's text.
+    pub to_caregiver: bool,
     /// The patient's names, for the message (patient data).
     pub first_name: String,
     /// The family name (patient data).
@@ -162,6 +164,7 @@ pub enum AttemptsError {
 const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
     a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
     a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,
+    a.to_caregiver,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
     v.coordinator_id, v.first_name, v.last_name,
     EXISTS (SELECT 1 FROM opted_out_destinations o
@@ -440,6 +443,7 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
             .try_get::<Option<String>, _>("coordinator_id")?
             .unwrap_or_default(),
         keyword_reply: row.try_get("keyword_reply")?,
+        to_caregiver: row.try_get("to_caregiver")?,
         first_name: row
             .try_get::<Option<String>, _>("first_name")?
             .unwrap_or_default(),

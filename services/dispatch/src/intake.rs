@@ -111,6 +111,8 @@ pub struct Request {
     pub not_after: DateTime<Utc>,
     /// An answer to an SMS keyword, sent whatever the checks say.
     pub keyword_reply: bool,
+    /// The destination is the caregiver's: the caregiver's text goes.
+    pub to_caregiver: bool,
 }
 
 impl std::fmt::Debug for Request {
@@ -277,6 +279,7 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
                     .and_then(instant)
                     .ok_or(bad("not_after"))?,
                 keyword_reply: r.purpose == OutreachPurpose::KeywordReply as i32,
+                to_caregiver: r.to_caregiver,
             }))
         }
         _ => return Ok(None),
@@ -460,12 +463,14 @@ async fn record_requests(
     sqlx::query(
         "INSERT INTO attempts (attempt_id, case_id, program_id, step_id, template_id, channel,
              language, attempt_number, destination, due_at, not_after, next_try_at,
-             request_event_id, correlation_id, traceparent, requested_at, keyword_reply)
-         SELECT a, c, p, s, t, ch, l, n, d, due, na, $16, e, co, tr, rq, kr
+             request_event_id, correlation_id, traceparent, requested_at, keyword_reply,
+             to_caregiver)
+         SELECT a, c, p, s, t, ch, l, n, d, due, na, $16, e, co, tr, rq, kr, cg
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::int[], $9::text[], $10::timestamptz[], $11::timestamptz[],
-                     $12::uuid[], $13::text[], $14::text[], $15::timestamptz[], $17::bool[])
-              AS r(a, c, p, s, t, ch, l, n, d, due, na, e, co, tr, rq, kr)
+                     $12::uuid[], $13::text[], $14::text[], $15::timestamptz[], $17::bool[],
+                     $18::bool[])
+              AS r(a, c, p, s, t, ch, l, n, d, due, na, e, co, tr, rq, kr, cg)
          ON CONFLICT (attempt_id) DO NOTHING",
     )
     .bind(&ids)
@@ -488,6 +493,12 @@ async fn record_requests(
         requests
             .iter()
             .map(|(_, r)| r.keyword_reply)
+            .collect::<Vec<bool>>(),
+    )
+    .bind(
+        requests
+            .iter()
+            .map(|(_, r)| r.to_caregiver)
             .collect::<Vec<bool>>(),
     )
     .execute(&mut *tx)

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::outbox::{self, OutboxError};
 use touchpoint_platform::rounds;
-use touchpoint_programs::{Catalogue, Message, MessageFacts};
+use touchpoint_programs::{Audience, Catalogue, Message, MessageFacts};
 use touchpoint_proto::v1::{Channel, SuppressionReason};
 
 use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
@@ -463,10 +463,20 @@ impl Sender {
             .catalogue
             .templates(&attempt.program_id)
             .ok_or("program_not_loaded")?;
-        let facts = MessageFacts {
-            first_name: attempt.first_name.clone(),
-            last_name: attempt.last_name.clone(),
-            program_name: program.name.clone(),
+        // A caregiver's message is written without the patient's name.
+        let facts = if attempt.to_caregiver {
+            MessageFacts {
+                audience: Audience::Caregiver,
+                program_name: program.name.clone(),
+                ..MessageFacts::default()
+            }
+        } else {
+            MessageFacts {
+                first_name: attempt.first_name.clone(),
+                last_name: attempt.last_name.clone(),
+                program_name: program.name.clone(),
+                audience: Audience::Patient,
+            }
         };
         templates
             .render(

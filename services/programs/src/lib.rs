@@ -23,7 +23,10 @@ use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
 use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
-pub use templates::{Message, MessageFacts, RenderError, SMS_VARIABLES, Templates, VARIABLES};
+pub use templates::{
+    Audience, CAREGIVER_VARIABLES, Message, MessageFacts, RenderError, SMS_VARIABLES, Templates,
+    VARIABLES,
+};
 pub use validate::{ProgramError, load_dir, load_dir_with_templates, parse};
 
 /// A validated program.

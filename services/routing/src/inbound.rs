@@ -480,6 +480,8 @@ impl Inbound {
             not_after: Some(timestamp(contact.received_at + REPLY_WITHIN)),
             attempt_number: 1,
             purpose: OutreachPurpose::KeywordReply as i32,
+            // Keyword answers name only the program, whoever texted.
+            to_caregiver: false,
         };
         Some(OutgoingEvent::new(
             self.outreach_topic.clone(),

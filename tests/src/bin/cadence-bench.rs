@@ -281,5 +281,6 @@ fn write_program() -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(folder.join("templates"))?;
     std::fs::write(folder.join("program.toml"), PROGRAM)?;
     std::fs::write(folder.join("templates").join("t.en.txt"), "Hello")?;
+    std::fs::write(folder.join("templates").join("t.caregiver.en.txt"), "Hello")?;
     Ok(root)
 }

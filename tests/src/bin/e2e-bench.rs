@@ -702,5 +702,9 @@ fn write_program(work: &std::path::Path, steps: usize) -> anyhow::Result<PathBuf
     std::fs::create_dir_all(folder.join("templates"))?;
     std::fs::write(folder.join("program.toml"), program(steps))?;
     std::fs::write(folder.join("templates").join("welcome.en.txt"), TEMPLATE)?;
+    std::fs::write(
+        folder.join("templates").join("welcome.caregiver.en.txt"),
+        "A message from {{ program_name }}",
+    )?;
     Ok(root)
 }

@@ -86,6 +86,22 @@ impl Destinations {
         Some(ContactPoint { value: Some(value) })
     }
 
+    /// Whether `point` reaches the caregiver and not the patient: a message to
+    /// it is the caregiver's, with no more than the minimum necessary.
+    pub fn is_caregivers(&self, point: &ContactPoint) -> bool {
+        let Some(Value::PhoneE164(value) | Value::Email(value) | Value::FaxE164(value)) =
+            point.value.as_ref()
+        else {
+            return false;
+        };
+        let holds = |p: &PersonContacts| {
+            [&p.mobile, &p.landline, &p.email]
+                .into_iter()
+                .any(|v| v.as_deref() == Some(value.as_str()))
+        };
+        holds(&self.caregiver) && !holds(&self.patient)
+    }
+
     /// Whether `point` opted out of `channel`.
     pub fn is_opted_out(&self, channel: Channel, point: &str) -> bool {
         self.opted_out
@@ -184,6 +200,29 @@ mod tests {
         assert_eq!(d.for_channel(Channel::Email), None);
         assert_eq!(d.for_channel(Channel::Fax), None);
         assert_eq!(d.for_channel(Channel::Mail), None);
+    }
+
+    #[test]
+    fn a_message_to_the_caregivers_number_is_the_caregivers() {
+        let d = Destinations {
+            patient: PersonContacts {
+                email: Some("ana@example.com".into()),
+                ..PersonContacts::default()
+            },
+            caregiver: PersonContacts {
+                mobile: Some("+13125550199".into()),
+                email: Some("ana@example.com".into()),
+                ..PersonContacts::default()
+            },
+            ..Destinations::default()
+        };
+        let sms = d.for_channel(Channel::Sms);
+        assert!(sms.as_ref().is_some_and(|p| d.is_caregivers(p)));
+        let email = d.for_channel(Channel::Email);
+        assert!(
+            email.as_ref().is_some_and(|p| !d.is_caregivers(p)),
+            "an address both share is the patient's"
+        );
     }
 
     #[test]

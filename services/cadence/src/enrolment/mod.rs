@@ -258,6 +258,9 @@ pub struct Request {
     pub language: Language,
     /// Where to send it (patient data).
     pub destination: ContactPoint,
+    /// The destination is the caregiver's: the caregiver's text goes, which
+    /// names neither the patient nor their condition.
+    pub to_caregiver: bool,
     /// When the program made it due.
     pub due_at: DateTime<Utc>,
     /// When it was requested.
@@ -791,6 +794,7 @@ impl Enrolment {
             channel,
             number: waiting.attempt.number,
             language: self.language_for(program),
+            to_caregiver: self.destinations.is_caregivers(&destination),
             destination,
             due_at: waiting.attempt.due_at,
             requested_at: now,

@@ -59,6 +59,11 @@ pub fn programs_dir(id: &str, toml: &str, templates: &[&str]) -> ProgramsDir {
     for template in templates {
         std::fs::write(folder.join(format!("{template}.en.txt")), "Hello")
             .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            folder.join(format!("{template}.caregiver.en.txt")),
+            "A message from {{ program_name }}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
     ProgramsDir(root)
 }

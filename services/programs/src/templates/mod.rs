@@ -1,9 +1,10 @@
 //! A program's message templates, checked when the program is loaded and
 //! rendered by dispatch.
 //!
-//! Files are `templates/<template>.<language>[.<channel>].<ext>`: `welcome.en.txt`
-//! is the text for every channel without a file of its own, `welcome.es.sms.txt`
-//! the Spanish SMS, `welcome.en.email.html` the HTML part of the English email.
+//! Files are `templates/<template>[.caregiver].<language>[.<channel>].<ext>`:
+//! `welcome.en.txt` is the text for every channel without a file of its own,
+//! `welcome.es.sms.txt` the Spanish SMS, `welcome.en.email.html` the HTML part of
+//! the English email, `welcome.caregiver.en.txt` what a caregiver receives.
 //! An email's subject is set in its text with `{% set subject = "..." %}`. A
 //! template may use `first_name`, `last_name` and `program_name`; an SMS only
 //! `first_name` and `program_name`, the minimum necessary for a message that
@@ -13,6 +14,12 @@
 //! Every channel a step sends on (SMS, email, fax) needs a text in the program's
 //! first language. A missing translation falls back to it, and the rendered
 //! message says so.
+//!
+//! A caregiver gets the minimum necessary (HIPAA): a step sent by SMS or email
+//! may reach the caregiver's number or address when the patient has none, so
+//! it needs a caregiver text, which may use only `program_name`: never the
+//! patient's name. Naming the patient's condition or therapy is for the
+//! program's reviewers to keep out of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,6 +34,10 @@ use crate::{Program, ProgramError};
 pub const VARIABLES: [&str; 3] = ["first_name", "last_name", "program_name"];
 /// The variables an SMS may use.
 pub const SMS_VARIABLES: [&str; 2] = ["first_name", "program_name"];
+/// The variables a caregiver's text may use.
+pub const CAREGIVER_VARIABLES: [&str; 1] = ["program_name"];
+/// Channels whose messages may reach a caregiver.
+const TO_CAREGIVERS: [Channel; 2] = [Channel::Sms, Channel::Email];
 /// Channels whose messages are written from templates (voice is a call task for
 /// a coordinator; postal mail is not sent by outreach requests).
 const WRITTEN: [Channel; 3] = [Channel::Sms, Channel::Email, Channel::Fax];
@@ -37,9 +48,20 @@ enum Part {
     Html,
 }
 
+/// Who a message is written for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Audience {
+    /// The patient.
+    #[default]
+    Patient,
+    /// The patient's caregiver: the minimum necessary, no patient name.
+    Caregiver,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     template: String,
+    audience: Audience,
     language: Language,
     channel: Option<Channel>,
     part: Part,
@@ -54,6 +76,9 @@ pub struct MessageFacts {
     pub last_name: String,
     /// The program's display name.
     pub program_name: String,
+    /// Who it is for: a caregiver's message is written from the caregiver's
+    /// text, without the names above.
+    pub audience: Audience,
 }
 
 /// A rendered message (patient data: `Debug` shows only its shape).
@@ -161,14 +186,22 @@ impl Templates {
                 .get_template(&name)
                 .map(|t| t.undeclared_variables(false))
                 .unwrap_or_default();
+            let allowed: &[&str] = match key.audience {
+                Audience::Patient => &VARIABLES,
+                Audience::Caregiver => &CAREGIVER_VARIABLES,
+            };
             let unknown: Vec<&String> = used
                 .iter()
-                .filter(|v| !VARIABLES.contains(&v.as_str()))
+                .filter(|v| !allowed.contains(&v.as_str()))
                 .collect();
             if !unknown.is_empty() {
+                let why = match key.audience {
+                    Audience::Patient => "unknown",
+                    Audience::Caregiver => "a caregiver's text may not use",
+                };
                 errors.push(problem(
                     "variables",
-                    format!("unknown {unknown:?}: use {}", VARIABLES.join(", ")),
+                    format!("{why} {unknown:?}: use {}", allowed.join(", ")),
                 ));
             }
             variables.insert(name.clone(), used.into_iter().collect());
@@ -203,6 +236,28 @@ impl Templates {
                     continue;
                 }
                 let name = channel_name(channel);
+                let lang = language_code(self.default_language);
+                if TO_CAREGIVERS.contains(&channel)
+                    && self
+                        .file_for(
+                            &step.template,
+                            Audience::Caregiver,
+                            self.default_language,
+                            channel,
+                            Part::Text,
+                        )
+                        .is_none()
+                {
+                    errors.push(ProgramError {
+                        file: program_file.to_owned(),
+                        step: Some(step.id.clone()),
+                        field: "template".into(),
+                        problem: format!(
+                            "no {lang} caregiver text for {name}: a caregiver may receive this step; add templates/{t}.caregiver.{lang}.txt",
+                            t = step.template,
+                        ),
+                    });
+                }
                 if self
                     .file(&step.template, self.default_language, channel, Part::Text)
                     .is_none()
@@ -248,8 +303,7 @@ impl Templates {
         }
     }
 
-    /// The file for `template` in `language` on `channel`: the channel's own, else
-    /// the generic one.
+    /// The patient's file for `template` in `language` on `channel`.
     fn file(
         &self,
         template: &str,
@@ -257,9 +311,23 @@ impl Templates {
         channel: Channel,
         part: Part,
     ) -> Option<&String> {
+        self.file_for(template, Audience::Patient, language, channel, part)
+    }
+
+    /// The file for `template` for `audience` in `language` on `channel`: the
+    /// channel's own, else the generic one.
+    fn file_for(
+        &self,
+        template: &str,
+        audience: Audience,
+        language: Language,
+        channel: Channel,
+        part: Part,
+    ) -> Option<&String> {
         [Some(channel), None].into_iter().find_map(|channel| {
             self.files.get(&Key {
                 template: template.to_owned(),
+                audience,
                 language,
                 channel,
                 part,
@@ -268,7 +336,8 @@ impl Templates {
     }
 
     /// Renders `template` for `channel` in `language`, or in the program's first
-    /// language when it has no translation.
+    /// language when it has no translation, for `facts.audience`: a caregiver's
+    /// message comes only from a caregiver text, never from the patient's.
     pub fn render(
         &self,
         template: &str,
@@ -276,13 +345,14 @@ impl Templates {
         channel: Channel,
         facts: &MessageFacts,
     ) -> Result<Message, RenderError> {
+        let audience = facts.audience;
         let (language, text_file, fell_back) =
-            match self.file(template, language, channel, Part::Text) {
+            match self.file_for(template, audience, language, channel, Part::Text) {
                 Some(file) => (language, file, false),
                 None => {
                     let fallback = self.default_language;
                     let file = self
-                        .file(template, fallback, channel, Part::Text)
+                        .file_for(template, audience, fallback, channel, Part::Text)
                         .ok_or_else(|| RenderError::Missing {
                             template: template.to_owned(),
                             channel: channel_name(channel),
@@ -290,10 +360,15 @@ impl Templates {
                     (fallback, file, true)
                 }
             };
-        let ctx = context! {
-            first_name => facts.first_name,
-            last_name => facts.last_name,
-            program_name => facts.program_name,
+        let ctx = match audience {
+            Audience::Patient => context! {
+                first_name => facts.first_name,
+                last_name => facts.last_name,
+                program_name => facts.program_name,
+            },
+            Audience::Caregiver => context! {
+                program_name => facts.program_name,
+            },
         };
         let failed = |name: &str, e: minijinja::Error| RenderError::Failed {
             name: name.to_owned(),
@@ -312,7 +387,10 @@ impl Templates {
             .and_then(|v| v.as_str().map(|s| s.trim().to_owned()))
             .filter(|s| !s.is_empty());
         let text = rendered.into_output();
-        let html = match (channel, self.file(template, language, channel, Part::Html)) {
+        let html = match (
+            channel,
+            self.file_for(template, audience, language, channel, Part::Html),
+        ) {
             (Channel::Email, Some(file)) => Some(
                 self.env
                     .get_template(file)
@@ -331,13 +409,23 @@ impl Templates {
     }
 }
 
-/// `<template>.<language>[.<channel>].<txt|html>`.
+/// `<template>[.caregiver].<language>[.<channel>].<txt|html>`.
 fn parse_name(name: &str) -> Result<Key, String> {
-    let parts: Vec<&str> = name.split('.').collect();
+    let mut parts: Vec<&str> = name.split('.').collect();
+    let audience = if parts.get(1) == Some(&"caregiver") {
+        parts.remove(1);
+        Audience::Caregiver
+    } else {
+        Audience::Patient
+    };
     let (template, language, channel, ext) = match parts.as_slice() {
         [t, l, e] => (*t, *l, None, *e),
         [t, l, c, e] => (*t, *l, Some(*c), *e),
-        _ => return Err("must be <template>.<language>[.<channel>].txt or .html".into()),
+        _ => {
+            return Err(
+                "must be <template>[.caregiver].<language>[.<channel>].txt or .html".into(),
+            );
+        }
     };
     let language = match language {
         "en" => Language::En,
@@ -362,6 +450,7 @@ fn parse_name(name: &str) -> Result<Key, String> {
     }
     Ok(Key {
         template: template.to_owned(),
+        audience,
         language,
         channel,
         part,

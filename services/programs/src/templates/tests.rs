@@ -54,10 +54,18 @@ fn facts() -> MessageFacts {
         first_name: "Ana".into(),
         last_name: "<Ruiz & Co>".into(),
         program_name: "Patient Support".into(),
+        audience: Audience::Patient,
     }
 }
 
-const GOOD: [(&str, &str); 5] = [
+/// What a caregiver receives for the test program's step.
+const CAREGIVER: (&str, &str) = (
+    "hello.caregiver.en.txt",
+    "A message for you from {{ program_name }}. Reply or call us.",
+);
+
+const GOOD: [(&str, &str); 6] = [
+    CAREGIVER,
     (
         "hello.en.txt",
         "Hi {{ first_name }}, from {{ program_name }}.",
@@ -166,15 +174,20 @@ fn an_sms_may_carry_no_more_than_the_first_name() {
     let ok = load(&[
         ("hello.en.txt", "Dear {{ first_name }} {{ last_name }}"),
         ("hello.en.sms.txt", "Hi {{ first_name }}"),
+        CAREGIVER,
     ]);
     assert!(ok.is_ok(), "{ok:?}");
 }
 
 #[test]
 fn each_channel_of_a_step_needs_a_text_in_the_first_language() {
-    let errors = load(&[("hello.en.sms.txt", "Hi"), ("hello.es.txt", "Hola")])
-        .err()
-        .unwrap_or_default();
+    let errors = load(&[
+        ("hello.en.sms.txt", "Hi"),
+        ("hello.es.txt", "Hola"),
+        CAREGIVER,
+    ])
+    .err()
+    .unwrap_or_default();
     for channel in ["email", "fax"] {
         assert!(
             errors
@@ -187,11 +200,57 @@ fn each_channel_of_a_step_needs_a_text_in_the_first_language() {
 }
 
 #[test]
+fn a_caregivers_text_holds_no_patient_name() -> Result<(), RenderError> {
+    let templates = load(&GOOD).unwrap_or_else(|e| panic!("{e:?}"));
+    let to_caregiver = MessageFacts {
+        audience: Audience::Caregiver,
+        ..facts()
+    };
+    for channel in [Channel::Sms, Channel::Email] {
+        let message = templates.render("hello", Language::Es, channel, &to_caregiver)?;
+        assert_eq!(
+            message.text,
+            "A message for you from Patient Support. Reply or call us."
+        );
+        assert!(!message.text.contains("Ana") && !message.text.contains("Ruiz"));
+        assert_eq!(message.html, None, "never the patient's HTML part");
+        assert!(message.fell_back, "the first language's caregiver text");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_program_whose_steps_can_reach_a_caregiver_needs_caregiver_texts_without_names() {
+    let without = load(&GOOD[1..]).err().unwrap_or_default();
+    for channel in ["sms", "email"] {
+        assert!(
+            without.iter().any(|e| e.contains(&format!(
+                "step hello: template: no en caregiver text for {channel}"
+            ))),
+            "{channel}: {without:#?}"
+        );
+    }
+    assert!(
+        !without.iter().any(|e| e.contains("caregiver text for fax")),
+        "a fax goes to the prescriber: {without:#?}"
+    );
+    let mut named = GOOD;
+    named[0] = ("hello.caregiver.en.txt", "About {{ first_name }}'s therapy");
+    let errors = load(&named).err().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "hello.caregiver.en.txt: variables: a caregiver's text may not use [\"first_name\"]"
+        )),
+        "{errors:#?}"
+    );
+}
+
+#[test]
 fn a_language_the_program_does_not_list_is_refused() {
     let text = PROGRAM.replace(r#"languages = ["en", "es"]"#, r#"languages = ["en"]"#);
     let ids = ["hello".to_owned()].into_iter().collect();
     let program = parse("p.toml", &text, &ids).unwrap_or_else(|e| panic!("{e:?}"));
-    let folder = folder(&[("hello.en.txt", "Hi"), ("hello.es.txt", "Hola")]);
+    let folder = folder(&[("hello.en.txt", "Hi"), ("hello.es.txt", "Hola"), CAREGIVER]);
     let errors = Templates::load(&folder.0, &program, "p.toml")
         .err()
         .unwrap_or_default();
