@@ -33,6 +33,7 @@ impl Payload {
             Payload::OutreachRequested(_) => "touchpoint.v1.OutreachRequested",
             Payload::OutreachHeld(_) => "touchpoint.v1.OutreachHeld",
             Payload::OutreachResumed(_) => "touchpoint.v1.OutreachResumed",
+            Payload::OutreachExpired(_) => "touchpoint.v1.OutreachExpired",
             Payload::AttemptSent(_) => "touchpoint.v1.AttemptSent",
             Payload::AttemptDelivered(_) => "touchpoint.v1.AttemptDelivered",
             Payload::AttemptFailed(_) => "touchpoint.v1.AttemptFailed",

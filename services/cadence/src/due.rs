@@ -22,7 +22,7 @@ use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
 use touchpoint_platform::rounds;
 use touchpoint_platform::trace_context::current_traceparent;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{OutreachPurpose, OutreachRequested};
+use touchpoint_proto::v1::{OutreachExpired, OutreachPurpose, OutreachRequested};
 
 use crate::enrolment::{Request, V7Ids};
 use crate::program::Catalogue;
@@ -107,8 +107,20 @@ impl DueLoop {
             if let Some(program) = program {
                 // Plans what a program change added before waking.
                 enrolment.replan(program, now, &mut V7Ids);
+                let expired_before = enrolment.expired();
                 for request in enrolment.wake(program, now, &mut V7Ids) {
                     events.push(self.outreach_requested(case_id, &enrolment.program_id, request));
+                }
+                // What expired in this wake goes on the timeline.
+                for (step_id, at) in enrolment.expired() {
+                    if !expired_before.iter().any(|(id, _)| *id == step_id) {
+                        let payload = Payload::OutreachExpired(OutreachExpired {
+                            step_id,
+                            expired_at: Some(timestamp(at)),
+                        });
+                        let envelope = new_envelope(case_id, SOURCE, now, payload, None);
+                        events.push(OutgoingEvent::new(self.topic.clone(), envelope));
+                    }
                 }
             }
             wakes.push(store::timer(enrolment, program.is_some(), now));

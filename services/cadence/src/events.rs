@@ -210,6 +210,7 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         | Payload::OutreachRequested(_)
         | Payload::OutreachHeld(_)
         | Payload::OutreachResumed(_)
+        | Payload::OutreachExpired(_)
         | Payload::AttemptSent(_)
         | Payload::AttemptDelivered(_)
         | Payload::CallTaskRequested(_)

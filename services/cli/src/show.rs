@@ -107,6 +107,9 @@ pub fn describe(payload: &Payload) -> String {
             format!("adverse-event review done by {}; outreach goes on", r.by)
         }
         Payload::OutreachResumed(r) => format!("automated outreach resumed by {}", r.by),
+        Payload::OutreachExpired(x) => {
+            format!("step {} expired: no longer true, nothing sent", x.step_id)
+        }
         Payload::TaskWithdrawn(w) if w.claimed => format!(
             "{} task left with its coordinator, marked: {}",
             w.kind,

@@ -19,7 +19,7 @@ mod window;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use chrono::{NaiveDate, NaiveTime, TimeDelta, Weekday};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc, Weekday};
 use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
@@ -124,12 +124,28 @@ pub struct Step {
     pub anchor: Anchor,
     /// Offset from the anchor (negative: before it).
     pub offset: TimeDelta,
+    /// How long after its due time the step still makes sense (`expires`).
+    pub expires: Option<TimeDelta>,
     /// Channels in order of preference.
     pub channels: Vec<ChannelPlan>,
     /// Template id, rendered by dispatch per language and channel.
     pub template: String,
     /// What ends the step.
     pub exit_when: BTreeSet<ExitRule>,
+}
+
+impl Step {
+    /// When the step stops being true, for a run whose anchor was at
+    /// `anchor_at`: its due time plus `expires`; for a reminder before a refill
+    /// date that says nothing, the refill date itself; otherwise never. Past it,
+    /// nothing of the step is sent.
+    pub fn expires_at(&self, anchor_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match (self.expires, &self.anchor) {
+            (Some(after), _) => Some(anchor_at + self.offset + after),
+            (None, Anchor::RefillDue) if self.offset < TimeDelta::zero() => Some(anchor_at),
+            (None, _) => None,
+        }
+    }
 }
 
 /// The programs a service runs, by id, with their templates when it writes

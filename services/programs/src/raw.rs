@@ -44,6 +44,8 @@ pub struct RawStep {
     pub offset: Option<String>,
     pub template: String,
     #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
     pub channels: Vec<RawChannel>,
     #[serde(default)]
     pub exit_when: Vec<String>,

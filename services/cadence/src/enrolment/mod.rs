@@ -111,6 +111,9 @@ pub enum EndReason {
     StepRemoved,
     /// The contact window has no open day within a year.
     NoOpenDay,
+    /// Its touchpoint was no longer true when it could go out (a refill
+    /// reminder after the refill date, a step past its `expires`).
+    Expired,
 }
 
 impl EndReason {
@@ -123,6 +126,7 @@ impl EndReason {
             EndReason::TherapyStopped => "therapy_stopped",
             EndReason::StepRemoved => "step_removed",
             EndReason::NoOpenDay => "no_open_day",
+            EndReason::Expired => "expired",
         }
     }
 }
@@ -213,9 +217,16 @@ impl StepRun {
     }
 
     /// When it completed or was exhausted: the anchor of `after:` steps.
+    /// When the run ended in its own course (answered, exhausted, or expired):
+    /// what an `after:` step follows.
     fn finished_at(&self) -> Option<DateTime<Utc>> {
         match self.state {
-            RunState::Completed { at } | RunState::Exhausted { at } => Some(at),
+            RunState::Completed { at }
+            | RunState::Exhausted { at }
+            | RunState::Cancelled {
+                at,
+                reason: EndReason::Expired,
+            } => Some(at),
             _ => None,
         }
     }
@@ -741,6 +752,20 @@ impl Enrolment {
         requests
     }
 
+    /// The steps whose run ended expired, with when.
+    pub fn expired(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.runs
+            .iter()
+            .filter_map(|(id, run)| match run.state {
+                RunState::Cancelled {
+                    at,
+                    reason: EndReason::Expired,
+                } => Some((id.clone(), at)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Looks at one due touchpoint: sends it, moves it, or ends its run.
     fn fire(
         &mut self,
@@ -755,6 +780,16 @@ impl Enrolment {
         };
         if self.status == CaseStatus::Closed {
             self.run_mut(step_id)?.cancel(now, EndReason::Closed);
+            return None;
+        }
+        // A touchpoint that is no longer true is never sent: not after a pause,
+        // not on a retry under a new attempt id.
+        let expires_at = self
+            .runs
+            .get(step_id)
+            .and_then(|run| step.expires_at(run.anchor_at));
+        if expires_at.is_some_and(|at| now >= at) {
+            self.run_mut(step_id)?.cancel(now, EndReason::Expired);
             return None;
         }
         if let Some(until) = self.paused_at(now) {
@@ -779,6 +814,10 @@ impl Enrolment {
         match deliverable_at(program, tz, &self.sent, now) {
             None => {
                 self.run_mut(step_id)?.cancel(now, EndReason::NoOpenDay);
+                return None;
+            }
+            Some(at) if expires_at.is_some_and(|expires| at >= expires) => {
+                self.run_mut(step_id)?.cancel(now, EndReason::Expired);
                 return None;
             }
             Some(at) if at > now => {

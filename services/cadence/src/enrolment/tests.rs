@@ -626,6 +626,95 @@ fn a_closed_case_sends_nothing_more() {
 }
 
 #[test]
+fn a_refill_reminder_whose_date_passed_during_a_pause_is_never_sent_and_ends_expired() {
+    let program = program();
+    let mut ids = CountingIds::default();
+    let mut e = enrolled(&[Channel::Sms], &mut ids);
+    // Refill due 2026-05-06 14:00 UTC; its reminder 3 days before.
+    e.apply(
+        Some(&program),
+        Change::Filled {
+            at: utc("2026-04-06T14:00:00Z"),
+            days_supply: 30,
+        },
+        utc(ENROLLED),
+        &mut ids,
+    );
+    let paused_at = utc("2026-05-01T14:00:00Z");
+    e.apply(
+        Some(&program),
+        Change::Paused { until: None },
+        paused_at,
+        &mut ids,
+    );
+    assert!(
+        e.wake(&program, utc("2026-05-03T14:00:00Z"), &mut ids)
+            .iter()
+            .all(|r| r.step_id != "refill"),
+        "held while paused"
+    );
+    let resumed_at = utc("2026-05-08T14:00:00Z");
+    e.apply(Some(&program), Change::Resumed, resumed_at, &mut ids);
+    let requests = e.wake(&program, resumed_at, &mut ids);
+    assert!(
+        requests.iter().all(|r| r.step_id != "refill"),
+        "a reminder for a refill date that passed is never sent"
+    );
+    assert_eq!(
+        run(&e, "refill").state,
+        RunState::Cancelled {
+            at: resumed_at,
+            reason: EndReason::Expired
+        }
+    );
+    assert_eq!(e.expired(), vec![("refill".to_owned(), resumed_at)]);
+}
+
+#[test]
+fn a_refill_reminders_retry_stops_at_the_refill_date() {
+    let program = program();
+    let mut ids = CountingIds::default();
+    let mut e = enrolled(&[Channel::Sms], &mut ids);
+    e.apply(
+        Some(&program),
+        Change::Filled {
+            at: utc("2026-04-06T14:00:00Z"),
+            days_supply: 30,
+        },
+        utc(ENROLLED),
+        &mut ids,
+    );
+    // Held until the day before the refill: the first reminder goes then, and
+    // its second try would fall on the refill date itself.
+    let pause = (
+        utc("2026-05-01T14:00:00Z"),
+        Change::Paused {
+            until: Some(utc("2026-05-05T14:00:00Z")),
+        },
+    );
+    let sent = simulate(
+        &program,
+        &mut e,
+        vec![pause],
+        utc("2026-05-20T00:00:00Z"),
+        &mut ids,
+    );
+    let reminders: Vec<DateTime<Utc>> = sent
+        .iter()
+        .filter(|r| r.step_id == "refill")
+        .map(|r| r.requested_at)
+        .collect();
+    assert_eq!(reminders, vec![utc("2026-05-05T14:00:00Z")]);
+    assert!(matches!(
+        run(&e, "refill").state,
+        RunState::Cancelled {
+            reason: EndReason::Expired,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn a_new_fill_starts_a_new_refill_cycle_and_therapy_stop_ends_it() {
     let program = program();
     let mut ids = CountingIds::default();

@@ -371,6 +371,22 @@ fn check_steps(
                 "is negative on a forward anchor (enrolled, therapy_start, after:)",
             );
         }
+        let expires = match step.expires.as_deref().map(parse_offset) {
+            None => Some(None),
+            Some(Ok(after)) if after > TimeDelta::zero() => Some(Some(after)),
+            Some(Ok(_)) => {
+                errors.add(
+                    at,
+                    "expires",
+                    "must be a positive duration after the due time",
+                );
+                None
+            }
+            Some(Err(problem)) => {
+                errors.add(at, "expires", problem);
+                None
+            }
+        };
         if !templates.contains(&step.template) {
             errors.add(
                 at,
@@ -400,11 +416,12 @@ fn check_steps(
         // cancels what is pending on its channel; it ends the step only when listed,
         // else the step falls back to another consented channel.
         exit_when.insert(ExitRule::Closed);
-        match (anchor, offset, channels) {
-            (Some(anchor), Some(offset), Some(channels)) => steps.push(Step {
+        match (anchor, offset, channels, expires) {
+            (Some(anchor), Some(offset), Some(channels), Some(expires)) => steps.push(Step {
                 id: step.id.clone(),
                 anchor,
                 offset,
+                expires,
                 channels,
                 template: step.template.clone(),
                 exit_when,

@@ -223,3 +223,58 @@ fn the_shipped_programs_are_valid() -> Result<(), Vec<ProgramError>> {
     assert_eq!(programs[0].languages, vec![Language::En, Language::Es]);
     Ok(())
 }
+
+#[test]
+fn a_step_expires_after_its_due_time_and_a_refill_reminder_at_the_refill_date() {
+    let text = r#"
+id = "p"
+name = "P"
+languages = ["en"]
+[[steps]]
+id = "soon"
+anchor = "refill_due"
+offset = "-5d"
+template = "t"
+channels = [{ channel = "sms" }]
+[[steps]]
+id = "late"
+anchor = "refill_due"
+offset = "2d"
+template = "t"
+channels = [{ channel = "sms" }]
+[[steps]]
+id = "hello"
+anchor = "enrolled"
+offset = "1d"
+expires = "2d"
+template = "t"
+channels = [{ channel = "sms" }]
+"#;
+    let templates = ["t".to_owned()].into_iter().collect();
+    let program = crate::parse("p.toml", text, &templates).unwrap_or_else(|e| panic!("{e:?}"));
+    let anchor = crate::fixtures::utc("2026-05-06T14:00:00Z");
+    let expiry = |id: &str| {
+        program
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.expires_at(anchor))
+    };
+    assert_eq!(expiry("soon"), Some(anchor), "at the refill date");
+    assert_eq!(expiry("late"), None, "after the date: only if it says so");
+    assert_eq!(
+        expiry("hello"),
+        Some(crate::fixtures::utc("2026-05-09T14:00:00Z")),
+        "due a day after its anchor, true for two more"
+    );
+    for bad in ["-1d", "0d", "soon"] {
+        let broken = text.replace(r#"expires = "2d""#, &format!("expires = {bad:?}"));
+        let errors = crate::parse("p.toml", &broken, &templates)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            errors.iter().any(|e| e.field == "expires"),
+            "{bad}: {errors:?}"
+        );
+    }
+}
