@@ -99,6 +99,10 @@ pub fn services(
         ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", SMS_ACCOUNT.into()),
         ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", SMS_AUTH_TOKEN.into()),
         ("TOUCHPOINT_SMS_PRIMARY_FROM", SMS_FROM.into()),
+        // The harness's programs text each number more often than a hub may
+        // (the fault suite six a day, the soak one an hour) to load the
+        // system; the deployment-wide cap per number would hold them back.
+        ("TOUCHPOINT_DESTINATION_CAP_PER_DAY", "100".into()),
     ];
     Services {
         bin_dir: service_binaries(),

@@ -7,6 +7,7 @@
 //! - A number no case holds texts STOP; a case opened with it later starts with
 //!   SMS to it revoked, and nothing is texted to it.
 //! - A text for the caregiver is the caregiver's text: no patient name.
+//! - A number two cases share is capped as one person.
 
 use std::time::Duration;
 
@@ -351,4 +352,30 @@ async fn a_text_to_the_caregiver_is_the_caregivers_text_without_the_patients_nam
     for patient_data in ["Ana", "Ruiz"] {
         assert!(!text.contains(patient_data), "{patient_data} in {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_number_two_cases_share_is_capped_as_one_person() {
+    let mut hub = Hub::start(NOW).await;
+    let mut case_ids = Vec::new();
+    for mobile in PATIENTS {
+        case_ids.push(open_with_caregiver(&mut hub.cases, mobile, Some(CAREGIVER)).await);
+    }
+    // The adherence program allows one text a day: the second case's text to
+    // the same number waits, though that case sent nothing today.
+    let mut outcomes = hub
+        .outcomes(&[(&case_ids[0], CAREGIVER), (&case_ids[1], CAREGIVER)])
+        .await;
+    // Whichever goes first is sent.
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        vec![SENT, SuppressionReason::FrequencyCap as i32],
+        "the program's cap counts the number across cases"
+    );
+    assert_eq!(
+        hub.outcomes(&[(&case_ids[1], PATIENTS[1])]).await,
+        vec![SENT],
+        "the second patient's own number is another person"
+    );
 }

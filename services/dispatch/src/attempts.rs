@@ -226,26 +226,99 @@ pub async fn claim_stale_sending(
     rows.iter().map(attempt).collect()
 }
 
-/// When messages went out to each of `case_ids` in the week before `now`, for the
-/// frequency cap. A keyword's answer (the STOP confirmation) is the carriers'
-/// rule, not the program's outreach: it does not count.
+/// What went out before, for the caps: by case and by destination.
+#[derive(Debug, Default)]
+pub struct RecentSends {
+    /// Each case's sends: attempt id and when.
+    pub by_case: BTreeMap<String, Vec<(Uuid, DateTime<Utc>)>>,
+    /// Each destination's sends, from any case (patient data in the keys).
+    pub by_destination: BTreeMap<String, Vec<(Uuid, DateTime<Utc>)>>,
+}
+
+impl RecentSends {
+    /// When messages went to `case_id` or to `destination` (when it counts),
+    /// each once.
+    pub fn for_attempt(&self, case_id: &str, destination: Option<&str>) -> Vec<DateTime<Utc>> {
+        let mut seen = BTreeSet::new();
+        self.by_case
+            .get(case_id)
+            .into_iter()
+            .chain(destination.and_then(|d| self.by_destination.get(d)))
+            .flatten()
+            .filter(|(id, _)| seen.insert(*id))
+            .map(|(_, at)| *at)
+            .collect()
+    }
+
+    /// When messages went to `destination` (when it counts), from any case.
+    pub fn to_destination(&self, destination: Option<&str>) -> Vec<DateTime<Utc>> {
+        destination
+            .and_then(|d| self.by_destination.get(d))
+            .into_iter()
+            .flatten()
+            .map(|(_, at)| *at)
+            .collect()
+    }
+
+    /// Counts a send made now.
+    pub fn record(
+        &mut self,
+        attempt_id: Uuid,
+        case_id: &str,
+        destination: &str,
+        at: DateTime<Utc>,
+    ) {
+        for list in [
+            self.by_case.entry(case_id.to_owned()).or_default(),
+            self.by_destination
+                .entry(destination.to_owned())
+                .or_default(),
+        ] {
+            list.push((attempt_id, at));
+        }
+    }
+}
+
+/// When messages went out in the week before `now` to each of `case_ids` and to
+/// each of `destinations` (from any case), for the caps. A keyword's answer
+/// (the STOP confirmation) is the carriers' rule, not outreach: it does not
+/// count.
 pub async fn recent_sends(
     tx: &mut PgConnection,
     case_ids: &BTreeSet<String>,
+    destinations: &BTreeSet<String>,
     now: DateTime<Utc>,
-) -> Result<BTreeMap<String, Vec<DateTime<Utc>>>, AttemptsError> {
+) -> Result<RecentSends, AttemptsError> {
     let ids: Vec<&str> = case_ids.iter().map(String::as_str).collect();
-    let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT case_id, sent_at FROM attempts
-         WHERE case_id = ANY($1) AND sent_at > $2 AND NOT keyword_reply",
+    let to: Vec<&str> = destinations.iter().map(String::as_str).collect();
+    let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT attempt_id, case_id, destination, sent_at FROM attempts
+         WHERE case_id = ANY($1) AND sent_at > $3 AND NOT keyword_reply
+         UNION
+         SELECT attempt_id, case_id, destination, sent_at FROM attempts
+         WHERE destination = ANY($2) AND sent_at > $3 AND NOT keyword_reply",
     )
     .bind(&ids)
+    .bind(&to)
     .bind(now - TimeDelta::days(8))
     .fetch_all(&mut *tx)
     .await?;
-    let mut sends: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
-    for (case_id, at) in rows {
-        sends.entry(case_id).or_default().push(at);
+    let mut sends = RecentSends::default();
+    for (attempt_id, case_id, destination, at) in rows {
+        if case_ids.contains(&case_id) {
+            sends
+                .by_case
+                .entry(case_id)
+                .or_default()
+                .push((attempt_id, at));
+        }
+        if destinations.contains(&destination) {
+            sends
+                .by_destination
+                .entry(destination)
+                .or_default()
+                .push((attempt_id, at));
+        }
     }
     Ok(sends)
 }

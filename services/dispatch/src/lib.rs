@@ -35,6 +35,7 @@ use touchpoint_programs::Catalogue;
 use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 
 use crate::api::DispatchApi;
+use crate::domain::guard::DestinationCap;
 use crate::intake::Intaker;
 use crate::providers::email::{MailTls, StartTls};
 use crate::providers::http::HttpClient;
@@ -80,7 +81,9 @@ pub struct Config {
     /// `TOUCHPOINT_PROGRAMS_DIR`: the programs and their templates.
     pub programs_dir: PathBuf,
     /// The sender: `TOUCHPOINT_SEND_BATCH`, `TOUCHPOINT_SEND_POLL_MS`,
-    /// `TOUCHPOINT_SEND_MAX_TRIES` (per provider), `TOUCHPOINT_SENDING_TIMEOUT_MS`.
+    /// `TOUCHPOINT_SEND_MAX_TRIES` (per provider), `TOUCHPOINT_SENDING_TIMEOUT_MS`,
+    /// `TOUCHPOINT_DESTINATION_CAP_PER_DAY` (3: texts and calls to one phone
+    /// number in any 24 hours, across cases and programs).
     pub sender: SenderConfig,
     /// `TOUCHPOINT_HTTP_ADDR`: where provider callbacks are taken.
     pub http_addr: SocketAddr,
@@ -310,6 +313,11 @@ impl Config {
                 poll: env.millis("TOUCHPOINT_SEND_POLL_MS", 100)?,
                 max_tries: env.count("TOUCHPOINT_SEND_MAX_TRIES", 5, 100)? as u32,
                 sending_timeout: env.millis("TOUCHPOINT_SENDING_TIMEOUT_MS", 120_000)?,
+                destination_cap: DestinationCap(env.count(
+                    "TOUCHPOINT_DESTINATION_CAP_PER_DAY",
+                    3,
+                    100,
+                )?),
             },
             http_addr: env.parse(
                 "TOUCHPOINT_HTTP_ADDR",
@@ -340,6 +348,7 @@ impl Config {
                 poll: Duration::from_millis(100),
                 max_tries: 5,
                 sending_timeout: Duration::from_secs(120),
+                destination_cap: DestinationCap::default(),
             },
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             callback_base: None,

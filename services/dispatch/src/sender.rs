@@ -34,7 +34,7 @@ use touchpoint_proto::v1::{Channel, SuppressionReason};
 
 use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
 use crate::domain::fax::{self, Cover, FaxDocument};
-use crate::domain::guard::{Verdict, check};
+use crate::domain::guard::{DestinationCap, Sends, Verdict, check};
 use crate::domain::sms;
 use crate::outcomes::{self, Written};
 use crate::providers::{Handoff, Lookup, Outgoing, Providers};
@@ -60,6 +60,9 @@ pub struct SenderConfig {
     pub max_tries: u32,
     /// How long an attempt may stay `sending` before it is reconciled.
     pub sending_timeout: Duration,
+    /// The most contacts of one number or address in any 24 hours, whatever
+    /// the case or program.
+    pub destination_cap: DestinationCap,
 }
 
 /// A round failed; what it had not committed is done again next round.
@@ -133,7 +136,9 @@ impl Sender {
             return Ok(reconciled);
         }
         let cases: BTreeSet<String> = claimed.iter().map(|a| a.case_id.clone()).collect();
-        let mut sends = attempts::recent_sends(&mut tx, &cases, now).await?;
+        let destinations: BTreeSet<String> =
+            claimed.iter().map(|a| a.destination.clone()).collect();
+        let mut sends = attempts::recent_sends(&mut tx, &cases, &destinations, now).await?;
         let mut settled = Vec::with_capacity(claimed.len());
         let mut events = Vec::new();
         let mut handing = Vec::new();
@@ -141,7 +146,6 @@ impl Sender {
         let topic = self.topic.as_str();
         for attempt in claimed {
             let program = self.catalogue.get(&attempt.program_id);
-            let sent = sends.entry(attempt.case_id.clone()).or_default();
             let verdict = if attempt.keyword_reply {
                 // Carrier rules require the answer to STOP, START and HELP,
                 // whatever consent, opt-out, window or cap say.
@@ -151,12 +155,23 @@ impl Sender {
                     None => Verdict::WaitForCase,
                 }
             } else {
+                // A phone number is a person, whichever case reaches it; an
+                // email address may be, but a fax number is a prescriber's
+                // office that serves many patients.
+                let number = matches!(attempt.channel, Channel::Sms | Channel::Voice)
+                    .then_some(attempt.destination.as_str());
+                let case_or_destination = sends.for_attempt(&attempt.case_id, number);
+                let to_destination = sends.to_destination(number);
                 check(
                     attempt.view.as_ref(),
                     program,
                     attempt.channel,
                     attempt.not_after,
-                    sent,
+                    Sends {
+                        case_or_destination: &case_or_destination,
+                        to_destination: &to_destination,
+                    },
+                    self.config.destination_cap,
                     now,
                 )
             };
@@ -179,7 +194,12 @@ impl Sender {
                     events.push(outcomes::suppressed(topic, &attempt, reason, now));
                 }
                 Verdict::Send if attempt.channel == Channel::Voice => {
-                    sent.push(now);
+                    sends.record(
+                        attempt.attempt_id,
+                        &attempt.case_id,
+                        &attempt.destination,
+                        now,
+                    );
                     settled.push(Settled {
                         provider: Some(WORKLIST.into()),
                         sent_at: Some(now),
@@ -201,7 +221,12 @@ impl Sender {
                             });
                             continue;
                         }
-                        sent.push(now);
+                        sends.record(
+                            attempt.attempt_id,
+                            &attempt.case_id,
+                            &attempt.destination,
+                            now,
+                        );
                         settled.push(Settled {
                             tried: true,
                             provider: Some(self.providers.name(attempt.channel, index)),

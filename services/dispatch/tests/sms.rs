@@ -16,7 +16,9 @@ use touchpoint_dispatch::sandbox::{Fault, Sandbox};
 use touchpoint_platform::testkit::eventually;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, GetAttemptRequest, GetAttemptResponse, Language};
+use touchpoint_proto::v1::{
+    Channel, ContactPoint, GetAttemptRequest, GetAttemptResponse, Language, contact_point,
+};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start(ACCOUNT_SID, AUTH_TOKEN)
@@ -282,7 +284,18 @@ async fn a_paced_provider_sends_the_whole_backlog_at_its_rate_and_drops_none() {
     let outcomes = world.outcomes();
     let mut ids = Vec::new();
     for n in 0..8 {
-        ids.push(request_sms(&world, &format!("case-paced-{n}")).await);
+        // Eight patients, each with a number of their own: one number would be
+        // held back by the caps that count it across cases.
+        let case_id = format!("case-paced-{n}");
+        world.open_case(&case_id, &[Channel::Sms]).await;
+        let mut request = requested(&case_id, Channel::Sms);
+        if let Some(Payload::OutreachRequested(r)) = request.payload.as_mut() {
+            r.destination = Some(ContactPoint {
+                value: Some(contact_point::Value::PhoneE164(format!("+1212555030{n}"))),
+            });
+        }
+        ids.push(attempt_id(&request));
+        world.publish(&[(Stream::Outreach, request)]).await;
     }
     for id in &ids {
         let sent = outcomes.first(id).await;

@@ -1,7 +1,10 @@
 //! The last look before an attempt goes to a provider (or, for voice, becomes a
 //! call task): is the case active, is there consent on this channel, has the
 //! patient opted out, is it still inside the contact window in the patient's
-//! zone, and is the patient under the frequency cap?
+//! zone, and is the patient under the frequency cap? For a text or call the cap
+//! counts what went to the case and what went to the same number from any case
+//! (a caregiver shared by two patients is one person), and a deployment-wide cap
+//! per number applies on top.
 //!
 //! Cadence checked the same when it requested the attempt, but time has passed
 //! since: a STOP may have arrived, a provider queue may have held the request past
@@ -12,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use touchpoint_programs::Program;
 use touchpoint_proto::v1::{Channel, SuppressionReason};
@@ -47,6 +50,38 @@ pub struct CaseView {
     pub destination_opted_out: bool,
 }
 
+/// What went out before, for the caps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sends<'a> {
+    /// To the case, or to the attempt's destination from any case: each once.
+    pub case_or_destination: &'a [DateTime<Utc>],
+    /// To the attempt's destination, from any case and program.
+    pub to_destination: &'a [DateTime<Utc>],
+}
+
+/// The deployment-wide cap: at most this many texts and calls to one phone
+/// number in any 24 hours, whatever the case or program (default 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestinationCap(pub usize);
+
+impl Default for DestinationCap {
+    fn default() -> Self {
+        Self(3)
+    }
+}
+
+impl DestinationCap {
+    /// Whether one more contact of a destination that had `sent` is allowed at
+    /// `now`.
+    pub fn allows(self, sent: &[DateTime<Utc>], now: DateTime<Utc>) -> bool {
+        let day_ago = now - TimeDelta::hours(24);
+        sent.iter()
+            .filter(|at| **at > day_ago && **at <= now)
+            .count()
+            < self.0
+    }
+}
+
 /// What to do with an attempt now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -60,13 +95,15 @@ pub enum Verdict {
 
 /// The verdict on an attempt on `channel` that must be handed over by
 /// `not_after`, at `now`. `program` gives the window and cap (when loaded here);
-/// `sent` lists when earlier messages to the patient went out.
+/// `sent` says when earlier messages went out; `cap` is the deployment's per
+/// destination.
 pub fn check(
     case: Option<&CaseView>,
     program: Option<&Program>,
     channel: Channel,
     not_after: DateTime<Utc>,
-    sent: &[DateTime<Utc>],
+    sent: Sends<'_>,
+    cap: DestinationCap,
     now: DateTime<Utc>,
 ) -> Verdict {
     let Some(case) = case else {
@@ -82,10 +119,14 @@ pub fn check(
             Some(SuppressionReason::OptedOut)
         }
         _ if now > not_after => Some(SuppressionReason::Expired),
+        _ if !cap.allows(sent.to_destination, now) => Some(SuppressionReason::FrequencyCap),
         _ => program.and_then(|program| {
             if !program.window.allows(case.time_zone, now) {
                 Some(SuppressionReason::OutsideContactWindow)
-            } else if !program.cap.allows(case.time_zone, sent, now) {
+            } else if !program
+                .cap
+                .allows(case.time_zone, sent.case_or_destination, now)
+            {
                 Some(SuppressionReason::FrequencyCap)
             } else {
                 None
@@ -97,7 +138,7 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeDelta;
+    use proptest::prelude::*;
     use touchpoint_programs::fixtures::utc;
 
     use super::*;
@@ -140,7 +181,11 @@ channels = [{ channel = "sms" }]
             Some(&program()),
             channel,
             utc(CLOSES),
-            sent,
+            Sends {
+                case_or_destination: sent,
+                to_destination: &[],
+            },
+            DestinationCap::default(),
             utc(now),
         )
     }
@@ -220,7 +265,8 @@ channels = [{ channel = "sms" }]
             Some(&program()),
             Channel::Sms,
             utc(CLOSES),
-            &[],
+            Sends::default(),
+            DestinationCap::default(),
             utc(NOW),
         );
         assert_eq!(none, Verdict::WaitForCase);
@@ -231,7 +277,8 @@ channels = [{ channel = "sms" }]
             None,
             Channel::Sms,
             utc(CLOSES),
-            &[],
+            Sends::default(),
+            DestinationCap::default(),
             utc(NOW),
         );
         assert_eq!(no_program, Verdict::Suppress(SuppressionReason::OptedOut));
@@ -240,9 +287,77 @@ channels = [{ channel = "sms" }]
             None,
             Channel::Sms,
             utc(CLOSES),
-            &[],
+            Sends::default(),
+            DestinationCap::default(),
             utc("2026-04-08T01:30:00Z"),
         );
         assert_eq!(late, Verdict::Suppress(SuppressionReason::Expired));
+    }
+
+    #[test]
+    fn a_number_reached_three_times_in_a_day_from_other_cases_is_not_reached_again() {
+        let elsewhere = [
+            utc("2026-04-06T15:00:00Z"), // 23 hours ago
+            utc("2026-04-07T09:00:00Z"),
+            utc("2026-04-07T12:00:00Z"),
+        ];
+        let check_with = |to_destination: &[DateTime<Utc>], cap| {
+            check(
+                Some(&case()),
+                Some(&program()),
+                Channel::Sms,
+                utc(CLOSES),
+                Sends {
+                    case_or_destination: &[],
+                    to_destination,
+                },
+                DestinationCap(cap),
+                utc(NOW),
+            )
+        };
+        assert_eq!(
+            check_with(&elsewhere, 3),
+            Verdict::Suppress(SuppressionReason::FrequencyCap)
+        );
+        assert_eq!(check_with(&elsewhere, 4), Verdict::Send);
+        assert_eq!(
+            check_with(&elsewhere[1..], 3),
+            Verdict::Send,
+            "25 hours ago is outside the day"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_is_sent_outside_the_window_or_over_either_cap(
+            minutes in 0i64..(14 * 24 * 60),
+            earlier in proptest::collection::vec(0i64..(14 * 24 * 60), 0..8),
+            cap in 1usize..5,
+        ) {
+            let start = utc("2026-04-06T04:00:00Z");
+            let now = start + TimeDelta::minutes(minutes);
+            let sent: Vec<DateTime<Utc>> = earlier
+                .iter()
+                .map(|m| start + TimeDelta::minutes(*m))
+                .filter(|at| *at <= now)
+                .collect();
+            let program = program();
+            let verdict = check(
+                Some(&case()),
+                Some(&program),
+                Channel::Sms,
+                now + TimeDelta::hours(1),
+                Sends { case_or_destination: &sent, to_destination: &sent },
+                DestinationCap(cap),
+                now,
+            );
+            if verdict == Verdict::Send {
+                let tz = chrono_tz::America::New_York;
+                prop_assert!(program.window.allows(tz, now));
+                prop_assert!(program.cap.allows(tz, &sent, now));
+                let day = sent.iter().filter(|at| **at > now - TimeDelta::hours(24)).count();
+                prop_assert!(day < cap);
+            }
+        }
     }
 }
