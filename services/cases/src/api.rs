@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use touchpoint_platform::access::Caller;
 use touchpoint_platform::envelope;
 use touchpoint_proto::v1::case_service_server::CaseService;
 use touchpoint_proto::v1::{
@@ -26,7 +27,7 @@ use crate::domain::case::{
 use crate::domain::contact::{ContactKey, EmailAddress, PhoneNumber};
 use crate::domain::locale::{Language, TimeZone};
 use crate::store::{CaseStore, Meta, StoreError};
-use crate::timeline::{self, Cursor};
+use crate::timeline::{self, Cursor, PageToken};
 use crate::watch::{self, AllEvents, CaseEvents, EntryStream};
 
 /// Longest free-text field accepted (names, reasons, ids).
@@ -109,39 +110,18 @@ impl CaseService for CaseApi {
                 )));
             }
         };
-        let after: i64 = if r.page_token.is_empty() {
-            0
-        } else {
-            r.page_token
-                .parse()
-                .ok()
-                .filter(|p| *p >= 0)
-                .ok_or_else(|| {
-                    invalid(FieldError::new(
-                        "page_token",
-                        "not a token returned by this service",
-                    ))
-                })?
-        };
+        let after = PageToken::parse(&r.page_token, "page_token").map_err(invalid)?;
         let case_id = self.existing_case(&r.case_id).await?;
-        let mut entries = timeline::page(
+        let (entries, next) = timeline::page(
             self.store.pool(),
             &case_id,
             &kinds,
             after,
-            i64::from(page_size) + 1,
+            page_size as usize,
         )
         .await
         .map_err(to_status)?;
-        let next_page_token = if entries.len() > page_size as usize {
-            entries.truncate(page_size as usize);
-            entries
-                .last()
-                .map(|e| e.position.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next.map(|t| t.encode()).unwrap_or_default();
         Ok(Response::new(GetTimelineResponse {
             entries,
             next_page_token,
@@ -227,12 +207,13 @@ impl CaseService for CaseApi {
         &self,
         request: Request<RecordConsentRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let by = actor(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let channel = channel(r.channel)?;
         let command = Command::RecordConsent(ConsentChange {
             point: consent_point(&r.contact_point, channel)?,
-            ..ConsentChange::channel(channel, consent_source(r.source)?, actor(r.meta.as_ref())?)
+            ..ConsentChange::channel(channel, consent_source(r.source)?, by)
         });
         self.run(&case_id, r.meta, command).await
     }
@@ -241,12 +222,13 @@ impl CaseService for CaseApi {
         &self,
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let by = actor(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let channel = channel(r.channel)?;
         let command = Command::RevokeConsent(ConsentChange {
             point: consent_point(&r.contact_point, channel)?,
-            ..ConsentChange::channel(channel, consent_source(r.source)?, actor(r.meta.as_ref())?)
+            ..ConsentChange::channel(channel, consent_source(r.source)?, by)
         });
         self.run(&case_id, r.meta, command).await
     }
@@ -323,6 +305,7 @@ impl CaseService for CaseApi {
         &self,
         request: Request<AddNoteRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let by = actor(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         if r.text.trim().is_empty() || r.text.len() > MAX_NOTE {
@@ -332,7 +315,7 @@ impl CaseService for CaseApi {
             )));
         }
         let command = Command::AddNote {
-            author: actor(r.meta.as_ref())?,
+            author: by,
             text: r.text,
         };
         self.run(&case_id, r.meta, command).await
@@ -365,8 +348,13 @@ fn parse_meta(meta: Option<CommandMeta>) -> Result<Meta, Status> {
     })
 }
 
-fn actor(meta: Option<&CommandMeta>) -> Result<String, Status> {
-    text(meta.map_or("", |m| m.actor.as_str()), "meta.actor", true)
+/// Who is asking: the authenticated caller (its certificate's or token's
+/// name), never a request field. `meta.actor` is not trusted.
+fn actor<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone())
 }
 
 fn case_id(raw: &str) -> Result<String, Status> {

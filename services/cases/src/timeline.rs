@@ -2,6 +2,13 @@
 //! version for `WatchCase`, and the whole timeline in a gap-free order for
 //! `WatchEvents`.
 //!
+//! `GetTimeline` reads a case in the order things happened, not the order they
+//! were recorded: the timeline consumer reads the outreach, attempt and inbound
+//! topics side by side, and under load an attempt can be recorded before the
+//! request it answers. Entries are ordered by their event time; at one instant
+//! an event comes after the one that caused it, then in recording order. A page
+//! ends where an instant ends, so its token (that instant) resumes exactly.
+//!
 //! Gap-free: entries are read in (writer transaction id, position) order and only
 //! those whose writer is older than every transaction still running. Every such
 //! entry has committed, and any entry committed later has a larger writer id, so
@@ -73,27 +80,113 @@ fn entry(row: &PgRow) -> Result<(TimelineEntry, Cursor), StoreError> {
     ))
 }
 
-/// Up to `limit` entries of `case_id` after `after_position`, oldest first, of the
-/// given kinds (all if empty).
+/// Where a `GetTimeline` page ends: every entry up to and at this instant has
+/// been given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageToken(DateTime<Utc>);
+
+impl PageToken {
+    /// Parses a token given by a client; empty is the start.
+    pub fn parse(raw: &str, field: &str) -> Result<Option<Self>, FieldError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        raw.parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .map(|at| Some(Self(at)))
+            .ok_or_else(|| FieldError::new(field, "not a token returned by this service"))
+    }
+
+    /// The text form handed to clients.
+    pub fn encode(&self) -> String {
+        self.0.timestamp_micros().to_string()
+    }
+}
+
+/// About `page_size` entries of `case_id` after `after`, in the order they
+/// happened, of the given kinds (all if empty), and the token of the next page
+/// when there may be more. A page runs to the end of its last instant, so it
+/// may hold more than `page_size`.
 pub async fn page(
     pool: &PgPool,
     case_id: &str,
     kinds: &[String],
-    after_position: i64,
-    limit: i64,
-) -> Result<Vec<TimelineEntry>, StoreError> {
+    after: Option<PageToken>,
+    page_size: usize,
+) -> Result<(Vec<TimelineEntry>, Option<PageToken>), StoreError> {
+    let after = after.map(|t| t.0);
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM timeline
-         WHERE case_id = $1 AND position > $2 AND (cardinality($3::text[]) = 0 OR kind = ANY($3))
-         ORDER BY position LIMIT $4"
+        "SELECT {COLUMNS}, occurred_at FROM timeline
+         WHERE case_id = $1 AND ($2::timestamptz IS NULL OR occurred_at > $2)
+           AND (cardinality($3::text[]) = 0 OR kind = ANY($3))
+         ORDER BY occurred_at, position LIMIT $4"
     ))
     .bind(case_id)
-    .bind(after_position)
+    .bind(after)
     .bind(kinds)
-    .bind(limit)
+    .bind(page_size as i64 + 1)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|r| entry(r).map(|(e, _)| e)).collect()
+    let mut entries = rows
+        .iter()
+        .map(|r| Ok((r.try_get("occurred_at")?, entry(r)?.0)))
+        .collect::<Result<Vec<(DateTime<Utc>, TimelineEntry)>, StoreError>>()?;
+    if entries.len() <= page_size {
+        return Ok((causes_first(entries), None));
+    }
+    // Cut at the page size, then complete the last instant.
+    entries.truncate(page_size);
+    let Some(last) = entries.last().map(|(at, _)| *at) else {
+        return Ok((Vec::new(), None));
+    };
+    entries.retain(|(at, _)| *at < last);
+    let rest = sqlx::query(&format!(
+        "SELECT {COLUMNS}, occurred_at FROM timeline
+         WHERE case_id = $1 AND occurred_at = $2
+           AND (cardinality($3::text[]) = 0 OR kind = ANY($3))
+         ORDER BY position"
+    ))
+    .bind(case_id)
+    .bind(last)
+    .bind(kinds)
+    .fetch_all(pool)
+    .await?;
+    for row in &rest {
+        entries.push((row.try_get("occurred_at")?, entry(row)?.0));
+    }
+    Ok((causes_first(entries), Some(PageToken(last))))
+}
+
+/// `entries`, in (event time, recording) order, with each instant's entries
+/// put so that an event comes after the one that caused it, and otherwise as
+/// recorded.
+pub fn causes_first(entries: Vec<(DateTime<Utc>, TimelineEntry)>) -> Vec<TimelineEntry> {
+    let mut ordered = Vec::with_capacity(entries.len());
+    let mut rest = entries.into_iter().peekable();
+    while let Some((at, first)) = rest.next() {
+        let mut instant = vec![first];
+        while let Some((_, entry)) = rest.next_if(|(next, _)| *next == at) {
+            instant.push(entry);
+        }
+        while !instant.is_empty() {
+            // The earliest recorded whose cause is not still waiting here.
+            let waiting: Vec<&str> = instant
+                .iter()
+                .filter_map(|e| e.event.as_ref().map(|ev| ev.event_id.as_str()))
+                .collect();
+            let ready = instant
+                .iter()
+                .position(|e| {
+                    e.event
+                        .as_ref()
+                        .is_none_or(|ev| !waiting.contains(&ev.causation_id.as_str()))
+                })
+                .unwrap_or(0);
+            ordered.push(instant.remove(ready));
+        }
+    }
+    ordered
 }
 
 /// Up to `limit` of the case's own events after `after_version`, by version.
@@ -149,6 +242,10 @@ pub async fn case_exists(pool: &PgPool, case_id: &str) -> Result<bool, StoreErro
 
 #[cfg(test)]
 mod tests {
+    use touchpoint_platform::envelope::new_envelope;
+    use touchpoint_proto::v1::envelope::Payload;
+    use touchpoint_proto::v1::{AttemptSent, OutreachRequested};
+
     use super::*;
 
     #[test]
@@ -163,5 +260,66 @@ mod tests {
             assert!(Cursor::parse(bad, "after_cursor").is_err(), "{bad:?}");
         }
         Ok(())
+    }
+
+    fn at(second: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + second, 0).unwrap_or_default()
+    }
+
+    fn recorded(position: u64, event: Envelope) -> TimelineEntry {
+        TimelineEntry {
+            position,
+            event: Some(event),
+            ..TimelineEntry::default()
+        }
+    }
+
+    #[test]
+    fn at_one_instant_an_event_follows_its_cause_whatever_the_recording_order() {
+        let request = new_envelope(
+            "c",
+            "cadence",
+            at(0),
+            Payload::OutreachRequested(OutreachRequested::default()),
+            None,
+        );
+        let sent = new_envelope(
+            "c",
+            "dispatch",
+            at(0),
+            Payload::AttemptSent(AttemptSent::default()),
+            Some(&request),
+        );
+        let unrelated = new_envelope(
+            "c",
+            "cases",
+            at(0),
+            Payload::AttemptSent(AttemptSent::default()),
+            None,
+        );
+        let later = new_envelope(
+            "c",
+            "cases",
+            at(5),
+            Payload::AttemptSent(AttemptSent::default()),
+            None,
+        );
+        // Recorded: the attempt, something unrelated, the request, a later one.
+        let entries = vec![
+            (at(0), recorded(1, sent.clone())),
+            (at(0), recorded(2, unrelated.clone())),
+            (at(0), recorded(3, request.clone())),
+            (at(5), recorded(4, later)),
+        ];
+        let positions: Vec<u64> = causes_first(entries).iter().map(|e| e.position).collect();
+        assert_eq!(positions, vec![2, 3, 1, 4]);
+    }
+
+    #[test]
+    fn a_page_token_reads_back_and_a_foreign_one_is_refused() {
+        let token = PageToken(at(7));
+        assert_eq!(PageToken::parse(&token.encode(), "t"), Ok(Some(token)));
+        assert_eq!(PageToken::parse("", "t"), Ok(None));
+        assert!(PageToken::parse("next", "t").is_err());
     }
 }

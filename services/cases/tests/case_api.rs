@@ -39,7 +39,10 @@ async fn open_consent_assign_and_the_case_shows_it_and_publishes_it() {
     assert_eq!(case.consents.len(), 1);
     assert_eq!(case.consents[0].channel, Channel::Sms as i32);
     assert_eq!(case.consents[0].state, ConsentState::Granted as i32);
-    assert_eq!(case.consents[0].by, "agent-7");
+    assert_eq!(
+        case.consents[0].by, "test-writer",
+        "the authenticated caller, not the request's actor field"
+    );
     let mobile = case.patient.and_then(|p| p.contact).map(|c| c.mobile_e164);
     assert_eq!(mobile.as_deref(), Some("+13125550142"), "stored in E.164");
 

@@ -18,7 +18,7 @@ use touchpoint_platform::{dlq, kafka};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AttemptDelivered, AttemptSent, CaseStatus, Channel, Envelope, GetTimelineRequest,
-    InboundReceived, TimelineEntry, WatchCaseRequest, WatchEventsRequest,
+    InboundReceived, OutreachRequested, TimelineEntry, WatchCaseRequest, WatchEventsRequest,
 };
 
 impl Service {
@@ -255,6 +255,78 @@ async fn read_one(svc: &Service, topic: &str) -> Option<String> {
         .ok()?
         .ok()?;
     dlq::header(&record, dlq::REASON_HEADER).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_reads_in_the_order_things_happened_not_as_they_were_recorded() {
+    let mut svc = service().await;
+    let case_id = svc.open("open-order").await;
+    let then = Utc::now() - chrono::TimeDelta::minutes(5);
+    let request = |attempt: &str, at| {
+        new_envelope(
+            &case_id,
+            "cadence",
+            at,
+            Payload::OutreachRequested(OutreachRequested {
+                attempt_id: attempt.into(),
+                ..OutreachRequested::default()
+            }),
+            None,
+        )
+    };
+    // One attempt sent a second after its request, one at the same instant.
+    let (early, same) = (request("a1", then), request("a2", then));
+    let sent_of = |cause: &Envelope, attempt: &str, at| {
+        new_envelope(
+            &case_id,
+            "dispatch",
+            at,
+            Payload::AttemptSent(AttemptSent {
+                attempt_id: attempt.into(),
+                ..AttemptSent::default()
+            }),
+            Some(cause),
+        )
+    };
+    let attempts = [
+        sent_of(&early, "a1", then + chrono::TimeDelta::seconds(1)),
+        sent_of(&same, "a2", then),
+    ];
+    // The attempts are recorded first, as when the attempt topic runs ahead.
+    svc.publish(Stream::Attempt, &attempts).await;
+    eventually("the attempts recorded", WAIT, || async {
+        let entries = svc
+            .clone_client()
+            .timeline(&case_id, &["AttemptSent"])
+            .await;
+        (entries.len() == 2).then_some(())
+    })
+    .await;
+    svc.publish(Stream::Outreach, &[early.clone(), same.clone()])
+        .await;
+    let order = eventually("all four, in event order", WAIT, || async {
+        let entries = svc
+            .clone_client()
+            .timeline(&case_id, &["AttemptSent", "OutreachRequested"])
+            .await;
+        (entries.len() == 4).then(|| {
+            entries
+                .iter()
+                .filter_map(|e| e.event.as_ref().map(|ev| ev.event_id.clone()))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    assert_eq!(
+        order,
+        vec![
+            early.event_id.clone(),
+            same.event_id.clone(),
+            attempts[1].event_id.clone(),
+            attempts[0].event_id.clone(),
+        ],
+        "each request before its attempt: by time, and at one instant by cause"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
