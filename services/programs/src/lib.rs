@@ -24,8 +24,8 @@ use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
 pub use templates::{
-    Audience, CAREGIVER_VARIABLES, Message, MessageFacts, RenderError, SMS_VARIABLES, Templates,
-    VARIABLES,
+    Audience, CAREGIVER_VARIABLES, Message, MessageFacts, RenderError, SMS_FIRST_NAME_CHARS,
+    SMS_VARIABLES, Templates, VARIABLES,
 };
 pub use validate::{ProgramError, load_dir, load_dir_with_templates, parse};
 
@@ -42,8 +42,23 @@ pub struct Program {
     pub window: ContactWindow,
     /// Most messages per patient per day and per week.
     pub cap: FrequencyCap,
+    /// The TCPA exemption the program relies on, if any (`exemption`).
+    pub exemption: Option<Exemption>,
     /// The touchpoints, in order.
     pub steps: Vec<Step>,
+}
+
+/// A TCPA exemption a program relies on, and so must keep to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// The healthcare-message exemption: at most one message a day and three a
+    /// week, each at most 160 characters.
+    Healthcare,
+}
+
+impl Exemption {
+    /// The longest text the exemption allows, in characters.
+    pub const MAX_TEXT_CHARS: usize = 160;
 }
 
 /// Hours of the day (patient's local time) and days when contact is allowed.

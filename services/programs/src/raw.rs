@@ -14,6 +14,8 @@ pub struct RawProgram {
     pub contact_window: RawWindow,
     pub frequency_cap: Option<RawCap>,
     #[serde(default)]
+    pub exemption: Option<String>,
+    #[serde(default)]
     pub steps: Vec<RawStep>,
 }
 

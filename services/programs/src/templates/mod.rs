@@ -34,6 +34,9 @@ use crate::{Program, ProgramError};
 pub const VARIABLES: [&str; 3] = ["first_name", "last_name", "program_name"];
 /// The variables an SMS may use.
 pub const SMS_VARIABLES: [&str; 2] = ["first_name", "program_name"];
+/// The most characters of a first name an SMS carries: a longer one is cut, so
+/// a program can know how long its texts can get.
+pub const SMS_FIRST_NAME_CHARS: usize = 20;
 /// The variables a caregiver's text may use.
 pub const CAREGIVER_VARIABLES: [&str; 1] = ["program_name"];
 /// Channels whose messages may reach a caregiver.
@@ -213,6 +216,7 @@ impl Templates {
             default_language: program.languages.first().copied().unwrap_or(Language::En),
         };
         templates.check_steps(program, program_file, &variables, &mut errors);
+        templates.check_exemption(program, program_file, &mut errors);
         if errors.is_empty() {
             Ok(templates)
         } else {
@@ -303,6 +307,66 @@ impl Templates {
         }
     }
 
+    /// For a program that relies on the healthcare-message exemption, every text
+    /// an SMS step may send, rendered with the longest values allowed, is at
+    /// most 160 characters.
+    fn check_exemption(
+        &self,
+        program: &Program,
+        program_file: &str,
+        errors: &mut Vec<ProgramError>,
+    ) {
+        if program.exemption != Some(crate::Exemption::Healthcare) {
+            return;
+        }
+        let longest = MessageFacts {
+            first_name: "W".repeat(SMS_FIRST_NAME_CHARS),
+            last_name: String::new(),
+            program_name: program.name.clone(),
+            audience: Audience::Patient,
+        };
+        let mut checked = BTreeSet::new();
+        for step in &program.steps {
+            if !step.channels.iter().any(|c| c.channel == Channel::Sms)
+                || !checked.insert(&step.template)
+            {
+                continue;
+            }
+            for audience in [Audience::Patient, Audience::Caregiver] {
+                for language in &program.languages {
+                    let Some(file) = self.file_for(
+                        &step.template,
+                        audience,
+                        *language,
+                        Channel::Sms,
+                        Part::Text,
+                    ) else {
+                        continue;
+                    };
+                    let facts = MessageFacts {
+                        audience,
+                        ..longest.clone()
+                    };
+                    let Ok(message) = self.render(&step.template, *language, Channel::Sms, &facts)
+                    else {
+                        continue; // a broken template is reported where it is loaded
+                    };
+                    let chars = message.text.chars().count();
+                    if chars > crate::Exemption::MAX_TEXT_CHARS {
+                        errors.push(ProgramError {
+                            file: program_file.to_owned(),
+                            step: Some(step.id.clone()),
+                            field: "template".into(),
+                            problem: format!(
+                                "{file} is {chars} characters with a {SMS_FIRST_NAME_CHARS}-character first name: the healthcare-message exemption allows 160"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// The patient's file for `template` in `language` on `channel`.
     fn file(
         &self,
@@ -360,9 +424,18 @@ impl Templates {
                     (fallback, file, true)
                 }
             };
+        // An SMS carries at most the first characters of a first name.
+        let first_name: String = match channel {
+            Channel::Sms => facts
+                .first_name
+                .chars()
+                .take(SMS_FIRST_NAME_CHARS)
+                .collect(),
+            _ => facts.first_name.clone(),
+        };
         let ctx = match audience {
             Audience::Patient => context! {
-                first_name => facts.first_name,
+                first_name => first_name,
                 last_name => facts.last_name,
                 program_name => facts.program_name,
             },

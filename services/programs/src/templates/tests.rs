@@ -274,3 +274,55 @@ fn debug_output_carries_no_patient_data() -> Result<(), RenderError> {
     assert!(!shown.contains("Ruiz"), "{shown}");
     Ok(())
 }
+
+#[test]
+fn an_exempt_programs_texts_fit_in_160_characters_with_the_longest_first_name() {
+    let text = PROGRAM.replace(
+        r#"languages = ["en", "es"]"#,
+        "languages = [\"en\", \"es\"]\nexemption = \"healthcare\"",
+    );
+    let ids = ["hello".to_owned()].into_iter().collect();
+    let program = parse("p.toml", &text, &ids).unwrap_or_else(|e| panic!("{e:?}"));
+    // 141 characters of its own, and a first name that may be 20.
+    let long = format!("Hi {{{{ first_name }}}}! {}", "x".repeat(136));
+    let folder = folder(&[
+        (
+            "hello.en.txt",
+            "Hi {{ first_name }}, from {{ program_name }}.",
+        ),
+        ("hello.es.sms.txt", long.as_str()),
+        ("hello.en.email.txt", "Dear {{ first_name }}"),
+        CAREGIVER,
+    ]);
+    let errors = Templates::load(&folder.0, &program, "p.toml")
+        .err()
+        .unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .problem
+            .contains("hello.es.sms.txt is 161 characters with a 20-character first name"),
+        "{errors:?}"
+    );
+    // A longer name is cut to 20 characters in an SMS, and only there.
+    let short = folder_with_ok(&program);
+    let named = MessageFacts {
+        first_name: "Maximiliana-Guadalupe Fernanda".into(),
+        ..facts()
+    };
+    let sms = short
+        .render("hello", Language::En, Channel::Sms, &named)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sms.text, "Hi Maximiliana-Guadalup, from Patient Support.");
+}
+
+fn folder_with_ok(program: &Program) -> Templates {
+    let folder = folder(&[
+        (
+            "hello.en.txt",
+            "Hi {{ first_name }}, from {{ program_name }}.",
+        ),
+        CAREGIVER,
+    ]);
+    Templates::load(&folder.0, program, "p.toml").unwrap_or_else(|e| panic!("{e:?}"))
+}

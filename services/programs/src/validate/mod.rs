@@ -11,8 +11,8 @@ use touchpoint_proto::v1::{Channel, Language};
 use super::duration::parse_offset;
 use super::raw::{RawChannel, RawProgram, RawStep, RawWindow};
 use super::{
-    Anchor, ChannelPlan, ContactWindow, ExitRule, FrequencyCap, Program, Step, Templates,
-    templates_in,
+    Anchor, ChannelPlan, ContactWindow, Exemption, ExitRule, FrequencyCap, Program, Step,
+    Templates, templates_in,
 };
 
 /// One problem in a program file.
@@ -199,12 +199,30 @@ fn check(
         errors.add(None, "steps", "a program needs at least one step");
     }
     let steps = check_steps(&raw.steps, templates, errors);
+    let exemption = match raw.exemption.as_deref() {
+        None => Some(None),
+        Some("healthcare") => Some(Some(Exemption::Healthcare)),
+        Some(_) => {
+            errors.add(None, "exemption", "unknown exemption: use healthcare");
+            None
+        }
+    };
+    if let (Some(Some(Exemption::Healthcare)), Some(cap)) = (exemption, &cap)
+        && (cap.per_day > 1 || cap.per_week > 3)
+    {
+        errors.add(
+            None,
+            "frequency_cap",
+            "the healthcare-message exemption allows at most 1 a day and 3 a week",
+        );
+    }
     Some(Program {
         id: raw.id.clone(),
         name: raw.name.trim().to_owned(),
         languages: languages?,
         window: window?,
         cap: cap?,
+        exemption: exemption?,
         steps: steps?,
     })
 }

@@ -278,3 +278,38 @@ channels = [{ channel = "sms" }]
         );
     }
 }
+
+#[test]
+fn the_healthcare_exemption_holds_a_program_to_one_a_day_and_three_a_week() {
+    let text = r#"
+id = "p"
+name = "P"
+languages = ["en"]
+exemption = "healthcare"
+[frequency_cap]
+per_day = 2
+per_week = 3
+[[steps]]
+id = "hello"
+anchor = "enrolled"
+template = "t"
+channels = [{ channel = "sms" }]
+"#;
+    let templates = ["t".to_owned()].into_iter().collect();
+    let errors = crate::parse("p.toml", text, &templates)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "frequency_cap" && e.problem.contains("healthcare")),
+        "{errors:?}"
+    );
+    let within = text.replace("per_day = 2", "per_day = 1");
+    assert!(crate::parse("p.toml", &within, &templates).is_ok());
+    let unknown = within.replace(r#""healthcare""#, r#""marketing""#);
+    let errors = crate::parse("p.toml", &unknown, &templates)
+        .err()
+        .unwrap_or_default();
+    assert!(errors.iter().any(|e| e.field == "exemption"), "{errors:?}");
+}
