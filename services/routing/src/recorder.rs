@@ -77,8 +77,8 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// One routed contact, ready to write.
-#[derive(Debug)]
+/// One routed contact, ready to write (its sender and events are patient
+/// data: `Debug` shows neither).
 pub struct Record {
     /// Its id.
     pub inbound_id: Uuid,
@@ -105,6 +105,19 @@ pub struct Record {
     pub skills_pick: Option<String>,
     /// Its events.
     pub events: Vec<OutgoingEvent>,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("inbound_id", &self.inbound_id)
+            .field("channel", &self.channel)
+            .field("cases", &self.case_ids.len())
+            .field("rule", &self.rule)
+            .field("tasks", &self.tasks.len())
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The writer: each record answers true once written, false when its provider
