@@ -51,3 +51,41 @@ impl Payload {
         }
     }
 }
+
+impl v1::ContactPoint {
+    /// The number or address it holds; None when it holds none, or an empty one.
+    pub fn text(&self) -> Option<&str> {
+        match self.value.as_ref()? {
+            v1::contact_point::Value::PhoneE164(v)
+            | v1::contact_point::Value::Email(v)
+            | v1::contact_point::Value::FaxE164(v) => (!v.trim().is_empty()).then_some(v.as_str()),
+        }
+    }
+}
+
+impl v1::Channel {
+    /// Every channel outreach uses: what an opt-out that names none covers.
+    pub const ALL: [v1::Channel; 5] = [
+        v1::Channel::Sms,
+        v1::Channel::Voice,
+        v1::Channel::Email,
+        v1::Channel::Fax,
+        v1::Channel::Mail,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1::{ContactPoint, contact_point::Value};
+
+    #[test]
+    fn a_contact_point_gives_its_number_or_address_and_nothing_for_an_empty_one() {
+        let point = |value| ContactPoint { value };
+        assert_eq!(
+            point(Some(Value::FaxE164("+13125550111".into()))).text(),
+            Some("+13125550111")
+        );
+        assert_eq!(point(Some(Value::Email(" ".into()))).text(), None);
+        assert_eq!(point(None).text(), None);
+    }
+}

@@ -184,7 +184,7 @@ impl CadenceService for CadenceApi {
         &self,
         request: Request<PauseOutreachRequest>,
     ) -> Result<Response<Plan>, Status> {
-        let by = caller(&request);
+        let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let until = match &r.until {
@@ -205,7 +205,7 @@ impl CadenceService for CadenceApi {
         &self,
         request: Request<ResumeOutreachRequest>,
     ) -> Result<Response<Plan>, Status> {
-        let by = caller(&request);
+        let by = Caller::name_of(&request);
         let case_id = case_id(&request.into_inner().case_id)?;
         Ok(Response::new(
             self.change(&case_id, Change::ReleaseHold, holds::resumed(&by))
@@ -360,15 +360,6 @@ fn invalid(field: &str, problem: &str) -> Status {
 
 fn not_enrolled() -> Status {
     Status::not_found("case_id: the case is not enrolled in a program")
-}
-
-/// Who is asking: the authenticated caller's name (the identity on a change is
-/// never a request field).
-fn caller<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone())
 }
 
 fn internal(error: StoreError) -> Status {

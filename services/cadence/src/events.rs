@@ -8,7 +8,6 @@
 
 use chrono::{DateTime, Utc};
 use touchpoint_platform::envelope::instant;
-use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     CaseStatus, Channel, ContactPoint, Envelope, Language, SuppressionReason, TherapyEventKind,
@@ -85,7 +84,7 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         // opt-out or opt-in; for the whole channel, the case's.
         Payload::ConsentRecorded(consent) => {
             let channel = channel(consent.channel).ok_or(bad("channel"))?;
-            change(match point(consent.contact_point.as_ref()) {
+            change(match point(&consent.contact_point) {
                 Some(point) => Change::DestinationOptedIn {
                     channel,
                     point: Point(point),
@@ -95,24 +94,12 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         }
         Payload::ConsentRevoked(consent) => {
             let channel = channel(consent.channel).ok_or(bad("channel"))?;
-            change(match point(consent.contact_point.as_ref()) {
+            change(match point(&consent.contact_point) {
                 Some(point) => Change::DestinationOptedOut {
                     channel,
                     point: Point(point),
                 },
                 None => Change::ConsentRevoked(channel),
-            })
-        }
-        Payload::OptOutReceived(opt_out) if point(opt_out.contact_point.as_ref()).is_some() => {
-            change(Change::DestinationOptedOut {
-                channel: channel(opt_out.channel).ok_or(bad("channel"))?,
-                point: Point(point(opt_out.contact_point.as_ref()).unwrap_or_default()),
-            })
-        }
-        Payload::OptInReceived(opt_in) if point(opt_in.contact_point.as_ref()).is_some() => {
-            change(Change::DestinationOptedIn {
-                channel: channel(opt_in.channel).ok_or(bad("channel"))?,
-                point: Point(point(opt_in.contact_point.as_ref()).unwrap_or_default()),
             })
         }
         Payload::TherapyEventRecorded(therapy) => {
@@ -136,21 +123,27 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
             Ok(CaseStatus::Closed) => change(Change::Closed),
             Ok(CaseStatus::Unspecified) | Err(_) => Err(bad("status")),
         },
-        Payload::OptOutReceived(opt_out) => Ok(Reaction::Change(match channel(opt_out.channel) {
-            Some(channel) => vec![Change::OptedOut(channel)],
-            // An opt-out that names no channel is honoured on every channel: a lost
-            // STOP is the one mistake outreach must never make.
-            None => [
-                Channel::Sms,
-                Channel::Voice,
-                Channel::Email,
-                Channel::Fax,
-                Channel::Mail,
-            ]
-            .into_iter()
-            .map(Change::OptedOut)
-            .collect(),
-        })),
+        Payload::OptOutReceived(opt_out) => match point(&opt_out.contact_point) {
+            Some(point) => change(Change::DestinationOptedOut {
+                channel: channel(opt_out.channel).ok_or(bad("channel"))?,
+                point: Point(point),
+            }),
+            None => Ok(Reaction::Change(match channel(opt_out.channel) {
+                Some(channel) => vec![Change::OptedOut(channel)],
+                // An opt-out that names no channel is honoured on every channel: a
+                // lost STOP is the one mistake outreach must never make.
+                None => Channel::ALL.into_iter().map(Change::OptedOut).collect(),
+            })),
+        },
+        Payload::OptInReceived(opt_in) => match point(&opt_in.contact_point) {
+            Some(point) => change(Change::DestinationOptedIn {
+                channel: channel(opt_in.channel).ok_or(bad("channel"))?,
+                point: Point(point),
+            }),
+            // START lifts the STOP in dispatch's checks; cadence's pending steps
+            // were cancelled by the STOP and stay so until consent is recorded again.
+            None => Ok(Reaction::Ignore),
+        },
         Payload::InboundReceived(inbound) => change(Change::Responded {
             in_reply_to: Uuid::parse_str(&inbound.in_reply_to_attempt_id).ok(),
         }),
@@ -200,11 +193,7 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
                 _ => Err(bad("outcome")),
             }
         }
-        // START lifts the STOP in dispatch's checks; cadence's pending steps were
-        // cancelled by the STOP and stay so until consent is recorded again.
-        Payload::OptInReceived(_) | Payload::CallbackRequested(_) | Payload::TaskCompleted(_) => {
-            Ok(Reaction::Ignore)
-        }
+        Payload::CallbackRequested(_) | Payload::TaskCompleted(_) => Ok(Reaction::Ignore),
         Payload::CoordinatorAssigned(_)
         | Payload::NoteAdded(_)
         | Payload::OutreachRequested(_)
@@ -236,10 +225,8 @@ fn known(raw: &str) -> Option<String> {
 }
 
 /// The number or address a contact point holds, if any.
-fn point(point: Option<&ContactPoint>) -> Option<String> {
-    match point?.value.as_ref()? {
-        Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) => known(v),
-    }
+fn point(point: &Option<ContactPoint>) -> Option<String> {
+    point.as_ref()?.text().map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -207,7 +207,7 @@ impl CaseService for CaseApi {
         &self,
         request: Request<RecordConsentRequest>,
     ) -> Result<Response<CommandResult>, Status> {
-        let by = actor(&request);
+        let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let channel = channel(r.channel)?;
@@ -222,7 +222,7 @@ impl CaseService for CaseApi {
         &self,
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<CommandResult>, Status> {
-        let by = actor(&request);
+        let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let channel = channel(r.channel)?;
@@ -305,7 +305,7 @@ impl CaseService for CaseApi {
         &self,
         request: Request<AddNoteRequest>,
     ) -> Result<Response<CommandResult>, Status> {
-        let by = actor(&request);
+        let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         if r.text.trim().is_empty() || r.text.len() > MAX_NOTE {
@@ -346,15 +346,6 @@ fn parse_meta(meta: Option<CommandMeta>) -> Result<Meta, Status> {
         request_id: (!request_id.is_empty()).then_some(request_id),
         expected_version: meta.expected_version,
     })
-}
-
-/// Who is asking: the authenticated caller (its certificate's or token's
-/// name), never a request field. `meta.actor` is not trusted.
-fn actor<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone())
 }
 
 fn case_id(raw: &str) -> Result<String, Status> {

@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use touchpoint_platform::envelope::{NO_CASE, instant};
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
-use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, ContactPoint, Envelope};
 
@@ -61,7 +60,7 @@ impl Handler for TimelineRecorder {
             .iter()
             .partition(|d| d.envelope.case_id == NO_CASE);
         for delivery in about_no_case {
-            self.contact_word(tx, delivery, true).await?;
+            self.about_no_case(tx, delivery).await?;
         }
         let case_ids: Vec<&str> = deliveries
             .iter()
@@ -83,10 +82,9 @@ impl Handler for TimelineRecorder {
             .await
             .map_err(handler_error)?;
         for delivery in deliveries {
-            self.contact_word(tx, delivery, false).await?;
-            let envelope = &delivery.envelope;
-            for command in consent_commands(envelope) {
-                self.carry_out(tx, &envelope.case_id, &command, envelope)
+            if let Some(word) = ContactWord::of(&delivery.envelope) {
+                self.keep(tx, &word, delivery).await?;
+                self.carry_out(tx, &delivery.envelope.case_id, &word, &delivery.envelope)
                     .await?;
             }
         }
@@ -95,66 +93,80 @@ impl Handler for TimelineRecorder {
 }
 
 impl TimelineRecorder {
-    /// Keeps what an opt-out or opt-in says of its contact point; with
-    /// `to_holders`, also carries it out on every case that holds the contact
-    /// point now.
-    async fn contact_word(
+    /// What a number or address no case held said: kept by contact point, and
+    /// carried out on every case that holds it by now.
+    async fn about_no_case(
         &self,
         tx: &mut PgConnection,
         delivery: &Delivery,
-        to_holders: bool,
     ) -> Result<(), HandlerError> {
-        let envelope = &delivery.envelope;
-        let Some(word) = ContactWord::of(envelope) else {
+        let Some(word) = ContactWord::of(&delivery.envelope) else {
             return Ok(());
         };
-        for channel in &word.channels {
-            record_contact_word(
-                tx,
-                &word.key,
-                *channel,
-                word.opted_out,
-                word.at,
-                delivery.event_id,
-            )
-            .await
-            .map_err(handler_error)?;
-        }
-        if to_holders {
-            for case_id in cases_holding(tx, &word.key).await.map_err(handler_error)? {
-                for command in consent_commands(envelope) {
-                    self.carry_out(tx, &case_id, &command, envelope).await?;
-                }
-            }
+        self.keep(tx, &word, delivery).await?;
+        let Some(key) = &word.key else {
+            return Ok(());
+        };
+        for case_id in cases_holding(tx, key).await.map_err(handler_error)? {
+            self.carry_out(tx, &case_id, &word, &delivery.envelope)
+                .await?;
         }
         Ok(())
     }
 
+    /// Keeps what `word` says of its contact point, for cases it comes to later.
+    async fn keep(
+        &self,
+        tx: &mut PgConnection,
+        word: &ContactWord,
+        delivery: &Delivery,
+    ) -> Result<(), HandlerError> {
+        let (Some(key), Some(at)) = (&word.key, word.at) else {
+            return Ok(());
+        };
+        for channel in &word.channels {
+            record_contact_word(tx, key, *channel, word.opted_out, at, delivery.event_id)
+                .await
+                .map_err(handler_error)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `word` the consent change of case `case_id`, caused by `cause`.
     async fn carry_out(
         &self,
         tx: &mut PgConnection,
         case_id: &str,
-        command: &Command,
+        word: &ContactWord,
         cause: &Envelope,
     ) -> Result<(), HandlerError> {
-        match self
-            .store
-            .apply_command(tx, case_id, &Meta::default(), command, Some(cause))
-            .await
-        {
-            // A closed case takes no new consent; its STOP is still kept.
-            Ok(_) | Err(StoreError::Rejected(Rejection::Closed)) => Ok(()),
-            Err(error) => Err(handler_error(error)),
+        for command in word.commands() {
+            match self
+                .store
+                .apply_command(tx, case_id, &Meta::default(), &command, Some(cause))
+                .await
+            {
+                // A closed case takes no new consent; its STOP is still kept.
+                Ok(_) | Err(StoreError::Rejected(Rejection::Closed)) => {}
+                Err(error) => return Err(handler_error(error)),
+            }
         }
+        Ok(())
     }
 }
 
-/// An opt-out or opt-in of one contact point.
+/// An opt-out or opt-in routing heard, as cases records it.
 struct ContactWord {
-    key: String,
+    /// The contact point it came from, when the event names one (an older one
+    /// does not: it holds for the whole channel).
+    point: Option<ContactPoint>,
+    /// That contact point as the index keys it.
+    key: Option<String>,
+    /// The channel it names; every channel when it names none.
     channels: Vec<Channel>,
     opted_out: bool,
-    at: DateTime<Utc>,
+    /// When the message that said it arrived.
+    at: Option<DateTime<Utc>>,
 }
 
 impl ContactWord {
@@ -164,67 +176,46 @@ impl ContactWord {
             Some(Payload::OptInReceived(o)) => (o.channel, &o.contact_point, o.received_at, false),
             _ => return None,
         };
-        let raw = match point.as_ref()?.value.as_ref()? {
-            Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) => v,
-        };
+        let point = point.clone().filter(|p| p.text().is_some());
         Some(Self {
-            key: ContactKey::parse(raw, "contact_point").ok()?.index_key(),
-            channels: channels(channel),
+            key: point
+                .as_ref()
+                .and_then(ContactPoint::text)
+                .and_then(|raw| ContactKey::parse(raw, "contact_point").ok())
+                .map(|key| key.index_key()),
+            point,
+            channels: match Channel::try_from(channel) {
+                Ok(Channel::Unspecified) | Err(_) => Channel::ALL.to_vec(),
+                Ok(channel) => vec![channel],
+            },
             opted_out,
             at: received_at
                 .as_ref()
                 .or(envelope.occurred_at.as_ref())
-                .and_then(instant)?,
+                .and_then(instant),
         })
     }
-}
 
-/// The channel an event names; every channel when it names none.
-fn channels(channel: i32) -> Vec<Channel> {
-    match Channel::try_from(channel) {
-        Ok(Channel::Unspecified) | Err(_) => vec![
-            Channel::Sms,
-            Channel::Voice,
-            Channel::Email,
-            Channel::Fax,
-            Channel::Mail,
-        ],
-        Ok(channel) => vec![channel],
+    /// The consent changes it means for a case that holds its contact point.
+    fn commands(&self) -> Vec<Command> {
+        self.channels
+            .iter()
+            .map(|channel| {
+                let change = ConsentChange {
+                    channel: *channel,
+                    source: consent_source(*channel),
+                    by: WORD_RECORDED_BY.to_owned(),
+                    point: self.point.clone(),
+                    effective_at: self.at,
+                };
+                if self.opted_out {
+                    Command::RevokeConsent(change)
+                } else {
+                    Command::RecordConsent(change)
+                }
+            })
+            .collect()
     }
-}
-
-/// The consent changes an inbound opt-out or opt-in means for its case.
-fn consent_commands(envelope: &Envelope) -> Vec<Command> {
-    let (channel, point, received_at, revoke) = match &envelope.payload {
-        Some(Payload::OptOutReceived(o)) => (o.channel, &o.contact_point, o.received_at, true),
-        Some(Payload::OptInReceived(o)) => (o.channel, &o.contact_point, o.received_at, false),
-        _ => return Vec::new(),
-    };
-    let effective_at = received_at
-        .as_ref()
-        .or(envelope.occurred_at.as_ref())
-        .and_then(instant);
-    channels(channel)
-        .into_iter()
-        .map(|channel| {
-            let change = ConsentChange {
-                channel,
-                source: consent_source(channel),
-                by: WORD_RECORDED_BY.to_owned(),
-                point: point.clone().filter(has_value),
-                effective_at,
-            };
-            if revoke {
-                Command::RevokeConsent(change)
-            } else {
-                Command::RecordConsent(change)
-            }
-        })
-        .collect()
-}
-
-fn has_value(point: &ContactPoint) -> bool {
-    point.value.is_some()
 }
 
 fn handler_error(error: StoreError) -> HandlerError {

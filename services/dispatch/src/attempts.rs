@@ -94,6 +94,15 @@ pub struct Attempt {
     pub last_name: String,
 }
 
+impl Attempt {
+    /// The number its caps count across cases: a phone number is a person,
+    /// whichever case reaches it. A fax number is a prescriber's office that
+    /// serves many patients, and an email address is not counted so.
+    pub fn counted_number(&self) -> Option<&str> {
+        matches!(self.channel, Channel::Sms | Channel::Voice).then_some(self.destination.as_str())
+    }
+}
+
 impl std::fmt::Debug for Attempt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attempt")
@@ -260,21 +269,23 @@ impl RecentSends {
             .collect()
     }
 
-    /// Counts a send made now.
+    /// Counts a send made now, to `case_id` and to `number` when it counts.
     pub fn record(
         &mut self,
         attempt_id: Uuid,
         case_id: &str,
-        destination: &str,
+        number: Option<&str>,
         at: DateTime<Utc>,
     ) {
-        for list in [
-            self.by_case.entry(case_id.to_owned()).or_default(),
+        self.by_case
+            .entry(case_id.to_owned())
+            .or_default()
+            .push((attempt_id, at));
+        if let Some(number) = number {
             self.by_destination
-                .entry(destination.to_owned())
-                .or_default(),
-        ] {
-            list.push((attempt_id, at));
+                .entry(number.to_owned())
+                .or_default()
+                .push((attempt_id, at));
         }
     }
 }

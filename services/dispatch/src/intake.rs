@@ -13,7 +13,6 @@ use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
 use touchpoint_proto::Timestamp;
-use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     CaseStatus, Channel, ContactPoint, Envelope, Language, OutreachPurpose,
@@ -197,7 +196,7 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
                 last_name: name.family_name,
             }
         }
-        Payload::ConsentRecorded(c) => match point(c.contact_point.as_ref()) {
+        Payload::ConsentRecorded(c) => match point(&c.contact_point) {
             Some(value) => Intake::DestinationOptedIn(destination(
                 c.channel,
                 value,
@@ -206,7 +205,7 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
             )?),
             None => Intake::Consented(channel(c.channel).ok_or(bad("channel"))?),
         },
-        Payload::ConsentRevoked(c) => match point(c.contact_point.as_ref()) {
+        Payload::ConsentRevoked(c) => match point(&c.contact_point) {
             Some(value) => Intake::DestinationOptedOut(destination(
                 c.channel,
                 value,
@@ -215,34 +214,28 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
             )?),
             None => Intake::Revoked(channel(c.channel).ok_or(bad("channel"))?),
         },
-        Payload::OptOutReceived(o) if point(o.contact_point.as_ref()).is_some() => {
-            Intake::DestinationOptedOut(destination(
+        Payload::OptOutReceived(o) => match point(&o.contact_point) {
+            Some(value) => Intake::DestinationOptedOut(destination(
                 o.channel,
-                point(o.contact_point.as_ref()).unwrap_or_default(),
+                value,
                 o.received_at.as_ref(),
                 "received_at",
-            )?)
-        }
-        Payload::OptInReceived(o) if point(o.contact_point.as_ref()).is_some() => {
-            Intake::DestinationOptedIn(destination(
+            )?),
+            None => Intake::OptedOut(match channel(o.channel) {
+                Some(c) => vec![c],
+                // No channel named: honoured on every channel.
+                None => Channel::ALL.to_vec(),
+            }),
+        },
+        Payload::OptInReceived(o) => match point(&o.contact_point) {
+            Some(value) => Intake::DestinationOptedIn(destination(
                 o.channel,
-                point(o.contact_point.as_ref()).unwrap_or_default(),
+                value,
                 o.received_at.as_ref(),
                 "received_at",
-            )?)
-        }
-        Payload::OptOutReceived(o) => Intake::OptedOut(match channel(o.channel) {
-            Some(c) => vec![c],
-            // No channel named: honoured on every channel.
-            None => vec![
-                Channel::Sms,
-                Channel::Voice,
-                Channel::Email,
-                Channel::Fax,
-                Channel::Mail,
-            ],
-        }),
-        Payload::OptInReceived(o) => Intake::OptedIn(channel(o.channel).ok_or(bad("channel"))?),
+            )?),
+            None => Intake::OptedIn(channel(o.channel).ok_or(bad("channel"))?),
+        },
         Payload::CoordinatorAssigned(a) => Intake::Coordinator(a.coordinator_id.clone()),
         Payload::CaseStatusChanged(s) => Intake::Status {
             status: match CaseStatus::try_from(s.status) {
@@ -255,14 +248,7 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
         },
         Payload::OutreachRequested(r) => {
             let channel = channel(r.channel).ok_or(bad("channel"))?;
-            let destination = match r.destination.as_ref().and_then(|d| d.value.as_ref()) {
-                Some(Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v))
-                    if !v.trim().is_empty() =>
-                {
-                    v.clone()
-                }
-                _ => return Err(bad("destination")),
-            };
+            let destination = point(&r.destination).ok_or(bad("destination"))?;
             Intake::Requested(Box::new(Request {
                 attempt_id: Uuid::parse_str(&r.attempt_id).map_err(|_| bad("attempt_id"))?,
                 program_id: r.program_id.clone(),
@@ -288,13 +274,8 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
 }
 
 /// The number or address a contact point holds, if any.
-fn point(point: Option<&ContactPoint>) -> Option<String> {
-    match point?.value.as_ref()? {
-        Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) if !v.trim().is_empty() => {
-            Some(v.clone())
-        }
-        _ => None,
-    }
+fn point(point: &Option<ContactPoint>) -> Option<String> {
+    point.as_ref()?.text().map(str::to_owned)
 }
 
 /// Applies what dispatch takes in.
@@ -509,6 +490,7 @@ async fn record_requests(
 #[cfg(test)]
 mod tests {
     use touchpoint_platform::envelope::{new_envelope, timestamp};
+    use touchpoint_proto::v1::contact_point::Value;
     use touchpoint_proto::v1::{CaseOpened, ContactPoint, OutreachRequested};
 
     use super::*;

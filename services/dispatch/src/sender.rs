@@ -136,9 +136,11 @@ impl Sender {
             return Ok(reconciled);
         }
         let cases: BTreeSet<String> = claimed.iter().map(|a| a.case_id.clone()).collect();
-        let destinations: BTreeSet<String> =
-            claimed.iter().map(|a| a.destination.clone()).collect();
-        let mut sends = attempts::recent_sends(&mut tx, &cases, &destinations, now).await?;
+        let numbers: BTreeSet<String> = claimed
+            .iter()
+            .filter_map(|a| a.counted_number().map(str::to_owned))
+            .collect();
+        let mut sends = attempts::recent_sends(&mut tx, &cases, &numbers, now).await?;
         let mut settled = Vec::with_capacity(claimed.len());
         let mut events = Vec::new();
         let mut handing = Vec::new();
@@ -155,11 +157,7 @@ impl Sender {
                     None => Verdict::WaitForCase,
                 }
             } else {
-                // A phone number is a person, whichever case reaches it; an
-                // email address may be, but a fax number is a prescriber's
-                // office that serves many patients.
-                let number = matches!(attempt.channel, Channel::Sms | Channel::Voice)
-                    .then_some(attempt.destination.as_str());
+                let number = attempt.counted_number();
                 let case_or_destination = sends.for_attempt(&attempt.case_id, number);
                 let to_destination = sends.to_destination(number);
                 check(
@@ -197,7 +195,7 @@ impl Sender {
                     sends.record(
                         attempt.attempt_id,
                         &attempt.case_id,
-                        &attempt.destination,
+                        attempt.counted_number(),
                         now,
                     );
                     settled.push(Settled {
@@ -224,7 +222,7 @@ impl Sender {
                         sends.record(
                             attempt.attempt_id,
                             &attempt.case_id,
-                            &attempt.destination,
+                            attempt.counted_number(),
                             now,
                         );
                         settled.push(Settled {

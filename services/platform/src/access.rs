@@ -209,6 +209,18 @@ pub struct Caller {
     pub proof: Proof,
 }
 
+impl Caller {
+    /// The name of the caller the gate admitted for `request`: the identity a
+    /// service records on a change, never a request field. "unauthenticated"
+    /// when no gate stood before the service (a service built without one).
+    pub fn name_of<T>(request: &tonic::Request<T>) -> String {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone())
+    }
+}
+
 /// The decision for one call.
 #[derive(Debug, Clone)]
 pub struct Gate {

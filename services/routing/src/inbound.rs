@@ -188,16 +188,24 @@ impl Inbound {
         });
 
         let inbound_id = Uuid::now_v7();
+        // What an opt-out or opt-in keyword says of the sender's number.
+        let word = keyword.as_ref().map(|k| Word {
+            intent: k.intent,
+            inbound_id,
+            channel: contact.channel,
+            keyword: k.word.clone(),
+            received_at: contact.received_at,
+        });
         // Written by the batch writer's task: the events carry this request's
         // trace explicitly.
         let traceparent = current_traceparent();
         let mut events = Vec::new();
         let mut new_tasks = Vec::new();
-        let event = |case: &FoundCase, payload: Payload| {
+        let event = |case_id: &str, payload: Payload| {
             OutgoingEvent::new(
                 self.topic.clone(),
                 new_envelope(
-                    &case.case_id,
+                    case_id,
                     crate::SPEC.name,
                     contact.received_at,
                     payload,
@@ -208,7 +216,7 @@ impl Inbound {
         };
         for (i, case) in cases.iter().enumerate() {
             let received = event(
-                case,
+                &case.case_id,
                 Payload::InboundReceived(InboundReceived {
                     inbound_id: inbound_id.to_string(),
                     channel: contact.channel as i32,
@@ -225,74 +233,20 @@ impl Inbound {
             };
             events.push(received);
             events.extend(reply);
-            let contact_point = sender
-                .as_ref()
-                .map(|key| key.to_contact_point(contact.channel));
-            let received_at = Some(timestamp(contact.received_at));
-            match keyword.as_ref().map(|k| (k.intent, k.word.clone())) {
-                Some((Intent::OptOut, keyword)) => events.push(event(
-                    case,
-                    Payload::OptOutReceived(OptOutReceived {
-                        inbound_id: inbound_id.to_string(),
-                        channel: contact.channel as i32,
-                        keyword,
-                        contact_point,
-                        received_at,
-                    }),
-                )),
-                Some((Intent::OptIn, keyword)) => events.push(event(
-                    case,
-                    Payload::OptInReceived(OptInReceived {
-                        inbound_id: inbound_id.to_string(),
-                        channel: contact.channel as i32,
-                        keyword,
-                        contact_point,
-                        received_at,
-                    }),
-                )),
-                _ => {}
-            }
+            events.extend(
+                word.as_ref()
+                    .and_then(|w| w.payload(sender.as_ref()))
+                    .map(|payload| event(&case.case_id, payload)),
+            );
         }
         // A number no case holds yet keeps its word: cases honours it when the
         // number is put on a case, dispatch at once.
-        if let (true, Some(key), Some(keyword)) = (cases.is_empty(), &sender, &keyword) {
-            let point = Some(key.to_contact_point(contact.channel));
-            let received_at = Some(timestamp(contact.received_at));
-            let (inbound_id, channel, keyword) = (
-                inbound_id.to_string(),
-                contact.channel as i32,
-                keyword.word.clone(),
+        let unheld = sender.as_ref().filter(|_| cases.is_empty());
+        if let (Some(key), Some(word)) = (unheld, &word) {
+            events.extend(
+                word.payload(Some(key))
+                    .map(|payload| event(NO_CASE, payload)),
             );
-            let payload = match keyword_intent(&reading) {
-                Some(Intent::OptOut) => Some(Payload::OptOutReceived(OptOutReceived {
-                    inbound_id,
-                    channel,
-                    keyword,
-                    contact_point: point,
-                    received_at,
-                })),
-                Some(Intent::OptIn) => Some(Payload::OptInReceived(OptInReceived {
-                    inbound_id,
-                    channel,
-                    keyword,
-                    contact_point: point,
-                    received_at,
-                })),
-                _ => None,
-            };
-            events.extend(payload.map(|payload| {
-                OutgoingEvent::new(
-                    self.topic.clone(),
-                    new_envelope(
-                        NO_CASE,
-                        crate::SPEC.name,
-                        contact.received_at,
-                        payload,
-                        None,
-                    ),
-                )
-                .with_traceparent(traceparent.clone())
-            }));
         }
         let task = |kind, case: Option<&FoundCase>, member_id, queue, priority, due_at| NewTask {
             task_id: Uuid::now_v7(),
@@ -339,7 +293,7 @@ impl Inbound {
             }
             for case in &cases {
                 events.push(event(
-                    case,
+                    &case.case_id,
                     Payload::ContactRouted(ContactRouted {
                         inbound_id: inbound_id.to_string(),
                         rule: decision.rule.as_str().into(),
@@ -350,7 +304,7 @@ impl Inbound {
                 ));
                 if let (true, Some(first)) = (callback, new_tasks.first()) {
                     events.push(event(
-                        case,
+                        &case.case_id,
                         Payload::CallbackRequested(CallbackRequested {
                             inbound_id: inbound_id.to_string(),
                             task_id: first.task_id.to_string(),
@@ -382,7 +336,7 @@ impl Inbound {
             );
             for case in &cases {
                 events.push(event(
-                    case,
+                    &case.case_id,
                     Payload::AdverseEventSuspected(AdverseEventSuspected {
                         inbound_id: inbound_id.to_string(),
                         matched_terms: screening.terms.clone(),
@@ -525,10 +479,48 @@ impl Inbound {
     }
 }
 
-/// What a keyword message asks for; None for any other reading.
-fn keyword_intent(reading: &Reading) -> Option<Intent> {
-    match reading {
-        Reading::Keyword(k) => Some(k.intent),
-        _ => None,
+/// A sender's opt-out or opt-in: a keyword, or a review a person completed.
+#[derive(Debug, Clone)]
+pub struct Word {
+    /// What it asks for.
+    pub intent: Intent,
+    /// The message it came in.
+    pub inbound_id: Uuid,
+    /// The channel it came on.
+    pub channel: Channel,
+    /// The keyword or listed phrase (never the sender's own words).
+    pub keyword: String,
+    /// When the message arrived: it counts from then.
+    pub received_at: DateTime<Utc>,
+}
+
+impl Word {
+    /// The event it is for a case, or about no case, from `sender`; None for
+    /// HELP, which asks nothing of the number.
+    pub fn payload(&self, sender: Option<&ContactKey>) -> Option<Payload> {
+        let (inbound_id, channel, keyword) = (
+            self.inbound_id.to_string(),
+            self.channel as i32,
+            self.keyword.clone(),
+        );
+        let contact_point = sender.map(|key| key.to_contact_point(self.channel));
+        let received_at = Some(timestamp(self.received_at));
+        match self.intent {
+            Intent::OptOut => Some(Payload::OptOutReceived(OptOutReceived {
+                inbound_id,
+                channel,
+                keyword,
+                contact_point,
+                received_at,
+            })),
+            Intent::OptIn => Some(Payload::OptInReceived(OptInReceived {
+                inbound_id,
+                channel,
+                keyword,
+                contact_point,
+                received_at,
+            })),
+            Intent::Help => None,
+        }
     }
 }

@@ -7,12 +7,14 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_platform::contact::ContactKey;
-use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
+use touchpoint_platform::envelope::{NO_CASE, new_envelope};
 use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, Envelope, OptOutReceived, TaskCompleted};
+use touchpoint_proto::v1::{Channel, Envelope, TaskCompleted};
 use uuid::Uuid;
 
+use crate::domain::keywords::Intent;
+use crate::inbound::Word;
 use crate::store::StoreError;
 
 /// What a task asks for.
@@ -435,26 +437,26 @@ async fn reviewed_opt_out(
     if case_ids.is_empty() {
         case_ids.push(NO_CASE.to_owned());
     }
-    let point = key.to_contact_point(channel);
-    Ok(case_ids
-        .iter()
-        .map(|case_id| {
-            let envelope = new_envelope(
-                case_id,
-                crate::SPEC.name,
-                now,
-                Payload::OptOutReceived(OptOutReceived {
-                    inbound_id: inbound_id.to_string(),
-                    channel: channel as i32,
-                    keyword: REVIEWED.into(),
-                    contact_point: Some(point.clone()),
-                    received_at: Some(timestamp(received_at)),
-                }),
-                None,
-            );
-            OutgoingEvent::new(topic, envelope)
+    let word = Word {
+        intent: Intent::OptOut,
+        inbound_id,
+        channel,
+        keyword: REVIEWED.into(),
+        received_at,
+    };
+    Ok(word
+        .payload(Some(&key))
+        .map(|payload| {
+            case_ids
+                .iter()
+                .map(|case_id| {
+                    let envelope =
+                        new_envelope(case_id, crate::SPEC.name, now, payload.clone(), None);
+                    OutgoingEvent::new(topic, envelope)
+                })
+                .collect()
         })
-        .collect())
+        .unwrap_or_default())
 }
 
 /// The `keyword` of an opt-out a person decided on review.

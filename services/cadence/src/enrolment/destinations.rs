@@ -89,15 +89,13 @@ impl Destinations {
     /// Whether `point` reaches the caregiver and not the patient: a message to
     /// it is the caregiver's, with no more than the minimum necessary.
     pub fn is_caregivers(&self, point: &ContactPoint) -> bool {
-        let Some(Value::PhoneE164(value) | Value::Email(value) | Value::FaxE164(value)) =
-            point.value.as_ref()
-        else {
+        let Some(value) = point.text() else {
             return false;
         };
         let holds = |p: &PersonContacts| {
             [&p.mobile, &p.landline, &p.email]
                 .into_iter()
-                .any(|v| v.as_deref() == Some(value.as_str()))
+                .any(|v| v.as_deref() == Some(value))
         };
         holds(&self.caregiver) && !holds(&self.patient)
     }

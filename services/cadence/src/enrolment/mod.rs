@@ -25,7 +25,6 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::{Channel, ContactPoint, Language};
 use uuid::Uuid;
 
@@ -216,7 +215,6 @@ impl StepRun {
         !self.made.is_empty()
     }
 
-    /// When it completed or was exhausted: the anchor of `after:` steps.
     /// When the run ended in its own course (answered, exhausted, or expired):
     /// what an `after:` step follows.
     fn finished_at(&self) -> Option<DateTime<Utc>> {
@@ -557,10 +555,7 @@ impl Enrolment {
                 let reaches_now = self
                     .destinations
                     .for_channel(channel)
-                    .and_then(|p| p.value)
-                    .is_some_and(|value| match value {
-                        Value::PhoneE164(v) | Value::Email(v) | Value::FaxE164(v) => v == point.0,
-                    });
+                    .is_some_and(|p| p.text() == Some(point.0.as_str()));
                 self.destinations.set_opted_out(channel, &point.0, true);
                 if reaches_now {
                     self.opt_out(program, channel, now);
