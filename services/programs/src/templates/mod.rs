@@ -358,7 +358,8 @@ impl Templates {
                             step: Some(step.id.clone()),
                             field: "template".into(),
                             problem: format!(
-                                "{file} is {chars} characters with a {SMS_FIRST_NAME_CHARS}-character first name: the healthcare-message exemption allows 160"
+                                "{file} is {chars} characters with a {SMS_FIRST_NAME_CHARS}-character first name: the healthcare-message exemption allows {max}",
+                                max = crate::Exemption::MAX_TEXT_CHARS
                             ),
                         });
                     }
