@@ -5,12 +5,11 @@
 mod support;
 
 use support::*;
-use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CallTaskRequested, ClaimTaskRequest, CompleteTaskRequest, CoordinatorRole,
-    ListCoordinatorsRequest, ListWorklistRequest, TaskKind, TaskOutcome, TaskStatus,
+    ClaimTaskRequest, CompleteTaskRequest, CoordinatorRole, ListCoordinatorsRequest,
+    ListWorklistRequest, TaskKind, TaskOutcome, TaskStatus,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,17 +23,7 @@ async fn a_call_task_is_worked_and_its_outcome_is_published() {
         .await;
     world.open_case("case-call", MOBILE, "carla", "").await;
     let attempt = uuid::Uuid::now_v7().to_string();
-    let call = event(
-        "case-call",
-        Payload::CallTaskRequested(CallTaskRequested {
-            attempt_id: attempt.clone(),
-            coordinator_id: "carla".into(),
-            due_at: Some(timestamp(utc(NOW))),
-            program_id: "adherence".into(),
-            step_id: "welcome".into(),
-            ..CallTaskRequested::default()
-        }),
-    );
+    let call = call_requested("case-call", &attempt);
     // Delivered twice, tasked once.
     world
         .publish(&[(Stream::Attempt, call.clone()), (Stream::Attempt, call)])

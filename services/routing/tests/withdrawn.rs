@@ -6,13 +6,12 @@
 mod support;
 
 use support::*;
-use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::testkit;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CallTaskRequested, CaseStatus, CaseStatusChanged, Channel, ClaimTaskRequest, CoordinatorRole,
-    Envelope, TaskKind, TaskStatus, TaskWithdrawn,
+    CaseStatus, CaseStatusChanged, Channel, ClaimTaskRequest, CoordinatorRole, Envelope, TaskKind,
+    TaskStatus, TaskWithdrawn,
 };
 
 /// A call task for `case_id`'s welcome step, assigned to carla; returns its
@@ -20,20 +19,7 @@ use touchpoint_proto::v1::{
 async fn call_task(world: &World, case_id: &str) -> String {
     let attempt = uuid::Uuid::now_v7().to_string();
     world
-        .publish(&[(
-            Stream::Attempt,
-            event(
-                case_id,
-                Payload::CallTaskRequested(CallTaskRequested {
-                    attempt_id: attempt.clone(),
-                    coordinator_id: "carla".into(),
-                    due_at: Some(timestamp(utc(NOW))),
-                    program_id: "adherence".into(),
-                    step_id: "welcome".into(),
-                    ..CallTaskRequested::default()
-                }),
-            ),
-        )])
+        .publish(&[(Stream::Attempt, call_requested(case_id, &attempt))])
         .await;
     testkit::eventually("the call task", WAIT, || async {
         world

@@ -21,9 +21,9 @@ use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
-    AttemptSent, CaseOpened, Channel, ContactPoints, Coordinator, CoordinatorAssigned,
-    CoordinatorRole, Envelope, Language, ListWorklistRequest, Person, PersonName, Presence, Shift,
-    Task, UpsertCoordinatorRequest,
+    AttemptSent, CallTaskRequested, CaseOpened, Channel, ContactPoints, Coordinator,
+    CoordinatorAssigned, CoordinatorRole, Envelope, Language, ListWorklistRequest, Person,
+    PersonName, Presence, Shift, Task, UpsertCoordinatorRequest,
 };
 use touchpoint_routing::webhooks::Secrets;
 
@@ -223,6 +223,22 @@ impl World {
     pub async fn first<T>(&self, what: &str, pick: impl Fn(&Envelope) -> Option<T>) -> T {
         self.events.wait_for(what, WAIT, pick).await
     }
+}
+
+/// Dispatch's `CallTaskRequested` for `case_id`'s welcome step, making
+/// `attempt`, for carla, due now.
+pub fn call_requested(case_id: &str, attempt: &str) -> Envelope {
+    event(
+        case_id,
+        Payload::CallTaskRequested(CallTaskRequested {
+            attempt_id: attempt.into(),
+            coordinator_id: "carla".into(),
+            due_at: Some(timestamp(utc(NOW))),
+            program_id: "adherence".into(),
+            step_id: "welcome".into(),
+            ..CallTaskRequested::default()
+        }),
+    )
 }
 
 pub fn event(case_id: &str, payload: Payload) -> Envelope {
