@@ -1,6 +1,7 @@
 //! Cases, dispatch (with a Twilio stand-in) and routing started in this process
 //! on a clock that stands still, on a fresh database and fresh topics: what a
-//! test of a patient's text through the three services needs.
+//! test of a patient's text through the three services needs. Cadence joins
+//! them when a test follows a program's plan, on a clock that runs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct Hub {
     pub cases: CaseServiceClient<AuthChannel>,
     /// Routing's gRPC address.
     pub routing: SocketAddr,
+    /// Cadence's gRPC address, when started.
+    pub cadence: Option<SocketAddr>,
     /// Routing's SMS webhook.
     pub sms_webhook: String,
     /// The SMS provider's stand-in: what was texted.
@@ -48,12 +51,17 @@ impl Drop for Hub {
 impl Hub {
     /// The services on a clock standing at `now` (RFC 3339).
     pub async fn start(now: &str) -> Self {
+        Self::start_on(ClockConfig::Fixed { at: utc(now) }, false).await
+    }
+
+    /// The services on `clock`, with cadence when `with_cadence`.
+    pub async fn start_on(clock: ClockConfig, with_cadence: bool) -> Self {
         testkit::init_tracing();
         let database = TestDatabase::fresh().await;
         let prefix = testkit::unique_prefix();
         let config = |name: &str| {
             let mut config = testkit::platform_config(name, &database, &prefix);
-            config.clock = ClockConfig::Fixed { at: utc(now) };
+            config.clock = clock.clone();
             config
         };
         let shutdown = Shutdown::new();
@@ -69,6 +77,15 @@ impl Hub {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../programs");
+        let cadence = if with_cadence {
+            let config = touchpoint_cadence::Config::new(config("cadence"), programs);
+            let addr = touchpoint_cadence::start(config, &shutdown)
+                .await
+                .unwrap_or_else(|e| panic!("cadence did not start: {e}"));
+            Some(addr)
+        } else {
+            None
+        };
         let mut dispatch = touchpoint_dispatch::Config::new(config("dispatch"), programs);
         dispatch.sender.poll = Duration::from_millis(50);
         dispatch.sms = vec![touchpoint_dispatch::SmsProvider {
@@ -92,6 +109,7 @@ impl Hub {
         Self {
             cases: CaseServiceClient::new(testkit::channel(cases_addr).await),
             routing: routing_addrs.grpc,
+            cadence,
             sms_webhook: format!("http://{}/inbound/sms", routing_addrs.http),
             database,
             prefix,

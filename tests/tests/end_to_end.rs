@@ -35,6 +35,7 @@ const START: &str = "2027-01-04T13:00:00Z";
 const SPEED: f64 = 21_600.0;
 const DAYS: i64 = 12;
 const SMS_TOKEN: &str = "demo-sms-token";
+const UNSUBSCRIBE_KEY: &str = "demo-unsubscribe-key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_story_of_six_patients_across_the_four_service_processes() {
@@ -98,6 +99,11 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
                 "Care Team <care@hub.example>".into(),
             ),
             ("TOUCHPOINT_SMTP_TLS", "none".into()),
+            (
+                "TOUCHPOINT_UNSUBSCRIBE_URL",
+                format!("http://{routing_http}/unsubscribe/email"),
+            ),
+            ("TOUCHPOINT_UNSUBSCRIBE_KEY", UNSUBSCRIBE_KEY.into()),
         ]
         .map(|(k, v)| ("dispatch", k.to_owned(), v))
         .into_iter()
@@ -105,6 +111,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
             [
                 ("TOUCHPOINT_HTTP_ADDR", routing_http.clone()),
                 ("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN", SMS_TOKEN.into()),
+                ("TOUCHPOINT_UNSUBSCRIBE_KEY", UNSUBSCRIBE_KEY.into()),
             ]
             .map(|(k, v)| ("routing", k.to_owned(), v)),
         ),

@@ -8,20 +8,25 @@
 //!   SMS to it revoked, and nothing is texted to it.
 //! - A text for the caregiver is the caregiver's text: no patient name.
 //! - A number two cases share is capped as one person.
+//! - An Oklahoma number is not texted at 20:30 local, which the TCPA allows and
+//!   Oklahoma does not, and is texted at 08:00 the next morning.
 
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::grpc::client::AuthChannel;
 use touchpoint_platform::testkit::{self, eventually, utc};
 use touchpoint_platform::topics::Stream;
+use touchpoint_proto::v1::cadence_service_client::CadenceServiceClient;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     Case, Channel, ConsentSource, ConsentState, ContactPoint, ContactPoints, GetCaseRequest,
-    Language, OpenCaseRequest, OutreachRequested, Person, PersonName, RecordConsentRequest,
-    SuppressionReason, contact_point,
+    GetPlanRequest, Language, OpenCaseRequest, OutreachRequested, Person, PersonName,
+    RecordConsentRequest, RecordTherapyEventRequest, SuppressionReason, TherapyEventKind,
+    contact_point,
 };
 use touchpoint_tests::fixtures::meta;
 use touchpoint_tests::hub::Hub;
@@ -120,17 +125,36 @@ fn program_text_for(
     to: &str,
     to_caregiver: bool,
 ) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+    let step = ("adherence", "first-week", "first-week-check-in");
+    program_text_with(case_id, to, to_caregiver, step, NOW)
+}
+
+/// The refill reminder's first text for `case_id` to `to`, asked for at
+/// `EVENING`.
+fn refill_text(case_id: &str, to: &str) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+    let step = ("refill-reminder", "five-days-before", "refill-due-soon");
+    program_text_with(case_id, to, false, step, EVENING)
+}
+
+/// A text of `(program, step, template)` for `case_id` to `to`, due at `now`.
+fn program_text_with(
+    case_id: &str,
+    to: &str,
+    to_caregiver: bool,
+    (program_id, step_id, template_id): (&str, &str, &str),
+    now: &str,
+) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
     let attempt_id = uuid::Uuid::now_v7().to_string();
     let request = OutreachRequested {
         attempt_id: attempt_id.clone(),
-        program_id: "adherence".into(),
-        step_id: "first-week".into(),
+        program_id: program_id.into(),
+        step_id: step_id.into(),
         channel: Channel::Sms as i32,
-        template_id: "first-week-check-in".into(),
+        template_id: template_id.into(),
         language: Language::En as i32,
         destination: Some(phone(to)),
-        due_at: Some(timestamp(utc(NOW))),
-        not_after: Some(timestamp(utc(NOW) + TimeDelta::hours(8))),
+        due_at: Some(timestamp(utc(now))),
+        not_after: Some(timestamp(utc(now) + TimeDelta::hours(8))),
         attempt_number: 1,
         to_caregiver,
         ..OutreachRequested::default()
@@ -138,7 +162,7 @@ fn program_text_for(
     let envelope = new_envelope(
         case_id,
         "cadence",
-        utc(NOW),
+        utc(now),
         Payload::OutreachRequested(request),
         None,
     );
@@ -363,19 +387,170 @@ async fn a_number_two_cases_share_is_capped_as_one_person() {
     }
     // The adherence program allows one text a day: the second case's text to
     // the same number waits, though that case sent nothing today.
-    let mut outcomes = hub
+    let outcomes = hub
         .outcomes(&[(&case_ids[0], CAREGIVER), (&case_ids[1], CAREGIVER)])
         .await;
     // Whichever goes first is sent.
-    outcomes.sort();
+    let mut sorted = outcomes.clone();
+    sorted.sort();
     assert_eq!(
-        outcomes,
+        sorted,
         vec![SENT, SuppressionReason::FrequencyCap as i32],
         "the program's cap counts the number across cases"
     );
+    // The case whose text was held sent nothing today: its patient's own
+    // number is another person, and is texted.
+    let held = usize::from(outcomes[0] == SENT);
     assert_eq!(
-        hub.outcomes(&[(&case_ids[1], PATIENTS[1])]).await,
+        hub.outcomes(&[(&case_ids[held], PATIENTS[held])]).await,
         vec![SENT],
-        "the second patient's own number is another person"
+        "the held case's patient's own number is another person"
+    );
+}
+
+/// 20:30 in Tulsa and Chicago (UTC-6) on Monday 2026-11-23.
+const EVENING: &str = "2026-11-24T02:30:00Z";
+/// 08:00 there the next morning.
+const NEXT_MORNING: &str = "2026-11-24T14:00:00Z";
+const TULSA: &str = "+19185550142";
+const CHICAGO: &str = "+13125550142";
+
+/// Opens a refill-reminder case for a patient in Chicago's time zone with the
+/// mobile `mobile`, consented to SMS, whose first reminder falls due at
+/// `EVENING`; returns the case id.
+async fn open_refill_case(hub: &mut Hub, mobile: &str) -> String {
+    let case_id = hub
+        .cases
+        .open_case(OpenCaseRequest {
+            meta: meta(&format!("open-{mobile}")),
+            program_id: "refill-reminder".into(),
+            language: Language::En as i32,
+            time_zone: "America/Chicago".into(),
+            patient: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Ana".into(),
+                    family_name: "Ruiz".into(),
+                }),
+                contact: Some(ContactPoints {
+                    mobile_e164: mobile.into(),
+                    ..ContactPoints::default()
+                }),
+                relationship: String::new(),
+            }),
+            caregiver: None,
+            prescriber_fax: String::new(),
+            enrolled_at: Some(timestamp(utc("2026-10-20T15:00:00Z"))),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"))
+        .into_inner()
+        .case_id;
+    hub.cases
+        .record_consent(RecordConsentRequest {
+            meta: meta(&format!("consent-{mobile}")),
+            case_id: case_id.clone(),
+            channel: Channel::Sms as i32,
+            source: ConsentSource::WrittenForm as i32,
+            contact_point: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("consent: {e}"));
+    // 30 days' supply: the refill is due at EVENING + 5 days, and the reminder
+    // five days before it at EVENING.
+    hub.cases
+        .record_therapy_event(RecordTherapyEventRequest {
+            meta: meta(&format!("fill-{mobile}")),
+            case_id: case_id.clone(),
+            kind: TherapyEventKind::Fill as i32,
+            at: Some(timestamp(utc(EVENING) - TimeDelta::days(25))),
+            days_supply: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("fill: {e}"));
+    case_id
+}
+
+/// Waits for the text of `case_id`'s first reminder to be sent; returns the
+/// attempt id.
+async fn reminder_sent(hub: &Hub, case_id: &str) -> String {
+    hub.attempts
+        .wait_for("the reminder sent", WAIT, |e| match &e.payload {
+            Some(Payload::AttemptSent(s)) if e.case_id == case_id => Some(s.attempt_id.clone()),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oklahoma_number_is_not_texted_at_half_past_eight_in_the_evening_but_at_eight_next_morning()
+ {
+    // The evening: the TCPA allows until 21:00, and so does the program.
+    let mut hub = Hub::start_on(ClockConfig::Fixed { at: utc(EVENING) }, true).await;
+    let chicago = open_refill_case(&mut hub, CHICAGO).await;
+    let tulsa = open_refill_case(&mut hub, TULSA).await;
+    reminder_sent(&hub, &chicago).await;
+    let Some(cadence) = hub.cadence else {
+        panic!("cadence was started");
+    };
+    let cadence = CadenceServiceClient::new(testkit::channel(cadence).await);
+    let planned = eventually("the Tulsa reminder planned", WAIT, || {
+        let mut cadence = cadence.clone();
+        let case_id = tulsa.clone();
+        async move {
+            let plan = cadence
+                .get_plan(GetPlanRequest { case_id })
+                .await
+                .ok()?
+                .into_inner();
+            let first = plan
+                .upcoming
+                .into_iter()
+                .find(|t| t.step_id == "five-days-before")?;
+            Some((first.send_at, first.send_at_local))
+        }
+    })
+    .await;
+    assert_eq!(
+        planned,
+        (
+            Some(timestamp(utc(NEXT_MORNING))),
+            "2026-11-24T08:00:00-06:00".to_owned()
+        ),
+        "Oklahoma allows texts until 20:00: the reminder waits for the morning"
+    );
+    // Dispatch checks the same rule: a text for the Tulsa case asked for now is
+    // held back, not sent.
+    let (attempt_id, event) = refill_text(&tulsa, TULSA);
+    testkit::publish(&hub.prefix, &[event]).await;
+    let reason = hub
+        .attempts
+        .wait_for("the evening text's outcome", WAIT, |e| match &e.payload {
+            Some(Payload::AttemptSuppressed(s)) if s.attempt_id == attempt_id => Some(s.reason),
+            Some(Payload::AttemptSent(s)) if s.attempt_id == attempt_id => Some(SENT),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reason, SuppressionReason::OutsideContactWindow as i32);
+    let to_tulsa = hub.sms.received().iter().filter(|m| m.to == TULSA).count();
+    assert_eq!(
+        to_tulsa, 0,
+        "nothing reached the Tulsa number in the evening"
+    );
+    drop(hub);
+
+    // The next morning, the same case as it stands then: its reminder goes out.
+    let mut hub = Hub::start_on(
+        ClockConfig::Fixed {
+            at: utc(NEXT_MORNING),
+        },
+        true,
+    )
+    .await;
+    let tulsa = open_refill_case(&mut hub, TULSA).await;
+    reminder_sent(&hub, &tulsa).await;
+    let to_tulsa = hub.sms.received().iter().filter(|m| m.to == TULSA).count();
+    assert_eq!(
+        to_tulsa, 1,
+        "the reminder reached the Tulsa number at 08:00"
     );
 }

@@ -61,7 +61,7 @@ impl CadenceApi {
         let mut locked = store::lock(&mut tx, &ids).await.map_err(internal)?;
         let enrolment = locked.get_mut(case_id).ok_or_else(not_enrolled)?;
         let now = self.clock.now();
-        let program = self.catalogue.get(&enrolment.program_id);
+        let program = enrolment.program(&self.catalogue);
         enrolment.apply(program, change, now, &mut V7Ids);
         let saved = Saved {
             case_id,
@@ -133,7 +133,7 @@ impl CadenceService for CadenceApi {
             .await
             .map_err(internal)?
             .ok_or_else(not_enrolled)?;
-        let program = self.catalogue.get(&enrolment.program_id);
+        let program = enrolment.program(&self.catalogue);
         Ok(Response::new(plan(&case_id, &enrolment, program)))
     }
 

@@ -103,7 +103,7 @@ impl DueLoop {
         let mut events = Vec::new();
         let mut wakes = Vec::with_capacity(claimed.len());
         for (case_id, enrolment) in &mut claimed {
-            let program = self.catalogue.get(&enrolment.program_id);
+            let program = enrolment.program(&self.catalogue);
             if let Some(program) = program {
                 // Plans what a program change added before waking.
                 enrolment.replan(program, now, &mut V7Ids);

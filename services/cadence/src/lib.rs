@@ -117,7 +117,13 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
                 .join("\n"),
         })?;
     tracing::info!(programs = programs.len(), "programs loaded");
-    let catalogue = Arc::new(Catalogue::new(programs));
+    let rules = program::StateRules::for_programs(&config.programs_dir).map_err(|e| {
+        CadenceStartError::Programs {
+            dir: config.programs_dir.display().to_string(),
+            problems: e.to_string(),
+        }
+    })?;
+    let catalogue = Arc::new(Catalogue::new(programs).with_state_rules(rules));
 
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
     let api = CadenceApi::new(

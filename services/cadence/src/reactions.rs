@@ -92,7 +92,7 @@ impl Handler for Reactions {
                         continue; // enrolled already
                     }
                     let mut enrolment = Enrolment::open(*new);
-                    match self.catalogue.get(&enrolment.program_id) {
+                    match enrolment.program(&self.catalogue) {
                         Some(program) => enrolment.replan(program, now, &mut V7Ids),
                         None => tracing::warn!(
                             case_id,
@@ -106,8 +106,10 @@ impl Handler for Reactions {
                         tracing::debug!(case_id, "event for a case not enrolled here; skipped");
                         continue;
                     };
-                    let program = self.catalogue.get(&enrolment.program_id);
                     for change in changes {
+                        // A change of address may move the patient under another
+                        // state's rule.
+                        let program = enrolment.program(&self.catalogue);
                         if let Some(note) = review_note(enrolment, &change) {
                             let envelope =
                                 new_envelope(case_id, crate::SPEC.name, now, note, Some(cause));
@@ -124,7 +126,7 @@ impl Handler for Reactions {
             .iter()
             .filter_map(|case_id| {
                 let enrolment = enrolments.get(*case_id)?;
-                let loaded = self.catalogue.get(&enrolment.program_id).is_some();
+                let loaded = enrolment.program(&self.catalogue).is_some();
                 Some(Saved {
                     case_id,
                     enrolment,

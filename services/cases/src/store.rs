@@ -164,6 +164,12 @@ impl CaseStore {
                 .iter()
                 .filter(|k| !contacts_before.as_ref().is_some_and(|b| b.contains(k)))
                 .collect();
+            // Read after the contact's lock: a word from it that no case held
+            // yet is either committed and read here, or waits for this case to
+            // commit and then finds it (`cases_holding`).
+            for key in &added {
+                lock_contact(tx, key).await?;
+            }
             for revoked in opted_out(tx, &added).await? {
                 let mut envelope = new_envelope(case_id, SOURCE, now, revoked.payload, None);
                 if let Some(id) = revoked.cause {
@@ -448,9 +454,27 @@ pub fn consent_source(channel: Channel) -> ConsentSource {
     }
 }
 
+/// Holds the lock of the contact point `key` (index form) until the
+/// transaction ends. A case that comes to hold a number and a word from that
+/// number which no case held both take it before reading what the other
+/// writes, so neither misses the other however their transactions overlap.
+/// Advisory locks of two 32-bit keys, the first naming contact points, are a
+/// space of their own.
+pub async fn lock_contact(tx: &mut PgConnection, key: &str) -> Result<(), StoreError> {
+    /// The first key of a contact point's lock.
+    const CONTACT_LOCKS: i32 = 0x0C0A;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(CONTACT_LOCKS)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Records what a contact point said on `channel` at `at`: an opt-out (with the
 /// inbound event it came in) or an opt-in. Later words win, whatever the order
-/// they are recorded in.
+/// they are recorded in. Holds the contact point's lock ([`lock_contact`]) from
+/// here to the end of the transaction.
 pub async fn record_contact_word(
     tx: &mut PgConnection,
     key: &str,
@@ -471,6 +495,7 @@ pub async fn record_contact_word(
          ON CONFLICT (contact_key, channel) DO UPDATE SET
              opted_in_at = GREATEST(contact_opt_outs.opted_in_at, $3)"
     };
+    lock_contact(tx, key).await?;
     let mut query = sqlx::query(query).bind(key).bind(channel as i32).bind(at);
     if opted_out {
         query = query.bind(event_id);

@@ -14,12 +14,15 @@ pub const PATH_SEPARATOR: &str = "__";
 
 /// Validates every program under `dir`; prints each problem and fails if any.
 pub fn validate(dir: &str) -> anyhow::Result<()> {
+    // The state rules beside the programs (or the built-in ones) must read too.
+    let rules = touchpoint_programs::StateRules::for_programs(Path::new(dir))?;
     match load_dir(Path::new(dir)) {
         Ok(programs) => {
             for program in &programs {
                 println!("ok  {} ({} steps)", program.id, program.steps.len());
             }
             println!("{} program(s) valid", programs.len());
+            println!("{} state rule(s) valid", rules.iter().count());
             Ok(())
         }
         Err(errors) => {

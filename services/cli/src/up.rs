@@ -277,6 +277,20 @@ async fn start_all(
             "TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN".into(),
             local::AUTH_TOKEN.into(),
         ));
+        // Every email's one-click unsubscribe reaches routing, signed with a
+        // key the two share.
+        own.push((
+            "dispatch",
+            "TOUCHPOINT_UNSUBSCRIBE_URL".into(),
+            format!("http://{ROUTING_HTTP}/unsubscribe/email"),
+        ));
+        for service in ["dispatch", "routing"] {
+            own.push((
+                service,
+                "TOUCHPOINT_UNSUBSCRIBE_KEY".into(),
+                local::UNSUBSCRIBE_KEY.into(),
+            ));
+        }
     }
     let services = stack::Services {
         bin_dir,

@@ -175,9 +175,11 @@ const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.templ
     a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,
     a.to_caregiver,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
-    v.coordinator_id, v.first_name, v.last_name,
+    v.coordinator_id, v.first_name, v.last_name, v.us_state,
     EXISTS (SELECT 1 FROM opted_out_destinations o
-            WHERE o.channel = a.channel AND o.destination = a.destination
+            WHERE o.channel = a.channel
+              AND o.destination = CASE WHEN a.channel = 'CHANNEL_EMAIL'
+                                       THEN lower(a.destination) ELSE a.destination END
               AND o.opted_out_at > o.opted_in_at) AS destination_opted_out";
 
 /// Claims up to `limit` queued attempts whose turn has come at `now`, oldest
@@ -492,6 +494,7 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
                 consented: names("consented")?,
                 opted_out: names("opted_out")?,
                 destination_opted_out: row.try_get("destination_opted_out")?,
+                us_state: row.try_get("us_state")?,
             })
         }
     };

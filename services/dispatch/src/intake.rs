@@ -12,10 +12,11 @@ use sqlx::PgConnection;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
+use touchpoint_programs::{StateRules, Whereabouts};
 use touchpoint_proto::Timestamp;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CaseStatus, Channel, ContactPoint, Envelope, Language, OutreachPurpose,
+    CaseStatus, Channel, ContactPoint, ContactPoints, Envelope, Language, OutreachPurpose,
 };
 use uuid::Uuid;
 
@@ -35,6 +36,13 @@ pub enum Intake {
         first_name: String,
         /// Family name (patient data).
         last_name: String,
+        /// The state whose rule applies to the patient, if any (USPS code).
+        us_state: Option<String>,
+    },
+    /// The patient's contact points changed: the state whose rule applies now.
+    Moved {
+        /// USPS code, or None for no state rule.
+        us_state: Option<String>,
     },
     /// Consent recorded on a channel (a new consent also lifts the case's own
     /// opt-out there; a number's opt-out is lifted only by consent naming it).
@@ -128,6 +136,7 @@ impl std::fmt::Debug for Intake {
         // Names and destinations are patient data: show only what kind of change.
         let kind = match self {
             Intake::Opened { .. } => "Opened",
+            Intake::Moved { .. } => "Moved",
             Intake::Consented(_) => "Consented",
             Intake::Revoked(_) => "Revoked",
             Intake::OptedOut(_) => "OptedOut",
@@ -153,7 +162,8 @@ pub struct IntakeError {
 }
 
 /// What `envelope` means for dispatch; None for what is not its business.
-pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
+/// `rules` say which patients are under a state's rule.
+pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>, IntakeError> {
     let Some(payload) = &envelope.payload else {
         return Ok(None); // a payload type newer than this build
     };
@@ -167,9 +177,16 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
     // A number's or address's word on a channel, as of `at` (else the event's
     // time).
     let destination = |raw_channel: i32, value: String, at: Option<&Timestamp>, field| {
+        let channel = channel(raw_channel).ok_or(bad("channel"))?;
         Ok(Destination {
-            channel: channel(raw_channel).ok_or(bad("channel"))?,
-            value,
+            channel,
+            // An address is one mailbox however it was typed; the sender
+            // compares email destinations lower-cased.
+            value: if channel == Channel::Email {
+                value.to_lowercase()
+            } else {
+                value
+            },
             at: at
                 .or(envelope.occurred_at.as_ref())
                 .and_then(instant)
@@ -189,13 +206,18 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
                 .as_ref()
                 .and_then(|p| p.name.clone())
                 .unwrap_or_default();
+            let contact = opened.patient.as_ref().and_then(|p| p.contact.as_ref());
             Intake::Opened {
                 program_id: opened.program_id.clone(),
                 time_zone: opened.time_zone.clone(),
                 first_name: name.given_name,
                 last_name: name.family_name,
+                us_state: state_of(rules, contact),
             }
         }
+        Payload::ContactPointsUpdated(updated) => Intake::Moved {
+            us_state: state_of(rules, updated.patient.as_ref()),
+        },
         Payload::ConsentRecorded(c) => match point(&c.contact_point) {
             Some(value) => Intake::DestinationOptedIn(destination(
                 c.channel,
@@ -273,6 +295,23 @@ pub fn intake(envelope: &Envelope) -> Result<Option<Intake>, IntakeError> {
     Ok(Some(found))
 }
 
+/// The code of the state whose rule applies to a patient with `contact`.
+fn state_of(rules: &StateRules, contact: Option<&ContactPoints>) -> Option<String> {
+    let contact = contact?;
+    fn known(s: &str) -> Option<&str> {
+        Some(s).filter(|s| !s.trim().is_empty())
+    }
+    let region = contact
+        .postal_address
+        .as_ref()
+        .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
+        .and_then(|a| known(&a.region));
+    let phone = known(&contact.mobile_e164).or(known(&contact.landline_e164));
+    rules
+        .locate(Whereabouts { region, phone })
+        .map(|rule| rule.code.clone())
+}
+
 /// The number or address a contact point holds, if any.
 fn point(point: &Option<ContactPoint>) -> Option<String> {
     point.as_ref()?.text().map(str::to_owned)
@@ -282,13 +321,14 @@ fn point(point: &Option<ContactPoint>) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Intaker {
     clock: SharedClock,
+    rules: StateRules,
 }
 
 impl Intaker {
     /// An intake that makes new attempts ready at `clock`'s now, the clock the
-    /// sender claims by.
-    pub fn new(clock: SharedClock) -> Self {
-        Self { clock }
+    /// sender claims by, and places patients under `rules`.
+    pub fn new(clock: SharedClock, rules: StateRules) -> Self {
+        Self { clock, rules }
     }
 }
 
@@ -304,7 +344,7 @@ impl Handler for Intaker {
     ) -> Result<(), HandlerError> {
         let mut requests = Vec::new();
         for delivery in deliveries {
-            let found = intake(&delivery.envelope).map_err(|error| {
+            let found = intake(&delivery.envelope, &self.rules).map_err(|error| {
                 // Pinned to its record when the batch is replayed one by one.
                 HandlerError::Permanent(format!("event {}: {error}", delivery.event_id))
             })?;
@@ -330,15 +370,23 @@ async fn apply_to_view(
             time_zone,
             first_name,
             last_name,
+            us_state,
         } => sqlx::query(
-            "INSERT INTO case_views (case_id, program_id, time_zone, first_name, last_name)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (case_id) DO NOTHING",
+            "INSERT INTO case_views
+                 (case_id, program_id, time_zone, first_name, last_name, us_state)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id) DO NOTHING",
         )
         .bind(case_id)
         .bind(program_id)
         .bind(time_zone)
         .bind(first_name)
-        .bind(last_name),
+        .bind(last_name)
+        .bind(us_state),
+        Intake::Moved { us_state } => sqlx::query(
+            "UPDATE case_views SET us_state = $2, updated_at = now() WHERE case_id = $1",
+        )
+        .bind(case_id)
+        .bind(us_state),
         Intake::Consented(channel) => sqlx::query(
             "UPDATE case_views SET
                  consented = array_append(array_remove(consented, $2), $2),
@@ -519,7 +567,10 @@ mod tests {
 
     #[test]
     fn a_request_is_recorded_with_what_sending_needs() {
-        let found = intake(&envelope(Payload::OutreachRequested(request())));
+        let found = intake(
+            &envelope(Payload::OutreachRequested(request())),
+            &StateRules::default(),
+        );
         match found {
             Ok(Some(Intake::Requested(r))) => {
                 assert_eq!(r.channel, Channel::Sms);
@@ -549,7 +600,7 @@ mod tests {
             (Payload::OutreachRequested(no_deadline), "not_after"),
             (Payload::CaseOpened(bad_zone), "time_zone"),
         ] {
-            let error = intake(&envelope(payload)).err();
+            let error = intake(&envelope(payload), &StateRules::default()).err();
             assert_eq!(error.as_ref().map(|e| e.field), Some(field));
             let shown = error.map(|e| e.to_string()).unwrap_or_default();
             assert!(
@@ -561,7 +612,10 @@ mod tests {
 
     #[test]
     fn debug_shows_the_kind_of_change_only() {
-        let found = intake(&envelope(Payload::OutreachRequested(request())));
+        let found = intake(
+            &envelope(Payload::OutreachRequested(request())),
+            &StateRules::default(),
+        );
         let shown = format!("{found:?}");
         assert!(!shown.contains("3125550142"), "{shown}");
         assert!(shown.contains("Requested"), "{shown}");

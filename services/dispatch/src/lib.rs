@@ -31,13 +31,13 @@ use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::topics::Stream;
-use touchpoint_programs::Catalogue;
+use touchpoint_programs::{Catalogue, StateRules};
 use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 
 use crate::api::DispatchApi;
 use crate::domain::guard::DestinationCap;
 use crate::intake::Intaker;
-use crate::providers::email::{MailTls, StartTls};
+use crate::providers::email::{MailTls, StartTls, Unsubscribe};
 use crate::providers::http::HttpClient;
 use crate::providers::{Mailer, Phaxio, Providers, Throttle, Twilio};
 use crate::sender::{Sender, SenderConfig};
@@ -177,6 +177,9 @@ pub struct SmtpRelay {
     /// `TOUCHPOINT_SMTP_TLS` (`opportunistic`, `required` or `none`) and
     /// `TOUCHPOINT_SMTP_CA_FILE`.
     pub tls: MailTls,
+    /// `TOUCHPOINT_UNSUBSCRIBE_URL` and `TOUCHPOINT_UNSUBSCRIBE_KEY`: every
+    /// email's one-click unsubscribe; required with a relay.
+    pub unsubscribe: Unsubscribe,
 }
 
 impl std::fmt::Debug for SmtpRelay {
@@ -212,7 +215,26 @@ impl SmtpRelay {
                 });
             }
         };
+        let required = |var: &str| {
+            env.raw(var).ok_or_else(|| ConfigError {
+                var: var.into(),
+                reason: "required when TOUCHPOINT_SMTP_HOST is set: every email carries a one-click unsubscribe".into(),
+            })
+        };
+        let url = required("TOUCHPOINT_UNSUBSCRIBE_URL")?;
+        let printable = url.chars().all(|c| c.is_ascii_graphic());
+        if !printable || !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError {
+                var: "TOUCHPOINT_UNSUBSCRIBE_URL".into(),
+                reason: "an http(s) URL of printable ASCII, without spaces".into(),
+            });
+        }
+        let unsubscribe = Unsubscribe {
+            url,
+            key: required("TOUCHPOINT_UNSUBSCRIBE_KEY")?,
+        };
         Ok(Some(Self {
+            unsubscribe,
             host,
             port: env.parse("TOUCHPOINT_SMTP_PORT", 25, "a port number")?,
             from,
@@ -401,7 +423,13 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
                     .join("\n"),
             }
         })?;
-    let catalogue = Arc::new(Catalogue::with_templates(loaded));
+    let rules = StateRules::for_programs(&config.programs_dir).map_err(|e| {
+        DispatchStartError::Programs {
+            dir: config.programs_dir.display().to_string(),
+            problems: e.to_string(),
+        }
+    })?;
+    let catalogue = Arc::new(Catalogue::with_templates(loaded).with_state_rules(rules.clone()));
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
     platform
         .grpc
@@ -419,7 +447,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             .map(|s| platform.topics.name(*s))
             .collect(),
         platform.pool.clone(),
-        Intaker::new(platform.clock.clone()),
+        Intaker::new(platform.clock.clone(), rules),
         &platform.config,
     );
     let token = shutdown.token();
@@ -469,7 +497,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
                     relay.port,
                     &relay.from,
                     relay.credentials.clone(),
-                    &relay.tls,
+                    (&relay.tls, relay.unsubscribe.clone()),
                     config.provider_timeout,
                 )
             })

@@ -14,6 +14,7 @@ use touchpoint_proto::v1::{
 };
 
 use crate::attempts::Attempt;
+use crate::domain::guard::CallWindow;
 
 /// The `source` of every event this service emits.
 pub const SOURCE: &str = "dispatch";
@@ -107,8 +108,13 @@ pub fn suppressed(
     event(topic, a, payload, now)
 }
 
-/// `CallTaskRequested`, for the case's coordinator.
-pub fn call_task(topic: &str, a: &Attempt, now: DateTime<Utc>) -> OutgoingEvent {
+/// `CallTaskRequested`, for the case's coordinator, callable in `window`.
+pub fn call_task(
+    topic: &str,
+    a: &Attempt,
+    window: CallWindow,
+    now: DateTime<Utc>,
+) -> OutgoingEvent {
     let payload = Payload::CallTaskRequested(CallTaskRequested {
         attempt_id: a.attempt_id.to_string(),
         coordinator_id: a.coordinator_id.clone(),
@@ -120,7 +126,13 @@ pub fn call_task(topic: &str, a: &Attempt, now: DateTime<Utc>) -> OutgoingEvent 
         destination: Some(ContactPoint {
             value: Some(Value::PhoneE164(a.destination.clone())),
         }),
-        not_after: Some(timestamp(a.not_after)),
+        not_after: Some(timestamp(window.until)),
+        callable_from: Some(timestamp(window.from)),
+        time_zone: a
+            .view
+            .as_ref()
+            .map(|v| v.time_zone.name().to_owned())
+            .unwrap_or_default(),
     });
     event(topic, a, payload, now)
 }

@@ -34,7 +34,7 @@ use touchpoint_proto::v1::{Channel, SuppressionReason};
 
 use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
 use crate::domain::fax::{self, Cover, FaxDocument};
-use crate::domain::guard::{DestinationCap, Sends, Verdict, check};
+use crate::domain::guard::{CallWindow, DestinationCap, Sends, Verdict, call_window, check};
 use crate::domain::sms;
 use crate::outcomes::{self, Written};
 use crate::providers::{Handoff, Lookup, Outgoing, Providers};
@@ -147,7 +147,9 @@ impl Sender {
         let count = claimed.len();
         let topic = self.topic.as_str();
         for attempt in claimed {
-            let program = self.catalogue.get(&attempt.program_id);
+            // The program as it applies in the patient's state, if a rule does.
+            let us_state = attempt.view.as_ref().and_then(|v| v.us_state.as_deref());
+            let program = self.catalogue.in_state(&attempt.program_id, us_state);
             let verdict = if attempt.keyword_reply {
                 // Carrier rules require the answer to STOP, START and HELP,
                 // whatever consent, opt-out, window or cap say.
@@ -204,7 +206,14 @@ impl Sender {
                         tried: true,
                         ..Settled::to(attempt.attempt_id, State::Sent)
                     });
-                    events.push(outcomes::call_task(topic, &attempt, now));
+                    let window = attempt.view.as_ref().map_or(
+                        CallWindow {
+                            from: now,
+                            until: attempt.not_after,
+                        },
+                        |view| call_window(view, program, attempt.not_after, now),
+                    );
+                    events.push(outcomes::call_task(topic, &attempt, window, now));
                 }
                 Verdict::Send => match self.render(&attempt) {
                     Ok(message) => {
@@ -399,6 +408,7 @@ impl Sender {
                 Some(message) => {
                     let outgoing = Outgoing {
                         attempt_id: a.attempt_id,
+                        case_id: &a.case_id,
                         channel: a.channel,
                         destination: &a.destination,
                         message,
@@ -539,6 +549,7 @@ impl Handing {
     fn outgoing(&self) -> Outgoing<'_> {
         Outgoing {
             attempt_id: self.attempt.attempt_id,
+            case_id: &self.attempt.case_id,
             channel: self.attempt.channel,
             destination: &self.attempt.destination,
             message: &self.message,

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use support::*;
 use touchpoint_dispatch::SmtpRelay;
-use touchpoint_dispatch::providers::email::{MailTls, StartTls};
+use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
 use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::tls::DevCa;
 use touchpoint_platform::topics::Stream;
@@ -35,6 +35,10 @@ async fn world_with(
             from: "Care Team <care@hub.example>".into(),
             credentials: Some((USER.into(), PASSWORD.into())),
             rate: None,
+            unsubscribe: Unsubscribe {
+                url: "http://127.0.0.1:9/unsubscribe/email".into(),
+                key: "unsubscribe-key".into(),
+            },
             tls: MailTls {
                 mode,
                 extra_roots: Some(authority.cert_pem().into_bytes()),
@@ -135,6 +139,23 @@ async fn an_email_goes_out_once_encrypted_in_spanish_with_a_subject_a_text_and_a
         "the template's subject"
     );
     assert!(mail.data.contains("multipart/alternative"));
+    // A one-click unsubscribe (RFC 8058) that names the case, not the address.
+    let sig = touchpoint_platform::signature::unsubscribe::sign(
+        "unsubscribe-key",
+        "case-mail",
+        "ana@example.com",
+    );
+    assert!(
+        mail.data.contains(&format!(
+            "List-Unsubscribe: <http://127.0.0.1:9/unsubscribe/email?case=case-mail&sig={sig}>"
+        )),
+        "{}",
+        mail.data
+    );
+    assert!(
+        mail.data
+            .contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    );
     let text = part(&mail.data, "text/plain");
     assert!(text.starts_with("Estimado/a Ana Ruiz:"), "{text}");
     assert!(text.contains("Su coordinador de atención"), "{text}");

@@ -1,6 +1,7 @@
 //! Dispatch through the real broker and database: a requested attempt is handed
 //! over once, suppressed with its reason when a last-moment check fails, waits for
-//! a case it has not heard of, and a bad request goes to the DLQ.
+//! a case it has not heard of, and a bad request goes to the DLQ. A call task
+//! carries the patient's window.
 
 mod support;
 
@@ -37,6 +38,20 @@ async fn a_voice_attempt_becomes_one_call_task_for_the_coordinator() {
     };
     assert_eq!(call.coordinator_id, "coordinator-7");
     assert_eq!(call.step_id, "welcome");
+    // Callable inside the adherence program's window, in the patient's zone.
+    assert_eq!(
+        (call.callable_from, call.not_after),
+        (
+            Some(touchpoint_platform::envelope::timestamp(
+                touchpoint_platform::testkit::utc("2026-04-07T13:00:00Z")
+            )),
+            Some(touchpoint_platform::envelope::timestamp(
+                touchpoint_platform::testkit::utc(CLOSES)
+            )),
+        ),
+        "09:00 to 20:00 in New York"
+    );
+    assert_eq!(call.time_zone, "America/New_York");
     assert_eq!(task.causation_id, request.event_id, "caused by the request");
     assert_eq!(task.correlation_id, request.correlation_id, "in its story");
 

@@ -143,7 +143,7 @@ impl ContactKey {
     }
 
     /// The contact point as events carry it on `channel` (a number on the fax
-    /// channel is a fax number).
+    /// channel is a fax number; an address lower-cased).
     pub fn to_contact_point(&self, channel: Channel) -> ContactPoint {
         let value = match self {
             ContactKey::Phone(number) if channel == Channel::Fax => {
@@ -152,7 +152,8 @@ impl ContactKey {
             ContactKey::Phone(number) => {
                 contact_point::Value::PhoneE164(number.as_str().to_owned())
             }
-            ContactKey::Email(address) => contact_point::Value::Email(address.as_str().to_owned()),
+            // As lookups key it: the same mailbox however it was typed.
+            ContactKey::Email(address) => contact_point::Value::Email(address.lookup_key()),
         };
         ContactPoint { value: Some(value) }
     }

@@ -107,9 +107,75 @@ pub mod email {
     }
 }
 
+/// One-click unsubscribe links: `<base>?case=<case id>&sig=<hex HMAC-SHA256 of
+/// the case id and the address, lower-cased, keyed with the deployment's
+/// unsubscribe key>`. Dispatch writes them into every email; routing, holding
+/// the same key, finds which of the case's addresses the link was for.
+pub mod unsubscribe {
+    use hmac::{Hmac, Mac as _};
+    use sha2::Sha256;
+
+    fn mac(key: &str, case_id: &str, address: &str) -> Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(case_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(address.to_lowercase().as_bytes());
+        mac
+    }
+
+    /// The proof for `case_id`'s `address`.
+    pub fn sign(key: &str, case_id: &str, address: &str) -> String {
+        hex::encode(mac(key, case_id, address).finalize().into_bytes())
+    }
+
+    /// Whether `sig` is the proof for `case_id`'s `address` (compared in
+    /// constant time).
+    pub fn verify(key: &str, case_id: &str, address: &str, sig: &str) -> bool {
+        hex::decode(sig.trim())
+            .is_ok_and(|given| mac(key, case_id, address).verify_slice(&given).is_ok())
+    }
+
+    /// The link to `base` for `case_id`'s `address`.
+    pub fn link(base: &str, key: &str, case_id: &str, address: &str) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("case", case_id)
+            .append_pair("sig", &sign(key, case_id, address))
+            .finish();
+        format!("{base}?{query}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsubscribe_link_names_the_case_and_proves_only_its_address() {
+        let link = unsubscribe::link(
+            "https://hub.example/unsubscribe/email",
+            "k",
+            "case-1",
+            "Ana@Example.com",
+        );
+        assert!(link.starts_with("https://hub.example/unsubscribe/email?case=case-1&sig="));
+        assert!(
+            !link.to_lowercase().contains("ana"),
+            "no address in the link"
+        );
+        let sig = unsubscribe::sign("k", "case-1", "ana@example.com");
+        assert!(unsubscribe::verify("k", "case-1", "ANA@example.com", &sig));
+        assert!(!unsubscribe::verify("k", "case-1", "bo@example.com", &sig));
+        assert!(!unsubscribe::verify("k", "case-2", "ana@example.com", &sig));
+        assert!(!unsubscribe::verify(
+            "other",
+            "case-1",
+            "ana@example.com",
+            &sig
+        ));
+        assert!(!unsubscribe::verify("k", "case-1", "ana@example.com", "zz"));
+    }
 
     #[test]
     fn an_email_signature_checks_key_timestamp_and_token() {

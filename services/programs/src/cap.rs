@@ -33,24 +33,38 @@ impl FrequencyCap {
                     .unwrap_or(at + TimeDelta::days(1)),
             );
         }
-        let week_start = at - TimeDelta::days(7);
-        let mut in_week: Vec<&DateTime<Utc>> = sent
-            .iter()
-            .filter(|s| **s > week_start && **s <= at)
-            .collect();
-        if in_week.len() >= self.per_week as usize {
-            in_week.sort();
-            // Free once enough of the week's messages are more than 7 days old.
-            let oldest_to_expire = in_week[in_week.len() - self.per_week as usize];
-            return Some(*oldest_to_expire + TimeDelta::days(7));
-        }
-        None
+        let per_day = self
+            .per_24_hours
+            .and_then(|limit| rolling(sent, at, TimeDelta::hours(24), limit));
+        let per_week = rolling(sent, at, TimeDelta::days(7), self.per_week);
+        per_day.max(per_week)
     }
 
     /// Whether a message at `at` keeps to the cap.
     pub fn allows(&self, tz: Tz, sent: &[DateTime<Utc>], at: DateTime<Utc>) -> bool {
         self.blocks_until(tz, sent, at).is_none()
     }
+}
+
+/// If `limit` messages of `sent` fall in the `span` before `at`, the first
+/// instant enough of them are older than `span`.
+fn rolling(
+    sent: &[DateTime<Utc>],
+    at: DateTime<Utc>,
+    span: TimeDelta,
+    limit: u32,
+) -> Option<DateTime<Utc>> {
+    let from = at - span;
+    let mut inside: Vec<&DateTime<Utc>> = sent.iter().filter(|s| **s > from && **s <= at).collect();
+    let limit = limit as usize;
+    if inside.len() < limit {
+        return None;
+    }
+    inside.sort();
+    // limit >= 1 (validated), so the index is inside.
+    inside
+        .get(inside.len() - limit.max(1))
+        .map(|oldest_to_expire| **oldest_to_expire + span)
 }
 
 #[cfg(test)]
@@ -61,7 +75,29 @@ mod tests {
     const HEALTHCARE: FrequencyCap = FrequencyCap {
         per_day: 1,
         per_week: 3,
+        per_24_hours: None,
     };
+
+    #[test]
+    fn a_state_rule_of_three_in_24_hours_counts_across_local_midnight() {
+        let cap = FrequencyCap {
+            per_day: 3,
+            per_week: 20,
+            per_24_hours: Some(3),
+        };
+        let chicago = chrono_tz::America::Chicago;
+        // Three late on the 8th (local); the 9th is a new day but not 24 hours on.
+        let sent = [
+            utc("2026-04-09T00:00:00Z"),
+            utc("2026-04-09T01:00:00Z"),
+            utc("2026-04-09T02:00:00Z"),
+        ];
+        assert_eq!(
+            cap.blocks_until(chicago, &sent, utc("2026-04-09T14:00:00Z")),
+            Some(utc("2026-04-10T00:00:00Z"))
+        );
+        assert!(cap.allows(chicago, &sent, utc("2026-04-10T00:00:01Z")));
+    }
 
     #[test]
     fn one_a_day_in_the_patients_local_day() {

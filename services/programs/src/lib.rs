@@ -12,6 +12,7 @@ mod duration;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 mod raw;
+mod states;
 mod templates;
 mod validate;
 mod window;
@@ -23,6 +24,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc, Weekday};
 use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
+pub use states::{StateRule, StateRules, StateRulesError, Whereabouts};
 pub use templates::{
     Audience, CAREGIVER_VARIABLES, Message, MessageFacts, RenderError, SMS_FIRST_NAME_CHARS,
     SMS_VARIABLES, Templates, VARIABLES,
@@ -46,6 +48,21 @@ pub struct Program {
     pub exemption: Option<Exemption>,
     /// The touchpoints, in order.
     pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// The program as it applies to a patient in a state with `rule`: the
+    /// narrower of the two windows and the lower of the two caps.
+    pub fn under(&self, rule: &StateRule) -> Program {
+        let mut program = self.clone();
+        program.window.start = program.window.start.max(rule.start);
+        program.window.end = program.window.end.min(rule.end);
+        program.cap.per_24_hours = match (program.cap.per_24_hours, rule.per_24_hours) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        program
+    }
 }
 
 /// A TCPA exemption a program relies on, and so must keep to.
@@ -89,6 +106,9 @@ pub struct FrequencyCap {
     pub per_day: u32,
     /// Per 7 days.
     pub per_week: u32,
+    /// Per any 24 hours, when the patient's state limits it (a program file
+    /// does not set it; a state rule does).
+    pub per_24_hours: Option<u32>,
 }
 
 /// What a step's due time is measured from.
@@ -165,10 +185,16 @@ impl Step {
 
 /// The programs a service runs, by id, with their templates when it writes
 /// messages.
+///
+/// With state rules, it also holds each program as it applies in each state
+/// with a rule, so a lookup for a patient costs a map lookup, not a copy.
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
     programs: BTreeMap<String, Program>,
     templates: BTreeMap<String, Templates>,
+    rules: StateRules,
+    /// By program id, then state code.
+    in_states: BTreeMap<String, BTreeMap<String, Program>>,
 }
 
 impl Catalogue {
@@ -176,8 +202,43 @@ impl Catalogue {
     pub fn new(programs: Vec<Program>) -> Self {
         Self {
             programs: programs.into_iter().map(|p| (p.id.clone(), p)).collect(),
-            templates: BTreeMap::new(),
+            ..Self::default()
         }
+    }
+
+    /// The catalogue with `rules` applied to patients in their states.
+    pub fn with_state_rules(mut self, rules: StateRules) -> Self {
+        self.in_states = self
+            .programs
+            .iter()
+            .map(|(id, program)| {
+                let by_state = rules
+                    .iter()
+                    .map(|rule| (rule.code.clone(), program.under(rule)))
+                    .collect();
+                (id.clone(), by_state)
+            })
+            .collect();
+        self.rules = rules;
+        self
+    }
+
+    /// The state rule that applies to a patient at `whereabouts`, if any.
+    pub fn state_of(&self, whereabouts: Whereabouts<'_>) -> Option<&StateRule> {
+        self.rules.locate(whereabouts)
+    }
+
+    /// The program `id` as it applies in the state with code `state` (as
+    /// [`Catalogue::state_of`] found it); as written where the state has no rule.
+    pub fn in_state(&self, id: &str, state: Option<&str>) -> Option<&Program> {
+        state
+            .and_then(|code| self.in_states.get(id)?.get(code))
+            .or_else(|| self.programs.get(id))
+    }
+
+    /// The program `id` as it applies to a patient at `whereabouts`.
+    pub fn for_patient(&self, id: &str, whereabouts: Whereabouts<'_>) -> Option<&Program> {
+        self.in_state(id, self.state_of(whereabouts).map(|r| r.code.as_str()))
     }
 
     /// A catalogue of programs with their templates, as

@@ -49,6 +49,11 @@ impl ContactWindow {
         local_instant(tz, at.with_timezone(&tz).date_naive().and_time(self.end))
     }
 
+    /// When the window opens on the patient's local day of `at`.
+    pub fn opens_on(&self, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        local_instant(tz, at.with_timezone(&tz).date_naive().and_time(self.start))
+    }
+
     fn open_on(&self, date: NaiveDate) -> bool {
         !self.rests_on(date.weekday()) && !self.no_contact_dates.contains(&date)
     }

@@ -6,9 +6,11 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use touchpoint_platform::access::Caller;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_proto::v1::routing_service_server::RoutingService;
@@ -194,8 +196,13 @@ fn coordinator(m: &Member) -> Coordinator {
     }
 }
 
-fn task_proto(t: &Task) -> TaskProto {
+fn task_proto(t: &Task, now: DateTime<Utc>) -> TaskProto {
     TaskProto {
+        callable_from: t.callable.map(|c| timestamp(c.from)),
+        callable_until: t.callable.map(|c| timestamp(c.until)),
+        callable_from_local: t.callable.map(|c| c.local(c.from)).unwrap_or_default(),
+        callable_until_local: t.callable.map(|c| c.local(c.until)).unwrap_or_default(),
+        workable_now: t.workable_at(now),
         task_id: t.task_id.to_string(),
         kind: match t.kind {
             Kind::Call => TaskKind::Call,
@@ -238,6 +245,9 @@ fn task_error(error: TaskError) -> Status {
         TaskError::Unavailable(why) => {
             Status::failed_precondition(format!("task_id: the task is {why}"))
         }
+        window @ TaskError::OutsideWindow { .. } => {
+            Status::failed_precondition(format!("task_id: {window}"))
+        }
         TaskError::Store(e) => unavailable(&e),
     }
 }
@@ -254,6 +264,27 @@ impl RoutingApi {
             .get(id)
             .cloned()
             .ok_or_else(|| Status::not_found("coordinator_id: no such coordinator"))
+    }
+
+    /// The member a worklist or task call acts as. A caller signed in as a
+    /// member of the roster (its certificate's or token's name is the member's
+    /// id) acts only as that member: the request may leave `coordinator_id`
+    /// empty, and naming anyone else is refused. Any other caller is a service
+    /// that fronts people (the CLI, a desk) and names the member in the request.
+    fn acting_member(&self, caller: &str, named: &str) -> Result<Member, Status> {
+        let signed_in = self
+            .roster
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(caller)
+            .cloned();
+        match signed_in {
+            Some(member) if named.trim().is_empty() || named.trim() == member.id => Ok(member),
+            Some(_) => Err(Status::permission_denied(
+                "coordinator_id: a coordinator acts only as themselves",
+            )),
+            None => self.known_member(&id("coordinator_id", named)?),
+        }
     }
 }
 
@@ -362,19 +393,21 @@ impl RoutingService for RoutingApi {
         &self,
         request: Request<ListWorklistRequest>,
     ) -> Result<Response<ListWorklistResponse>, Status> {
+        let caller = Caller::name_of(&request);
         let request = request.into_inner();
-        let member = self.known_member(&id("coordinator_id", &request.coordinator_id)?)?;
+        let member = self.acting_member(&caller, &request.coordinator_id)?;
         let limit = match request.limit {
             0 => 50,
             n => n.min(MAX_WORKLIST),
         };
         let mut queues: Vec<String> = member.programs.iter().map(|p| program_queue(p)).collect();
         queues.push(GENERAL_QUEUE.to_owned());
-        let found = tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit))
+        let now = self.clock.now();
+        let found = tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit), now)
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(Response::new(ListWorklistResponse {
-            tasks: found.iter().map(task_proto).collect(),
+            tasks: found.iter().map(|t| task_proto(t, now)).collect(),
         }))
     }
 
@@ -382,22 +415,25 @@ impl RoutingService for RoutingApi {
         &self,
         request: Request<ClaimTaskRequest>,
     ) -> Result<Response<TaskProto>, Status> {
+        let caller = Caller::name_of(&request);
         let request = request.into_inner();
         let task_id = task_id(&request.task_id)?;
-        let member = self.known_member(&id("coordinator_id", &request.coordinator_id)?)?;
-        let claimed = tasks::claim(&self.pool, task_id, &member.id)
+        let member = self.acting_member(&caller, &request.coordinator_id)?;
+        let now = self.clock.now();
+        let claimed = tasks::claim(&self.pool, task_id, &member.id, now)
             .await
             .map_err(task_error)?;
-        Ok(Response::new(task_proto(&claimed)))
+        Ok(Response::new(task_proto(&claimed, now)))
     }
 
     async fn complete_task(
         &self,
         request: Request<CompleteTaskRequest>,
     ) -> Result<Response<TaskProto>, Status> {
+        let caller = Caller::name_of(&request);
         let request = request.into_inner();
         let task_id = task_id(&request.task_id)?;
-        let member = self.known_member(&id("coordinator_id", &request.coordinator_id)?)?;
+        let member = self.acting_member(&caller, &request.coordinator_id)?;
         let outcome = match TaskOutcome::try_from(request.outcome) {
             Ok(TaskOutcome::Reached) => Outcome::Reached,
             Ok(TaskOutcome::NoAnswer) => Outcome::NoAnswer,
@@ -427,6 +463,6 @@ impl RoutingService for RoutingApi {
                 m.open_tasks = m.open_tasks.saturating_sub(1);
             }
         }
-        Ok(Response::new(task_proto(&done)))
+        Ok(Response::new(task_proto(&done, self.clock.now())))
     }
 }

@@ -37,6 +37,7 @@ use crate::domain::decision::{Decision, Rule, decide};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
+use crate::domain::text::email_reply;
 use crate::recorder::{self, Record, Recorder};
 use crate::store::{self, FoundCase, Lookup, StoreError};
 use crate::tasks::{HIGH_PRIORITY, Kind, NewTask};
@@ -147,6 +148,21 @@ impl Inbound {
         }
     }
 
+    /// The email addresses `case_id` holds now (patient data).
+    pub async fn addresses_of(&self, case_id: &str) -> Result<Vec<ContactKey>, StoreError> {
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT contact_key FROM case_contacts
+             WHERE case_id = $1 AND contact_key LIKE 'email:%'",
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| ContactKey::parse_index_key(k))
+            .collect())
+    }
+
     /// Records `contact`, routes it and publishes its events.
     pub async fn receive(&self, contact: &Contact) -> Result<Routed, StoreError> {
         let channel_name = contact.channel.as_str_name();
@@ -166,6 +182,7 @@ impl Inbound {
         };
         let reading = match (&contact.body, contact.channel) {
             (Some(body), Channel::Sms) => self.phrases.read(body),
+            (Some(body), Channel::Email) => self.phrases.read(&email_reply(body)),
             _ => Reading::Text,
         };
         let keyword = match &reading {
@@ -261,6 +278,8 @@ impl Inbound {
             inbound_id: Some(inbound_id),
             created_at: contact.received_at,
             correlation_id: String::new(),
+            callable: None,
+            contact_key: None,
         };
         if let Some(decision) = &decision {
             let callback = decision.rule == Rule::Callback;

@@ -68,6 +68,8 @@ pub struct Config {
     pub webhook_base: Option<String>,
     /// `TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN`, `TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY`,
     /// `TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN`: unset refuses that webhook.
+    /// `TOUCHPOINT_UNSUBSCRIBE_KEY`: the key dispatch signs emails' one-click
+    /// unsubscribe links with; unset refuses them.
     pub secrets: Secrets,
     /// `TOUCHPOINT_CALLBACK_SLA_MINUTES` (30) and `TOUCHPOINT_REPLY_WINDOW_HOURS` (72).
     pub settings: Settings,
@@ -98,6 +100,7 @@ impl Config {
                 sms_auth_token: env.raw("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN"),
                 email_signing_key: env.raw("TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY"),
                 fax_callback_token: env.raw("TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN"),
+                unsubscribe_key: env.raw("TOUCHPOINT_UNSUBSCRIBE_KEY"),
             },
             settings: Settings {
                 callback_after: TimeDelta::minutes(i64::from(minutes)),

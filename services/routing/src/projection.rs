@@ -10,18 +10,19 @@
 //! nobody); an event missing what routing needs goes to the DLQ.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use sqlx::PgConnection;
 use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
 use touchpoint_platform::outbox;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, ContactPoints, Language};
+use touchpoint_proto::v1::{CallTaskRequested, Channel, ContactPoints, Language};
 use uuid::Uuid;
 
 use crate::domain::decision::program_queue;
 use crate::store::{StoreError, language_name};
-use crate::tasks::{self, Kind, NewTask};
+use crate::tasks::{self, Callable, Kind, NewTask};
 use crate::withdrawal::{withdraw, withdrawal};
 
 /// The consumer group and inbox name.
@@ -196,6 +197,13 @@ impl Handler for Projector {
                             .and_then(instant)
                             .unwrap_or_else(Utc::now),
                         correlation_id: envelope.correlation_id.clone(),
+                        callable: callable(call),
+                        contact_key: call
+                            .destination
+                            .as_ref()
+                            .and_then(|d| d.text())
+                            .and_then(|number| ContactKey::parse(number, "destination").ok())
+                            .map(|key| key.index_key()),
                     },
                 )
                 .await?;
@@ -204,4 +212,22 @@ impl Handler for Projector {
         }
         Ok(())
     }
+}
+
+/// When the call `call` asks for may be made: from `callable_from` (else its
+/// due time) until `not_after`, shown in the patient's zone (UTC when the event
+/// names none or one this build does not know). None without a deadline.
+fn callable(call: &CallTaskRequested) -> Option<Callable> {
+    let until = call.not_after.as_ref().and_then(instant)?;
+    let from = call
+        .callable_from
+        .as_ref()
+        .or(call.due_at.as_ref())
+        .and_then(instant)
+        .unwrap_or(until);
+    Some(Callable {
+        from,
+        until,
+        time_zone: call.time_zone.parse().unwrap_or(Tz::UTC),
+    })
 }

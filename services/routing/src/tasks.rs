@@ -4,6 +4,7 @@
 //! publishes `TaskCompleted`; a call task's outcome is its voice attempt's.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_platform::contact::ContactKey;
@@ -131,6 +132,34 @@ pub struct NewTask {
     pub created_at: DateTime<Utc>,
     /// The story it belongs to.
     pub correlation_id: String,
+    /// For a call task: when the patient may be called.
+    pub callable: Option<Callable>,
+    /// For a call task: the number it calls, as a contact key (patient data).
+    pub contact_key: Option<String>,
+}
+
+/// When a call task may be worked: the patient's contact window on the day the
+/// call was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Callable {
+    /// From.
+    pub from: DateTime<Utc>,
+    /// Until (exclusive).
+    pub until: DateTime<Utc>,
+    /// The patient's zone, to show the window in the patient's time.
+    pub time_zone: Tz,
+}
+
+impl Callable {
+    /// Whether `at` is inside the window.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.from <= at && at < self.until
+    }
+
+    /// `at` in the patient's local time, RFC 3339 with the offset.
+    pub fn local(&self, at: DateTime<Utc>) -> String {
+        at.with_timezone(&self.time_zone).to_rfc3339()
+    }
 }
 
 /// Adds `task` (a call task for an attempt already tasked is ignored) and counts
@@ -138,8 +167,9 @@ pub struct NewTask {
 pub async fn insert(tx: &mut PgConnection, task: &NewTask) -> Result<bool, StoreError> {
     let added = sqlx::query(
         "INSERT INTO tasks (task_id, kind, case_id, channel, member_id, queue, priority, due_at,
-                            attempt_id, inbound_id, created_at, correlation_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                            attempt_id, inbound_id, created_at, correlation_id,
+                            callable_from, callable_until, time_zone, contact_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          ON CONFLICT (attempt_id) WHERE kind = 'call' DO NOTHING",
     )
     .bind(task.task_id)
@@ -154,6 +184,10 @@ pub async fn insert(tx: &mut PgConnection, task: &NewTask) -> Result<bool, Store
     .bind(task.inbound_id)
     .bind(task.created_at)
     .bind(&task.correlation_id)
+    .bind(task.callable.map(|c| c.from))
+    .bind(task.callable.map(|c| c.until))
+    .bind(task.callable.map(|c| c.time_zone.name()))
+    .bind(&task.contact_key)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -216,16 +250,41 @@ pub struct Task {
     pub attempt_id: Option<String>,
     /// The inbound contact it came from.
     pub inbound_id: Option<Uuid>,
+    /// For a call task: when the patient may be called.
+    pub callable: Option<Callable>,
     correlation_id: String,
 }
 
+impl Task {
+    /// Whether it may be worked at `now`: inside its window, or not a call.
+    pub fn workable_at(&self, now: DateTime<Utc>) -> bool {
+        self.callable.is_none_or(|c| c.contains(now))
+    }
+}
+
 const COLUMNS: &str = "task_id, kind, case_id, channel, member_id, queue, priority, status,
-     outcome, due_at, created_at, attempt_id, inbound_id, correlation_id, withdrawn_reason";
+     outcome, due_at, created_at, attempt_id, inbound_id, correlation_id, withdrawn_reason,
+     callable_from, callable_until, time_zone";
 
 fn task(row: &PgRow) -> Result<Task, StoreError> {
     let kind: String = row.try_get("kind")?;
     let outcome: Option<String> = row.try_get("outcome")?;
+    let from: Option<DateTime<Utc>> = row.try_get("callable_from")?;
+    let until: Option<DateTime<Utc>> = row.try_get("callable_until")?;
+    let zone: Option<String> = row.try_get("time_zone")?;
+    let callable = match (from, until) {
+        (Some(from), Some(until)) => Some(Callable {
+            from,
+            until,
+            time_zone: match zone {
+                Some(zone) => zone.parse().map_err(|_| StoreError::Corrupt("time_zone"))?,
+                None => Tz::UTC,
+            },
+        }),
+        _ => None,
+    };
     Ok(Task {
+        callable,
         task_id: row.try_get("task_id")?,
         kind: Kind::from_name(&kind).ok_or(StoreError::Corrupt("kind"))?,
         case_id: row.try_get("case_id")?,
@@ -246,24 +305,29 @@ fn task(row: &PgRow) -> Result<Task, StoreError> {
     })
 }
 
-/// Open and claimed tasks for `member_id`: theirs and those waiting in `queues`,
-/// highest priority first, then earliest due, then oldest.
+/// Open and claimed tasks for `member_id`: theirs and those waiting in `queues`;
+/// what may be worked at `now` first (a call outside the patient's window
+/// waits), then highest priority, earliest due, oldest.
 pub async fn worklist(
     pool: &PgPool,
     member_id: &str,
     queues: &[String],
     limit: i64,
+    now: DateTime<Utc>,
 ) -> Result<Vec<Task>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM tasks
          WHERE status <> 'done' AND status <> 'withdrawn'
            AND (member_id = $1 OR (member_id IS NULL AND queue = ANY($2)))
-         ORDER BY priority DESC, due_at ASC NULLS LAST, created_at ASC
+         ORDER BY (callable_from IS NULL
+                   OR ($4 >= callable_from AND $4 < callable_until)) DESC,
+                  priority DESC, due_at ASC NULLS LAST, created_at ASC
          LIMIT $3"
     ))
     .bind(member_id)
     .bind(queues)
     .bind(limit)
+    .bind(now)
     .fetch_all(pool)
     .await?;
     rows.iter().map(task).collect()
@@ -278,6 +342,16 @@ pub enum TaskError {
     /// Someone else holds it, or it is done.
     #[error("the task is {0}")]
     Unavailable(&'static str),
+    /// A call outside the patient's contact window.
+    #[error(
+        "outside the patient's contact window: callable from {from} until {until}, the patient's local time"
+    )]
+    OutsideWindow {
+        /// Local time it opens, RFC 3339.
+        from: String,
+        /// Local time it closes, RFC 3339.
+        until: String,
+    },
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -289,15 +363,27 @@ impl From<sqlx::Error> for TaskError {
     }
 }
 
-/// `member_id` takes `task_id`: a queued task becomes theirs (counted against
-/// their capacity); their own becomes claimed. Claiming twice is the same.
-pub async fn claim(pool: &PgPool, task_id: Uuid, member_id: &str) -> Result<Task, TaskError> {
+/// `member_id` takes `task_id` at `now`: a queued task becomes theirs (counted
+/// against their capacity); their own becomes claimed. Claiming twice is the
+/// same. A call task outside the patient's contact window is refused.
+pub async fn claim(
+    pool: &PgPool,
+    task_id: Uuid,
+    member_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Task, TaskError> {
     let mut tx = pool.begin().await?;
     let found = lock(&mut tx, task_id).await?;
     match found.status.as_str() {
         "done" => return Err(TaskError::Unavailable("done")),
         "withdrawn" => return Err(TaskError::Unavailable("withdrawn")),
         _ => {}
+    }
+    if let Some(window) = found.callable.filter(|w| !w.contains(now)) {
+        return Err(TaskError::OutsideWindow {
+            from: window.local(window.from),
+            until: window.local(window.until),
+        });
     }
     match found.member_id.as_deref() {
         Some(owner) if owner != member_id => return Err(TaskError::Unavailable("someone else's")),
@@ -341,7 +427,7 @@ pub async fn complete(
         return Err(TaskError::Unavailable("someone else's"));
     }
     let fits = match (found.kind, outcome) {
-        (Kind::Call, Outcome::Resolved | Outcome::OptedOut) => false,
+        (Kind::Call, Outcome::Resolved) => false,
         (Kind::Call, _) | (_, Outcome::Resolved) => true,
         (Kind::KeywordReview, Outcome::OptedOut) => true,
         _ => false,
@@ -377,7 +463,10 @@ pub async fn complete(
     };
     let mut events = Vec::new();
     if outcome == Outcome::OptedOut {
-        events = reviewed_opt_out(&mut tx, &done, now, topic).await?;
+        events = match done.kind {
+            Kind::Call => asked_not_to_be_called(&mut tx, &done, now, topic).await?,
+            _ => reviewed_opt_out(&mut tx, &done, now, topic).await?,
+        };
     }
     if !done.case_id.is_empty() {
         let envelope = new_envelope(
@@ -428,6 +517,52 @@ async fn reviewed_opt_out(
     let Some(key) = sender.and_then(|s| ContactKey::parse_index_key(&s)) else {
         return Err(TaskError::Unavailable("from no number or address"));
     };
+    let word = Word {
+        intent: Intent::OptOut,
+        inbound_id,
+        channel,
+        keyword: REVIEWED.into(),
+        received_at,
+    };
+    opt_out_everywhere(tx, &key, &word, now, topic).await
+}
+
+/// The opt-out a call's disposition decided ("asked not to be called"): one
+/// `OptOutReceived` on voice for each case that holds the called number, as of
+/// now, carrying the task's id as its `inbound_id` (the call is the contact).
+async fn asked_not_to_be_called(
+    tx: &mut PgConnection,
+    task: &Task,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<Vec<OutgoingEvent>, TaskError> {
+    let key: Option<String> =
+        sqlx::query_scalar("SELECT contact_key FROM tasks WHERE task_id = $1")
+            .bind(task.task_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let Some(key) = key.and_then(|k| ContactKey::parse_index_key(&k)) else {
+        return Err(TaskError::Unavailable("a call to no known number"));
+    };
+    let word = Word {
+        intent: Intent::OptOut,
+        inbound_id: task.task_id,
+        channel: Channel::Voice,
+        keyword: CALL_DISPOSITION.into(),
+        received_at: now,
+    };
+    opt_out_everywhere(tx, &key, &word, now, topic).await
+}
+
+/// `word` (an opt-out) for every case that holds `key` now, or once about no
+/// case when none does.
+async fn opt_out_everywhere(
+    tx: &mut PgConnection,
+    key: &ContactKey,
+    word: &Word,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<Vec<OutgoingEvent>, TaskError> {
     let mut case_ids: Vec<String> = sqlx::query_scalar(
         "SELECT case_id FROM case_contacts WHERE contact_key = $1 ORDER BY case_id",
     )
@@ -437,15 +572,8 @@ async fn reviewed_opt_out(
     if case_ids.is_empty() {
         case_ids.push(NO_CASE.to_owned());
     }
-    let word = Word {
-        intent: Intent::OptOut,
-        inbound_id,
-        channel,
-        keyword: REVIEWED.into(),
-        received_at,
-    };
     Ok(word
-        .payload(Some(&key))
+        .payload(Some(key))
         .map(|payload| {
             case_ids
                 .iter()
@@ -461,3 +589,6 @@ async fn reviewed_opt_out(
 
 /// The `keyword` of an opt-out a person decided on review.
 pub const REVIEWED: &str = "REVIEWED";
+
+/// The `keyword` of an opt-out said during a call ("asked not to be called").
+pub const CALL_DISPOSITION: &str = "CALL_DISPOSITION";

@@ -8,7 +8,12 @@
 //!   minutes from now is refused as a replay;
 //! - `POST /inbound/fax`: Phaxio's received-fax callback (a `fax` field holding
 //!   `id`, `from_number`, `num_pages` and the document's URL), signed with
-//!   `X-Phaxio-Signature`.
+//!   `X-Phaxio-Signature`;
+//! - `POST /unsubscribe/email?case=…&sig=…`: an email's one-click unsubscribe
+//!   (RFC 8058, body `List-Unsubscribe=One-Click`), the link signed by dispatch
+//!   with the key the two share. It opts the address out of email the way an
+//!   emailed "unsubscribe" does. `GET` on the same link (a person following it,
+//!   or a mail scanner) changes nothing: it shows a button that posts.
 //!
 //! Unsigned or wrongly signed: 403, nothing recorded. Over 64 KiB: 413. A
 //! sender that is not a phone number or an address is routed as unknown. When
@@ -17,8 +22,10 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Query;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Html;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -43,6 +50,8 @@ pub struct Secrets {
     pub email_signing_key: Option<String>,
     /// Phaxio's callback token.
     pub fax_callback_token: Option<String>,
+    /// The key emails' one-click unsubscribe links are signed with.
+    pub unsubscribe_key: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -51,6 +60,7 @@ impl std::fmt::Debug for Secrets {
             .field("sms", &self.sms_auth_token.is_some())
             .field("email", &self.email_signing_key.is_some())
             .field("fax", &self.fax_callback_token.is_some())
+            .field("unsubscribe", &self.unsubscribe_key.is_some())
             .finish()
     }
 }
@@ -70,6 +80,10 @@ pub fn router(inbound: Inbound, clock: SharedClock, secrets: Secrets, base_url: 
         .route("/inbound/sms", post(sms))
         .route("/inbound/email", post(email))
         .route("/inbound/fax", post(fax))
+        .route(
+            "/unsubscribe/email",
+            post(unsubscribe).get(unsubscribe_page),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Webhooks {
             inbound,
@@ -278,4 +292,92 @@ mod tests {
         assert_eq!(sender_address(" ana@example.com "), "ana@example.com");
         assert_eq!(sender_address("broken <"), "broken <");
     }
+}
+
+/// A one-click link's query: the case and the proof of the address.
+#[derive(Debug, serde::Deserialize)]
+struct UnsubscribeLink {
+    #[serde(default)]
+    case: String,
+    #[serde(default)]
+    sig: String,
+}
+
+/// The address of `link`'s case that its proof was made for, if any.
+async fn unsubscribing(webhooks: &Webhooks, link: &UnsubscribeLink) -> Result<String, StatusCode> {
+    let Some(key) = &webhooks.secrets.unsubscribe_key else {
+        return Err(StatusCode::FORBIDDEN);
+    };
+    if link.case.is_empty() || link.case.len() > 200 || link.sig.len() != 64 {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    let addresses = webhooks
+        .inbound
+        .addresses_of(&link.case)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "unsubscribe: the case's addresses could not be read");
+            StatusCode::SERVICE_UNAVAILABLE
+        })?;
+    addresses
+        .iter()
+        .map(|key| key.to_contact_point(Channel::Email))
+        .filter_map(|point| point.text().map(str::to_owned))
+        .find(|address| signature::unsubscribe::verify(key, &link.case, address, &link.sig))
+        .ok_or_else(|| {
+            tracing::warn!("unsubscribe link that proves no address of its case refused");
+            StatusCode::FORBIDDEN
+        })
+}
+
+/// One click: the address opts out of email, for every case that holds it.
+async fn unsubscribe(
+    State(webhooks): State<Webhooks>,
+    Query(link): Query<UnsubscribeLink>,
+    body: Bytes,
+) -> StatusCode {
+    let params = form(&body);
+    if param(&params, "List-Unsubscribe") != Some("One-Click") {
+        return StatusCode::BAD_REQUEST;
+    }
+    let address = match unsubscribing(&webhooks, &link).await {
+        Ok(address) => address,
+        Err(status) => return status,
+    };
+    // Read as the word it is, with no quote to cut: every click counts (an
+    // address that opted back in may click an old email's link again).
+    let contact = Contact {
+        channel: Channel::Email,
+        from: address,
+        provider_message_id: None,
+        body: Some(ONE_CLICK_WORD.to_owned()),
+        received_at: webhooks.clock.now(),
+    };
+    take(&webhooks, contact)
+        .await
+        .map_or_else(|status| status, |()| StatusCode::OK)
+}
+
+/// What a one-click unsubscribe says, as an emailed reply would.
+const ONE_CLICK_WORD: &str = "UNSUBSCRIBE";
+
+/// A person (or a scanner) following the link: a button that posts the
+/// one-click form; nothing changes until it is pressed.
+async fn unsubscribe_page(
+    State(webhooks): State<Webhooks>,
+    Query(link): Query<UnsubscribeLink>,
+) -> Response {
+    if let Err(status) = unsubscribing(&webhooks, &link).await {
+        return status.into_response();
+    }
+    Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Unsubscribe</title></head><body><main>\
+         <h1>Stop these emails?</h1>\
+         <p>You will get no more email from this support program at this address.</p>\
+         <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" \
+         value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>\
+         </main></body></html>",
+    )
+    .into_response()
 }

@@ -2,7 +2,9 @@
 //! names, a keyword with courtesy words around it, and plain-language requests
 //! in English and Spanish opt out at once with one confirmation; an ambiguous
 //! request goes to a person as a keyword review instead, who may complete it
-//! as an opt-out.
+//! as an opt-out. An email reply opts its address out of email the same way,
+//! read from what was written above the quote, and so does an email's signed
+//! one-click unsubscribe (RFC 8058).
 
 mod support;
 
@@ -198,4 +200,143 @@ async fn an_ambiguous_request_goes_to_a_person_who_may_complete_it_as_an_opt_out
         })
         .await;
     assert_eq!(completed.outcome, "opted_out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_reply_saying_unsubscribe_above_the_quote_opts_the_address_out_of_email() {
+    let world = World::at(NOW).await;
+    world
+        .upsert(member("carla", CoordinatorRole::Coordinator))
+        .await;
+    world.open_case("case-mail", MOBILE, "carla", "").await;
+    // Our own words quoted back ("Reply STOP…") are not the patient's.
+    let quoted =
+        "Thanks, see you Monday\n\nOn Mon, Nov 23, 2026 Care Team wrote:\n> Reply STOP to opt out";
+    assert_eq!(
+        world
+            .email("ana@example.com", "Re: Your refill", quoted, "m-thanks")
+            .await,
+        200
+    );
+    world
+        .first("the thank-you received", |e| match &e.payload {
+            Some(Payload::InboundReceived(r)) if r.channel == Channel::Email as i32 => Some(()),
+            _ => None,
+        })
+        .await;
+    let unsubscribe = "Unsubscribe\n\nOn Mon, Nov 23, 2026 Care Team wrote:\n> Your refill is due";
+    assert_eq!(
+        world
+            .email(
+                "Ana Ruiz <ANA@Example.com>",
+                "Re: Your refill",
+                unsubscribe,
+                "m-unsub"
+            )
+            .await,
+        200
+    );
+    let opt_out = world
+        .first("the email opt-out", |e| match &e.payload {
+            Some(Payload::OptOutReceived(o)) => Some((e.case_id.clone(), o.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(opt_out.0, "case-mail");
+    assert_eq!(opt_out.1.channel, Channel::Email as i32);
+    assert_eq!(opt_out.1.keyword, "UNSUBSCRIBE");
+    assert_eq!(
+        opt_out.1.contact_point,
+        Some(ContactPoint {
+            value: Some(contact_point::Value::Email("ana@example.com".into())),
+        }),
+        "the address, not the case's phone"
+    );
+    let opt_outs = world
+        .events
+        .all()
+        .iter()
+        .filter(|e| matches!(e.payload, Some(Payload::OptOutReceived(_))))
+        .count();
+    assert_eq!(opt_outs, 1, "the quoted STOP opted nothing out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emails_one_click_unsubscribe_opts_its_address_out_and_a_forged_one_does_nothing() {
+    let world = World::at(NOW).await;
+    world
+        .upsert(member("carla", CoordinatorRole::Coordinator))
+        .await;
+    world.open_case("case-click", MOBILE, "carla", "").await;
+    let link = |sig: &str| {
+        format!(
+            "http://{}/unsubscribe/email?case=case-click&sig={sig}",
+            world.http
+        )
+    };
+    let here = &world;
+    let one_click = move |url: String| async move {
+        here.post_raw(
+            &url,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"List-Unsubscribe=One-Click".to_vec(),
+        )
+        .await
+        .0
+    };
+    // Signed for another address, or with another key: refused.
+    let other = touchpoint_platform::signature::unsubscribe::sign(
+        UNSUBSCRIBE_KEY,
+        "case-click",
+        "someone@example.com",
+    );
+    assert_eq!(one_click(link(&other)).await, 403);
+    let forged =
+        touchpoint_platform::signature::unsubscribe::sign("guess", "case-click", "ana@example.com");
+    assert_eq!(one_click(link(&forged)).await, 403);
+
+    let sig = touchpoint_platform::signature::unsubscribe::sign(
+        UNSUBSCRIBE_KEY,
+        "case-click",
+        "ana@example.com",
+    );
+    // Following the link shows a button; it changes nothing by itself.
+    let page = match world
+        .web
+        .send(http::Method::GET, &link(&sig), &[], Vec::new())
+        .await
+    {
+        touchpoint_platform::http_client::Exchange::Answered { status, body } => {
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        other => panic!("no answer: {other:?}"),
+    };
+    assert_eq!(page.0, 200);
+    assert!(page.1.contains("List-Unsubscribe") && !page.1.contains("ana@"));
+
+    assert_eq!(one_click(link(&sig)).await, 200);
+    let opt_out = world
+        .first("the one-click opt-out", |e| match &e.payload {
+            Some(Payload::OptOutReceived(o)) => Some((e.case_id.clone(), o.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(opt_out.0, "case-click");
+    assert_eq!(opt_out.1.channel, Channel::Email as i32);
+    assert_eq!(
+        opt_out.1.contact_point,
+        Some(ContactPoint {
+            value: Some(contact_point::Value::Email("ana@example.com".into())),
+        })
+    );
+    let opt_outs = world
+        .events
+        .all()
+        .iter()
+        .filter(|e| matches!(e.payload, Some(Payload::OptOutReceived(_))))
+        .count();
+    assert_eq!(
+        opt_outs, 1,
+        "the refused links and the page opted nothing out"
+    );
 }

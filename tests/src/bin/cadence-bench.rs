@@ -266,6 +266,7 @@ fn enrolment(program: &Program, tz: Tz, enrolled_at: DateTime<Utc>, i: usize) ->
                 mobile: Some(format!("+1555{:07}", i % 10_000_000)),
                 landline: None,
                 email: None,
+                region: None,
             },
             ..Destinations::default()
         },

@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use touchpoint_dispatch::providers::email::{MailTls, StartTls};
+use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
 use touchpoint_dispatch::sandbox::Sandbox;
 use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::clock::ClockConfig;
@@ -110,6 +110,10 @@ async fn run(
         from: "Care Team <care@hub.example>".into(),
         credentials: None,
         rate: None,
+        unsubscribe: Unsubscribe {
+            url: "http://127.0.0.1:9/unsubscribe/email".into(),
+            key: "unsubscribe-key".into(),
+        },
         tls: MailTls {
             mode: if tls {
                 StartTls::Required

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use touchpoint_programs::Whereabouts;
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::{Channel, ContactPoint, ContactPoints};
 
@@ -32,6 +33,9 @@ pub struct PersonContacts {
     pub landline: Option<String>,
     /// Email address.
     pub email: Option<String>,
+    /// The region (state) of a US postal address, for the state rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl PersonContacts {
@@ -42,7 +46,21 @@ impl PersonContacts {
             mobile: known(&c.mobile_e164),
             landline: known(&c.landline_e164),
             email: known(&c.email),
+            region: c
+                .postal_address
+                .as_ref()
+                .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
+                .and_then(|a| known(&a.region)),
         })
+    }
+
+    /// Where the person is, as the state rules ask: the postal region, and the
+    /// mobile (else landline) for its area code.
+    pub fn whereabouts(&self) -> Whereabouts<'_> {
+        Whereabouts {
+            region: self.region.as_deref(),
+            phone: self.mobile.as_deref().or(self.landline.as_deref()),
+        }
     }
 }
 
@@ -131,6 +149,7 @@ impl Destinations {
             mobile: Some("+15550000000".into()),
             landline: Some("+15550000001".into()),
             email: Some("patient@example.invalid".into()),
+            region: None,
         };
         Self {
             patient: person,
@@ -147,6 +166,7 @@ impl fmt::Debug for PersonContacts {
             .field("mobile", &self.mobile.is_some())
             .field("landline", &self.landline.is_some())
             .field("email", &self.email.is_some())
+            .field("region", &self.region.is_some())
             .finish()
     }
 }
@@ -263,6 +283,7 @@ mod tests {
                 mobile: Some("+13125550142".into()),
                 landline: None,
                 email: Some("ana.ruiz@example.com".into()),
+                region: Some("OK".into()),
             },
             caregiver: PersonContacts::default(),
             prescriber_fax: Some("+13125550111".into()),

@@ -34,7 +34,7 @@ use crate::plan::{
     Attempt, CaseFacts, anchor_instant, answer_wait, deliverable_at, first_attempt, follow_up,
     next_attempt, next_channel,
 };
-use crate::program::{Anchor, ExitRule, Program, Step};
+use crate::program::{Anchor, Catalogue, ExitRule, Program, Step};
 
 /// How long sends are remembered for the frequency cap (its week, and a margin).
 const SENT_MEMORY: TimeDelta = TimeDelta::days(8);
@@ -470,6 +470,12 @@ impl Enrolment {
         if let Some(program) = program {
             self.exit(program, ExitRule::OptedOut, now);
         }
+    }
+
+    /// The enrolment's program from `catalogue`, as it applies in the patient's
+    /// state (the strictest of the program and the state's rule).
+    pub fn program<'c>(&self, catalogue: &'c Catalogue) -> Option<&'c Program> {
+        catalogue.for_patient(&self.program_id, self.destinations.patient.whereabouts())
     }
 
     /// Whether `channel` may be used now: consented, not opted out, and with a

@@ -1,3 +1,4 @@
+use chrono::Timelike as _;
 use proptest::prelude::*;
 use touchpoint_proto::v1::contact_point::Value;
 
@@ -74,6 +75,7 @@ fn destinations() -> Destinations {
             mobile: Some("+12125550142".into()),
             landline: Some("+12125550100".into()),
             email: Some("ana@example.com".into()),
+            region: None,
         },
         caregiver: PersonContacts::default(),
         prescriber_fax: None,
@@ -492,8 +494,39 @@ fn before_anything_is_sent_a_newly_consented_preferred_channel_takes_over() {
     );
 }
 
+/// A pause of four days holds the touchpoints; on resuming, a step that does
+/// not expire goes out then, and one whose `expires` passed during the pause
+/// never does (the next test covers a refill reminder, which expires at its
+/// refill date).
 #[test]
-fn a_paused_case_holds_its_touchpoints_and_they_go_out_after_it_resumes() {
+fn a_paused_case_holds_its_touchpoints_and_only_those_still_true_go_out_after_it_resumes() {
+    let mut expiring = program();
+    if let Some(welcome) = expiring.steps.iter_mut().find(|s| s.id == "welcome") {
+        welcome.expires = Some(TimeDelta::days(2));
+    }
+    let mut ids = CountingIds::default();
+    let mut e = enrolled(&SMS_EMAIL, &mut ids);
+    e.apply(
+        Some(&expiring),
+        Change::Paused { until: None },
+        utc("2026-04-06T20:00:00Z"),
+        &mut ids,
+    );
+    let resumed_at = utc("2026-04-10T15:00:00Z");
+    e.apply(Some(&expiring), Change::Resumed, resumed_at, &mut ids);
+    let requests = e.wake(&expiring, resumed_at, &mut ids);
+    assert!(
+        requests.iter().all(|r| r.step_id != "welcome"),
+        "due 04-07, true until 04-09: never sent on 04-10"
+    );
+    assert_eq!(
+        run(&e, "welcome").state,
+        RunState::Cancelled {
+            at: resumed_at,
+            reason: EndReason::Expired
+        }
+    );
+
     let program = program();
     let mut ids = CountingIds::default();
     let mut e = enrolled(&SMS_EMAIL, &mut ids);
@@ -922,7 +955,132 @@ fn a_request_shows_no_destination_when_debugged() {
     assert!(!shown.contains("ana@example.com"), "{shown}");
 }
 
+/// Five texts a day apart by two hours, in a program that allows five a day
+/// 08:00-21:00: a state's narrower hours and its three in 24 hours bind.
+const BUSY: &str = r#"
+id = "busy"
+name = "Busy"
+languages = ["en"]
+[contact_window]
+start = "08:00"
+end = "21:00"
+[frequency_cap]
+per_day = 5
+per_week = 20
+[[steps]]
+id = "a"
+anchor = "enrolled"
+offset = "1d"
+template = "t"
+channels = [{ channel = "sms" }]
+[[steps]]
+id = "b"
+anchor = "enrolled"
+offset = "1d2h"
+template = "t"
+channels = [{ channel = "sms" }]
+[[steps]]
+id = "c"
+anchor = "enrolled"
+offset = "1d4h"
+template = "t"
+channels = [{ channel = "sms" }]
+[[steps]]
+id = "d"
+anchor = "enrolled"
+offset = "1d6h"
+template = "t"
+channels = [{ channel = "sms" }]
+[[steps]]
+id = "e"
+anchor = "enrolled"
+offset = "1d8h"
+template = "t"
+channels = [{ channel = "sms" }]
+"#;
+
+#[test]
+fn an_oklahoma_patient_due_at_half_past_eight_in_the_evening_is_texted_at_eight_next_morning() {
+    let templates = ["t".to_owned()].into_iter().collect();
+    let busy = parse("busy.toml", BUSY, &templates).unwrap_or_else(|e| panic!("{e:?}"));
+    let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
+    let catalogue = Catalogue::new(vec![busy]).with_state_rules(rules);
+    let mut ids = CountingIds::default();
+    let mut destinations = destinations();
+    destinations.patient.mobile = Some("+19185550142".into());
+    // Enrolled 20:30 CST on Sunday 2026-11-22: the first step is due at 20:30 the
+    // next day.
+    let mut e = Enrolment::open(NewEnrolment {
+        program_id: "busy".into(),
+        language: Language::En,
+        time_zone: chrono_tz::America::Chicago,
+        enrolled_at: utc("2026-11-23T02:30:00Z"),
+        destinations,
+    });
+    let Some(program) = e.program(&catalogue) else {
+        panic!("the program is loaded");
+    };
+    e.apply(
+        Some(program),
+        Change::ConsentGranted(Channel::Sms),
+        utc("2026-11-23T02:30:00Z"),
+        &mut ids,
+    );
+    assert_eq!(
+        run(&e, "a").pending.as_ref().map(|p| p.send_at),
+        Some(utc("2026-11-24T14:00:00Z")),
+        "08:00 CST on the 24th, not 20:30 on the 23rd"
+    );
+}
+
 proptest! {
+    /// Whatever the state, zone and enrolment instant: every text falls inside
+    /// the strictest of the program's, the state's and the TCPA's hours, and
+    /// no 24 hours hold more than the state allows.
+    #[test]
+    fn requests_keep_to_the_strictest_of_program_state_and_tcpa(
+        state in proptest::option::of(0usize..5),
+        enrolled_at in THREE_YEARS,
+        zone in 0..ZONES.len(),
+    ) {
+        let templates = ["t".to_owned()].into_iter().collect();
+        let busy = parse("busy.toml", BUSY, &templates).unwrap_or_else(|e| panic!("{e:?}"));
+        let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
+        let rule = state.and_then(|i| rules.iter().nth(i)).cloned();
+        let catalogue = Catalogue::new(vec![busy]).with_state_rules(rules);
+        let mut destinations = destinations();
+        destinations.patient.region = rule.as_ref().map(|r| r.name.clone());
+        let tz = ZONES[zone];
+        let start = DateTime::from_timestamp(enrolled_at, 0).unwrap_or_default();
+        let mut ids = CountingIds::default();
+        let mut e = Enrolment::open(NewEnrolment {
+            program_id: "busy".into(),
+            language: Language::En,
+            time_zone: tz,
+            enrolled_at: start,
+            destinations,
+        });
+        let program = e
+            .program(&catalogue)
+            .cloned()
+            .ok_or_else(|| TestCaseError::fail("the program is loaded"))?;
+        e.apply(Some(&program), Change::ConsentGranted(Channel::Sms), start, &mut ids);
+        let requests = simulate(&program, &mut e, Vec::new(), start + TimeDelta::days(10), &mut ids);
+        prop_assert_eq!(requests.len(), 5, "every step goes out in the end");
+        let mut sent: Vec<DateTime<Utc>> = Vec::new();
+        for r in &requests {
+            let at = r.requested_at;
+            let local = at.with_timezone(&tz).time();
+            prop_assert!(local.hour() >= 8 && local.hour() < 21, "{at} outside the TCPA's hours in {tz}");
+            if let Some(rule) = &rule {
+                prop_assert!(local >= rule.start && local < rule.end, "{at} outside {}'s hours in {tz}", rule.code);
+                let day = sent.iter().filter(|s| **s > at - TimeDelta::hours(24)).count();
+                prop_assert!(rule.per_24_hours.is_none_or(|n| day < n as usize), "over {}'s cap at {at}", rule.code);
+            }
+            sent.push(at);
+        }
+    }
+
     /// Whatever the zone, the enrolment instant, the consents, the answers and an
     /// opt-out: every request falls inside the contact window in the patient's
     /// local time, not before it is due, under the daily and weekly caps, on a

@@ -48,6 +48,8 @@ pub struct CaseView {
     /// The attempt's number or address opted out of its channel (on this case
     /// or any other) and has not opted back in.
     pub destination_opted_out: bool,
+    /// The state whose rule applies to the patient (USPS code), if any.
+    pub us_state: Option<String>,
 }
 
 /// What went out before, for the caps.
@@ -136,6 +138,33 @@ pub fn check(
     reason.map_or(Verdict::Send, Verdict::Suppress)
 }
 
+/// When a call task may be worked: the contact window of the day it is asked
+/// for, in the patient's zone, ending no later than the attempt's `not_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallWindow {
+    /// From.
+    pub from: DateTime<Utc>,
+    /// Until (exclusive).
+    pub until: DateTime<Utc>,
+}
+
+/// The window for a call task asked for at `now` (inside the contact window, as
+/// [`check`] found). Without the program, from now until `not_after`.
+pub fn call_window(
+    case: &CaseView,
+    program: Option<&Program>,
+    not_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> CallWindow {
+    let window = program.map(|p| &p.window);
+    let opens = window.and_then(|w| w.opens_on(case.time_zone, now));
+    let closes = window.and_then(|w| w.closes_on(case.time_zone, now));
+    CallWindow {
+        from: opens.map_or(now, |o| o.min(now)),
+        until: closes.map_or(not_after, |c| c.min(not_after)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -168,6 +197,7 @@ channels = [{ channel = "sms" }]
             consented: [Channel::Sms, Channel::Email].into_iter().collect(),
             opted_out: BTreeSet::new(),
             destination_opted_out: false,
+            us_state: None,
         }
     }
 
@@ -203,6 +233,7 @@ channels = [{ channel = "sms" }]
         stopped.opted_out.insert(Channel::Sms);
         let number_stopped = CaseView {
             destination_opted_out: true,
+            us_state: None,
             ..case()
         };
         let yesterday = [utc("2026-04-06T14:00:00Z")];
@@ -327,7 +358,97 @@ channels = [{ channel = "sms" }]
         );
     }
 
+    /// A program that allows everything the TCPA does: 08:00-21:00, five a day.
+    fn wide_program() -> Program {
+        let text = r#"
+id = "p"
+name = "P"
+languages = ["en"]
+[contact_window]
+start = "08:00"
+end = "21:00"
+[frequency_cap]
+per_day = 5
+per_week = 20
+[[steps]]
+id = "s"
+anchor = "enrolled"
+template = "t"
+channels = [{ channel = "sms" }]
+"#;
+        let templates = ["t".to_owned()].into_iter().collect();
+        touchpoint_programs::parse("p.toml", text, &templates).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn an_oklahoma_patient_is_not_texted_at_half_past_eight_in_the_evening() {
+        let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
+        let catalogue =
+            touchpoint_programs::Catalogue::new(vec![wide_program()]).with_state_rules(rules);
+        let mut case = case();
+        case.time_zone = chrono_tz::America::Chicago;
+        // 20:30 CDT on Tuesday 2026-04-07.
+        let evening = utc("2026-04-08T01:30:00Z");
+        let verdict = |state: Option<&str>| {
+            check(
+                Some(&case),
+                catalogue.in_state("p", state),
+                Channel::Sms,
+                evening + TimeDelta::minutes(30),
+                Sends::default(),
+                DestinationCap::default(),
+                evening,
+            )
+        };
+        assert_eq!(verdict(None), Verdict::Send, "the TCPA allows until 21:00");
+        assert_eq!(
+            verdict(Some("OK")),
+            Verdict::Suppress(SuppressionReason::OutsideContactWindow)
+        );
+    }
+
     proptest! {
+        #[test]
+        fn nothing_is_sent_outside_the_strictest_window_or_over_a_state_or_number_cap(
+            state in proptest::option::of(0usize..5),
+            minutes in 0i64..(7 * 24 * 60),
+            earlier in proptest::collection::vec(0i64..(7 * 24 * 60), 0..8),
+            cap in 1usize..5,
+        ) {
+            let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
+            let rule = state.and_then(|i| rules.iter().nth(i)).cloned();
+            let catalogue = touchpoint_programs::Catalogue::new(vec![wide_program()])
+                .with_state_rules(rules);
+            let program = catalogue.in_state("p", rule.as_ref().map(|r| r.code.as_str()));
+            let start = utc("2026-04-06T04:00:00Z");
+            let now = start + TimeDelta::minutes(minutes);
+            let sent: Vec<DateTime<Utc>> = earlier
+                .iter()
+                .map(|m| start + TimeDelta::minutes(*m))
+                .filter(|at| *at <= now)
+                .collect();
+            let verdict = check(
+                Some(&case()),
+                program,
+                Channel::Sms,
+                now + TimeDelta::hours(1),
+                Sends { case_or_destination: &sent, to_destination: &sent },
+                DestinationCap(cap),
+                now,
+            );
+            if verdict == Verdict::Send {
+                let local = now.with_timezone(&chrono_tz::America::New_York).time();
+                let day = sent.iter().filter(|at| **at > now - TimeDelta::hours(24)).count();
+                prop_assert!(day < cap, "over the number's cap");
+                let tcpa = (chrono::NaiveTime::from_hms_opt(8, 0, 0), chrono::NaiveTime::from_hms_opt(21, 0, 0));
+                prop_assert!(tcpa.0.is_some_and(|t| local >= t) && tcpa.1.is_some_and(|t| local < t));
+                if let Some(rule) = &rule {
+                    prop_assert!(local >= rule.start && local < rule.end, "outside {}'s hours", rule.code);
+                    prop_assert!(rule.per_24_hours.is_none_or(|n| day < n as usize), "over {}'s cap", rule.code);
+                }
+            }
+        }
+
         #[test]
         fn nothing_is_sent_outside_the_window_or_over_either_cap(
             minutes in 0i64..(14 * 24 * 60),

@@ -1,6 +1,8 @@
 //! Email over SMTP with lettre: a plain-text part, an HTML part when the template
-//! has one, the subject the template set, and a `Message-ID` made of the attempt
-//! id. A 5xx reply is a permanent failure, a 4xx is retried; an answer that never
+//! has one, the subject the template set, a `Message-ID` made of the attempt
+//! id, and a one-click unsubscribe (RFC 8058: `List-Unsubscribe` pointing at
+//! routing, and `List-Unsubscribe-Post`) whose link names the case and proves
+//! the address without showing it. A 5xx reply is a permanent failure, a 4xx is retried; an answer that never
 //! came cannot be looked up (SMTP keeps no record to ask), so such an attempt is
 //! never sent again.
 //!
@@ -12,13 +14,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use tokio::sync::Semaphore;
+use touchpoint_platform::signature::unsubscribe;
 use touchpoint_programs::Message;
 use uuid::Uuid;
 
@@ -39,6 +42,26 @@ pub struct Mailer {
     /// stall; so sends queue for a connection instead.
     connections: Arc<Semaphore>,
     timeout: Duration,
+    unsubscribe: Unsubscribe,
+}
+
+/// Where an email's one-click unsubscribe goes and the key its links are
+/// signed with (shared with routing).
+#[derive(Clone)]
+pub struct Unsubscribe {
+    /// `TOUCHPOINT_UNSUBSCRIBE_URL`: routing's `/unsubscribe/email` as
+    /// recipients reach it (https in production).
+    pub url: String,
+    /// `TOUCHPOINT_UNSUBSCRIBE_KEY` (secret).
+    pub key: String,
+}
+
+impl std::fmt::Debug for Unsubscribe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsubscribe")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Mailer {
@@ -111,6 +134,18 @@ impl MailTls {
     }
 }
 
+/// `List-Unsubscribe: <link>`, as written: a link is printable ASCII without
+/// spaces (the base URL is checked at start, the query is URL-encoded), which
+/// RFC 2047 encoding would only break for mail clients.
+fn list_unsubscribe(link: &str) -> HeaderValue {
+    let value = format!("<{link}>");
+    HeaderValue::dangerous_new_pre_encoded(
+        HeaderName::new_from_ascii_str("List-Unsubscribe"),
+        value.clone(),
+        value,
+    )
+}
+
 /// SMTP connections kept open to the relay, and sends in flight at once.
 const POOL_SIZE: u32 = 32;
 
@@ -123,7 +158,7 @@ impl Mailer {
         port: u16,
         from: &str,
         credentials: Option<(String, String)>,
-        tls: &MailTls,
+        (tls, unsubscribe): (&MailTls, Unsubscribe),
         timeout: Duration,
     ) -> Result<Self, MailerError> {
         let from: Mailbox = from.parse().map_err(|_| MailerError::From)?;
@@ -142,11 +177,18 @@ impl Mailer {
             from,
             connections: Arc::new(Semaphore::new(POOL_SIZE as usize)),
             timeout,
+            unsubscribe,
         })
     }
 
-    /// Sends `message` to `to` for `attempt_id`.
-    pub async fn send(&self, attempt_id: Uuid, to: &str, message: &Message) -> Handoff {
+    /// Sends `message` to `to` for `attempt_id` of `case_id`.
+    pub async fn send(
+        &self,
+        attempt_id: Uuid,
+        case_id: &str,
+        to: &str,
+        message: &Message,
+    ) -> Handoff {
         let refused = |code: String, permanent: bool| Handoff::Refused {
             provider: SMTP.into(),
             code,
@@ -156,11 +198,17 @@ impl Mailer {
             return refused("invalid_address".into(), true);
         };
         let message_id = format!("<{attempt_id}@touchpoint>");
+        let link = unsubscribe::link(&self.unsubscribe.url, &self.unsubscribe.key, case_id, to);
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(recipient)
             .subject(message.subject.as_deref().unwrap_or(DEFAULT_SUBJECT))
-            .message_id(Some(message_id.clone()));
+            .message_id(Some(message_id.clone()))
+            .raw_header(list_unsubscribe(&link))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
         let text = SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
             .body(message.text.clone());

@@ -34,6 +34,8 @@ pub use twilio::Twilio;
 pub struct Outgoing<'a> {
     /// The attempt: the idempotency key.
     pub attempt_id: Uuid,
+    /// The case (an email's unsubscribe link names it).
+    pub case_id: &'a str,
     /// The channel.
     pub channel: Channel,
     /// Where to (phone, email address or fax number).
@@ -170,7 +172,12 @@ impl Providers {
             }
             (Channel::Email, _, Some(mailer)) if index == 0 => {
                 mailer
-                    .send(outgoing.attempt_id, outgoing.destination, outgoing.message)
+                    .send(
+                        outgoing.attempt_id,
+                        outgoing.case_id,
+                        outgoing.destination,
+                        outgoing.message,
+                    )
                     .await
             }
             (Channel::Fax, _, _) if index == 0 => match (&self.fax, outgoing.document) {

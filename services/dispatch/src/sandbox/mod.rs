@@ -38,6 +38,9 @@ pub mod local {
     pub const FAX_API_SECRET: &str = "sandbox-fax-secret";
     /// The fax callback token (development only).
     pub const FAX_CALLBACK_TOKEN: &str = "sandbox-fax-callback-token";
+    /// The key one-click unsubscribe links are signed with (development only;
+    /// routing holds the same).
+    pub const UNSUBSCRIBE_KEY: &str = "sandbox-unsubscribe-key";
     /// The email sender.
     pub const MAIL_FROM: &str = "Care Team <care@touchpoint.local>";
     /// The SMTP login, taken only over STARTTLS.

@@ -177,6 +177,7 @@ fn check(
         None => Some(FrequencyCap {
             per_day: 1,
             per_week: 3,
+            per_24_hours: None,
         }),
         Some(cap) => {
             let ok = (1..=24).contains(&cap.per_day)
@@ -192,6 +193,7 @@ fn check(
             ok.then_some(FrequencyCap {
                 per_day: cap.per_day as u32,
                 per_week: cap.per_week as u32,
+                per_24_hours: None,
             })
         }
     };

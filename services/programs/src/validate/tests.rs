@@ -61,7 +61,8 @@ fn a_full_program_parses() -> Result<(), Vec<ProgramError>> {
         program.cap,
         FrequencyCap {
             per_day: 1,
-            per_week: 3
+            per_week: 3,
+            per_24_hours: None,
         }
     );
     assert_eq!(program.steps.len(), 2);
@@ -107,7 +108,8 @@ channels = [{ channel = "sms" }]
         program.cap,
         FrequencyCap {
             per_day: 1,
-            per_week: 3
+            per_week: 3,
+            per_24_hours: None,
         }
     );
     Ok(())

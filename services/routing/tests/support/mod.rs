@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use http::{Method, StatusCode};
+use touchpoint_platform::access::{ApiToken, Role};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
@@ -33,6 +34,9 @@ pub const NOW: &str = "2026-11-24T15:00:00Z";
 pub const SMS_TOKEN: &str = "inbound-sms-token";
 pub const EMAIL_KEY: &str = "inbound-email-key";
 pub const FAX_TOKEN: &str = "inbound-fax-token";
+pub const UNSUBSCRIBE_KEY: &str = "unsubscribe-key";
+/// The API token of the coordinator `carla` herself.
+pub const CARLA_TOKEN: &str = "carla-own-token";
 /// The patient's mobile, as cases holds it.
 pub const MOBILE: &str = "+12125550142";
 
@@ -42,8 +46,9 @@ pub struct World {
     pub prefix: String,
     pub client: RoutingServiceClient<GrpcChannel>,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     pub events: TopicReader,
-    web: HttpClient,
+    pub web: HttpClient,
     shutdown: Shutdown,
 }
 
@@ -61,11 +66,18 @@ impl World {
         let prefix = testkit::unique_prefix();
         let mut platform = testkit::platform_config("routing", &database, &prefix);
         platform.clock = ClockConfig::Fixed { at: utc(now) };
+        // Carla's own credential: as a member of the roster she acts only as
+        // herself.
+        platform
+            .access
+            .tokens
+            .push(ApiToken::new("carla", Role::Write, CARLA_TOKEN));
         let mut config = touchpoint_routing::Config::new(platform);
         config.secrets = Secrets {
             sms_auth_token: Some(SMS_TOKEN.into()),
             email_signing_key: Some(EMAIL_KEY.into()),
             fax_callback_token: Some(FAX_TOKEN.into()),
+            unsubscribe_key: Some(UNSUBSCRIBE_KEY.into()),
         };
         let shutdown = Shutdown::new();
         let addresses = touchpoint_routing::start(config, &shutdown)
@@ -79,10 +91,21 @@ impl World {
             prefix,
             client,
             http: addresses.http,
+            grpc: addresses.grpc,
             events,
             web: HttpClient::new(Duration::from_secs(30)),
             shutdown,
         }
+    }
+
+    /// A client holding `token` instead of the test's service token.
+    pub async fn client_with(&self, token: &str) -> RoutingServiceClient<GrpcChannel> {
+        let access = touchpoint_platform::grpc::client::ClientAccess::token(token);
+        let channel =
+            touchpoint_platform::grpc::client::connect(&format!("http://{}", self.grpc), &access)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach routing: {e}"));
+        RoutingServiceClient::new(channel)
     }
 
     pub async fn publish(&self, events: &[(Stream, Envelope)]) {
@@ -187,6 +210,26 @@ impl World {
         let signature = signature::sign(token, &url, &params);
         self.post(&url, &params, &[(signature::HEADER, signature.as_str())])
             .await
+    }
+
+    /// Posts a signed Mailgun route form: an email from `from` with `subject`
+    /// and `body`, message id `id`.
+    pub async fn email(&self, from: &str, subject: &str, body: &str, id: &str) -> StatusCode {
+        let timestamp = Utc::now().timestamp().to_string();
+        let token = format!("token-{id}");
+        let signed = signature::email::sign(EMAIL_KEY, &timestamp, &token);
+        let params = vec![
+            ("sender".to_owned(), from.to_owned()),
+            ("recipient".to_owned(), "care@hub.example".to_owned()),
+            ("subject".to_owned(), subject.to_owned()),
+            ("body-plain".to_owned(), body.to_owned()),
+            ("Message-Id".to_owned(), format!("<{id}@example.com>")),
+            ("timestamp".to_owned(), timestamp),
+            ("token".to_owned(), token),
+            ("signature".to_owned(), signed),
+        ];
+        let url = format!("http://{}/inbound/email", self.http);
+        self.post(&url, &params, &[]).await.0
     }
 
     /// Posts a form to `url` with `headers`.
