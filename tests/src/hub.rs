@@ -99,7 +99,7 @@ impl Hub {
         touchpoint_dispatch::start(dispatch, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
-        let mut routing = touchpoint_routing::Config::new(config("routing"));
+        let mut routing = touchpoint_routing::Config::new(config("routing"), programs);
         routing.secrets.sms_auth_token = Some(SMS_TOKEN.into());
         let routing_addrs = touchpoint_routing::start(routing, &shutdown)
             .await

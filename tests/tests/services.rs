@@ -119,7 +119,7 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
         (
             "routing",
             touchpoint_routing::start(
-                touchpoint_routing::Config::new(config("routing")),
+                touchpoint_routing::Config::new(config("routing"), programs),
                 &shutdown,
             )
             .await

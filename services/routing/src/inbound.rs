@@ -24,6 +24,7 @@ use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
 use touchpoint_platform::outbox::OutgoingEvent;
 use touchpoint_platform::trace_context::current_traceparent;
+use touchpoint_programs::Catalogue;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AdverseEventSuspected, CallbackRequested, Channel, ContactPoint, ContactRouted,
@@ -33,7 +34,7 @@ use touchpoint_proto::v1::{
 use uuid::Uuid;
 
 use crate::batcher::Batcher;
-use crate::domain::decision::{Decision, Rule, decide};
+use crate::domain::decision::{CaseRouting, Decision, Rule, decide};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
@@ -111,6 +112,7 @@ pub struct Inbound {
     roster: Arc<RwLock<Roster>>,
     lexicon: Arc<Lexicon>,
     phrases: Arc<Phrases>,
+    catalogue: Arc<Catalogue>,
     topic: String,
     outreach_topic: String,
     settings: Settings,
@@ -121,10 +123,11 @@ pub struct Inbound {
 impl Inbound {
     /// Contacts recorded in `pool`, routed over `roster`, screened with
     /// `lexicon`, read for opt-outs with `phrases`, their events published to
-    /// `topic`, keyword answers asked of dispatch on `outreach_topic`.
+    /// `topic`, keyword answers asked of dispatch on `outreach_topic`;
+    /// callbacks kept inside the contact windows of `catalogue`'s programs.
     pub fn new(
         pool: PgPool,
-        roster: Arc<RwLock<Roster>>,
+        (roster, catalogue): (Arc<RwLock<Roster>>, Arc<Catalogue>),
         (lexicon, phrases): (Arc<Lexicon>, Arc<Phrases>),
         topics: (String, String),
         settings: Settings,
@@ -142,10 +145,24 @@ impl Inbound {
             roster,
             lexicon,
             phrases,
+            catalogue,
             topic,
             outreach_topic,
             settings,
         }
+    }
+
+    /// What routing knows of `case`, with the patient's contact window: the
+    /// program's, narrowed by the patient's state's rule.
+    fn with_window(&self, case: &FoundCase) -> CaseRouting {
+        let mut routing = case.routing.clone();
+        routing.patient_window = case.time_zone.and_then(|tz| {
+            let program = self
+                .catalogue
+                .in_state(&routing.program_id, case.us_state.as_deref())?;
+            Some((tz, program.window.clone()))
+        });
+        routing
     }
 
     /// The email addresses `case_id` holds now (patient data).
@@ -194,10 +211,11 @@ impl Inbound {
             _ => Default::default(),
         };
         let owner = cases.first();
+        let owner_routing = owner.map(|case| self.with_window(case));
         let decision = keyword.is_none().then(|| {
             let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
             decide(
-                owner.map(|c| &c.routing),
+                owner_routing.as_ref(),
                 &roster,
                 contact.received_at,
                 self.settings.callback_after,

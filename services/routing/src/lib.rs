@@ -28,6 +28,7 @@ use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::topics::Stream;
+use touchpoint_programs::{Catalogue, StateRules};
 use touchpoint_proto::v1::routing_service_server::RoutingServiceServer;
 
 use crate::api::RoutingApi;
@@ -80,6 +81,9 @@ pub struct Config {
     pub phrases_file: Option<PathBuf>,
     /// `TOUCHPOINT_ROSTER_REFRESH_MS`: how often the roster cache is reloaded.
     pub roster_refresh: Duration,
+    /// `TOUCHPOINT_PROGRAMS_DIR`: the programs (and their state rules), whose
+    /// contact windows callbacks are kept inside.
+    pub programs_dir: PathBuf,
 }
 
 impl Config {
@@ -111,11 +115,13 @@ impl Config {
                 .raw("TOUCHPOINT_OPT_OUT_PHRASES_FILE")
                 .map(PathBuf::from),
             roster_refresh: env.millis("TOUCHPOINT_ROSTER_REFRESH_MS", 2000)?,
+            programs_dir: PathBuf::from(env.string("TOUCHPOINT_PROGRAMS_DIR", "programs")),
         })
     }
 
-    /// Defaults around `platform`, for tests: webhooks on a free port.
-    pub fn new(platform: PlatformConfig) -> Self {
+    /// Defaults around `platform` and the programs in `programs_dir`, for
+    /// tests: webhooks on a free port.
+    pub fn new(platform: PlatformConfig, programs_dir: impl Into<PathBuf>) -> Self {
         Self {
             platform,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -128,6 +134,7 @@ impl Config {
             lexicon_file: None,
             phrases_file: None,
             roster_refresh: Duration::from_secs(2),
+            programs_dir: programs_dir.into(),
         }
     }
 }
@@ -151,6 +158,14 @@ pub enum RoutingStartError {
     /// The opt-out phrases.
     #[error(transparent)]
     Phrases(#[from] PhrasesError),
+    /// The programs or their state rules are not valid.
+    #[error("programs in {dir} are not valid:\n{problems}")]
+    Programs {
+        /// The folder.
+        dir: String,
+        /// One problem per line.
+        problems: String,
+    },
     /// The roster could not be loaded.
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -215,10 +230,30 @@ fn phrases(config: &Config) -> Result<Phrases, RoutingStartError> {
     Ok(Phrases::parse(&text)?)
 }
 
+/// The programs in `dir` with their state rules, for the patients' windows.
+fn catalogue(dir: &std::path::Path) -> Result<Catalogue, RoutingStartError> {
+    let invalid = |problems: String| RoutingStartError::Programs {
+        dir: dir.display().to_string(),
+        problems,
+    };
+    let programs = touchpoint_programs::load_dir(dir).map_err(|errors| {
+        invalid(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let rules = StateRules::for_programs(dir).map_err(|e| invalid(e.to_string()))?;
+    Ok(Catalogue::new(programs).with_state_rules(rules))
+}
+
 /// Starts the service; returns where it listens. It stops when `shutdown` does.
 pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, RoutingStartError> {
     let lexicon = Arc::new(lexicon(&config)?);
     let phrases = Arc::new(phrases(&config)?);
+    let catalogue = Arc::new(catalogue(&config.programs_dir)?);
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
     let roster = Arc::new(RwLock::new(Roster::new(
         store::load_members(&platform.pool).await?,
@@ -252,7 +287,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
     let inbound_topic = platform.topics.name(Stream::Inbound);
     let inbound = Inbound::new(
         platform.pool.clone(),
-        roster.clone(),
+        (roster.clone(), catalogue.clone()),
         (lexicon, phrases),
         (
             inbound_topic.clone(),
@@ -280,6 +315,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
         platform.pool.clone(),
         Projector {
             topic: platform.topics.name(Stream::Inbound),
+            catalogue,
         },
         &platform.config,
     );

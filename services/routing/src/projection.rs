@@ -9,6 +9,8 @@
 //! A contact point that does not parse is left out of the index (it can reach
 //! nobody); an event missing what routing needs goes to the DLQ.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgConnection;
@@ -16,6 +18,7 @@ use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
 use touchpoint_platform::outbox;
+use touchpoint_programs::{Catalogue, Whereabouts};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{CallTaskRequested, Channel, ContactPoints, Language};
 use uuid::Uuid;
@@ -33,6 +36,30 @@ pub const CONSUMER: &str = "routing";
 pub struct Projector {
     /// Where `TaskWithdrawn` is published.
     pub topic: String,
+    /// The programs' state rules, to place each patient.
+    pub catalogue: Arc<Catalogue>,
+}
+
+impl Projector {
+    /// The state whose rule applies to a patient with `contact`, if any.
+    fn us_state(&self, contact: Option<&ContactPoints>) -> Option<String> {
+        let contact = contact?;
+        let known = |s: &'_ str| -> Option<String> {
+            Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
+        };
+        let region = contact
+            .postal_address
+            .as_ref()
+            .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
+            .and_then(|a| known(&a.region));
+        let phone = known(&contact.mobile_e164).or_else(|| known(&contact.landline_e164));
+        self.catalogue
+            .state_of(Whereabouts {
+                region: region.as_deref(),
+                phone: phone.as_deref(),
+            })
+            .map(|rule| rule.code.clone())
+    }
 }
 
 impl From<StoreError> for HandlerError {
@@ -118,13 +145,17 @@ impl Handler for Projector {
                     return Err(bad(delivery, "program_id"));
                 }
                 let language = Language::try_from(opened.language).unwrap_or(Language::En);
+                let patient = opened.patient.as_ref().and_then(|p| p.contact.as_ref());
                 sqlx::query(
-                    "INSERT INTO case_views (case_id, program_id, language) VALUES ($1, $2, $3)
+                    "INSERT INTO case_views (case_id, program_id, language, time_zone, us_state)
+                     VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (case_id) DO NOTHING",
                 )
                 .bind(case_id)
                 .bind(&opened.program_id)
                 .bind(language_name(language))
+                .bind(Some(opened.time_zone.as_str()).filter(|z| !z.trim().is_empty()))
+                .bind(self.us_state(patient))
                 .execute(&mut *tx)
                 .await?;
                 let mut all = keys(opened.patient.as_ref().and_then(|p| p.contact.as_ref()));
@@ -135,6 +166,13 @@ impl Handler for Projector {
                 index_contacts(tx, case_id, all).await?;
             }
             Payload::ContactPointsUpdated(updated) => {
+                sqlx::query(
+                    "UPDATE case_views SET us_state = $2, updated_at = now() WHERE case_id = $1",
+                )
+                .bind(case_id)
+                .bind(self.us_state(updated.patient.as_ref()))
+                .execute(&mut *tx)
+                .await?;
                 let mut all = keys(updated.patient.as_ref());
                 all.extend(keys(updated.caregiver.as_ref()));
                 all.extend(phone_key(&updated.prescriber_fax_e164));

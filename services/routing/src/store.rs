@@ -229,6 +229,10 @@ pub struct FoundCase {
     /// The latest attempt sent to it on the contact's channel inside the reply
     /// window, which the contact answers.
     pub in_reply_to: Option<String>,
+    /// The patient's zone, when known.
+    pub time_zone: Option<chrono_tz::Tz>,
+    /// The patient's state when a state rule applies to it (USPS code).
+    pub us_state: Option<String>,
 }
 
 /// One sender to identify.
@@ -261,7 +265,7 @@ pub async fn cases_reached(
 ) -> Result<Vec<Vec<FoundCase>>, StoreError> {
     let rows = sqlx::query(
         "SELECT x.n, v.case_id, v.program_id, v.language, v.coordinator_id, v.navigator_id,
-                a.attempt_id
+                v.time_zone, v.us_state, a.attempt_id
          FROM UNNEST($1::text[], $2::text[], $3::timestamptz[])
               WITH ORDINALITY AS x(contact_key, channel, since, n)
          JOIN case_contacts c ON c.contact_key = x.contact_key
@@ -295,8 +299,14 @@ pub async fn cases_reached(
                 language: language_from(&language).ok_or(StoreError::Corrupt("language"))?,
                 coordinator_id: assigned("coordinator_id")?,
                 navigator_id: assigned("navigator_id")?,
+                patient_window: None,
             },
             in_reply_to: row.try_get("attempt_id")?,
+            // A zone this build does not know is no window, not a lost contact.
+            time_zone: row
+                .try_get::<Option<String>, _>("time_zone")?
+                .and_then(|zone| zone.parse().ok()),
+            us_state: row.try_get("us_state")?,
         };
         // ORDINALITY counts from 1.
         let slot = usize::try_from(n - 1)

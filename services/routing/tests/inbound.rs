@@ -1,7 +1,7 @@
 //! Inbound contacts through the real webhooks and gRPC: a patient's reply
 //! reaches their coordinator and names the attempt it answers; the fallbacks
-//! run in order down to an after-hours callback; keywords, adverse events,
-//! unknown senders, repeats and bad requests.
+//! run in order down to an after-hours callback, due inside the patient's
+//! window; keywords, adverse events, unknown senders, repeats and bad requests.
 
 mod support;
 
@@ -451,4 +451,35 @@ async fn a_caregivers_number_finds_every_case_it_reaches() {
         .await;
     heard.sort();
     assert_eq!(heard, vec!["case-a".to_owned(), "case-b".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_hours_callback_is_due_inside_the_patients_window_and_a_shift() {
+    // Tuesday 22:00 in New York, 19:00 in Los Angeles: nobody is on shift.
+    let world = World::at("2026-11-25T03:00:00Z").await;
+    world
+        .upsert(member("carla", CoordinatorRole::Coordinator))
+        .await;
+    let mut opened = case_opened("case-la", MOBILE);
+    if let Some(Payload::CaseOpened(o)) = &mut opened.payload {
+        o.time_zone = "America/Los_Angeles".into();
+    }
+    world.publish(&[(Stream::Case, opened)]).await;
+    world
+        .until_row(
+            "the case's zone in routing",
+            "SELECT time_zone FROM routing.case_views WHERE case_id = $1",
+            "case-la",
+            |zone: String| zone == "America/Los_Angeles",
+        )
+        .await;
+    // Carla's next shift starts Wednesday 09:00 in New York, plus the 30-minute
+    // SLA: 06:30 for the patient, before the adherence program's 09:00. The
+    // callback is due at 09:00 in Los Angeles, 12:00 in New York, on shift.
+    let callback = route_call(&world, MOBILE).await;
+    assert_eq!(callback.rule, "callback");
+    assert_eq!(
+        callback.callback_due_at.map(|t| t.seconds),
+        Some(utc("2026-11-25T17:00:00Z").timestamp())
+    );
 }

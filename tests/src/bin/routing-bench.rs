@@ -131,8 +131,14 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let shutdown = Shutdown::new();
-    let addresses =
-        touchpoint_routing::start(touchpoint_routing::Config::new(platform), &shutdown).await?;
+    let addresses = touchpoint_routing::start(
+        touchpoint_routing::Config::new(
+            platform,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../programs"),
+        ),
+        &shutdown,
+    )
+    .await?;
     let client = RoutingServiceClient::new(testkit::channel(addresses.grpc).await);
     let members: Vec<Coordinator> = (0..coordinators).map(member).collect();
     for chunk in members.chunks(50) {

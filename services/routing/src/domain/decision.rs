@@ -7,9 +7,13 @@
 //! 4. `queue`: else the program's queue, while anyone of the program is on
 //!    shift (a contact from an unknown number goes to the general queue);
 //! 5. `callback`: outside every shift of the program, a callback due when the
-//!    next shift starts plus the configured minutes.
+//!    next shift starts plus the configured minutes, moved on when that falls
+//!    outside the patient's contact window to the first instant inside both the
+//!    window and someone's shift.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use touchpoint_programs::ContactWindow;
 use touchpoint_proto::v1::Language;
 
 use super::roster::{Member, Roster};
@@ -69,6 +73,9 @@ pub struct CaseRouting {
     pub coordinator_id: Option<String>,
     /// The assigned navigator, if any.
     pub navigator_id: Option<String>,
+    /// When the patient may be called, in the patient's zone: the program's
+    /// window as the patient's state narrows it. None when unknown.
+    pub patient_window: Option<(Tz, ContactWindow)>,
 }
 
 /// Where a contact goes.
@@ -136,12 +143,50 @@ pub fn decide(
     if let Some(member) = skilled {
         return to(Rule::Skills, member);
     }
-    queue_or_callback(
+    let mut decision = queue_or_callback(
         program(),
         program_queue(&case.program_id),
         now,
         callback_after,
-    )
+    );
+    if let (Some(due), Some((tz, window))) = (decision.callback_due_at, &case.patient_window) {
+        decision.callback_due_at = Some(inside_window_and_shift(program(), *tz, window, due));
+    }
+    decision
+}
+
+/// How many shift starts a callback is moved across to find one inside the
+/// patient's window before it keeps its shift-based time.
+const CALLBACK_SEARCH: usize = 21;
+
+/// The first instant at or after `due` inside the patient's `window` (in `tz`)
+/// while one of `members` is on shift; `due` itself when none is found within
+/// three weeks of shifts (windows and shifts that never meet: a person sees it
+/// on the worklist and decides).
+fn inside_window_and_shift<'a>(
+    members: impl Iterator<Item = &'a Member> + Clone,
+    tz: Tz,
+    window: &ContactWindow,
+    due: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let mut at = due;
+    for _ in 0..CALLBACK_SEARCH {
+        let Some(open) = window.next_open(tz, at) else {
+            return due;
+        };
+        if members.clone().any(|m| m.on_shift(open)) {
+            return open;
+        }
+        match members
+            .clone()
+            .filter_map(|m| m.next_shift_start(open))
+            .min()
+        {
+            Some(start) if start > open => at = start,
+            _ => return due,
+        }
+    }
+    due
 }
 
 /// The queue while any of `members` is on shift; else a callback at the next
@@ -228,6 +273,7 @@ mod tests {
             language: Language::Es,
             coordinator_id: Some("carla".into()),
             navigator_id: Some("nico".into()),
+            patient_window: None,
         }
     }
 
@@ -317,6 +363,47 @@ mod tests {
         assert_eq!(d.rule, Rule::Callback);
         assert_eq!(d.queue.as_deref(), Some("program:adherence"));
         // Monday 09:00 in New York is 14:00 UTC; 30 minutes on.
+        assert_eq!(d.callback_due_at, Some(at("2026-11-30T14:30:00Z")));
+    }
+
+    #[test]
+    fn a_callback_falls_inside_the_patients_window_and_a_shift() {
+        // Friday evening; carla works weekdays 09:00-17:00 in New York. The
+        // patient is in Los Angeles and may be called 10:00-20:00 there.
+        let roster = Roster::new([member("carla", chrono_tz::America::New_York)]);
+        let mut case = case();
+        let window = ContactWindow {
+            start: hm(10, 0),
+            end: hm(20, 0),
+            no_contact_days: BTreeSet::new(),
+            no_contact_dates: BTreeSet::new(),
+        };
+        case.patient_window = Some((chrono_tz::America::Los_Angeles, window.clone()));
+        // The plain callback would be Monday 09:30 in New York, 06:30 in Los
+        // Angeles: too early for the patient. 10:00 there is 13:00 in New York,
+        // inside carla's shift.
+        let d = decide(
+            Some(&case),
+            &roster,
+            at("2026-11-27T23:30:00Z"),
+            TimeDelta::minutes(30),
+        );
+        assert_eq!(d.rule, Rule::Callback);
+        assert_eq!(d.callback_due_at, Some(at("2026-11-30T18:00:00Z")));
+
+        // A patient whose window never meets a shift keeps the shift-based time.
+        let late = ContactWindow {
+            start: hm(18, 0),
+            end: hm(20, 0),
+            ..window
+        };
+        case.patient_window = Some((chrono_tz::America::Los_Angeles, late));
+        let d = decide(
+            Some(&case),
+            &roster,
+            at("2026-11-27T23:30:00Z"),
+            TimeDelta::minutes(30),
+        );
         assert_eq!(d.callback_due_at, Some(at("2026-11-30T14:30:00Z")));
     }
 

@@ -35,6 +35,8 @@ pub const SMS_TOKEN: &str = "inbound-sms-token";
 pub const EMAIL_KEY: &str = "inbound-email-key";
 pub const FAX_TOKEN: &str = "inbound-fax-token";
 pub const UNSUBSCRIBE_KEY: &str = "unsubscribe-key";
+/// The shipped programs and state rules.
+pub const PROGRAMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs");
 /// The API token of the coordinator `carla` herself.
 pub const CARLA_TOKEN: &str = "carla-own-token";
 /// The patient's mobile, as cases holds it.
@@ -72,7 +74,7 @@ impl World {
             .access
             .tokens
             .push(ApiToken::new("carla", Role::Write, CARLA_TOKEN));
-        let mut config = touchpoint_routing::Config::new(platform);
+        let mut config = touchpoint_routing::Config::new(platform, PROGRAMS);
         config.secrets = Secrets {
             sms_auth_token: Some(SMS_TOKEN.into()),
             email_signing_key: Some(EMAIL_KEY.into()),
