@@ -8,7 +8,7 @@
 //!   graceful termination), Service and PodDisruptionBudget; every topic and DLQ
 //!   has its KafkaTopic; the overlays differ as documented.
 //! - `deploy/compose.yaml`: fits the Compose Specification; the services read only
-//!   variables the README documents.
+//!   variables the configuration table (docs/operations.md) documents.
 //! - `deploy/Dockerfile`: passes hadolint and builds every service binary.
 //!
 //! The checkers come from `deploy/setup.sh` (`deploy/check/`).
@@ -200,7 +200,7 @@ fn the_programs_configmap_is_what_the_programs_folder_holds() {
     );
 }
 
-/// The variables the README's configuration table documents. A row may name
+/// The variables the configuration table (docs/operations.md) documents. A row may name
 /// several, later ones by suffix: `TOUCHPOINT_SMTP_HOST`, `_PORT`.
 fn documented(readme: &str, variable: &str) -> bool {
     if readme.contains(&format!("`{variable}`")) {
@@ -227,16 +227,16 @@ fn the_compose_file_fits_the_compose_specification_and_uses_documented_variables
     {
         assert!(services.contains(*wanted), "compose has no {wanted}");
     }
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap_or_default();
+    let table = std::fs::read_to_string(root().join("docs/operations.md")).unwrap_or_default();
     for service in SERVICES.iter().chain(&["sandbox"]) {
         for variable in strings(&summary["environment"][*service]) {
             assert!(
-                documented(&readme, &variable),
-                "compose gives {service} {variable}, which the README does not document"
+                documented(&table, &variable),
+                "compose gives {service} {variable}, which docs/operations.md does not document"
             );
         }
     }
-    assert!(!documented(&readme, "TOUCHPOINT_SMTP_NOPE"));
+    assert!(!documented(&table, "TOUCHPOINT_SMTP_NOPE"));
 
     let bad = scratch(
         "compose.yaml",

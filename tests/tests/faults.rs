@@ -19,7 +19,7 @@
 //!    the outreach and attempt topics side by side, and under load it can apply
 //!    an attempt before the request it answers.
 //!
-//! The CI form injects 20 faults. The long form, documented in the README:
+//! The CI form injects 20 faults. The long form, documented in docs/testing.md:
 //! `TOUCHPOINT_FAULTS=200 cargo nextest run -p touchpoint-tests --test faults
 //! --no-capture`; `TOUCHPOINT_FAULT_SEED` picks another sequence.
 

@@ -2,7 +2,7 @@
 //! program-file parser, the inbound webhooks, the keyword and adverse-event
 //! screening) for a few seconds from its seed corpus. It fails if any input
 //! makes one panic, and names the artifact. `fuzz/run.sh SECONDS [TARGET...]`
-//! is the long run (README, Fuzzing).
+//! is the long run (docs/testing.md, Fuzzing).
 
 use std::path::PathBuf;
 use std::process::Command;

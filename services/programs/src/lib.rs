@@ -4,8 +4,8 @@
 //! window and cap, and the CLI validates them.
 //!
 //! A program is a folder `programs/<id>/` with `program.toml` and a `templates/`
-//! folder (`<template>.<language>[.<channel>].<ext>`, rendered by dispatch). See the
-//! README for the format with a full example.
+//! folder (`<template>.<language>[.<channel>].<ext>`, rendered by dispatch). See
+//! docs/programs.md for the format with a full example.
 
 mod cap;
 mod duration;
