@@ -279,21 +279,6 @@ async fn fax(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
         .map_or_else(|status| status, |()| StatusCode::OK)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sender_address_is_taken_from_a_display_name() {
-        assert_eq!(
-            sender_address("Ana Ruiz <ana@example.com>"),
-            "ana@example.com"
-        );
-        assert_eq!(sender_address(" ana@example.com "), "ana@example.com");
-        assert_eq!(sender_address("broken <"), "broken <");
-    }
-}
-
 /// A one-click link's query: the case and the proof of the address.
 #[derive(Debug, serde::Deserialize)]
 struct UnsubscribeLink {
@@ -380,4 +365,19 @@ async fn unsubscribe_page(
          </main></body></html>",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sender_address_is_taken_from_a_display_name() {
+        assert_eq!(
+            sender_address("Ana Ruiz <ana@example.com>"),
+            "ana@example.com"
+        );
+        assert_eq!(sender_address(" ana@example.com "), "ana@example.com");
+        assert_eq!(sender_address("broken <"), "broken <");
+    }
 }
