@@ -563,3 +563,51 @@ pub async fn run(config: Config) -> Result<(), DispatchStartError> {
     shutdown.wait_and_drain(DRAIN_LIMIT).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use touchpoint_platform::config::Env;
+
+    use super::*;
+
+    const RELAY: [(&str, &str); 2] = [
+        ("TOUCHPOINT_SMTP_HOST", "relay.hub.example"),
+        ("TOUCHPOINT_SMTP_FROM", "Care Team <care@hub.example>"),
+    ];
+
+    fn refused(pairs: &[(&str, &str)]) -> Option<String> {
+        SmtpRelay::from_env(&Env::from_pairs(pairs.iter().copied()))
+            .err()
+            .map(|e| e.var)
+    }
+
+    #[test]
+    fn a_relay_without_a_one_click_unsubscribe_is_refused_at_start() {
+        assert_eq!(
+            refused(&RELAY).as_deref(),
+            Some("TOUCHPOINT_UNSUBSCRIBE_URL"),
+            "every email carries one"
+        );
+        let url = (
+            "TOUCHPOINT_UNSUBSCRIBE_URL",
+            "https://hub.example/unsubscribe/email",
+        );
+        let key = ("TOUCHPOINT_UNSUBSCRIBE_KEY", "unsubscribe-key");
+        assert_eq!(
+            refused(&[RELAY[0], RELAY[1], url]).as_deref(),
+            Some("TOUCHPOINT_UNSUBSCRIBE_KEY")
+        );
+        let spaced = (
+            "TOUCHPOINT_UNSUBSCRIBE_URL",
+            "https://hub.example/un subscribe",
+        );
+        assert_eq!(
+            refused(&[RELAY[0], RELAY[1], spaced, key]).as_deref(),
+            Some("TOUCHPOINT_UNSUBSCRIBE_URL"),
+            "a header value must be printable ASCII without spaces"
+        );
+        let relay = SmtpRelay::from_env(&Env::from_pairs([RELAY[0], RELAY[1], url, key]));
+        assert!(relay.is_ok_and(|r| r.is_some()));
+        assert_eq!(refused(&[]), None, "no relay, no email, nothing required");
+    }
+}
