@@ -151,12 +151,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
         ),
         &platform.config,
     );
-    let token = shutdown.token();
-    shutdown.spawn(async move {
-        if let Err(error) = reactions.run(token).await {
-            tracing::error!(%error, "cadence consumer stopped");
-        }
-    });
+    shutdown.supervise("cadence consumer", reactions.run(shutdown.token()));
 
     let due = DueLoop::new(
         platform.pool.clone(),
@@ -170,10 +165,10 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
     Ok(platform.serve()?)
 }
 
-/// Runs until SIGTERM or Ctrl-C, then drains in-flight work.
+/// Runs until SIGTERM or Ctrl-C, or until a task it cannot do without stops,
+/// then drains in-flight work; an error names the task.
 pub async fn run(config: Config) -> Result<(), CadenceStartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
-    shutdown.wait_and_drain(DRAIN_LIMIT).await;
-    Ok(())
+    Ok(touchpoint_platform::service::until_stopped(&shutdown, DRAIN_LIMIT).await?)
 }

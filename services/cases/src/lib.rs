@@ -80,19 +80,14 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         TimelineRecorder::new(store),
         &platform.config,
     );
-    let token = shutdown.token();
-    shutdown.spawn(async move {
-        if let Err(error) = timeline.run(token).await {
-            tracing::error!(%error, "timeline consumer stopped");
-        }
-    });
+    shutdown.supervise("timeline consumer", timeline.run(shutdown.token()));
     platform.serve()
 }
 
-/// Runs until SIGTERM or Ctrl-C, then drains in-flight work.
+/// Runs until SIGTERM or Ctrl-C, or until a task it cannot do without stops,
+/// then drains in-flight work; an error names the task.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
-    shutdown.wait_and_drain(DRAIN_LIMIT).await;
-    Ok(())
+    touchpoint_platform::service::until_stopped(&shutdown, DRAIN_LIMIT).await
 }

@@ -450,12 +450,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         Intaker::new(platform.clock.clone(), rules),
         &platform.config,
     );
-    let token = shutdown.token();
-    shutdown.spawn(async move {
-        if let Err(error) = intake.run(token).await {
-            tracing::error!(%error, "dispatch intake stopped");
-        }
-    });
+    shutdown.supervise("dispatch intake", intake.run(shutdown.token()));
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -534,14 +529,12 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         attempts_topic.clone(),
     );
     let stop = shutdown.token();
-    shutdown.spawn(async move {
-        let served = axum::serve(listener, routes)
+    shutdown.supervise(
+        "callback listener",
+        axum::serve(listener, routes)
             .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "callback listener stopped");
-        }
-    });
+            .into_future(),
+    );
     tracing::info!(%http_addr, sms_providers = providers.sms.len(), "taking provider callbacks");
 
     let sender = Sender::new(
@@ -556,12 +549,12 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
     Ok(platform.serve()?)
 }
 
-/// Runs until SIGTERM or Ctrl-C, then drains in-flight work.
+/// Runs until SIGTERM or Ctrl-C, or until a task it cannot do without stops,
+/// then drains in-flight work; an error names the task.
 pub async fn run(config: Config) -> Result<(), DispatchStartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
-    shutdown.wait_and_drain(DRAIN_LIMIT).await;
-    Ok(())
+    Ok(touchpoint_platform::service::until_stopped(&shutdown, DRAIN_LIMIT).await?)
 }
 
 #[cfg(test)]

@@ -41,6 +41,23 @@ pub enum StartError {
     /// Reading the bound address.
     #[error("listener address unavailable: {0}")]
     Address(#[from] std::io::Error),
+    /// A task the service cannot do without stopped it.
+    #[error("stopped: {0}")]
+    Stopped(String),
+}
+
+/// Runs until SIGTERM or Ctrl-C, or until a supervised task stops the service,
+/// then drains in-flight work for at most `limit`. An error names the task that
+/// stopped it, so the process exits non-zero and is restarted.
+pub async fn until_stopped(
+    shutdown: &Shutdown,
+    limit: std::time::Duration,
+) -> Result<(), StartError> {
+    shutdown.wait_and_drain(limit).await;
+    match shutdown.failure() {
+        Some(failure) => Err(StartError::Stopped(failure.to_owned())),
+        None => Ok(()),
+    }
 }
 
 /// The shared parts of a running service.
@@ -90,13 +107,8 @@ impl Platform {
         let addr = self.grpc.local_addr()?;
         let name = self.spec.name;
         let token = self.shutdown.token();
-        let shutdown = self.shutdown.clone();
-        self.shutdown.spawn(async move {
-            if let Err(error) = self.grpc.serve(token).await {
-                tracing::error!(service = name, %error, "gRPC server failed; shutting down");
-                shutdown.trigger();
-            }
-        });
+        self.shutdown
+            .supervise("gRPC server", async move { self.grpc.serve(token).await });
         tracing::info!(service = name, %addr, "serving gRPC");
         Ok(addr)
     }

@@ -4,8 +4,16 @@
 //! SIGINT the token is cancelled, every loop finishes the batch in hand (the relay
 //! marks what it published, consumers commit what they applied) and the process
 //! waits for them before exiting.
+//!
+//! A task the service cannot do without (a consumer, a listener) is
+//! *supervised*: when it ends with an error, or ends at all before the stop,
+//! the service stops rather than answering health as if it still worked; its
+//! process exits with the task's name, and the orchestrator restarts it with
+//! backoff.
 
+use std::fmt::Display;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,6 +24,8 @@ use tokio_util::task::TaskTracker;
 pub struct Shutdown {
     token: CancellationToken,
     tasks: TaskTracker,
+    /// The first supervised task that failed, and why.
+    failed: Arc<OnceLock<String>>,
 }
 
 impl Shutdown {
@@ -52,6 +62,32 @@ impl Shutdown {
         F: Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn(task);
+    }
+
+    /// Runs `task`, which the service cannot do without, as work the shutdown
+    /// waits for. If it returns an error, or returns at all before the
+    /// shutdown started, the shutdown starts and [`Shutdown::failure`] names it.
+    pub fn supervise<F, E>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Display,
+    {
+        let (token, failed) = (self.token.clone(), self.failed.clone());
+        self.tasks.spawn(async move {
+            let why = match task.await {
+                Err(error) => error.to_string(),
+                Ok(()) if !token.is_cancelled() => "ended before the stop".to_owned(),
+                Ok(()) => return,
+            };
+            tracing::error!(task = name, error = %why, "essential task stopped; the service stops");
+            let _ = failed.set(format!("{name}: {why}"));
+            token.cancel();
+        });
+    }
+
+    /// The first supervised task that stopped the service, and why.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 
     /// Waits for the shutdown to start, then for every task to finish, at most
@@ -99,6 +135,33 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_supervised_task_that_fails_or_ends_early_stops_the_service() {
+        let shutdown = Shutdown::new();
+        shutdown.supervise("consumer", async { Err::<(), _>("cannot subscribe") });
+        tokio::time::timeout(Duration::from_secs(5), shutdown.token().cancelled())
+            .await
+            .unwrap_or_else(|_| panic!("the failure did not stop the service"));
+        assert_eq!(shutdown.failure(), Some("consumer: cannot subscribe"));
+
+        let early = Shutdown::new();
+        early.supervise("listener", async { Ok::<(), String>(()) });
+        tokio::time::timeout(Duration::from_secs(5), early.token().cancelled())
+            .await
+            .unwrap_or_else(|_| panic!("a task that ended early did not stop the service"));
+        assert_eq!(early.failure(), Some("listener: ended before the stop"));
+
+        // Ending after the stop is how it should end.
+        let clean = Shutdown::new();
+        let token = clean.token();
+        clean.supervise("relay", async move {
+            token.cancelled().await;
+            Ok::<(), String>(())
+        });
+        assert!(clean.drain(Duration::from_secs(5)).await);
+        assert_eq!(clean.failure(), None);
+    }
 
     #[tokio::test]
     async fn drain_waits_for_tasks_to_finish_their_work() {

@@ -319,12 +319,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
         },
         &platform.config,
     );
-    let token = shutdown.token();
-    shutdown.spawn(async move {
-        if let Err(error) = consumer.run(token).await {
-            tracing::error!(%error, "routing consumer stopped");
-        }
-    });
+    shutdown.supervise("routing consumer", consumer.run(shutdown.token()));
 
     let http_error = |source| RoutingStartError::Http {
         addr: config.http_addr,
@@ -340,23 +335,21 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
         .unwrap_or_else(|| format!("http://{http}"));
     let routes = webhooks::router(inbound, platform.clock.clone(), config.secrets, base);
     let stop = shutdown.token();
-    shutdown.spawn(async move {
-        let served = axum::serve(listener, routes)
+    shutdown.supervise(
+        "webhook listener",
+        axum::serve(listener, routes)
             .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "webhook listener stopped");
-        }
-    });
+            .into_future(),
+    );
     tracing::info!(%http, "taking inbound webhooks");
     let grpc = platform.serve()?;
     Ok(Addresses { grpc, http })
 }
 
-/// Runs until SIGTERM or Ctrl-C, then drains in-flight work.
+/// Runs until SIGTERM or Ctrl-C, or until a task it cannot do without stops,
+/// then drains in-flight work; an error names the task.
 pub async fn run(config: Config) -> Result<(), RoutingStartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
-    shutdown.wait_and_drain(DRAIN_LIMIT).await;
-    Ok(())
+    Ok(touchpoint_platform::service::until_stopped(&shutdown, DRAIN_LIMIT).await?)
 }
