@@ -297,18 +297,8 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
 
 /// The code of the state whose rule applies to a patient with `contact`.
 fn state_of(rules: &StateRules, contact: Option<&ContactPoints>) -> Option<String> {
-    let contact = contact?;
-    fn known(s: &str) -> Option<&str> {
-        Some(s).filter(|s| !s.trim().is_empty())
-    }
-    let region = contact
-        .postal_address
-        .as_ref()
-        .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
-        .and_then(|a| known(&a.region));
-    let phone = known(&contact.mobile_e164).or(known(&contact.landline_e164));
     rules
-        .locate(Whereabouts { region, phone })
+        .locate(Whereabouts::of(contact?))
         .map(|rule| rule.code.clone())
 }
 

@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc, Weekday};
 use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
-pub use states::{StateRule, StateRules, StateRulesError, Whereabouts};
+pub use states::{StateRule, StateRules, StateRulesError, Whereabouts, us_region};
 pub use templates::{
     Audience, CAREGIVER_VARIABLES, Message, MessageFacts, RenderError, SMS_FIRST_NAME_CHARS,
     SMS_VARIABLES, Templates, VARIABLES,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveTime;
 use serde::Deserialize;
+use touchpoint_proto::v1::{ContactPoints, PostalAddress};
 
 /// The rules file built into the services.
 pub const BUILTIN: &str = include_str!("../../../programs/rules/us-states.toml");
@@ -41,6 +42,27 @@ pub struct Whereabouts<'a> {
     pub region: Option<&'a str>,
     /// The patient's phone number, E.164.
     pub phone: Option<&'a str>,
+}
+
+impl<'a> Whereabouts<'a> {
+    /// Where the person with `contact` is: the region of a US postal address,
+    /// and the mobile, else the landline.
+    pub fn of(contact: &'a ContactPoints) -> Self {
+        let known = |s: &'a str| Some(s.trim()).filter(|s| !s.is_empty());
+        Self {
+            region: us_region(contact.postal_address.as_ref()),
+            phone: known(&contact.mobile_e164).or_else(|| known(&contact.landline_e164)),
+        }
+    }
+}
+
+/// The region of `address` when it is in the US (an address that names no
+/// country is taken as one), trimmed; None when it names none.
+pub fn us_region(address: Option<&PostalAddress>) -> Option<&str> {
+    address
+        .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
+        .map(|a| a.region.trim())
+        .filter(|region| !region.is_empty())
 }
 
 impl std::fmt::Debug for Whereabouts<'_> {
@@ -256,6 +278,40 @@ mod tests {
             None
         );
         assert_eq!(code(Whereabouts::default()), None);
+    }
+
+    #[test]
+    fn a_patients_whereabouts_are_a_us_address_region_and_the_mobile_else_the_landline() {
+        let rules = rules();
+        let code = |contact: &ContactPoints| {
+            rules
+                .locate(Whereabouts::of(contact))
+                .map(|r| r.code.clone())
+        };
+        let address = |country: &str, region: &str| PostalAddress {
+            region: region.into(),
+            country: country.into(),
+            ..PostalAddress::default()
+        };
+        let mut contact = ContactPoints {
+            landline_e164: "+19185550100".into(),
+            ..ContactPoints::default()
+        };
+        assert_eq!(
+            code(&contact).as_deref(),
+            Some("OK"),
+            "the landline's area code"
+        );
+        contact.postal_address = Some(address("", " md "));
+        assert_eq!(
+            code(&contact).as_deref(),
+            Some("MD"),
+            "no country is the US"
+        );
+        contact.postal_address = Some(address("MX", "MD"));
+        assert_eq!(code(&contact).as_deref(), Some("OK"), "not a US region");
+        contact.mobile_e164 = "+12065550100".into();
+        assert_eq!(code(&contact).as_deref(), Some("WA"), "the mobile first");
     }
 
     #[test]

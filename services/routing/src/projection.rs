@@ -43,21 +43,8 @@ pub struct Projector {
 impl Projector {
     /// The state whose rule applies to a patient with `contact`, if any.
     fn us_state(&self, contact: Option<&ContactPoints>) -> Option<String> {
-        let contact = contact?;
-        let known = |s: &'_ str| -> Option<String> {
-            Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
-        };
-        let region = contact
-            .postal_address
-            .as_ref()
-            .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
-            .and_then(|a| known(&a.region));
-        let phone = known(&contact.mobile_e164).or_else(|| known(&contact.landline_e164));
         self.catalogue
-            .state_of(Whereabouts {
-                region: region.as_deref(),
-                phone: phone.as_deref(),
-            })
+            .state_of(Whereabouts::of(contact?))
             .map(|rule| rule.code.clone())
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use touchpoint_programs::Whereabouts;
+use touchpoint_programs::{Whereabouts, us_region};
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::{Channel, ContactPoint, ContactPoints};
 
@@ -46,11 +46,7 @@ impl PersonContacts {
             mobile: known(&c.mobile_e164),
             landline: known(&c.landline_e164),
             email: known(&c.email),
-            region: c
-                .postal_address
-                .as_ref()
-                .filter(|a| a.country.trim().is_empty() || a.country.eq_ignore_ascii_case("US"))
-                .and_then(|a| known(&a.region)),
+            region: us_region(c.postal_address.as_ref()).map(str::to_owned),
         })
     }
 
