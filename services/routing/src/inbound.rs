@@ -19,12 +19,13 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use sqlx::{PgPool, Row as _};
 use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
 use touchpoint_platform::outbox::OutgoingEvent;
 use touchpoint_platform::trace_context::current_traceparent;
-use touchpoint_programs::Catalogue;
+use touchpoint_programs::{Catalogue, ContactWindow};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AdverseEventSuspected, CallbackRequested, Channel, ContactPoint, ContactRouted,
@@ -34,7 +35,7 @@ use touchpoint_proto::v1::{
 use uuid::Uuid;
 
 use crate::batcher::Batcher;
-use crate::domain::decision::{CaseRouting, Decision, Rule, decide};
+use crate::domain::decision::{Decision, Rule, decide};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
@@ -152,17 +153,13 @@ impl Inbound {
         }
     }
 
-    /// What routing knows of `case`, with the patient's contact window: the
-    /// program's, narrowed by the patient's state's rule.
-    fn with_window(&self, case: &FoundCase) -> CaseRouting {
-        let mut routing = case.routing.clone();
-        routing.patient_window = case.time_zone.and_then(|tz| {
-            let program = self
-                .catalogue
-                .in_state(&routing.program_id, case.us_state.as_deref())?;
-            Some((tz, program.window.clone()))
-        });
-        routing
+    /// The patient's zone and contact window for `case`: the program's,
+    /// narrowed by the patient's state's rule.
+    fn window_of(&self, case: &FoundCase) -> Option<(Tz, &ContactWindow)> {
+        let program = self
+            .catalogue
+            .in_state(&case.routing.program_id, case.us_state.as_deref())?;
+        Some((case.time_zone?, &program.window))
     }
 
     /// The email addresses `case_id` holds now (patient data).
@@ -211,14 +208,14 @@ impl Inbound {
             _ => Default::default(),
         };
         let owner = cases.first();
-        let owner_routing = owner.map(|case| self.with_window(case));
         let decision = keyword.is_none().then(|| {
             let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
             decide(
-                owner_routing.as_ref(),
+                owner.map(|c| &c.routing),
                 &roster,
                 contact.received_at,
                 self.settings.callback_after,
+                owner.and_then(|c| self.window_of(c)),
             )
         });
 

@@ -299,7 +299,6 @@ pub async fn cases_reached(
                 language: language_from(&language).ok_or(StoreError::Corrupt("language"))?,
                 coordinator_id: assigned("coordinator_id")?,
                 navigator_id: assigned("navigator_id")?,
-                patient_window: None,
             },
             in_reply_to: row.try_get("attempt_id")?,
             // A zone this build does not know is no window, not a lost contact.

@@ -73,9 +73,6 @@ pub struct CaseRouting {
     pub coordinator_id: Option<String>,
     /// The assigned navigator, if any.
     pub navigator_id: Option<String>,
-    /// When the patient may be called, in the patient's zone: the program's
-    /// window as the patient's state narrows it. None when unknown.
-    pub patient_window: Option<(Tz, ContactWindow)>,
 }
 
 /// Where a contact goes.
@@ -97,12 +94,15 @@ pub fn program_queue(program_id: &str) -> String {
 }
 
 /// Where a contact for `case` (`None`: no case matched) goes at `now`. A
-/// callback is due `callback_after` past the next shift start.
+/// callback is due `callback_after` past the next shift start, moved into
+/// `patient_window` (the patient's zone and contact window: the program's as
+/// the patient's state narrows it) when it is known.
 pub fn decide(
     case: Option<&CaseRouting>,
     roster: &Roster,
     now: DateTime<Utc>,
     callback_after: TimeDelta,
+    patient_window: Option<(Tz, &ContactWindow)>,
 ) -> Decision {
     let to = |rule, member: &Member| Decision {
         rule,
@@ -149,8 +149,8 @@ pub fn decide(
         now,
         callback_after,
     );
-    if let (Some(due), Some((tz, window))) = (decision.callback_due_at, &case.patient_window) {
-        decision.callback_due_at = Some(inside_window_and_shift(program(), *tz, window, due));
+    if let (Some(due), Some((tz, window))) = (decision.callback_due_at, patient_window) {
+        decision.callback_due_at = Some(inside_window_and_shift(program(), tz, window, due));
     }
     decision
 }
@@ -273,12 +273,11 @@ mod tests {
             language: Language::Es,
             coordinator_id: Some("carla".into()),
             navigator_id: Some("nico".into()),
-            patient_window: None,
         }
     }
 
     fn decide_at(roster: &Roster, now: &str) -> Decision {
-        decide(Some(&case()), roster, at(now), TimeDelta::minutes(30))
+        decide(Some(&case()), roster, at(now), TimeDelta::minutes(30), None)
     }
 
     // Tuesday 2026-11-24, 15:00 UTC: 10:00 in New York, 07:00 in Los Angeles.
@@ -371,22 +370,22 @@ mod tests {
         // Friday evening; carla works weekdays 09:00-17:00 in New York. The
         // patient is in Los Angeles and may be called 10:00-20:00 there.
         let roster = Roster::new([member("carla", chrono_tz::America::New_York)]);
-        let mut case = case();
         let window = ContactWindow {
             start: hm(10, 0),
             end: hm(20, 0),
             no_contact_days: BTreeSet::new(),
             no_contact_dates: BTreeSet::new(),
         };
-        case.patient_window = Some((chrono_tz::America::Los_Angeles, window.clone()));
+        let los_angeles = chrono_tz::America::Los_Angeles;
         // The plain callback would be Monday 09:30 in New York, 06:30 in Los
         // Angeles: too early for the patient. 10:00 there is 13:00 in New York,
         // inside carla's shift.
         let d = decide(
-            Some(&case),
+            Some(&case()),
             &roster,
             at("2026-11-27T23:30:00Z"),
             TimeDelta::minutes(30),
+            Some((los_angeles, &window)),
         );
         assert_eq!(d.rule, Rule::Callback);
         assert_eq!(d.callback_due_at, Some(at("2026-11-30T18:00:00Z")));
@@ -397,12 +396,12 @@ mod tests {
             end: hm(20, 0),
             ..window
         };
-        case.patient_window = Some((chrono_tz::America::Los_Angeles, late));
         let d = decide(
-            Some(&case),
+            Some(&case()),
             &roster,
             at("2026-11-27T23:30:00Z"),
             TimeDelta::minutes(30),
+            Some((los_angeles, &late)),
         );
         assert_eq!(d.callback_due_at, Some(at("2026-11-30T14:30:00Z")));
     }
@@ -410,7 +409,13 @@ mod tests {
     #[test]
     fn an_unknown_number_goes_to_the_general_queue() {
         let roster = Roster::new([member("carla", chrono_tz::America::New_York)]);
-        let d = decide(None, &roster, at(TUESDAY_MORNING), TimeDelta::minutes(30));
+        let d = decide(
+            None,
+            &roster,
+            at(TUESDAY_MORNING),
+            TimeDelta::minutes(30),
+            None,
+        );
         assert_eq!(
             (d.rule, d.queue.as_deref()),
             (Rule::Queue, Some(GENERAL_QUEUE))
@@ -420,6 +425,7 @@ mod tests {
             &roster,
             at("2026-11-25T04:00:00Z"),
             TimeDelta::minutes(30),
+            None,
         );
         assert_eq!(night.rule, Rule::Callback);
         assert_eq!(night.callback_due_at, Some(at("2026-11-25T14:30:00Z")));
