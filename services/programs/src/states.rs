@@ -214,9 +214,7 @@ impl StateRules {
 mod tests {
     use super::*;
 
-    fn rules() -> StateRules {
-        StateRules::builtin().unwrap_or_default()
-    }
+    use crate::fixtures::state_rules as rules;
 
     #[test]
     fn the_shipped_file_holds_florida_oklahoma_and_maryland_at_eight_to_eight_and_three_a_day() {
@@ -332,8 +330,7 @@ anchor = "enrolled"
 template = "t"
 channels = [{ channel = "sms" }]
 "#;
-        let templates = ["t".to_owned()].into_iter().collect();
-        let program = crate::parse("p.toml", text, &templates).unwrap_or_else(|e| panic!("{e:?}"));
+        let program = crate::fixtures::program(text, &["t"]);
         let rules = rules();
         let oklahoma = rules.iter().find(|r| r.code == "OK");
         let Some(oklahoma) = oklahoma else {

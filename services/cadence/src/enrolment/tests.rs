@@ -5,8 +5,7 @@ use touchpoint_proto::v1::contact_point::Value;
 use super::*;
 use crate::plan::DEFAULT_ANSWER_WAIT;
 use crate::preview::simulate;
-use crate::program::parse;
-use touchpoint_programs::fixtures::{THREE_YEARS, ZONES, utc};
+use touchpoint_programs::fixtures::{self, THREE_YEARS, ZONES, utc};
 
 const PROGRAM: &str = r#"
 id = "p"
@@ -58,11 +57,7 @@ channels = [{ channel = "sms", attempts = 2, wait = "1d" }]
 "#;
 
 fn program() -> Program {
-    let templates = ["welcome", "check-in", "first-week", "refill"]
-        .iter()
-        .map(|t| (*t).to_owned())
-        .collect();
-    parse("p.toml", PROGRAM, &templates).unwrap_or_else(|e| panic!("{e:?}"))
+    fixtures::program(PROGRAM, &["welcome", "check-in", "first-week", "refill"])
 }
 
 const NEW_YORK: Tz = chrono_tz::America::New_York;
@@ -999,12 +994,14 @@ template = "t"
 channels = [{ channel = "sms" }]
 "#;
 
+/// `BUSY` under the shipped state rules.
+fn busy_catalogue() -> Catalogue {
+    Catalogue::new(vec![fixtures::program(BUSY, &["t"])]).with_state_rules(fixtures::state_rules())
+}
+
 #[test]
 fn an_oklahoma_patient_due_at_half_past_eight_in_the_evening_is_texted_at_eight_next_morning() {
-    let templates = ["t".to_owned()].into_iter().collect();
-    let busy = parse("busy.toml", BUSY, &templates).unwrap_or_else(|e| panic!("{e:?}"));
-    let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
-    let catalogue = Catalogue::new(vec![busy]).with_state_rules(rules);
+    let catalogue = busy_catalogue();
     let mut ids = CountingIds::default();
     let mut destinations = destinations();
     destinations.patient.mobile = Some("+19185550142".into());
@@ -1043,11 +1040,8 @@ proptest! {
         enrolled_at in THREE_YEARS,
         zone in 0..ZONES.len(),
     ) {
-        let templates = ["t".to_owned()].into_iter().collect();
-        let busy = parse("busy.toml", BUSY, &templates).unwrap_or_else(|e| panic!("{e:?}"));
-        let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
-        let rule = state.and_then(|i| rules.iter().nth(i)).cloned();
-        let catalogue = Catalogue::new(vec![busy]).with_state_rules(rules);
+        let rule = state.and_then(|i| fixtures::state_rules().iter().nth(i).cloned());
+        let catalogue = busy_catalogue();
         let mut destinations = destinations();
         destinations.patient.region = rule.as_ref().map(|r| r.name.clone());
         let tz = ZONES[zone];

@@ -186,8 +186,7 @@ anchor = "enrolled"
 template = "t"
 channels = [{ channel = "sms" }]
 "#;
-        let templates = ["t".to_owned()].into_iter().collect();
-        touchpoint_programs::parse("p.toml", text, &templates).unwrap_or_else(|e| panic!("{e:?}"))
+        touchpoint_programs::fixtures::program(text, &["t"])
     }
 
     fn case() -> CaseView {
@@ -376,13 +375,12 @@ anchor = "enrolled"
 template = "t"
 channels = [{ channel = "sms" }]
 "#;
-        let templates = ["t".to_owned()].into_iter().collect();
-        touchpoint_programs::parse("p.toml", text, &templates).unwrap_or_else(|e| panic!("{e:?}"))
+        touchpoint_programs::fixtures::program(text, &["t"])
     }
 
     #[test]
     fn an_oklahoma_patient_is_not_texted_at_half_past_eight_in_the_evening() {
-        let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
+        let rules = touchpoint_programs::fixtures::state_rules();
         let catalogue =
             touchpoint_programs::Catalogue::new(vec![wide_program()]).with_state_rules(rules);
         let mut case = case();
@@ -415,7 +413,7 @@ channels = [{ channel = "sms" }]
             earlier in proptest::collection::vec(0i64..(7 * 24 * 60), 0..8),
             cap in 1usize..5,
         ) {
-            let rules = touchpoint_programs::StateRules::builtin().unwrap_or_default();
+            let rules = touchpoint_programs::fixtures::state_rules();
             let rule = state.and_then(|i| rules.iter().nth(i)).cloned();
             let catalogue = touchpoint_programs::Catalogue::new(vec![wide_program()])
                 .with_state_rules(rules);
