@@ -175,14 +175,7 @@ async fn a_coordinator_signed_in_as_herself_claims_and_completes_only_as_herself
     world
         .publish(&[(Stream::Attempt, call_requested("case-own", &attempt))])
         .await;
-    let task = touchpoint_platform::testkit::eventually("the call task", WAIT, || async {
-        world
-            .worklist("carla")
-            .await
-            .into_iter()
-            .find(|t| t.kind == TaskKind::Call as i32)
-    })
-    .await;
+    let task = world.call_task_on_worklist(&attempt).await;
     let mut carla = world.client_with(CARLA_TOKEN).await;
 
     // Her token cannot read or act as sol, whatever the request says.
@@ -321,14 +314,7 @@ async fn a_patient_who_asks_not_to_be_called_again_opts_the_number_out_of_voice(
         });
     }
     world.publish(&[(Stream::Attempt, call)]).await;
-    let task = touchpoint_platform::testkit::eventually("the call task", WAIT, || async {
-        world
-            .worklist("carla")
-            .await
-            .into_iter()
-            .find(|t| t.attempt_id == attempt)
-    })
-    .await;
+    let task = world.call_task_on_worklist(&attempt).await;
     let mut client = world.client.clone();
     client
         .complete_task(CompleteTaskRequest {

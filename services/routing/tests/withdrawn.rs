@@ -10,7 +10,7 @@ use touchpoint_platform::testkit;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CaseStatus, CaseStatusChanged, Channel, ClaimTaskRequest, CoordinatorRole, Envelope, TaskKind,
+    CaseStatus, CaseStatusChanged, Channel, ClaimTaskRequest, CoordinatorRole, Envelope,
     TaskStatus, TaskWithdrawn,
 };
 
@@ -21,15 +21,7 @@ async fn call_task(world: &World, case_id: &str) -> String {
     world
         .publish(&[(Stream::Attempt, call_requested(case_id, &attempt))])
         .await;
-    testkit::eventually("the call task", WAIT, || async {
-        world
-            .worklist("carla")
-            .await
-            .iter()
-            .any(|t| t.kind == TaskKind::Call as i32 && t.attempt_id == attempt)
-            .then_some(())
-    })
-    .await;
+    world.call_task_on_worklist(&attempt).await;
     attempt
 }
 

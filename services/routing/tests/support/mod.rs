@@ -24,7 +24,7 @@ use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
     AttemptSent, CallTaskRequested, CaseOpened, Channel, ContactPoints, Coordinator,
     CoordinatorAssigned, CoordinatorRole, Envelope, Language, ListWorklistRequest, Person,
-    PersonName, Presence, Shift, Task, UpsertCoordinatorRequest,
+    PersonName, Presence, Shift, Task, TaskKind, UpsertCoordinatorRequest,
 };
 use touchpoint_routing::webhooks::Secrets;
 
@@ -190,6 +190,17 @@ impl World {
             .unwrap_or_else(|e| panic!("{e}"))
             .into_inner()
             .tasks
+    }
+
+    /// Carla's call task making `attempt`, once it is on her worklist.
+    pub async fn call_task_on_worklist(&self, attempt: &str) -> Task {
+        testkit::eventually("the call task", WAIT, || async {
+            self.worklist("carla")
+                .await
+                .into_iter()
+                .find(|t| t.kind == TaskKind::Call as i32 && t.attempt_id == attempt)
+        })
+        .await
     }
 
     /// Posts a Twilio inbound message; `signed` false sends a wrong signature.
