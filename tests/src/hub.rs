@@ -13,6 +13,7 @@ use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_routing::domain::opt_out_scope::OptOutScope;
 
 /// The auth token routing's SMS webhook checks.
 pub const SMS_TOKEN: &str = "inbound-sms-token";
@@ -56,6 +57,18 @@ impl Hub {
 
     /// The services on `clock`, with cadence when `with_cadence`.
     pub async fn start_on(clock: ClockConfig, with_cadence: bool) -> Self {
+        Self::launch(clock, with_cadence, OptOutScope::AllPrograms).await
+    }
+
+    /// The services on a clock standing at `now` (RFC 3339), in a deployment
+    /// whose opt-outs stop only the programs they answer
+    /// (`TOUCHPOINT_OPT_OUT_SCOPE=program`).
+    pub async fn start_scoped_by_program(now: &str) -> Self {
+        let clock = ClockConfig::Fixed { at: utc(now) };
+        Self::launch(clock, false, OptOutScope::Program).await
+    }
+
+    async fn launch(clock: ClockConfig, with_cadence: bool, opt_out_scope: OptOutScope) -> Self {
         testkit::init_tracing();
         let database = TestDatabase::fresh().await;
         let prefix = testkit::unique_prefix();
@@ -101,6 +114,7 @@ impl Hub {
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
         let mut routing = touchpoint_routing::Config::new(config("routing"), programs);
         routing.secrets.sms_auth_token = Some(SMS_TOKEN.into());
+        routing.settings.opt_out_scope = opt_out_scope;
         let routing_addrs = touchpoint_routing::start(routing, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("routing did not start: {e}"));

@@ -10,6 +10,9 @@
 //! - A number two cases share is capped as one person.
 //! - An Oklahoma number is not texted at 20:30 local, which the TCPA allows and
 //!   Oklahoma does not, and is texted at 08:00 the next morning.
+//! - A patient in two programs texts STOP after one program's text: by default
+//!   both programs stop texting her number; where the deployment scopes
+//!   opt-outs by program, only the program whose text she answered does.
 
 use std::time::Duration;
 
@@ -23,10 +26,10 @@ use touchpoint_proto::v1::cadence_service_client::CadenceServiceClient;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Case, Channel, ConsentSource, ConsentState, ContactPoint, ContactPoints, GetCaseRequest,
-    GetPlanRequest, Language, OpenCaseRequest, OutreachRequested, Person, PersonName,
-    RecordConsentRequest, RecordTherapyEventRequest, SuppressionReason, TherapyEventKind,
-    contact_point,
+    Case, Channel, ConsentSource, ConsentState, ContactPoint, ContactPoints, Envelope,
+    GetCaseRequest, GetPlanRequest, Language, OpenCaseRequest, OutreachRequested, Person,
+    PersonName, RecordConsentRequest, RecordTherapyEventRequest, SuppressionReason,
+    TherapyEventKind, contact_point,
 };
 use touchpoint_tests::fixtures::meta;
 use touchpoint_tests::hub::Hub;
@@ -115,23 +118,19 @@ async fn open_with_caregiver(
 }
 
 /// A program text for `case_id` to `to`, as cadence would ask for it.
-fn program_text(case_id: &str, to: &str) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+fn program_text(case_id: &str, to: &str) -> (String, (Stream, Envelope)) {
     program_text_for(case_id, to, false)
 }
 
 /// A program text for `case_id` to `to`, for the caregiver when `to_caregiver`.
-fn program_text_for(
-    case_id: &str,
-    to: &str,
-    to_caregiver: bool,
-) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+fn program_text_for(case_id: &str, to: &str, to_caregiver: bool) -> (String, (Stream, Envelope)) {
     let step = ("adherence", "first-week", "first-week-check-in");
     program_text_with(case_id, to, to_caregiver, step, NOW)
 }
 
 /// The refill reminder's first text for `case_id` to `to`, asked for at
 /// `EVENING`.
-fn refill_text(case_id: &str, to: &str) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+fn refill_text(case_id: &str, to: &str) -> (String, (Stream, Envelope)) {
     let step = ("refill-reminder", "five-days-before", "refill-due-soon");
     program_text_with(case_id, to, false, step, EVENING)
 }
@@ -143,7 +142,7 @@ fn program_text_with(
     to_caregiver: bool,
     (program_id, step_id, template_id): (&str, &str, &str),
     now: &str,
-) -> (String, (Stream, touchpoint_proto::v1::Envelope)) {
+) -> (String, (Stream, Envelope)) {
     let attempt_id = uuid::Uuid::now_v7().to_string();
     let request = OutreachRequested {
         attempt_id: attempt_id.clone(),
@@ -173,6 +172,7 @@ fn program_text_with(
 trait Checks {
     async fn case_once(&self, case_id: &str, accept: impl Fn(&Case) -> bool) -> Case;
     async fn outcomes(&self, texts: &[(&str, &str)]) -> Vec<i32>;
+    async fn outcomes_of(&self, texts: Vec<(String, (Stream, Envelope))>) -> Vec<i32>;
 }
 
 impl Checks for Hub {
@@ -197,10 +197,17 @@ impl Checks for Hub {
     /// Publishes program texts (case, to) and returns, for each, the
     /// suppression reason, or -1 when it was sent.
     async fn outcomes(&self, texts: &[(&str, &str)]) -> Vec<i32> {
-        let (ids, events): (Vec<String>, Vec<_>) = texts
+        let texts = texts
             .iter()
             .map(|(case_id, to)| program_text(case_id, to))
-            .unzip();
+            .collect();
+        self.outcomes_of(texts).await
+    }
+
+    /// Publishes texts as `program_text_with` makes them and returns, for each,
+    /// the suppression reason, or -1 when it was sent.
+    async fn outcomes_of(&self, texts: Vec<(String, (Stream, Envelope))>) -> Vec<i32> {
+        let (ids, events): (Vec<String>, Vec<_>) = texts.into_iter().unzip();
         testkit::publish(&self.prefix, &events).await;
         let mut outcomes = Vec::new();
         for attempt_id in ids {
@@ -422,7 +429,7 @@ async fn open_refill_case(hub: &mut Hub, mobile: &str) -> String {
     let case_id = hub
         .cases
         .open_case(OpenCaseRequest {
-            meta: meta(&format!("open-{mobile}")),
+            meta: meta(&format!("open-refill-{mobile}")),
             program_id: "refill-reminder".into(),
             language: Language::En as i32,
             time_zone: "America/Chicago".into(),
@@ -447,7 +454,7 @@ async fn open_refill_case(hub: &mut Hub, mobile: &str) -> String {
         .case_id;
     hub.cases
         .record_consent(RecordConsentRequest {
-            meta: meta(&format!("consent-{mobile}")),
+            meta: meta(&format!("consent-refill-{mobile}")),
             case_id: case_id.clone(),
             channel: Channel::Sms as i32,
             source: ConsentSource::WrittenForm as i32,
@@ -459,7 +466,7 @@ async fn open_refill_case(hub: &mut Hub, mobile: &str) -> String {
     // five days before it at EVENING.
     hub.cases
         .record_therapy_event(RecordTherapyEventRequest {
-            meta: meta(&format!("fill-{mobile}")),
+            meta: meta(&format!("fill-refill-{mobile}")),
             case_id: case_id.clone(),
             kind: TherapyEventKind::Fill as i32,
             at: Some(timestamp(utc(EVENING) - TimeDelta::days(25))),
@@ -553,4 +560,140 @@ async fn an_oklahoma_number_is_not_texted_at_half_past_eight_in_the_evening_but_
         to_tulsa, 1,
         "the reminder reached the Tulsa number at 08:00"
     );
+}
+
+/// The refill reminder's first step.
+const REFILL_STEP: (&str, &str, &str) = ("refill-reminder", "five-days-before", "refill-due-soon");
+
+/// Ana is in the adherence program, whose texts go to her daughter, and in the
+/// refill reminders on her own number. The adherence program texts her
+/// daughter; then Ana texts STOP from her own number, and each program texts
+/// her number.
+async fn stop_after_an_adherence_text(hub: &mut Hub) -> Stopped {
+    let ana = PATIENTS[0];
+    let adherence = open_with_caregiver(&mut hub.cases, ana, Some(CAREGIVER)).await;
+    let refill = open_refill_case(hub, ana).await;
+    assert_eq!(hub.outcomes(&[(&adherence, CAREGIVER)]).await, vec![SENT]);
+    let pool = sqlx::PgPool::connect(&hub.database.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(
+        "routing knows the adherence text was sent",
+        WAIT,
+        || async {
+            let sent: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM routing.last_attempts
+             WHERE case_id = $1 AND channel = 'CHANNEL_SMS'",
+            )
+            .bind(&adherence)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            let indexed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM routing.case_contacts WHERE contact_key = 'phone:' || $1",
+            )
+            .bind(ana)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (sent == 1 && indexed == 2).then_some(())
+        },
+    )
+    .await;
+
+    assert_eq!(hub.text(ana, "STOP", "SM-ana-stop").await, 200);
+    hub.case_once(&adherence, |case| {
+        sms_consent(case, ana) == Some((ConsentState::Revoked, ConsentSource::SmsKeyword))
+    })
+    .await;
+    // Dispatch has heard the STOP once it answered it.
+    eventually("the opt-out confirmation", WAIT, || async {
+        hub.sms.received().into_iter().find(|m| m.to == ana)
+    })
+    .await;
+    let programs = eventually("dispatch holds the opt-out", WAIT, || async {
+        let programs: Vec<String> = sqlx::query_scalar(
+            "SELECT program_id FROM dispatch.opted_out_destinations
+             WHERE destination = $1 AND opted_out_at > opted_in_at ORDER BY program_id",
+        )
+        .bind(ana)
+        .fetch_all(&pool)
+        .await
+        .ok()?;
+        (!programs.is_empty()).then_some(programs)
+    })
+    .await;
+
+    let outcomes = hub
+        .outcomes_of(vec![
+            program_text(&adherence, ana),
+            program_text_with(&refill, ana, false, REFILL_STEP, NOW),
+        ])
+        .await;
+    Stopped {
+        refill,
+        programs,
+        outcomes: [outcomes[0], outcomes[1]],
+    }
+}
+
+/// What Ana's STOP did.
+struct Stopped {
+    /// Her refill case.
+    refill: String,
+    /// The programs dispatch holds her number opted out of ("" for every).
+    programs: Vec<String>,
+    /// The adherence and the refill program's next texts to her number.
+    outcomes: [i32; 2],
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_after_one_programs_text_stops_every_programs_texts_to_the_number() {
+    let mut hub = Hub::start(NOW).await;
+    let stopped = stop_after_an_adherence_text(&mut hub).await;
+    assert_eq!(stopped.programs, [""], "opted out of every program");
+    assert_eq!(
+        stopped.outcomes,
+        [OPTED_OUT, OPTED_OUT],
+        "the FCC's revoke-all rule"
+    );
+    hub.case_once(&stopped.refill, |case| {
+        sms_consent(case, PATIENTS[0]) == Some((ConsentState::Revoked, ConsentSource::SmsKeyword))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scoped_by_program_a_stop_stops_only_the_program_whose_text_it_answers() {
+    let mut hub = Hub::start_scoped_by_program(NOW).await;
+    let stopped = stop_after_an_adherence_text(&mut hub).await;
+    assert_eq!(stopped.programs, ["adherence"]);
+    assert_eq!(
+        stopped.outcomes,
+        [OPTED_OUT, SENT],
+        "the adherence program stops texting Ana; her refill reminders go on"
+    );
+    let case = hub
+        .case_once(&stopped.refill, |case| {
+            sms_consent(case, PATIENTS[0]).is_some()
+        })
+        .await;
+    assert_eq!(
+        sms_consent(&case, PATIENTS[0]),
+        Some((ConsentState::Granted, ConsentSource::WrittenForm)),
+        "the refill case's consent stands"
+    );
+    let received = hub.sms.received();
+    assert_eq!(
+        received.iter().filter(|m| m.to == PATIENTS[0]).count(),
+        2,
+        "Ana's number got the STOP's confirmation and the refill reminder"
+    );
+    // A case of the adherence program given Ana's number later (she cares for
+    // her husband) starts with it revoked.
+    let later = open_with_caregiver(&mut hub.cases, PATIENTS[1], Some(PATIENTS[0])).await;
+    hub.case_once(&later, |case| {
+        sms_consent(case, PATIENTS[0]) == Some((ConsentState::Revoked, ConsentSource::SmsKeyword))
+    })
+    .await;
 }

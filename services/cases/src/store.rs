@@ -170,7 +170,7 @@ impl CaseStore {
             for key in &added {
                 lock_contact(tx, key).await?;
             }
-            for revoked in opted_out(tx, &added).await? {
+            for revoked in opted_out(tx, &added, &state.program_id).await? {
                 let mut envelope = new_envelope(case_id, SOURCE, now, revoked.payload, None);
                 if let Some(id) = revoked.cause {
                     envelope.causation_id = id.to_string();
@@ -403,18 +403,29 @@ struct Revoked {
     cause: Option<Uuid>,
 }
 
-/// The revocations the contact points `keys` (index form) carry: each one's
-/// opt-out not since lifted by an opt-in, on each channel.
-async fn opted_out(tx: &mut PgConnection, keys: &[&String]) -> Result<Vec<Revoked>, StoreError> {
+/// The revocations the contact points `keys` (index form) carry to a case of
+/// `program_id`: each one's opt-out of every program or of that one, not since
+/// lifted by an opt-in, on each channel.
+async fn opted_out(
+    tx: &mut PgConnection,
+    keys: &[&String],
+    program_id: &str,
+) -> Result<Vec<Revoked>, StoreError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT contact_key, channel, opted_out_at, opt_out_event_id FROM contact_opt_outs
-         WHERE contact_key = ANY($1) AND opted_out_at > opted_in_at
+        "SELECT contact_key, channel, max(opted_out_at) AS opted_out_at,
+                (array_agg(opt_out_event_id ORDER BY opted_out_at DESC))[1] AS opt_out_event_id,
+                (array_agg(program_id ORDER BY opted_out_at DESC))[1] AS program_id
+         FROM contact_opt_outs
+         WHERE contact_key = ANY($1) AND program_id IN ('', $2)
+         GROUP BY contact_key, channel
+         HAVING max(opted_out_at) > max(opted_in_at)
          ORDER BY contact_key, channel",
     )
     .bind(keys)
+    .bind(program_id)
     .fetch_all(&mut *tx)
     .await?;
     let mut revoked = Vec::with_capacity(rows.len());
@@ -436,6 +447,7 @@ async fn opted_out(tx: &mut PgConnection, keys: &[&String]) -> Result<Vec<Revoke
                 recorded_by: WORD_RECORDED_BY.to_owned(),
                 revoked_at: Some(timestamp(at)),
                 contact_point: Some(point),
+                program_id: row.try_get("program_id")?,
             }),
             cause: row.try_get("opt_out_event_id")?,
         });
@@ -471,34 +483,66 @@ pub async fn lock_contact(tx: &mut PgConnection, key: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// Records what a contact point said on `channel` at `at`: an opt-out (with the
-/// inbound event it came in) or an opt-in. Later words win, whatever the order
-/// they are recorded in. Holds the contact point's lock ([`lock_contact`]) from
-/// here to the end of the transaction.
+/// What a contact point said on `channel` at `at`, for the messages of one
+/// program or of every program.
+pub struct ContactWordRecord<'a> {
+    /// The contact point (index form).
+    pub key: &'a str,
+    /// The channel.
+    pub channel: Channel,
+    /// An opt-out (else an opt-in).
+    pub opted_out: bool,
+    /// When it was said.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The program whose messages it is about; "" for every program's.
+    pub program_id: &'a str,
+    /// The inbound event it came in.
+    pub event_id: Uuid,
+}
+
+impl std::fmt::Debug for ContactWordRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The contact point is patient data.
+        f.debug_struct("ContactWordRecord")
+            .field("channel", &self.channel)
+            .field("opted_out", &self.opted_out)
+            .field("at", &self.at)
+            .field("program_id", &self.program_id)
+            .field("event_id", &self.event_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records what a contact point said: an opt-out (with the inbound event it
+/// came in) or an opt-in. Later words win, whatever the order they are recorded
+/// in. Holds the contact point's lock ([`lock_contact`]) from here to the end
+/// of the transaction.
 pub async fn record_contact_word(
     tx: &mut PgConnection,
-    key: &str,
-    channel: Channel,
-    opted_out: bool,
-    at: chrono::DateTime<chrono::Utc>,
-    event_id: Uuid,
+    word: &ContactWordRecord<'_>,
 ) -> Result<(), StoreError> {
-    let query = if opted_out {
-        "INSERT INTO contact_opt_outs (contact_key, channel, opted_out_at, opt_out_event_id)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (contact_key, channel) DO UPDATE SET
-             opt_out_event_id = CASE WHEN $3 > contact_opt_outs.opted_out_at THEN $4
+    let query = if word.opted_out {
+        "INSERT INTO contact_opt_outs
+             (contact_key, channel, program_id, opted_out_at, opt_out_event_id)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (contact_key, channel, program_id) DO UPDATE SET
+             opt_out_event_id = CASE WHEN $4 > contact_opt_outs.opted_out_at THEN $5
                                      ELSE contact_opt_outs.opt_out_event_id END,
-             opted_out_at = GREATEST(contact_opt_outs.opted_out_at, $3)"
+             opted_out_at = GREATEST(contact_opt_outs.opted_out_at, $4)"
     } else {
-        "INSERT INTO contact_opt_outs (contact_key, channel, opted_in_at) VALUES ($1, $2, $3)
-         ON CONFLICT (contact_key, channel) DO UPDATE SET
-             opted_in_at = GREATEST(contact_opt_outs.opted_in_at, $3)"
+        "INSERT INTO contact_opt_outs (contact_key, channel, program_id, opted_in_at)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (contact_key, channel, program_id) DO UPDATE SET
+             opted_in_at = GREATEST(contact_opt_outs.opted_in_at, $4)"
     };
-    lock_contact(tx, key).await?;
-    let mut query = sqlx::query(query).bind(key).bind(channel as i32).bind(at);
-    if opted_out {
-        query = query.bind(event_id);
+    lock_contact(tx, word.key).await?;
+    let mut query = sqlx::query(query)
+        .bind(word.key)
+        .bind(word.channel as i32)
+        .bind(word.program_id)
+        .bind(word.at);
+    if word.opted_out {
+        query = query.bind(word.event_id);
     }
     query.execute(&mut *tx).await?;
     Ok(())

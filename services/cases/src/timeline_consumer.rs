@@ -12,7 +12,8 @@
 //! transaction: `GetCase` says what the patient said. It is also kept by contact
 //! point, so a case the number comes to later starts with it; one from a number
 //! no case held (case id `NO_CASE`) is kept that way and carried out on the
-//! cases that hold the number by the time it is read.
+//! cases that hold the number by the time it is read. An opt-out that names a
+//! program (opt-outs scoped by program) is kept for that program's cases only.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -24,8 +25,8 @@ use touchpoint_proto::v1::{Channel, ContactPoint, Envelope};
 use crate::domain::case::{Command, ConsentChange, Rejection};
 use crate::domain::contact::ContactKey;
 use crate::store::{
-    CaseStore, Meta, StoreError, WORD_RECORDED_BY, append_many_to_timeline, cases_holding,
-    consent_source, existing_cases, record_contact_word,
+    CaseStore, ContactWordRecord, Meta, StoreError, WORD_RECORDED_BY, append_many_to_timeline,
+    cases_holding, consent_source, existing_cases, record_contact_word,
 };
 
 /// The consumer group and inbox name.
@@ -125,7 +126,15 @@ impl TimelineRecorder {
             return Ok(());
         };
         for channel in &word.channels {
-            record_contact_word(tx, key, *channel, word.opted_out, at, delivery.event_id)
+            let record = ContactWordRecord {
+                key,
+                channel: *channel,
+                opted_out: word.opted_out,
+                at,
+                program_id: &word.program_id,
+                event_id: delivery.event_id,
+            };
+            record_contact_word(tx, &record)
                 .await
                 .map_err(handler_error)?;
         }
@@ -167,13 +176,28 @@ struct ContactWord {
     opted_out: bool,
     /// When the message that said it arrived.
     at: Option<DateTime<Utc>>,
+    /// The program whose messages an opt-out stops; "" for every program's
+    /// (and always for an opt-in, which lifts what the number said of any).
+    program_id: String,
 }
 
 impl ContactWord {
     fn of(envelope: &Envelope) -> Option<Self> {
-        let (channel, point, received_at, opted_out) = match &envelope.payload {
-            Some(Payload::OptOutReceived(o)) => (o.channel, &o.contact_point, o.received_at, true),
-            Some(Payload::OptInReceived(o)) => (o.channel, &o.contact_point, o.received_at, false),
+        let (channel, point, received_at, opted_out, program_id) = match &envelope.payload {
+            Some(Payload::OptOutReceived(o)) => (
+                o.channel,
+                &o.contact_point,
+                o.received_at,
+                true,
+                o.program_id.clone(),
+            ),
+            Some(Payload::OptInReceived(o)) => (
+                o.channel,
+                &o.contact_point,
+                o.received_at,
+                false,
+                String::new(),
+            ),
             _ => return None,
         };
         let point = point.clone().filter(|p| p.text().is_some());
@@ -193,6 +217,7 @@ impl ContactWord {
                 .as_ref()
                 .or(envelope.occurred_at.as_ref())
                 .and_then(instant),
+            program_id,
         })
     }
 
@@ -207,6 +232,7 @@ impl ContactWord {
                     by: WORD_RECORDED_BY.to_owned(),
                     point: self.point.clone(),
                     effective_at: self.at,
+                    only_program: Some(self.program_id.clone()).filter(|p| !p.is_empty()),
                 };
                 if self.opted_out {
                     Command::RevokeConsent(change)

@@ -176,11 +176,11 @@ const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.templ
     a.to_caregiver,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
     v.coordinator_id, v.first_name, v.last_name, v.us_state,
-    EXISTS (SELECT 1 FROM opted_out_destinations o
-            WHERE o.channel = a.channel
-              AND o.destination = CASE WHEN a.channel = 'CHANNEL_EMAIL'
-                                       THEN lower(a.destination) ELSE a.destination END
-              AND o.opted_out_at > o.opted_in_at) AS destination_opted_out";
+    COALESCE((SELECT max(o.opted_out_at) > max(o.opted_in_at) FROM opted_out_destinations o
+              WHERE o.channel = a.channel
+                AND o.destination = CASE WHEN a.channel = 'CHANNEL_EMAIL'
+                                         THEN lower(a.destination) ELSE a.destination END
+                AND o.program_id IN ('', a.program_id)), false) AS destination_opted_out";
 
 /// Claims up to `limit` queued attempts whose turn has come at `now`, oldest
 /// first, skipping rows another sender holds.

@@ -55,9 +55,10 @@ pub enum Intake {
     /// The patient opted back in on a channel (START after a STOP).
     OptedIn(Channel),
     /// A number or address opted out of a channel at an instant, for every
-    /// case that holds it.
+    /// case that holds it (of its programs).
     DestinationOptedOut(Destination),
-    /// A number or address opted back in.
+    /// A number or address opted back in (START, or a case's written consent
+    /// naming it, which lifts its opt-out for the case's program only).
     DestinationOptedIn(Destination),
     /// A coordinator was assigned.
     Coordinator(String),
@@ -81,6 +82,39 @@ pub struct Destination {
     pub value: String,
     /// When it was said.
     pub at: DateTime<Utc>,
+    /// Whose messages it is about.
+    pub programs: Programs,
+}
+
+/// Which programs' messages a number's or address's word is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Programs {
+    /// Every program's (an opt-out unless the deployment scopes them by
+    /// program; START).
+    Every,
+    /// One program's (an opt-out scoped by program).
+    Only(String),
+    /// The program of the case whose event it is (a written consent).
+    TheCases,
+}
+
+impl Programs {
+    /// `program_id` as an event carries it: empty for every program.
+    fn named(program_id: &str) -> Self {
+        if program_id.is_empty() {
+            Programs::Every
+        } else {
+            Programs::Only(program_id.to_owned())
+        }
+    }
+
+    /// The row it is kept in ("" for every program), unless it is the case's.
+    fn program_id(&self) -> String {
+        match self {
+            Programs::Only(program_id) => program_id.clone(),
+            Programs::Every | Programs::TheCases => String::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Destination {
@@ -176,23 +210,25 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
     };
     // A number's or address's word on a channel, as of `at` (else the event's
     // time).
-    let destination = |raw_channel: i32, value: String, at: Option<&Timestamp>, field| {
-        let channel = channel(raw_channel).ok_or(bad("channel"))?;
-        Ok(Destination {
-            channel,
-            // An address is one mailbox however it was typed; the sender
-            // compares email destinations lower-cased.
-            value: if channel == Channel::Email {
-                value.to_lowercase()
-            } else {
-                value
-            },
-            at: at
-                .or(envelope.occurred_at.as_ref())
-                .and_then(instant)
-                .ok_or(bad(field))?,
-        })
-    };
+    let destination =
+        |raw_channel: i32, value: String, at: Option<&Timestamp>, field, programs: Programs| {
+            let channel = channel(raw_channel).ok_or(bad("channel"))?;
+            Ok(Destination {
+                channel,
+                // An address is one mailbox however it was typed; the sender
+                // compares email destinations lower-cased.
+                value: if channel == Channel::Email {
+                    value.to_lowercase()
+                } else {
+                    value
+                },
+                at: at
+                    .or(envelope.occurred_at.as_ref())
+                    .and_then(instant)
+                    .ok_or(bad(field))?,
+                programs,
+            })
+        };
     let found = match payload {
         Payload::CaseOpened(opened) => {
             if opened.time_zone.parse::<chrono_tz::Tz>().is_err() {
@@ -224,6 +260,7 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
                 value,
                 c.recorded_at.as_ref(),
                 "recorded_at",
+                Programs::TheCases,
             )?),
             None => Intake::Consented(channel(c.channel).ok_or(bad("channel"))?),
         },
@@ -233,6 +270,7 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
                 value,
                 c.revoked_at.as_ref(),
                 "revoked_at",
+                Programs::named(&c.program_id),
             )?),
             None => Intake::Revoked(channel(c.channel).ok_or(bad("channel"))?),
         },
@@ -242,6 +280,7 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
                 value,
                 o.received_at.as_ref(),
                 "received_at",
+                Programs::named(&o.program_id),
             )?),
             None => Intake::OptedOut(match channel(o.channel) {
                 Some(c) => vec![c],
@@ -255,6 +294,7 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
                 value,
                 o.received_at.as_ref(),
                 "received_at",
+                Programs::Every,
             )?),
             None => Intake::OptedIn(channel(o.channel).ok_or(bad("channel"))?),
         },
@@ -385,24 +425,36 @@ async fn apply_to_view(
         )
         .bind(case_id)
         .bind(channel.as_str_name()),
+        // The row of the programs it is about: '' for every program's, none
+        // when it is the case's and the case is unknown.
         Intake::DestinationOptedOut(d) => sqlx::query(
-            "INSERT INTO opted_out_destinations (channel, destination, opted_out_at)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (channel, destination) DO UPDATE
+            "INSERT INTO opted_out_destinations (channel, destination, program_id, opted_out_at)
+             SELECT $1, $2, p, $3 FROM (SELECT CASE WHEN $4 THEN (
+                 SELECT program_id FROM case_views WHERE case_id = $6) ELSE $5 END AS p) x
+             WHERE p IS NOT NULL
+             ON CONFLICT (channel, destination, program_id) DO UPDATE
              SET opted_out_at = GREATEST(opted_out_destinations.opted_out_at, $3)",
         )
         .bind(d.channel.as_str_name())
         .bind(d.value)
-        .bind(d.at),
+        .bind(d.at)
+        .bind(d.programs == Programs::TheCases)
+        .bind(d.programs.program_id())
+        .bind(case_id),
         Intake::DestinationOptedIn(d) => sqlx::query(
-            "INSERT INTO opted_out_destinations (channel, destination, opted_in_at)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (channel, destination) DO UPDATE
+            "INSERT INTO opted_out_destinations (channel, destination, program_id, opted_in_at)
+             SELECT $1, $2, p, $3 FROM (SELECT CASE WHEN $4 THEN (
+                 SELECT program_id FROM case_views WHERE case_id = $6) ELSE $5 END AS p) x
+             WHERE p IS NOT NULL
+             ON CONFLICT (channel, destination, program_id) DO UPDATE
              SET opted_in_at = GREATEST(opted_out_destinations.opted_in_at, $3)",
         )
         .bind(d.channel.as_str_name())
         .bind(d.value)
-        .bind(d.at),
+        .bind(d.at)
+        .bind(d.programs == Programs::TheCases)
+        .bind(d.programs.program_id())
+        .bind(case_id),
         Intake::Revoked(channel) => sqlx::query(
             "UPDATE case_views SET consented = array_remove(consented, $2), updated_at = now()
              WHERE case_id = $1",

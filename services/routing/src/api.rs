@@ -454,6 +454,7 @@ impl RoutingService for RoutingApi {
             outcome,
             self.clock.now(),
             &self.topic,
+            self.inbound.opt_out_scope(),
         )
         .await
         .map_err(task_error)?;

@@ -8,6 +8,9 @@
 //! - A keyword gets its answer (the opt-out confirmation, the opt-in
 //!   confirmation, the program's help text) through dispatch's SMS path: an
 //!   `OutreachRequested` for a keyword reply on `touchpoint.outreach.v1`.
+//! - An opt-out (STOP, a clear phrase) is published for each case holding the
+//!   sender of the programs it stops (`domain::opt_out_scope`): every case, or
+//!   under `TOUCHPOINT_OPT_OUT_SCOPE=program` those of the programs it answers.
 //! - A possible adverse event gives `AdverseEventSuspected` (due 24 hours after
 //!   receipt) and a high-priority review task for the case's owner.
 //! - A provider message id seen before is the same contact: nothing is recorded
@@ -37,6 +40,7 @@ use uuid::Uuid;
 use crate::batcher::Batcher;
 use crate::domain::decision::{Decision, Rule, decide};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
+use crate::domain::opt_out_scope::{Holder, OptOutScope, Reach};
 use crate::domain::roster::Roster;
 use crate::domain::screening::Lexicon;
 use crate::domain::text::email_reply;
@@ -104,6 +108,8 @@ pub struct Settings {
     pub callback_after: TimeDelta,
     /// A reply within this long of an attempt answers it.
     pub reply_window: TimeDelta,
+    /// Which programs' messages an opt-out stops.
+    pub opt_out_scope: OptOutScope,
 }
 
 /// Takes contacts in.
@@ -160,6 +166,11 @@ impl Inbound {
             .catalogue
             .in_state(&case.routing.program_id, case.us_state.as_deref())?;
         Some((case.time_zone?, &program.window))
+    }
+
+    /// Which programs' messages an opt-out stops.
+    pub fn opt_out_scope(&self) -> OptOutScope {
+        self.settings.opt_out_scope
     }
 
     /// The email addresses `case_id` holds now (patient data).
@@ -246,6 +257,21 @@ impl Inbound {
             )
             .with_traceparent(traceparent.clone())
         };
+        // The programs an opt-out stops; START lifts what the number said of
+        // any.
+        let reach = match &word {
+            Some(w) if w.intent == Intent::OptOut => {
+                let holders: Vec<Holder<'_>> = cases
+                    .iter()
+                    .map(|c| Holder {
+                        program_id: &c.routing.program_id,
+                        answered: c.in_reply_to.is_some(),
+                    })
+                    .collect();
+                self.settings.opt_out_scope.reach(&holders)
+            }
+            _ => Reach::Every,
+        };
         for (i, case) in cases.iter().enumerate() {
             let received = event(
                 &case.case_id,
@@ -267,7 +293,8 @@ impl Inbound {
             events.extend(reply);
             events.extend(
                 word.as_ref()
-                    .and_then(|w| w.payload(sender.as_ref()))
+                    .zip(reach.for_case(&case.routing.program_id))
+                    .and_then(|(w, program_id)| w.payload(sender.as_ref(), program_id))
                     .map(|payload| event(&case.case_id, payload)),
             );
         }
@@ -276,7 +303,7 @@ impl Inbound {
         let unheld = sender.as_ref().filter(|_| cases.is_empty());
         if let (Some(key), Some(word)) = (unheld, &word) {
             events.extend(
-                word.payload(Some(key))
+                word.payload(Some(key), String::new())
                     .map(|payload| event(NO_CASE, payload)),
             );
         }
@@ -529,9 +556,10 @@ pub struct Word {
 }
 
 impl Word {
-    /// The event it is for a case, or about no case, from `sender`; None for
-    /// HELP, which asks nothing of the number.
-    pub fn payload(&self, sender: Option<&ContactKey>) -> Option<Payload> {
+    /// The event it is for a case, or about no case, from `sender`, an
+    /// opt-out stopping `program_id`'s messages ("" for every program's); None
+    /// for HELP, which asks nothing of the number.
+    pub fn payload(&self, sender: Option<&ContactKey>, program_id: String) -> Option<Payload> {
         let (inbound_id, channel, keyword) = (
             self.inbound_id.to_string(),
             self.channel as i32,
@@ -546,6 +574,7 @@ impl Word {
                 keyword,
                 contact_point,
                 received_at,
+                program_id,
             })),
             Intent::OptIn => Some(Payload::OptInReceived(OptInReceived {
                 inbound_id,

@@ -33,6 +33,7 @@ use touchpoint_proto::v1::routing_service_server::RoutingServiceServer;
 
 use crate::api::RoutingApi;
 use crate::domain::keywords::{Phrases, PhrasesError};
+use crate::domain::opt_out_scope::OptOutScope;
 use crate::domain::roster::Roster;
 use crate::domain::screening::{Lexicon, LexiconError};
 use crate::inbound::{Inbound, Settings};
@@ -72,7 +73,8 @@ pub struct Config {
     /// `TOUCHPOINT_UNSUBSCRIBE_KEY`: the key dispatch signs emails' one-click
     /// unsubscribe links with; unset refuses them.
     pub secrets: Secrets,
-    /// `TOUCHPOINT_CALLBACK_SLA_MINUTES` (30) and `TOUCHPOINT_REPLY_WINDOW_HOURS` (72).
+    /// `TOUCHPOINT_CALLBACK_SLA_MINUTES` (30), `TOUCHPOINT_REPLY_WINDOW_HOURS`
+    /// (72) and `TOUCHPOINT_OPT_OUT_SCOPE` (`all-programs`, or `program`).
     pub settings: Settings,
     /// `TOUCHPOINT_AE_LEXICON_FILE`: a lexicon to use instead of the built-in one.
     pub lexicon_file: Option<PathBuf>,
@@ -109,6 +111,11 @@ impl Config {
             settings: Settings {
                 callback_after: TimeDelta::minutes(i64::from(minutes)),
                 reply_window: TimeDelta::hours(i64::from(hours)),
+                opt_out_scope: env.parse(
+                    "TOUCHPOINT_OPT_OUT_SCOPE",
+                    OptOutScope::AllPrograms,
+                    "all-programs or program",
+                )?,
             },
             lexicon_file: env.raw("TOUCHPOINT_AE_LEXICON_FILE").map(PathBuf::from),
             phrases_file: env
@@ -130,6 +137,7 @@ impl Config {
             settings: Settings {
                 callback_after: TimeDelta::minutes(30),
                 reply_window: TimeDelta::hours(72),
+                opt_out_scope: OptOutScope::AllPrograms,
             },
             lexicon_file: None,
             phrases_file: None,
@@ -352,4 +360,29 @@ pub async fn run(config: Config) -> Result<(), RoutingStartError> {
     let shutdown = Shutdown::on_signals();
     start(config, &shutdown).await?;
     Ok(touchpoint_platform::service::until_stopped(&shutdown, DRAIN_LIMIT).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opt_out_scope_is_read_and_a_misspelt_one_names_its_variable() {
+        let scope = |value| {
+            Config::from_env(&Env::from_pairs([("TOUCHPOINT_OPT_OUT_SCOPE", value)]))
+                .map(|c| c.settings.opt_out_scope)
+        };
+        assert!(matches!(scope("program"), Ok(OptOutScope::Program)));
+        assert!(matches!(
+            scope("all-programs"),
+            Ok(OptOutScope::AllPrograms)
+        ));
+        let unset = Config::from_env(&Env::from_pairs([])).map(|c| c.settings.opt_out_scope);
+        assert!(matches!(unset, Ok(OptOutScope::AllPrograms)));
+        let refused = scope("per-program").map_err(|e| e.to_string());
+        assert!(
+            matches!(&refused, Err(message) if message.contains("TOUCHPOINT_OPT_OUT_SCOPE")),
+            "{refused:?}"
+        );
+    }
 }

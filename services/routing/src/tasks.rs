@@ -15,6 +15,7 @@ use touchpoint_proto::v1::{Channel, Envelope, TaskCompleted};
 use uuid::Uuid;
 
 use crate::domain::keywords::Intent;
+use crate::domain::opt_out_scope::{Holder, OptOutScope};
 use crate::inbound::Word;
 use crate::store::StoreError;
 
@@ -402,7 +403,8 @@ pub async fn claim(
 }
 
 /// `member_id` completes `task_id` with `outcome`; `TaskCompleted` is published
-/// on `topic`. Completing a done task again changes nothing (false).
+/// on `topic`, with an opt-out it decides reaching what `scope` says.
+/// Completing a done task again changes nothing (false).
 pub async fn complete(
     pool: &PgPool,
     task_id: Uuid,
@@ -410,6 +412,7 @@ pub async fn complete(
     outcome: Outcome,
     now: DateTime<Utc>,
     topic: &str,
+    scope: OptOutScope,
 ) -> Result<(Task, bool), TaskError> {
     let mut tx = pool.begin().await?;
     let found = lock(&mut tx, task_id).await?;
@@ -464,8 +467,8 @@ pub async fn complete(
     let mut events = Vec::new();
     if outcome == Outcome::OptedOut {
         events = match done.kind {
-            Kind::Call => asked_not_to_be_called(&mut tx, &done, now, topic).await?,
-            _ => reviewed_opt_out(&mut tx, &done, now, topic).await?,
+            Kind::Call => asked_not_to_be_called(&mut tx, &done, scope, now, topic).await?,
+            _ => reviewed_opt_out(&mut tx, &done, scope, now, topic).await?,
         };
     }
     if !done.case_id.is_empty() {
@@ -497,6 +500,7 @@ pub async fn complete(
 async fn reviewed_opt_out(
     tx: &mut PgConnection,
     task: &Task,
+    scope: OptOutScope,
     now: DateTime<Utc>,
     topic: &str,
 ) -> Result<Vec<OutgoingEvent>, TaskError> {
@@ -524,7 +528,7 @@ async fn reviewed_opt_out(
         keyword: REVIEWED.into(),
         received_at,
     };
-    opt_out_everywhere(tx, &key, &word, now, topic).await
+    opt_out_everywhere(tx, &key, &word, task, scope, now, topic).await
 }
 
 /// The opt-out a call's disposition decided ("asked not to be called"): one
@@ -533,6 +537,7 @@ async fn reviewed_opt_out(
 async fn asked_not_to_be_called(
     tx: &mut PgConnection,
     task: &Task,
+    scope: OptOutScope,
     now: DateTime<Utc>,
     topic: &str,
 ) -> Result<Vec<OutgoingEvent>, TaskError> {
@@ -551,40 +556,56 @@ async fn asked_not_to_be_called(
         keyword: CALL_DISPOSITION.into(),
         received_at: now,
     };
-    opt_out_everywhere(tx, &key, &word, now, topic).await
+    opt_out_everywhere(tx, &key, &word, task, scope, now, topic).await
 }
 
-/// `word` (an opt-out) for every case that holds `key` now, or once about no
-/// case when none does.
+/// `word` (an opt-out made on `task`) for every case that holds `key` now
+/// whose program it stops under `scope`, or once about no case when none
+/// holds it.
 async fn opt_out_everywhere(
     tx: &mut PgConnection,
     key: &ContactKey,
     word: &Word,
+    task: &Task,
+    scope: OptOutScope,
     now: DateTime<Utc>,
     topic: &str,
 ) -> Result<Vec<OutgoingEvent>, TaskError> {
-    let mut case_ids: Vec<String> = sqlx::query_scalar(
-        "SELECT case_id FROM case_contacts WHERE contact_key = $1 ORDER BY case_id",
+    let rows = sqlx::query(
+        "SELECT c.case_id, COALESCE(v.program_id, '') AS program_id
+         FROM case_contacts c LEFT JOIN case_views v USING (case_id)
+         WHERE c.contact_key = $1 ORDER BY c.case_id",
     )
     .bind(key.index_key())
     .fetch_all(&mut *tx)
     .await?;
-    if case_ids.is_empty() {
-        case_ids.push(NO_CASE.to_owned());
+    let mut holders = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let case_id: String = row.try_get("case_id")?;
+        let program_id: String = row.try_get("program_id")?;
+        holders.push((case_id, program_id));
     }
-    Ok(word
-        .payload(Some(key))
-        .map(|payload| {
-            case_ids
-                .iter()
-                .map(|case_id| {
-                    let envelope =
-                        new_envelope(case_id, crate::SPEC.name, now, payload.clone(), None);
-                    OutgoingEvent::new(topic, envelope)
-                })
-                .collect()
+    // It answers the task's case.
+    let reach = scope.reach(
+        &holders
+            .iter()
+            .map(|(case_id, program_id)| Holder {
+                program_id,
+                answered: *case_id == task.case_id,
+            })
+            .collect::<Vec<_>>(),
+    );
+    if holders.is_empty() {
+        holders.push((NO_CASE.to_owned(), String::new()));
+    }
+    Ok(holders
+        .iter()
+        .filter_map(|(case_id, program_id)| {
+            let payload = word.payload(Some(key), reach.for_case(program_id)?)?;
+            let envelope = new_envelope(case_id, crate::SPEC.name, now, payload, None);
+            Some(OutgoingEvent::new(topic, envelope))
         })
-        .unwrap_or_default())
+        .collect())
 }
 
 /// The `keyword` of an opt-out a person decided on review.

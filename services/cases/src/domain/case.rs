@@ -192,6 +192,9 @@ pub struct ConsentChange {
     /// When it took effect, when that was before it was recorded (an opt-out
     /// counts from the message's receipt).
     pub effective_at: Option<DateTime<Utc>>,
+    /// A revocation of `point` that holds for this program's messages only
+    /// (an opt-out scoped by program); None: for every program's.
+    pub only_program: Option<String>,
 }
 
 impl ConsentChange {
@@ -203,6 +206,7 @@ impl ConsentChange {
             by: by.into(),
             point: None,
             effective_at: None,
+            only_program: None,
         }
     }
 }
@@ -262,6 +266,7 @@ pub fn decide(state: Option<&Case>, command: &Command) -> Result<Vec<Payload>, R
             recorded_by: c.by.clone(),
             revoked_at: c.effective_at.map(timestamp),
             contact_point: c.point.clone(),
+            program_id: c.only_program.clone().unwrap_or_default(),
         }),
         Command::AssignCoordinator {
             coordinator_id,

@@ -2,6 +2,7 @@
 
 pub mod decision;
 pub mod keywords;
+pub mod opt_out_scope;
 pub mod roster;
 pub mod screening;
 pub mod text;
