@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use touchpoint_dispatch::sandbox::{InboundText, Sandbox, post_inbound_text};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::grpc::client::AuthChannel;
 use touchpoint_platform::shutdown::Shutdown;
@@ -14,6 +13,7 @@ use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_routing::domain::opt_out_scope::OptOutScope;
+use touchpoint_sandbox::{InboundText, Sandbox, post_inbound_text};
 
 /// The auth token routing's SMS webhook checks.
 pub const SMS_TOKEN: &str = "inbound-sms-token";

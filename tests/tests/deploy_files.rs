@@ -10,6 +10,8 @@
 //! - `deploy/compose.yaml`: fits the Compose Specification; the services read only
 //!   variables the configuration table (docs/operations.md) documents.
 //! - `deploy/Dockerfile`: passes hadolint and builds every service binary.
+//! - No service is built with the provider sandbox: it is a crate of its own,
+//!   which a service may take only as a dev-dependency.
 //!
 //! The checkers come from `deploy/setup.sh` (`deploy/check/`).
 
@@ -259,9 +261,9 @@ fn the_dockerfile_passes_hadolint_and_builds_every_service() {
         "a build stage and a run stage"
     );
     let text = std::fs::read_to_string(&dockerfile).unwrap_or_default();
-    for service in SERVICES {
-        assert!(text.contains(&format!("-p touchpoint-{service}")));
-        assert!(text.contains(&format!("target/release/touchpoint-{service}")));
+    for binary in SERVICES.iter().chain(&["sandbox"]) {
+        assert!(text.contains(&format!("-p touchpoint-{binary}")));
+        assert!(text.contains(&format!("target/release/touchpoint-{binary}")));
     }
     assert!(
         text.contains("USER 10001"),
@@ -270,4 +272,49 @@ fn the_dockerfile_passes_hadolint_and_builds_every_service() {
 
     let bad = scratch("Dockerfile", "RUN echo hello\nFROM debian\n");
     refused("dockerfile", &bad);
+}
+
+#[test]
+fn no_service_binary_is_built_with_the_provider_sandbox() {
+    for service in SERVICES {
+        // What the service's binary is linked from: its normal dependencies,
+        // transitively, as the lock file has them.
+        let output = Command::new(env!("CARGO"))
+            .current_dir(root())
+            .args([
+                "tree",
+                "--frozen",
+                "--edges",
+                "normal,build",
+                "--prefix",
+                "none",
+            ])
+            .args(["--package", &format!("touchpoint-{service}")])
+            .output()
+            .unwrap_or_else(|e| panic!("cargo tree: {e}"));
+        assert!(
+            output.status.success(),
+            "cargo tree: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tree = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            tree.contains(&format!("touchpoint-{service} ")),
+            "the tree names the service: {tree}"
+        );
+        assert!(
+            !tree.contains("touchpoint-sandbox"),
+            "touchpoint-{service} is built with the sandbox"
+        );
+    }
+    // The sandbox is still what dispatch's tests run against.
+    let output = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args([
+            "tree", "--frozen", "--edges", "dev", "--depth", "1", "--prefix", "none",
+        ])
+        .args(["--package", "touchpoint-dispatch"])
+        .output()
+        .unwrap_or_else(|e| panic!("cargo tree: {e}"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("touchpoint-sandbox"));
 }

@@ -18,14 +18,14 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use touchpoint_cli::demo::{self, cast::Reply};
 use touchpoint_cli::stack::{self, Stack};
-use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
-use touchpoint_dispatch::sandbox::{Received, Sandbox};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::testkit::otlp::{Collector, ExportedSpan};
 use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language, TimelineEntry};
+use touchpoint_sandbox::smtp::{SmtpOptions, SmtpServer};
+use touchpoint_sandbox::{Received, Sandbox};
 use touchpoint_tests::system::{self, local_addr};
 
 /// A Monday morning in New York, clear of the programs' no-contact dates.

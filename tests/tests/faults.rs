@@ -33,12 +33,12 @@ use sqlx::Connection as _;
 use tokio::process::Command;
 use touchpoint_cli::cases::{OpenArgs, client, open_with};
 use touchpoint_cli::stack::{self, Services, Stack};
-use touchpoint_dispatch::sandbox::{InboundText, Received, Sandbox, post_inbound_text};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, GetTimelineRequest, Language, TimelineEntry};
+use touchpoint_sandbox::{InboundText, Received, Sandbox, post_inbound_text};
 use touchpoint_tests::outage::Proxy;
 use touchpoint_tests::system::{self, local_addr};
 

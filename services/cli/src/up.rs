@@ -20,7 +20,7 @@ use touchpoint_cli::demo;
 use touchpoint_cli::health::SERVICES;
 use touchpoint_cli::mesh::{self, MeshDir, Peer};
 use touchpoint_cli::stack::{self, Stack, wait_for_port};
-use touchpoint_dispatch::sandbox::local;
+use touchpoint_sandbox::local;
 
 const STATE_DIR: &str = ".local";
 const LOCAL_BROKER: &str = "127.0.0.1:9092";

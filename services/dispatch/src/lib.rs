@@ -16,7 +16,6 @@ pub mod domain;
 pub mod intake;
 pub mod outcomes;
 pub mod providers;
-pub mod sandbox;
 pub mod sender;
 
 use std::net::SocketAddr;

@@ -10,11 +10,11 @@ use base64::engine::general_purpose::STANDARD;
 use support::*;
 use touchpoint_dispatch::SmtpRelay;
 use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
-use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::tls::DevCa;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, GetAttemptRequest, Language};
+use touchpoint_sandbox::smtp::{SmtpOptions, SmtpServer};
 
 const USER: &str = "dispatch";
 const PASSWORD: &str = "relay-password";

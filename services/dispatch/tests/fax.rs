@@ -13,12 +13,12 @@ use http::Method;
 use support::*;
 use touchpoint_dispatch::FaxProvider;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
-use touchpoint_dispatch::sandbox::Fault;
-use touchpoint_dispatch::sandbox::fax::{FaxSandbox, ReceivedFax};
 use touchpoint_platform::testkit::eventually;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, GetAttemptRequest, Language};
+use touchpoint_sandbox::Fault;
+use touchpoint_sandbox::fax::{FaxSandbox, ReceivedFax};
 
 const API_KEY: &str = "sandbox-key";
 const API_SECRET: &str = "sandbox-secret";

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use support::*;
-use touchpoint_dispatch::sandbox::{Fault, Sandbox};
 use touchpoint_platform::grpc::client::{self, ClientAccess};
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 use touchpoint_platform::topics::{self, Stream, Topics};
@@ -18,6 +17,7 @@ use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::dispatch_service_client::DispatchServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, GetAttemptRequest};
+use touchpoint_sandbox::{Fault, Sandbox};
 
 const ATTEMPTS: usize = 30;
 

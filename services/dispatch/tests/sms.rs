@@ -12,13 +12,13 @@ use support::*;
 use touchpoint_dispatch::domain::sms;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
 use touchpoint_dispatch::providers::signature;
-use touchpoint_dispatch::sandbox::{Fault, Sandbox};
 use touchpoint_platform::testkit::eventually;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     Channel, ContactPoint, GetAttemptRequest, GetAttemptResponse, Language, contact_point,
 };
+use touchpoint_sandbox::{Fault, Sandbox};
 
 async fn sandbox() -> Sandbox {
     Sandbox::start(ACCOUNT_SID, AUTH_TOKEN)

@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod http_client;
 pub mod inbox;
 pub mod kafka;
+pub mod multipart;
 pub mod outbox;
 pub mod rounds;
 pub mod service;

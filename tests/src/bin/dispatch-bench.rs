@@ -21,8 +21,6 @@ use futures::future::join_all;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
-use touchpoint_dispatch::sandbox::Sandbox;
-use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::shutdown::Shutdown;
@@ -35,6 +33,8 @@ use touchpoint_proto::v1::{
     CaseOpened, Channel, ConsentRecorded, ContactPoint, Envelope, Language, OutreachRequested,
     Person, PersonName, contact_point,
 };
+use touchpoint_sandbox::Sandbox;
+use touchpoint_sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_tests::bench::percentile;
 
 /// Tuesday 2026-04-07, 10:00 in New York: the adherence program's window is open.

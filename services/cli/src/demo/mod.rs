@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, TimeDelta, Utc};
-use touchpoint_dispatch::sandbox::{InboundText, post_inbound_text};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
@@ -26,6 +25,7 @@ use touchpoint_proto::v1::{
     Channel, CommandMeta, Coordinator, GetTimelineRequest, Presence, RecordTherapyEventRequest,
     Shift, TherapyEventKind, TimelineEntry, UpsertCoordinatorRequest, WatchEventsRequest,
 };
+use touchpoint_sandbox::{InboundText, post_inbound_text};
 
 use cast::{PATIENTS, Patient, TEAM};
 

@@ -8,7 +8,6 @@
 //! attempt left `sending` by a crash can be looked up before anything is resent.
 
 pub mod email;
-pub mod multipart;
 pub mod phaxio;
 pub mod throttle;
 pub mod twilio;

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::http::{Exchange, HttpClient};
-use super::multipart::{self, Part};
 use super::{Handoff, Lookup};
 use crate::domain::fax::FaxDocument;
+use touchpoint_platform::multipart::{self, Part};
 
 /// The provider's name in events and on attempts.
 pub const NAME: &str = "fax";

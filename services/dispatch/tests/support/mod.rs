@@ -254,7 +254,7 @@ fn outcome_attempt(envelope: &Envelope) -> Option<&str> {
 /// A Twilio-speaking SMS provider setting for `sandbox`, named `name`.
 pub fn sms_provider(
     name: &str,
-    sandbox: &touchpoint_dispatch::sandbox::Sandbox,
+    sandbox: &touchpoint_sandbox::Sandbox,
 ) -> touchpoint_dispatch::SmsProvider {
     touchpoint_dispatch::SmsProvider {
         name: name.into(),

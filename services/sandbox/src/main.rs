@@ -9,7 +9,7 @@
 //! Addresses: `TOUCHPOINT_SANDBOX_SMS_ADDR` (default 127.0.0.1:8081),
 //! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082), `TOUCHPOINT_SANDBOX_SMTP_ADDR`
 //! (127.0.0.1:2525). Credentials are the development ones in
-//! [`touchpoint_dispatch::sandbox::local`]. The SMTP server offers STARTTLS
+//! [`touchpoint_sandbox::local`]. The SMTP server offers STARTTLS
 //! with a certificate from a development CA made at start; with
 //! `TOUCHPOINT_SANDBOX_CA_FILE` set, that CA's certificate is written there
 //! before anything listens.
@@ -18,11 +18,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use touchpoint_dispatch::sandbox::Sandbox;
-use touchpoint_dispatch::sandbox::fax::FaxSandbox;
-use touchpoint_dispatch::sandbox::local;
-use touchpoint_dispatch::sandbox::smtp::{SmtpOptions, SmtpServer};
 use touchpoint_platform::tls::DevCa;
+use touchpoint_sandbox::Sandbox;
+use touchpoint_sandbox::fax::FaxSandbox;
+use touchpoint_sandbox::local;
+use touchpoint_sandbox::smtp::{SmtpOptions, SmtpServer};
 
 fn addr(var: &str, default: &str) -> anyhow::Result<SocketAddr> {
     std::env::var(var)

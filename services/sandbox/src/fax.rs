@@ -24,8 +24,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{Fault, basic_auth, is_e164, post_callback, serve};
-use crate::providers::multipart;
-use crate::providers::signature;
+use touchpoint_platform::multipart;
+use touchpoint_platform::signature;
 
 /// The largest document taken.
 const MAX_BODY: usize = 20 * 1024 * 1024;

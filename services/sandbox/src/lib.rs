@@ -92,8 +92,8 @@ use http::Method;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::providers::http::{Exchange, HttpClient};
-use crate::providers::signature;
+use touchpoint_platform::http_client::{Exchange, HttpClient};
+use touchpoint_platform::signature;
 
 /// A message the sandbox took (patient data, kept only in memory).
 #[derive(Clone, PartialEq, Eq)]

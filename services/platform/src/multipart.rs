@@ -1,7 +1,7 @@
-//! `multipart/form-data` (RFC 7578), the shape fax APIs take a document in: the
-//! adapter encodes its request with it and the sandbox decodes it. Decoding
-//! trusts nothing: a body that does not follow the format is an error, never a
-//! panic.
+//! `multipart/form-data` (RFC 7578), the shape fax APIs take a document in:
+//! dispatch's fax adapter encodes its request with it and the sandbox decodes
+//! it. Decoding trusts nothing: a body that does not follow the format is an
+//! error, never a panic.
 
 /// One field or file.
 #[derive(Clone, PartialEq, Eq)]
