@@ -10,6 +10,8 @@ use tonic::{Request, Response, Status};
 use touchpoint_platform::access::Caller;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::{instant, new_envelope, timestamp};
+use touchpoint_platform::grpc::storage_unavailable;
+use touchpoint_platform::input;
 use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::cadence_service_server::CadenceService;
 use touchpoint_proto::v1::envelope::Payload;
@@ -28,8 +30,6 @@ use crate::store::{self, Saved, StoreError};
 
 /// Longest program file `ValidateProgram` accepts.
 const MAX_PROGRAM_TEXT: usize = 256 * 1024;
-/// Longest case id accepted.
-const MAX_CASE_ID: usize = 100;
 
 /// The gRPC face of the cadence service.
 #[derive(Debug, Clone)]
@@ -56,9 +56,9 @@ impl CadenceApi {
     /// `note` for the case timeline in the same transaction, and answers with
     /// its plan.
     async fn change(&self, case_id: &str, change: Change, note: Payload) -> Result<Plan, Status> {
-        let mut tx = self.pool.begin().await.map_err(|e| internal(e.into()))?;
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let ids = [case_id.to_owned()];
-        let mut locked = store::lock(&mut tx, &ids).await.map_err(internal)?;
+        let mut locked = store::lock(&mut tx, &ids).await?;
         let enrolment = locked.get_mut(case_id).ok_or_else(not_enrolled)?;
         let now = self.clock.now();
         let program = enrolment.program(&self.catalogue);
@@ -68,15 +68,12 @@ impl CadenceApi {
             enrolment,
             wake_at: store::timer(enrolment, program.is_some(), now),
         };
-        store::save(&mut tx, &[saved]).await.map_err(internal)?;
+        store::save(&mut tx, &[saved]).await?;
         let envelope = new_envelope(case_id, crate::SPEC.name, now, note, None);
         outbox::append(&mut tx, &[OutgoingEvent::new(self.topic.clone(), envelope)])
             .await
-            .map_err(|error| {
-                tracing::error!(%error, "cadence request failed");
-                Status::unavailable("cadence storage is unavailable; try again")
-            })?;
-        tx.commit().await.map_err(|e| internal(e.into()))?;
+            .map_err(|error| storage_unavailable(&error, "try again"))?;
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(plan(case_id, enrolment, program))
     }
 }
@@ -130,8 +127,7 @@ impl CadenceService for CadenceApi {
     async fn get_plan(&self, request: Request<GetPlanRequest>) -> Result<Response<Plan>, Status> {
         let case_id = case_id(&request.into_inner().case_id)?;
         let enrolment = store::get(&self.pool, &case_id)
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(not_enrolled)?;
         let program = enrolment.program(&self.catalogue);
         Ok(Response::new(plan(&case_id, &enrolment, program)))
@@ -342,11 +338,7 @@ fn preview_case(raw: Option<&PreviewCase>) -> Result<preview::PreviewCase, Statu
 }
 
 fn case_id(raw: &str) -> Result<String, Status> {
-    let raw = raw.trim();
-    if raw.is_empty() || raw.len() > MAX_CASE_ID || raw.chars().any(char::is_control) {
-        return Err(invalid("case_id", "must be a case id"));
-    }
-    Ok(raw.to_owned())
+    Ok(input::id("case_id", raw)?)
 }
 
 /// `at` in the patient's local time, RFC 3339 with the offset.
@@ -360,9 +352,4 @@ fn invalid(field: &str, problem: &str) -> Status {
 
 fn not_enrolled() -> Status {
     Status::not_found("case_id: the case is not enrolled in a program")
-}
-
-fn internal(error: StoreError) -> Status {
-    tracing::error!(%error, "cadence request failed");
-    Status::internal("cadence storage is unavailable; try again")
 }

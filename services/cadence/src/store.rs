@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool, Row as _};
+use touchpoint_platform::grpc::storage_unavailable;
 
 use crate::enrolment::Enrolment;
 
@@ -29,6 +30,13 @@ pub enum StoreError {
     /// The database failed.
     #[error("enrolment database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+/// A storage failure reaches a client as `UNAVAILABLE`, which it retries.
+impl From<StoreError> for tonic::Status {
+    fn from(error: StoreError) -> Self {
+        storage_unavailable(&error, "try again")
+    }
 }
 
 /// An enrolment to write, with its timer.

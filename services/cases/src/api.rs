@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use touchpoint_platform::access::Caller;
 use touchpoint_platform::envelope;
+use touchpoint_platform::input;
 use touchpoint_proto::v1::case_service_server::CaseService;
 use touchpoint_proto::v1::{
     AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
@@ -30,11 +31,6 @@ use crate::store::{CaseStore, Meta, StoreError};
 use crate::timeline::{self, Cursor, PageToken};
 use crate::watch::{self, AllEvents, CaseEvents, EntryStream};
 
-/// Longest free-text field accepted (names, reasons, ids).
-const MAX_TEXT: usize = 200;
-/// Longest note accepted.
-const MAX_NOTE: usize = 10_000;
-
 /// Default and largest `GetTimeline` page.
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -56,13 +52,10 @@ impl CaseApi {
 
     async fn existing_case(&self, raw: &str) -> Result<String, Status> {
         let case_id = case_id(raw)?;
-        if timeline::case_exists(self.store.pool(), &case_id)
-            .await
-            .map_err(to_status)?
-        {
+        if timeline::case_exists(self.store.pool(), &case_id).await? {
             Ok(case_id)
         } else {
-            Err(to_status(StoreError::Rejected(Rejection::NotFound)))
+            Err(StoreError::Rejected(Rejection::NotFound).into())
         }
     }
 
@@ -73,11 +66,7 @@ impl CaseApi {
         command: Command,
     ) -> Result<Response<CommandResult>, Status> {
         let meta = parse_meta(meta)?;
-        let outcome = self
-            .store
-            .execute(case_id, &meta, &command)
-            .await
-            .map_err(to_status)?;
+        let outcome = self.store.execute(case_id, &meta, &command).await?;
         Ok(Response::new(CommandResult {
             case_id: outcome.case_id,
             version: outcome.version,
@@ -119,8 +108,7 @@ impl CaseService for CaseApi {
             after,
             page_size as usize,
         )
-        .await
-        .map_err(to_status)?;
+        .await?;
         let next_page_token = next.map(|t| t.encode()).unwrap_or_default();
         Ok(Response::new(GetTimelineResponse {
             entries,
@@ -171,7 +159,7 @@ impl CaseService for CaseApi {
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.into_inner();
         let new_case = NewCase {
-            program_id: text(&r.program_id, "program_id", true)?,
+            program_id: input::id("program_id", &r.program_id)?,
             language: Language::from_proto(r.language, "language").map_err(invalid)?,
             time_zone: TimeZone::parse(&r.time_zone, "time_zone").map_err(invalid)?,
             patient: person(r.patient, "patient")?.ok_or_else(|| missing("patient"))?,
@@ -240,8 +228,8 @@ impl CaseService for CaseApi {
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let command = Command::AssignCoordinator {
-            coordinator_id: text(&r.coordinator_id, "coordinator_id", true)?,
-            navigator_id: text(&r.navigator_id, "navigator_id", false)?,
+            coordinator_id: input::id("coordinator_id", &r.coordinator_id)?,
+            navigator_id: input::text("navigator_id", &r.navigator_id, false)?,
         };
         self.run(&case_id, r.meta, command).await
     }
@@ -282,14 +270,14 @@ impl CaseService for CaseApi {
         let change = match CaseStatus::try_from(r.status) {
             Ok(CaseStatus::Active) => StatusChange::Resume,
             Ok(CaseStatus::Paused) => StatusChange::Pause {
-                reason: text(&r.reason, "reason", true)?,
+                reason: input::text("reason", &r.reason, true)?,
                 until: r
                     .paused_until
                     .map(|t| instant(t, "paused_until"))
                     .transpose()?,
             },
             Ok(CaseStatus::Closed) => StatusChange::Close {
-                reason: text(&r.reason, "reason", true)?,
+                reason: input::text("reason", &r.reason, true)?,
             },
             _ => {
                 return Err(invalid(FieldError::new(
@@ -308,24 +296,18 @@ impl CaseService for CaseApi {
         let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
-        if r.text.trim().is_empty() || r.text.len() > MAX_NOTE {
-            return Err(invalid(FieldError::new(
-                "text",
-                "must be 1 to 10000 characters",
-            )));
-        }
         let command = Command::AddNote {
             author: by,
-            text: r.text,
+            text: input::note("text", &r.text)?,
         };
         self.run(&case_id, r.meta, command).await
     }
 
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
         let case_id = case_id(&request.into_inner().case_id)?;
-        match self.store.get(&case_id).await.map_err(to_status)? {
+        match self.store.get(&case_id).await? {
             Some(case) => Ok(Response::new(case)),
-            None => Err(to_status(StoreError::Rejected(Rejection::NotFound))),
+            None => Err(StoreError::Rejected(Rejection::NotFound).into()),
         }
     }
 
@@ -334,14 +316,14 @@ impl CaseService for CaseApi {
         request: Request<FindCasesByContactRequest>,
     ) -> Result<Response<FindCasesByContactResponse>, Status> {
         let key = ContactKey::parse(&request.into_inner().contact, "contact").map_err(invalid)?;
-        let case_ids = self.store.find_by_contact(&key).await.map_err(to_status)?;
+        let case_ids = self.store.find_by_contact(&key).await?;
         Ok(Response::new(FindCasesByContactResponse { case_ids }))
     }
 }
 
 fn parse_meta(meta: Option<CommandMeta>) -> Result<Meta, Status> {
     let meta = meta.unwrap_or_default();
-    let request_id = text(&meta.request_id, "meta.request_id", false)?;
+    let request_id = input::text("meta.request_id", &meta.request_id, false)?;
     Ok(Meta {
         request_id: (!request_id.is_empty()).then_some(request_id),
         expected_version: meta.expected_version,
@@ -349,22 +331,7 @@ fn parse_meta(meta: Option<CommandMeta>) -> Result<Meta, Status> {
 }
 
 fn case_id(raw: &str) -> Result<String, Status> {
-    text(raw, "case_id", true)
-}
-
-/// A trimmed text field of at most `MAX_TEXT` characters.
-fn text(raw: &str, field: &str, required: bool) -> Result<String, Status> {
-    let value = raw.trim();
-    if required && value.is_empty() {
-        return Err(missing(field));
-    }
-    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(invalid(FieldError::new(
-            field,
-            "must be at most 200 printable characters",
-        )));
-    }
-    Ok(value.to_owned())
+    Ok(input::id("case_id", raw)?)
 }
 
 fn person(person: Option<Person>, field: &str) -> Result<Option<PersonDetails>, Status> {
@@ -373,19 +340,19 @@ fn person(person: Option<Person>, field: &str) -> Result<Option<PersonDetails>, 
     };
     let name = person.name.unwrap_or_default();
     Ok(Some(PersonDetails {
-        given_name: text(&name.given_name, &format!("{field}.name.given_name"), true)?,
-        family_name: text(
-            &name.family_name,
+        given_name: input::text(&format!("{field}.name.given_name"), &name.given_name, true)?,
+        family_name: input::text(
             &format!("{field}.name.family_name"),
+            &name.family_name,
             true,
         )?,
         contact: contact(
             person.contact.unwrap_or_default(),
             &format!("{field}.contact"),
         )?,
-        relationship: text(
-            &person.relationship,
+        relationship: input::text(
             &format!("{field}.relationship"),
+            &person.relationship,
             false,
         )?,
     }))
@@ -484,17 +451,4 @@ fn missing(field: &str) -> Status {
 
 fn invalid(error: FieldError) -> Status {
     Status::invalid_argument(error.to_string())
-}
-
-fn to_status(error: StoreError) -> Status {
-    match error {
-        StoreError::Rejected(Rejection::NotFound) => Status::not_found("case not found"),
-        StoreError::Rejected(rejection) => Status::failed_precondition(rejection.to_string()),
-        StoreError::VersionConflict { .. } => Status::aborted(error.to_string()),
-        StoreError::RequestIdReused => Status::invalid_argument(error.to_string()),
-        StoreError::Corrupt | StoreError::Database(_) | StoreError::Outbox(_) => {
-            tracing::error!(%error, "case store failure");
-            Status::unavailable("case store unavailable; retry with the same request_id")
-        }
-    }
 }

@@ -10,6 +10,7 @@ use prost::Message as _;
 use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::{event_type, instant, new_envelope, timestamp};
+use touchpoint_platform::grpc::storage_unavailable;
 use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Case, Channel, ConsentRevoked, ConsentSource, Envelope};
@@ -552,4 +553,20 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// How a client sees each store error: a storage failure is `UNAVAILABLE`
+/// (retry with the same request id), a refusal says why.
+impl From<StoreError> for tonic::Status {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Rejected(Rejection::NotFound) => Self::not_found("case not found"),
+            StoreError::Rejected(rejection) => Self::failed_precondition(rejection.to_string()),
+            StoreError::VersionConflict { .. } => Self::aborted(error.to_string()),
+            StoreError::RequestIdReused => Self::invalid_argument(error.to_string()),
+            StoreError::Corrupt | StoreError::Database(_) | StoreError::Outbox(_) => {
+                storage_unavailable(&error, "retry with the same request_id")
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::input;
 use touchpoint_programs::{Audience, Catalogue, MessageFacts};
 use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
@@ -17,14 +18,9 @@ use touchpoint_proto::v1::{
 };
 use uuid::Uuid;
 
-use crate::attempts::{self, AttemptsError, Summary};
+use crate::attempts::{self, Summary};
 use crate::domain::fax::{self, Cover};
 use crate::domain::sms::{self, Encoding};
-
-/// Longest case id accepted.
-const MAX_CASE_ID: usize = 100;
-/// Longest name accepted in a preview's facts.
-const MAX_NAME: usize = 100;
 
 /// The gRPC face of dispatch.
 #[derive(Debug, Clone)]
@@ -43,17 +39,6 @@ impl DispatchApi {
             clock,
         }
     }
-}
-
-/// A name from a preview's facts, checked; the error names the field only.
-fn name(field: &str, value: &str) -> Result<String, Status> {
-    let value = value.trim();
-    if value.chars().count() > MAX_NAME || value.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
-            "facts.{field}: at most {MAX_NAME} characters, no control characters"
-        )));
-    }
-    Ok(value.to_owned())
 }
 
 /// What `request`'s step would send on each written channel.
@@ -79,8 +64,8 @@ pub fn preview(
     };
     let given = request.facts.clone().unwrap_or_default();
     let facts = MessageFacts {
-        first_name: name("first_name", &given.first_name)?,
-        last_name: name("last_name", &given.last_name)?,
+        first_name: input::text("facts.first_name", &given.first_name, false)?,
+        last_name: input::text("facts.last_name", &given.last_name, false)?,
         program_name: program.name.clone(),
         audience: Audience::Patient,
     };
@@ -142,8 +127,7 @@ impl DispatchService for DispatchApi {
         let attempt_id = Uuid::parse_str(request.get_ref().attempt_id.trim())
             .map_err(|_| Status::invalid_argument("attempt_id: must be a UUID"))?;
         let found = attempts::get(&self.pool, attempt_id)
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(|| {
                 Status::not_found("attempt_id: dispatch was not asked for this attempt")
             })?;
@@ -163,16 +147,8 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<ListAttemptsRequest>,
     ) -> Result<Response<ListAttemptsResponse>, Status> {
-        let case_id = request.get_ref().case_id.trim();
-        if case_id.is_empty()
-            || case_id.len() > MAX_CASE_ID
-            || case_id.chars().any(char::is_control)
-        {
-            return Err(Status::invalid_argument("case_id: must be a case id"));
-        }
-        let found = attempts::of_case(&self.pool, case_id)
-            .await
-            .map_err(internal)?;
+        let case_id = input::id("case_id", &request.get_ref().case_id)?;
+        let found = attempts::of_case(&self.pool, &case_id).await?;
         Ok(Response::new(ListAttemptsResponse {
             attempts: found.into_iter().map(response).collect(),
         }))
@@ -200,11 +176,6 @@ fn response(s: Summary) -> GetAttemptResponse {
         sent_at: s.sent_at.map(timestamp),
         tries: u32::try_from(s.tries).unwrap_or_default(),
     }
-}
-
-fn internal(error: AttemptsError) -> Status {
-    tracing::error!(%error, "dispatch request failed");
-    Status::internal("dispatch storage is unavailable; try again")
 }
 
 #[cfg(test)]

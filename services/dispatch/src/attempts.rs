@@ -170,6 +170,13 @@ pub enum AttemptsError {
     Database(#[from] sqlx::Error),
 }
 
+/// A storage failure reaches a client as `UNAVAILABLE`, which it retries.
+impl From<AttemptsError> for tonic::Status {
+    fn from(error: AttemptsError) -> Self {
+        touchpoint_platform::grpc::storage_unavailable(&error, "try again")
+    }
+}
+
 const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
     a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
     a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,

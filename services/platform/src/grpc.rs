@@ -23,6 +23,14 @@ use crate::access::{AccessLayer, Gate};
 use crate::config::AccessConfig;
 use crate::trace_context::grpc_server_span;
 
+/// A storage failure as a client sees it, in every service: `UNAVAILABLE`,
+/// which clients retry, saying how (`retry`: "try again", or "retry with the
+/// same request_id"). The error itself is logged here, never sent.
+pub fn storage_unavailable(error: &dyn std::fmt::Display, retry: &str) -> tonic::Status {
+    tracing::error!(%error, "storage failure");
+    tonic::Status::unavailable(format!("storage is unavailable; {retry}"))
+}
+
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod grpc;
 pub mod http_client;
 pub mod inbox;
+pub mod input;
 pub mod kafka;
 pub mod multipart;
 pub mod outbox;

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use touchpoint_platform::access::Caller;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::input;
 use touchpoint_proto::v1::routing_service_server::RoutingService;
 use touchpoint_proto::v1::{
     Channel, ClaimTaskRequest, CompleteTaskRequest, Coordinator, CoordinatorRole, Language,
@@ -26,11 +27,9 @@ use uuid::Uuid;
 use crate::domain::decision::{GENERAL_QUEUE, program_queue};
 use crate::domain::roster::{Member, Presence, Role, Roster, Shift};
 use crate::inbound::{Contact, Inbound};
-use crate::store::{self, StoreError, time_from, weekday_from};
-use crate::tasks::{self, Kind, Outcome, Task, TaskError};
+use crate::store::{self, time_from, weekday_from};
+use crate::tasks::{self, Kind, Outcome, Task};
 
-/// Longest coordinator, program or skill id accepted.
-const MAX_ID: usize = 64;
 /// Most tasks one worklist answer holds.
 const MAX_WORKLIST: u32 = 500;
 
@@ -64,25 +63,8 @@ impl RoutingApi {
     }
 }
 
-fn unavailable(error: &StoreError) -> Status {
-    tracing::error!(%error, "routing storage error");
-    Status::unavailable("routing storage is unavailable; try again")
-}
-
 fn id(field: &str, value: &str) -> Result<String, Status> {
-    let value = value.trim();
-    let ok = !value.is_empty()
-        && value.len() <= MAX_ID
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(Status::invalid_argument(format!(
-            "{field}: 1 to {MAX_ID} letters, digits, '-', '_' or '.'"
-        )))
-    }
+    Ok(input::id(field, value)?)
 }
 
 fn presence_from(raw: i32) -> Result<Presence, Status> {
@@ -239,19 +221,6 @@ fn task_proto(t: &Task, now: DateTime<Utc>) -> TaskProto {
     }
 }
 
-fn task_error(error: TaskError) -> Status {
-    match error {
-        TaskError::NotFound => Status::not_found("task_id: no such task"),
-        TaskError::Unavailable(why) => {
-            Status::failed_precondition(format!("task_id: the task is {why}"))
-        }
-        window @ TaskError::OutsideWindow { .. } => {
-            Status::failed_precondition(format!("task_id: {window}"))
-        }
-        TaskError::Store(e) => unavailable(&e),
-    }
-}
-
 fn task_id(raw: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(raw.trim()).map_err(|_| Status::invalid_argument("task_id: must be a UUID"))
 }
@@ -302,11 +271,7 @@ impl RoutingService for RoutingApi {
             body: None,
             received_at: self.clock.now(),
         };
-        let routed = self
-            .inbound
-            .receive(&contact)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let routed = self.inbound.receive(&contact).await?;
         // A call carries no keyword, so it is always routed.
         let decision = routed
             .decision
@@ -342,9 +307,7 @@ impl RoutingService for RoutingApi {
                 member.presence = known.presence;
             }
         }
-        store::save_member(&self.pool, &member)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        store::save_member(&self.pool, &member).await?;
         let answer = coordinator(&member);
         self.roster
             .write()
@@ -360,9 +323,7 @@ impl RoutingService for RoutingApi {
         let request = request.into_inner();
         let member_id = id("coordinator_id", &request.coordinator_id)?;
         let presence = presence_from(request.presence)?;
-        let found = store::set_presence(&self.pool, &member_id, presence)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let found = store::set_presence(&self.pool, &member_id, presence).await?;
         if !found {
             return Err(Status::not_found("coordinator_id: no such coordinator"));
         }
@@ -403,9 +364,7 @@ impl RoutingService for RoutingApi {
         let mut queues: Vec<String> = member.programs.iter().map(|p| program_queue(p)).collect();
         queues.push(GENERAL_QUEUE.to_owned());
         let now = self.clock.now();
-        let found = tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit), now)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let found = tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit), now).await?;
         Ok(Response::new(ListWorklistResponse {
             tasks: found.iter().map(|t| task_proto(t, now)).collect(),
         }))
@@ -420,9 +379,7 @@ impl RoutingService for RoutingApi {
         let task_id = task_id(&request.task_id)?;
         let member = self.acting_member(&caller, &request.coordinator_id)?;
         let now = self.clock.now();
-        let claimed = tasks::claim(&self.pool, task_id, &member.id, now)
-            .await
-            .map_err(task_error)?;
+        let claimed = tasks::claim(&self.pool, task_id, &member.id, now).await?;
         Ok(Response::new(task_proto(&claimed, now)))
     }
 
@@ -456,8 +413,7 @@ impl RoutingService for RoutingApi {
             &self.topic,
             self.inbound.opt_out_scope(),
         )
-        .await
-        .map_err(task_error)?;
+        .await?;
         if released {
             let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
             if let Some(m) = roster.get_mut(&member.id) {

@@ -33,6 +33,13 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
+/// A storage failure reaches a client as `UNAVAILABLE`, which it retries.
+impl From<StoreError> for tonic::Status {
+    fn from(error: StoreError) -> Self {
+        touchpoint_platform::grpc::storage_unavailable(&error, "try again")
+    }
+}
+
 /// A shift as stored in `members.shifts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredShift {

@@ -358,6 +358,22 @@ pub enum TaskError {
     Store(#[from] StoreError),
 }
 
+/// How a client sees each task error.
+impl From<TaskError> for tonic::Status {
+    fn from(error: TaskError) -> Self {
+        match error {
+            TaskError::NotFound => Self::not_found("task_id: no such task"),
+            TaskError::Unavailable(why) => {
+                Self::failed_precondition(format!("task_id: the task is {why}"))
+            }
+            window @ TaskError::OutsideWindow { .. } => {
+                Self::failed_precondition(format!("task_id: {window}"))
+            }
+            TaskError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for TaskError {
     fn from(error: sqlx::Error) -> Self {
         TaskError::Store(error.into())

@@ -293,7 +293,7 @@ async fn unsubscribing(webhooks: &Webhooks, link: &UnsubscribeLink) -> Result<St
     let Some(key) = &webhooks.secrets.unsubscribe_key else {
         return Err(StatusCode::FORBIDDEN);
     };
-    if link.case.is_empty() || link.case.len() > 200 || link.sig.len() != 64 {
+    if touchpoint_platform::input::id("case", &link.case).is_err() || link.sig.len() != 64 {
         return Err(StatusCode::FORBIDDEN);
     }
     let addresses = webhooks
