@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use touchpoint_platform::access::{ApiToken, Role};
 use touchpoint_platform::config::{Env, TlsMaterial};
 use touchpoint_platform::grpc::client::{self, AuthChannel, ClientAccess};
+use touchpoint_platform::secret::ExposeSecret as _;
 use touchpoint_platform::tls::{DevCa, Identity};
 
 /// A service as the CLI calls it.
@@ -96,7 +97,7 @@ impl MeshDir {
                 ca_pem: Some(read(self.ca())?),
                 identity: Some(Identity {
                     cert_pem: read(self.cert("cli"))?,
-                    key_pem: read(self.key("cli"))?,
+                    key_pem: read(self.key("cli"))?.into(),
                 }),
             },
         })
@@ -116,7 +117,7 @@ pub fn write_dev_mesh(dir: &Path) -> anyhow::Result<MeshDir> {
             ca.issue_client(name, Some(Role::Write), &[name, "localhost", "127.0.0.1"])?;
         std::fs::write(mesh.cert(name), &identity.cert_pem)
             .with_context(|| format!("cannot write {name}'s certificate"))?;
-        write_secret(&mesh.key(name), &identity.key_pem)?;
+        write_secret(&mesh.key(name), identity.key_pem.expose_secret())?;
     }
     Ok(mesh)
 }

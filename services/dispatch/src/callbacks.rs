@@ -25,6 +25,7 @@ use axum::routing::post;
 use sqlx::PgPool;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::outbox;
+use touchpoint_platform::secret::ExposeSecret as _;
 use uuid::Uuid;
 
 use crate::attempts::{self, Settled, State as AttemptState};
@@ -108,7 +109,7 @@ async fn sms_status(
     else {
         return StatusCode::FORBIDDEN;
     };
-    if !signature::verify(&twilio.auth_token, &url, &params, signed) {
+    if !signature::verify(twilio.auth_token.expose_secret(), &url, &params, signed) {
         tracing::warn!(provider, "status callback with a bad signature refused");
         return StatusCode::FORBIDDEN;
     }
@@ -172,7 +173,7 @@ async fn fax_status(
     else {
         return StatusCode::FORBIDDEN;
     };
-    if !signature::fax::verify(&fax.callback_token, &url, &params, signed) {
+    if !signature::fax::verify(fax.callback_token.expose_secret(), &url, &params, signed) {
         tracing::warn!("fax callback with a bad signature refused");
         return StatusCode::FORBIDDEN;
     }

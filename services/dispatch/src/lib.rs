@@ -27,6 +27,7 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use touchpoint_platform::config::{ConfigError, Env, PlatformConfig};
 use touchpoint_platform::inbox::InboxConsumer;
+use touchpoint_platform::secret::SecretString;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::topics::Stream;
@@ -103,26 +104,18 @@ pub struct Config {
 }
 
 /// The Phaxio-speaking fax provider's settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct FaxProvider {
     /// The API's base URL.
     pub base_url: String,
     /// The API key.
     pub api_key: String,
-    /// The API secret (a secret).
-    pub api_secret: String,
-    /// The token its callbacks are signed with (a secret).
-    pub callback_token: String,
+    /// The API secret.
+    pub api_secret: SecretString,
+    /// The token its callbacks are signed with.
+    pub callback_token: SecretString,
     /// At most this many faxes a second.
     pub rate: Option<NonZeroU32>,
-}
-
-impl std::fmt::Debug for FaxProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaxProvider")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
 }
 
 impl FaxProvider {
@@ -140,8 +133,8 @@ impl FaxProvider {
         Ok(Some(Self {
             base_url,
             api_key: required("TOUCHPOINT_FAX_API_KEY")?,
-            api_secret: required("TOUCHPOINT_FAX_API_SECRET")?,
-            callback_token: required("TOUCHPOINT_FAX_CALLBACK_TOKEN")?,
+            api_secret: required("TOUCHPOINT_FAX_API_SECRET")?.into(),
+            callback_token: required("TOUCHPOINT_FAX_CALLBACK_TOKEN")?.into(),
             rate: rate(env, "TOUCHPOINT_FAX_RATE")?,
         }))
     }
@@ -161,7 +154,7 @@ fn plain_http(var: &str, url: &str) -> Result<(), ConfigError> {
 }
 
 /// The SMTP relay's settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmtpRelay {
     /// Its host.
     pub host: String,
@@ -169,8 +162,8 @@ pub struct SmtpRelay {
     pub port: u16,
     /// The sender mailbox, e.g. `Care Team <care@hub.example>`.
     pub from: String,
-    /// User name and password, when the relay asks for them (secret).
-    pub credentials: Option<(String, String)>,
+    /// User name and password, when the relay asks for them.
+    pub credentials: Option<(String, SecretString)>,
     /// `TOUCHPOINT_SMTP_RATE`: at most this many messages a second.
     pub rate: Option<NonZeroU32>,
     /// `TOUCHPOINT_SMTP_TLS` (`opportunistic`, `required` or `none`) and
@@ -179,15 +172,6 @@ pub struct SmtpRelay {
     /// `TOUCHPOINT_UNSUBSCRIBE_URL` and `TOUCHPOINT_UNSUBSCRIBE_KEY`: every
     /// email's one-click unsubscribe; required with a relay.
     pub unsubscribe: Unsubscribe,
-}
-
-impl std::fmt::Debug for SmtpRelay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpRelay")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SmtpRelay {
@@ -203,7 +187,7 @@ impl SmtpRelay {
             env.raw("TOUCHPOINT_SMTP_USERNAME"),
             env.raw("TOUCHPOINT_SMTP_PASSWORD"),
         ) {
-            (Some(user), Some(password)) => Some((user, password)),
+            (Some(user), Some(password)) => Some((user, password.into())),
             (None, None) => None,
             _ => {
                 return Err(ConfigError {
@@ -230,7 +214,7 @@ impl SmtpRelay {
         }
         let unsubscribe = Unsubscribe {
             url,
-            key: required("TOUCHPOINT_UNSUBSCRIBE_KEY")?,
+            key: required("TOUCHPOINT_UNSUBSCRIBE_KEY")?.into(),
         };
         Ok(Some(Self {
             unsubscribe,
@@ -274,7 +258,7 @@ fn mail_tls(env: &Env) -> Result<MailTls, ConfigError> {
 
 /// One Twilio-speaking SMS provider's settings, from `<PREFIX>_URL`,
 /// `<PREFIX>_ACCOUNT_SID`, `<PREFIX>_AUTH_TOKEN` and `<PREFIX>_FROM`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmsProvider {
     /// Its name in events and callback paths (`primary`, `failover`).
     pub name: String,
@@ -282,21 +266,12 @@ pub struct SmsProvider {
     pub base_url: String,
     /// The account SID.
     pub account_sid: String,
-    /// The auth token (a secret).
-    pub auth_token: String,
+    /// The auth token.
+    pub auth_token: SecretString,
     /// The sender number or messaging service SID.
     pub from: String,
     /// `<PREFIX>_RATE`: at most this many messages a second from this sender.
     pub rate: Option<NonZeroU32>,
-}
-
-impl std::fmt::Debug for SmsProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmsProvider")
-            .field("name", &self.name)
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SmsProvider {
@@ -316,7 +291,7 @@ impl SmsProvider {
             name: name.to_owned(),
             base_url,
             account_sid: required("ACCOUNT_SID")?,
-            auth_token: required("AUTH_TOKEN")?,
+            auth_token: required("AUTH_TOKEN")?.into(),
             from: required("FROM")?,
             rate: rate(env, &var("RATE"))?,
         }))
@@ -601,5 +576,34 @@ mod tests {
         let relay = SmtpRelay::from_env(&Env::from_pairs([RELAY[0], RELAY[1], url, key]));
         assert!(relay.is_ok_and(|r| r.is_some()));
         assert_eq!(refused(&[]), None, "no relay, no email, nothing required");
+    }
+
+    #[test]
+    fn the_configuration_shows_no_secret_when_printed() {
+        let env = Env::from_pairs([
+            ("TOUCHPOINT_SMS_PRIMARY_URL", "http://sms.hub.example"),
+            ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", "AC123"),
+            ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", "sms-s3cret"),
+            ("TOUCHPOINT_SMS_PRIMARY_FROM", "+15005550006"),
+            ("TOUCHPOINT_FAX_URL", "http://fax.hub.example"),
+            ("TOUCHPOINT_FAX_API_KEY", "fax-key"),
+            ("TOUCHPOINT_FAX_API_SECRET", "fax-s3cret"),
+            ("TOUCHPOINT_FAX_CALLBACK_TOKEN", "callback-s3cret"),
+            RELAY[0],
+            RELAY[1],
+            ("TOUCHPOINT_SMTP_USERNAME", "dispatch"),
+            ("TOUCHPOINT_SMTP_PASSWORD", "smtp-s3cret"),
+            (
+                "TOUCHPOINT_UNSUBSCRIBE_URL",
+                "https://hub.example/unsubscribe/email",
+            ),
+            ("TOUCHPOINT_UNSUBSCRIBE_KEY", "unsubscribe-s3cret"),
+        ]);
+        let config = Config::from_env(&env).map(|c| format!("{c:?}"));
+        let Ok(printed) = config else {
+            panic!("refused: {config:?}");
+        };
+        assert!(printed.contains("sms.hub.example") && printed.contains("relay.hub.example"));
+        assert!(!printed.contains("s3cret"), "{printed}");
     }
 }

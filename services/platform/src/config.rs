@@ -336,7 +336,10 @@ impl TlsMaterial {
         };
         let ca_pem = read("TOUCHPOINT_TLS_CA")?;
         let identity = match (read("TOUCHPOINT_TLS_CERT")?, read("TOUCHPOINT_TLS_KEY")?) {
-            (Some(cert_pem), Some(key_pem)) => Some(Identity { cert_pem, key_pem }),
+            (Some(cert_pem), Some(key_pem)) => Some(Identity {
+                cert_pem,
+                key_pem: key_pem.into(),
+            }),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError::new(

@@ -21,6 +21,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::access::{AccessLayer, Gate};
 use crate::config::AccessConfig;
+use crate::secret::ExposeSecret as _;
 use crate::trace_context::grpc_server_span;
 
 /// A storage failure as a client sees it, in every service: `UNAVAILABLE`,
@@ -68,8 +69,10 @@ fn server_tls(access: &AccessConfig) -> Result<Option<ServerTlsConfig>, GrpcErro
     let Some(identity) = &access.tls.identity else {
         return Ok(None);
     };
-    let mut tls =
-        ServerTlsConfig::new().identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        &identity.cert_pem,
+        identity.key_pem.expose_secret(),
+    ));
     if let Some(ca) = &access.tls.ca_pem {
         tls = tls
             .client_ca_root(Certificate::from_pem(ca))

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod multipart;
 pub mod outbox;
 pub mod rounds;
+pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod signature;

@@ -11,6 +11,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::access::Role;
+use crate::secret::{ExposeSecret as _, SecretString};
 
 /// TLS material could not be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -27,18 +28,12 @@ pub enum TlsError {
 }
 
 /// A server's certificate chain and private key, as PEM.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Identity {
     /// The certificate chain, leaf first.
     pub cert_pem: String,
-    /// The private key (a secret).
-    pub key_pem: String,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").finish_non_exhaustive()
-    }
+    /// The private key.
+    pub key_pem: SecretString,
 }
 
 impl Identity {
@@ -51,7 +46,7 @@ impl Identity {
         if chain.is_empty() {
             return Err(TlsError::Pem("certificate"));
         }
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.expose_secret().as_bytes())
             .map_err(|_| TlsError::Pem("private key"))?;
         let config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -98,7 +93,7 @@ impl DevCa {
         let cert = CertificateParams::new(names)?.signed_by(&key, &self.issuer)?;
         Ok(Identity {
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: key.serialize_pem().into(),
         })
     }
 
@@ -124,7 +119,7 @@ impl DevCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Identity {
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: key.serialize_pem().into(),
         })
     }
 }
@@ -146,7 +141,7 @@ mod tests {
     fn pem_without_a_key_is_a_clear_error() {
         let identity = Identity {
             cert_pem: "not a certificate".into(),
-            key_pem: String::new(),
+            key_pem: SecretString::default(),
         };
         assert!(matches!(
             identity.server_config(),

@@ -103,10 +103,14 @@ impl Config {
             )?,
             webhook_base: env.raw("TOUCHPOINT_WEBHOOK_BASE_URL"),
             secrets: Secrets {
-                sms_auth_token: env.raw("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN"),
-                email_signing_key: env.raw("TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY"),
-                fax_callback_token: env.raw("TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN"),
-                unsubscribe_key: env.raw("TOUCHPOINT_UNSUBSCRIBE_KEY"),
+                sms_auth_token: env.raw("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN").map(Into::into),
+                email_signing_key: env
+                    .raw("TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY")
+                    .map(Into::into),
+                fax_callback_token: env
+                    .raw("TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN")
+                    .map(Into::into),
+                unsubscribe_key: env.raw("TOUCHPOINT_UNSUBSCRIBE_KEY").map(Into::into),
             },
             settings: Settings {
                 callback_after: TimeDelta::minutes(i64::from(minutes)),
@@ -383,6 +387,23 @@ mod tests {
         assert!(
             matches!(&refused, Err(message) if message.contains("TOUCHPOINT_OPT_OUT_SCOPE")),
             "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn the_configuration_shows_no_secret_when_printed() {
+        let env = Env::from_pairs([
+            ("TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN", "sms-s3cret"),
+            ("TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY", "email-s3cret"),
+            ("TOUCHPOINT_INBOUND_FAX_CALLBACK_TOKEN", "fax-s3cret"),
+            ("TOUCHPOINT_UNSUBSCRIBE_KEY", "unsubscribe-s3cret"),
+        ]);
+        let printed = Config::from_env(&env).map(|c| format!("{c:?}"));
+        assert!(
+            printed
+                .as_ref()
+                .is_ok_and(|p| p.contains("sms_auth_token") && !p.contains("s3cret")),
+            "{printed:?}"
         );
     }
 }

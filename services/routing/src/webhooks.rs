@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::secret::{ExposeSecret, SecretString};
 use touchpoint_platform::signature;
 use touchpoint_proto::v1::Channel;
 
@@ -42,27 +43,16 @@ pub const MAX_BODY: usize = 64 * 1024;
 const REPLAY_WINDOW_SECS: i64 = 300;
 
 /// The secrets webhooks are signed with; an unset one refuses its webhook.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Secrets {
     /// Twilio's auth token.
-    pub sms_auth_token: Option<String>,
+    pub sms_auth_token: Option<SecretString>,
     /// Mailgun's webhook signing key.
-    pub email_signing_key: Option<String>,
+    pub email_signing_key: Option<SecretString>,
     /// Phaxio's callback token.
-    pub fax_callback_token: Option<String>,
+    pub fax_callback_token: Option<SecretString>,
     /// The key emails' one-click unsubscribe links are signed with.
-    pub unsubscribe_key: Option<String>,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets")
-            .field("sms", &self.sms_auth_token.is_some())
-            .field("email", &self.email_signing_key.is_some())
-            .field("fax", &self.fax_callback_token.is_some())
-            .field("unsubscribe", &self.unsubscribe_key.is_some())
-            .finish()
-    }
+    pub unsubscribe_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,7 +175,12 @@ async fn take(webhooks: &Webhooks, contact: Contact) -> Result<(), StatusCode> {
 }
 
 async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(token) = &webhooks.secrets.sms_auth_token else {
+    let Some(token) = webhooks
+        .secrets
+        .sms_auth_token
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+    else {
         return StatusCode::FORBIDDEN.into_response();
     };
     let params = form(&body);
@@ -211,7 +206,12 @@ async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
-    let Some(key) = &webhooks.secrets.email_signing_key else {
+    let Some(key) = webhooks
+        .secrets
+        .email_signing_key
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+    else {
         return StatusCode::FORBIDDEN;
     };
     let params = form(&body);
@@ -256,7 +256,12 @@ struct ReceivedFax {
 }
 
 async fn fax(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(token) = &webhooks.secrets.fax_callback_token else {
+    let Some(token) = webhooks
+        .secrets
+        .fax_callback_token
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+    else {
         return StatusCode::FORBIDDEN;
     };
     let params = form(&body);
@@ -290,7 +295,12 @@ struct UnsubscribeLink {
 
 /// The address of `link`'s case that its proof was made for, if any.
 async fn unsubscribing(webhooks: &Webhooks, link: &UnsubscribeLink) -> Result<String, StatusCode> {
-    let Some(key) = &webhooks.secrets.unsubscribe_key else {
+    let Some(key) = webhooks
+        .secrets
+        .unsubscribe_key
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+    else {
         return Err(StatusCode::FORBIDDEN);
     };
     if touchpoint_platform::input::id("case", &link.case).is_err() || link.sig.len() != 64 {

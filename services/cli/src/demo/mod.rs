@@ -18,6 +18,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
+use touchpoint_platform::secret::{ExposeSecret as _, SecretString};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
@@ -35,6 +36,7 @@ use crate::show;
 use crate::tally::Tally;
 
 /// Where the demo finds the stack, and how long it runs.
+#[derive(Debug)]
 pub struct Settings {
     /// The cases service.
     pub cases: Peer,
@@ -43,24 +45,13 @@ pub struct Settings {
     /// Routing's SMS webhook, as the provider calls it (its signature covers it).
     pub sms_webhook: String,
     /// The token the provider signs webhooks with.
-    pub sms_token: String,
+    pub sms_token: SecretString,
     /// The program's SMS number, which patients text.
     pub sms_number: String,
     /// The services' clock.
     pub clock: SharedClock,
     /// Simulated days to run.
     pub days: i64,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("cases", &self.cases.url)
-            .field("routing", &self.routing.url)
-            .field("sms_webhook", &self.sms_webhook)
-            .field("days", &self.days)
-            .finish_non_exhaustive()
-    }
 }
 
 /// How long after a text reaches a patient they answer it, simulated.
@@ -299,7 +290,13 @@ async fn text_back(settings: &Settings, from: &str, body: &str, sid: &str) -> an
         body,
         sid,
     };
-    match post_inbound_text(&settings.sms_webhook, &settings.sms_token, &text).await {
+    match post_inbound_text(
+        &settings.sms_webhook,
+        settings.sms_token.expose_secret(),
+        &text,
+    )
+    .await
+    {
         Some(status) if (200..300).contains(&status) => Ok(()),
         Some(status) => bail!("routing answered a patient's text with {status}"),
         None => bail!("routing's SMS webhook did not answer"),

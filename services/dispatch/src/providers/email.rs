@@ -21,6 +21,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use tokio::sync::Semaphore;
+use touchpoint_platform::secret::{ExposeSecret as _, SecretString};
 use touchpoint_platform::signature::unsubscribe;
 use touchpoint_programs::Message;
 use uuid::Uuid;
@@ -47,21 +48,13 @@ pub struct Mailer {
 
 /// Where an email's one-click unsubscribe goes and the key its links are
 /// signed with (shared with routing).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Unsubscribe {
     /// `TOUCHPOINT_UNSUBSCRIBE_URL`: routing's `/unsubscribe/email` as
     /// recipients reach it (https in production).
     pub url: String,
-    /// `TOUCHPOINT_UNSUBSCRIBE_KEY` (secret).
-    pub key: String,
-}
-
-impl std::fmt::Debug for Unsubscribe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Unsubscribe")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
+    /// `TOUCHPOINT_UNSUBSCRIBE_KEY`.
+    pub key: SecretString,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -157,7 +150,7 @@ impl Mailer {
         host: &str,
         port: u16,
         from: &str,
-        credentials: Option<(String, String)>,
+        credentials: Option<(String, SecretString)>,
         (tls, unsubscribe): (&MailTls, Unsubscribe),
         timeout: Duration,
     ) -> Result<Self, MailerError> {
@@ -170,6 +163,7 @@ impl Mailer {
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(POOL_SIZE));
         if let Some((user, password)) = credentials {
+            let password = password.expose_secret().to_owned();
             builder = builder.credentials(Credentials::new(user, password));
         }
         Ok(Self {
@@ -198,7 +192,12 @@ impl Mailer {
             return refused("invalid_address".into(), true);
         };
         let message_id = format!("<{attempt_id}@touchpoint>");
-        let link = unsubscribe::link(&self.unsubscribe.url, &self.unsubscribe.key, case_id, to);
+        let link = unsubscribe::link(
+            &self.unsubscribe.url,
+            self.unsubscribe.key.expose_secret(),
+            case_id,
+            to,
+        );
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(recipient)

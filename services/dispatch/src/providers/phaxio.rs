@@ -18,33 +18,26 @@ use super::http::{Exchange, HttpClient};
 use super::{Handoff, Lookup};
 use crate::domain::fax::FaxDocument;
 use touchpoint_platform::multipart::{self, Part};
+use touchpoint_platform::secret::{ExposeSecret as _, SecretString};
 
 /// The provider's name in events and on attempts.
 pub const NAME: &str = "fax";
 
 /// One Phaxio-speaking fax provider.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Phaxio {
     /// The API's base URL, e.g. `https://api.phaxio.com`.
     pub base_url: String,
     /// The API key.
     pub api_key: String,
-    /// The API secret (never logged).
-    pub api_secret: String,
-    /// The token callbacks are signed with (never logged).
-    pub callback_token: String,
+    /// The API secret.
+    pub api_secret: SecretString,
+    /// The token callbacks are signed with.
+    pub callback_token: SecretString,
     /// Where dispatch takes status callbacks.
     pub callback_base: Option<String>,
     /// The HTTP client.
     pub client: HttpClient,
-}
-
-impl std::fmt::Debug for Phaxio {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Phaxio")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Deserialize)]
@@ -70,7 +63,7 @@ impl Phaxio {
     }
 
     fn authorization(&self) -> String {
-        let pair = format!("{}:{}", self.api_key, self.api_secret);
+        let pair = format!("{}:{}", self.api_key, self.api_secret.expose_secret());
         format!("Basic {}", STANDARD.encode(pair))
     }
 

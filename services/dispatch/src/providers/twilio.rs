@@ -12,13 +12,14 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 use serde::Deserialize;
+use touchpoint_platform::secret::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use super::http::{Exchange, HttpClient};
 use super::{Handoff, Lookup};
 
 /// One Twilio-speaking SMS provider.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Twilio {
     /// Its name in events and callback paths, e.g. `primary`.
     pub name: String,
@@ -26,23 +27,14 @@ pub struct Twilio {
     pub base_url: String,
     /// The account SID.
     pub account_sid: String,
-    /// The auth token (a secret: never logged).
-    pub auth_token: String,
+    /// The auth token.
+    pub auth_token: SecretString,
     /// The sender: a phone number, or a messaging service SID (`MG…`).
     pub from: String,
     /// Where dispatch takes status callbacks, e.g. `https://hub.example`.
     pub callback_base: Option<String>,
     /// The HTTP client.
     pub client: HttpClient,
-}
-
-impl std::fmt::Debug for Twilio {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Twilio")
-            .field("name", &self.name)
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Deserialize)]
@@ -78,7 +70,7 @@ impl Twilio {
     }
 
     fn authorization(&self) -> String {
-        let pair = format!("{}:{}", self.account_sid, self.auth_token);
+        let pair = format!("{}:{}", self.account_sid, self.auth_token.expose_secret());
         format!("Basic {}", STANDARD.encode(pair))
     }
 

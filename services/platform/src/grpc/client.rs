@@ -14,31 +14,22 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::{ConfigError, Env, TlsMaterial};
+use crate::secret::{ExposeSecret as _, SecretString};
 
 /// What a caller presents: a token, TLS material, both or neither.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ClientAccess {
-    /// The bearer token (a secret).
-    pub token: Option<String>,
+    /// The bearer token.
+    pub token: Option<SecretString>,
     /// The authority to trust and the certificate to present.
     pub tls: TlsMaterial,
-}
-
-impl std::fmt::Debug for ClientAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientAccess")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .field("tls", &self.tls.ca_pem.is_some())
-            .field("certificate", &self.tls.identity.is_some())
-            .finish()
-    }
 }
 
 impl ClientAccess {
     /// A caller with only a token.
     pub fn token(token: &str) -> Self {
         Self {
-            token: Some(token.to_owned()),
+            token: Some(token.into()),
             tls: TlsMaterial::default(),
         }
     }
@@ -56,7 +47,7 @@ impl ClientAccess {
             });
         }
         Ok(Self {
-            token,
+            token: token.map(Into::into),
             tls: TlsMaterial::from_env(env)?,
         })
     }
@@ -77,7 +68,10 @@ impl ClientAccess {
         };
         let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
         if let Some(identity) = &self.tls.identity {
-            tls = tls.identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
+            tls = tls.identity(Identity::from_pem(
+                &identity.cert_pem,
+                identity.key_pem.expose_secret(),
+            ));
         }
         endpoint.tls_config(tls)
     }
@@ -87,7 +81,7 @@ impl ClientAccess {
         let header = self
             .token
             .as_ref()
-            .and_then(|t| MetadataValue::try_from(format!("Bearer {t}")).ok());
+            .and_then(|t| MetadataValue::try_from(format!("Bearer {}", t.expose_secret())).ok());
         InterceptedService::new(channel, Bearer(header))
     }
 }
