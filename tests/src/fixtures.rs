@@ -29,12 +29,14 @@ pub async fn open_spanish_sms_patient(
         program: "adherence".into(),
         language: Language::Es,
         time_zone: "America/New_York".into(),
-        name: ("Ana".into(), "Ruiz".into()),
+        given: "Ana".into(),
+        family: "Ruiz".into(),
         mobile: "(212) 555-0142".into(),
         email: String::new(),
         consents: vec![Channel::Sms],
-        team: (String::new(), String::new()),
-        request_id: "fixture-1".into(),
+        coordinator: String::new(),
+        navigator: String::new(),
+        request_id: Some("fixture-1".into()),
     };
     open_with(cases, &patient, enrolled_at, "coordinator-1")
         .await

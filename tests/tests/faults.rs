@@ -517,12 +517,14 @@ async fn enrol(services: &Services, enrolled_at: DateTime<Utc>) -> Vec<String> {
                     program: "faults".into(),
                     language: Language::En,
                     time_zone: "America/New_York".into(),
-                    name: ("Fault".into(), format!("Patient{i}")),
+                    given: "Fault".into(),
+                    family: format!("Patient{i}"),
                     mobile: mobile(i),
                     email: String::new(),
                     consents,
-                    team: (String::new(), String::new()),
-                    request_id: format!("faults-{i}"),
+                    coordinator: String::new(),
+                    navigator: String::new(),
+                    request_id: Some(format!("faults-{i}")),
                 };
                 let (case_id, _) = open_with(&mut cases, &patient, enrolled_at, "fault-suite")
                     .await

@@ -2,7 +2,6 @@
 //! show one case's state. What `show` prints masks the patient: initials, the
 //! last two digits of a number, the domain of an address.
 
-use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
@@ -15,27 +14,54 @@ use touchpoint_proto::v1::{
 
 use crate::mesh::Peer;
 
-/// `cases open`'s flags.
-#[derive(Clone, PartialEq, Eq)]
+/// `cases open`'s flags. Values that are patient data (names, number,
+/// address) are taken as they are; the cases service checks them and names
+/// the field, never the value.
+#[derive(Clone, PartialEq, Eq, clap::Args)]
 pub struct OpenArgs {
-    /// `--program ID`
+    /// The program, e.g. adherence.
+    #[arg(long, value_name = "ID")]
     pub program: String,
-    /// `--language en|es`
+    /// The patient's language: en or es.
+    #[arg(long, value_parser = language)]
     pub language: Language,
-    /// `--time-zone ZONE` (IANA)
+    /// The patient's IANA time zone, e.g. America/Chicago.
+    #[arg(long, value_name = "ZONE")]
     pub time_zone: String,
-    /// `--given NAME`, `--family NAME`
-    pub name: (String, String),
-    /// `--mobile NUMBER`
+    /// The patient's given name.
+    #[arg(long, value_name = "NAME")]
+    pub given: String,
+    /// The patient's family name.
+    #[arg(long, value_name = "NAME")]
+    pub family: String,
+    /// The patient's mobile, in any common form.
+    #[arg(
+        long,
+        value_name = "NUMBER",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub mobile: String,
-    /// `--email ADDRESS`
+    /// The patient's email address.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub email: String,
-    /// `--consent sms,email,voice,fax,mail`: recorded as a written form.
+    /// Channels consented to on a written form: sms, email, voice, fax, mail.
+    #[arg(long = "consent", value_name = "CHANNELS", value_delimiter = ',', value_parser = channel)]
     pub consents: Vec<Channel>,
-    /// `--coordinator ID`, `--navigator ID`
-    pub team: (String, String),
-    /// `--request-id ID`: repeat a command safely; new each run when unset.
-    pub request_id: String,
+    /// The coordinator to assign.
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    pub coordinator: String,
+    /// The navigator to assign.
+    #[arg(long, value_name = "ID", default_value = "", hide_default_value = true)]
+    pub navigator: String,
+    /// Repeats the command safely when given again; new each run when unset.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
 }
 
 impl std::fmt::Debug for OpenArgs {
@@ -48,75 +74,22 @@ impl std::fmt::Debug for OpenArgs {
     }
 }
 
-/// The usage line of `cases open`.
-pub const OPEN_USAGE: &str = "touchpoint cases open --program ID --language en|es --time-zone ZONE --given NAME --family NAME [--mobile NUMBER] [--email ADDRESS] [--consent sms,email,voice,fax,mail] [--coordinator ID] [--navigator ID] [--request-id ID]";
+fn language(raw: &str) -> Result<Language, String> {
+    match raw {
+        "en" => Ok(Language::En),
+        "es" => Ok(Language::Es),
+        _ => Err("en or es".into()),
+    }
+}
 
-impl OpenArgs {
-    /// Reads the flags; says which is wrong without echoing its value.
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut open = Self {
-            program: String::new(),
-            language: Language::Unspecified,
-            time_zone: String::new(),
-            name: (String::new(), String::new()),
-            mobile: String::new(),
-            email: String::new(),
-            consents: Vec::new(),
-            team: (String::new(), String::new()),
-            request_id: uuid::Uuid::new_v4().to_string(),
-        };
-        let mut args = args.iter();
-        while let Some(flag) = args.next() {
-            let value = args
-                .next()
-                .with_context(|| format!("{flag} needs a value\nusage: {OPEN_USAGE}"))?
-                .clone();
-            match flag.as_str() {
-                "--program" => open.program = value,
-                "--language" => {
-                    open.language = match value.as_str() {
-                        "en" => Language::En,
-                        "es" => Language::Es,
-                        _ => bail!("--language is en or es"),
-                    }
-                }
-                "--time-zone" => open.time_zone = value,
-                "--given" => open.name.0 = value,
-                "--family" => open.name.1 = value,
-                "--mobile" => open.mobile = value,
-                "--email" => open.email = value,
-                "--consent" => {
-                    for channel in value.split(',').map(str::trim) {
-                        open.consents.push(match channel {
-                            "sms" => Channel::Sms,
-                            "email" => Channel::Email,
-                            "voice" => Channel::Voice,
-                            "fax" => Channel::Fax,
-                            "mail" => Channel::Mail,
-                            _ => bail!("--consent takes sms, email, voice, fax or mail"),
-                        });
-                    }
-                }
-                "--coordinator" => open.team.0 = value,
-                "--navigator" => open.team.1 = value,
-                "--request-id" => open.request_id = value,
-                _ => bail!("unknown flag {flag:?}\nusage: {OPEN_USAGE}"),
-            }
-        }
-        for (missing, flag) in [
-            (open.program.is_empty(), "--program"),
-            (open.language == Language::Unspecified, "--language"),
-            (open.time_zone.is_empty(), "--time-zone"),
-            (
-                open.name.0.is_empty() || open.name.1.is_empty(),
-                "--given and --family",
-            ),
-        ] {
-            if missing {
-                bail!("{flag} is required\nusage: {OPEN_USAGE}");
-            }
-        }
-        Ok(open)
+fn channel(raw: &str) -> Result<Channel, String> {
+    match raw.trim() {
+        "sms" => Ok(Channel::Sms),
+        "email" => Ok(Channel::Email),
+        "voice" => Ok(Channel::Voice),
+        "fax" => Ok(Channel::Fax),
+        "mail" => Ok(Channel::Mail),
+        _ => Err("sms, email, voice, fax or mail".into()),
     }
 }
 
@@ -145,9 +118,13 @@ pub async fn open_with(
     enrolled_at: DateTime<Utc>,
     actor: &str,
 ) -> anyhow::Result<(String, u64)> {
+    let request_id = args
+        .request_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let meta = |what: &str| {
         Some(CommandMeta {
-            request_id: format!("{}-{what}", args.request_id),
+            request_id: format!("{request_id}-{what}"),
             expected_version: None,
             actor: actor.into(),
         })
@@ -160,8 +137,8 @@ pub async fn open_with(
             time_zone: args.time_zone.clone(),
             patient: Some(Person {
                 name: Some(PersonName {
-                    given_name: args.name.0.clone(),
-                    family_name: args.name.1.clone(),
+                    given_name: args.given.clone(),
+                    family_name: args.family.clone(),
                 }),
                 contact: Some(ContactPoints {
                     mobile_e164: args.mobile.clone(),
@@ -192,13 +169,13 @@ pub async fn open_with(
             .into_inner()
             .version;
     }
-    if !args.team.0.is_empty() || !args.team.1.is_empty() {
+    if !args.coordinator.is_empty() || !args.navigator.is_empty() {
         version = client
             .assign_coordinator(AssignCoordinatorRequest {
                 meta: meta("assign"),
                 case_id: opened.case_id.clone(),
-                coordinator_id: args.team.0.clone(),
-                navigator_id: args.team.1.clone(),
+                coordinator_id: args.coordinator.clone(),
+                navigator_id: args.navigator.clone(),
             })
             .await
             .map_err(|status| anyhow::anyhow!("AssignCoordinator: {}", status.message()))?
@@ -365,8 +342,15 @@ mod tests {
 
     use super::*;
 
-    fn args(list: &[&str]) -> anyhow::Result<OpenArgs> {
-        OpenArgs::parse(&list.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    #[derive(clap::Parser)]
+    struct Open {
+        #[command(flatten)]
+        args: OpenArgs,
+    }
+
+    fn args(list: &[&str]) -> Result<OpenArgs, clap::Error> {
+        use clap::Parser as _;
+        Open::try_parse_from(std::iter::once("open").chain(list.iter().copied())).map(|o| o.args)
     }
 
     const GOOD: [&str; 10] = [
@@ -389,19 +373,27 @@ mod tests {
         let open = args(&flags).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(open.language, Language::Es);
         assert_eq!(open.consents, vec![Channel::Sms, Channel::Email]);
-        assert_eq!(open.team.0, "coord-maria");
+        assert_eq!(open.coordinator, "coord-maria");
         let missing = args(&GOOD[..8])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(
-            missing.starts_with("--given and --family is required"),
-            "{missing}"
-        );
+        assert!(missing.contains("--family <NAME>"), "{missing}");
+        assert!(!missing.contains("Rosa"), "{missing}");
         let mut bad = GOOD.to_vec();
-        bad.extend(["--consent", "pigeon"]);
-        assert!(args(&bad).is_err());
+        bad.extend(["--consent", "sms,pigeon"]);
+        let refused = args(&bad).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains("sms, email, voice, fax or mail"),
+            "{refused}"
+        );
         assert!(args(&["--program"]).is_err());
+        let mut again = GOOD.to_vec();
+        again.extend(["--request-id", "rosa-1"]);
+        assert_eq!(
+            args(&again).map(|o| o.request_id).ok(),
+            Some(Some("rosa-1".to_owned()))
+        );
     }
 
     #[test]

@@ -35,19 +35,147 @@
 //! `TOUCHPOINT_TLS_CA`, speak TLS (presenting `TOUCHPOINT_TLS_CERT` and
 //! `TOUCHPOINT_TLS_KEY` when set).
 //!
+//! `touchpoint --help` and `touchpoint COMMAND --help` list the same, with every
+//! flag (parsed by clap).
+//!
 //! `kpi`, `cases` and `demo` reach cases at `TOUCHPOINT_CASES_ADDR` (default
 //! 127.0.0.1:50051, where `touchpoint up` puts it); `events` and `dlq` read
 //! `KAFKA_BROKERS` and `TOUCHPOINT_TOPIC_PREFIX`.
 
 mod up;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
 use touchpoint_cli::{cases, dlq, events, health, kpi, kpi_metrics, mesh, programs};
+use touchpoint_platform::access::Role;
 use touchpoint_platform::config::{Env, KafkaConfig};
 
-const USAGE: &str = "usage: touchpoint up [--no-demo] [--keep] [--days N] | touchpoint demo [--days N] | touchpoint health [HOST:PORT ...] | touchpoint programs validate|configmap [DIR] | touchpoint events tail TOPIC [--from-start] | touchpoint kpi [--export [--every SECONDS]] | touchpoint cases open|show|timeline ... | touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC | touchpoint dev-certs [DIR] | touchpoint token NAME read|write";
+/// Touchpoint's local stack and the operator's commands.
+#[derive(Debug, Parser)]
+#[command(name = "touchpoint", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a broker, the provider sandbox and the four services, run the demo
+    /// on an accelerated clock, and stop everything.
+    Up(up::UpOptions),
+    /// Run the demo against a stack already up (`up --keep`).
+    Demo(up::DemoOptions),
+    /// The gRPC health of running services (default: the local stack's).
+    Health {
+        /// Service addresses, HOST:PORT.
+        addrs: Vec<String>,
+    },
+    /// Check program files, or render them as the ConfigMap k8s/ mounts.
+    #[command(subcommand)]
+    Programs(ProgramsCommand),
+    /// A topic's events as they come, decoded, without patient data.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The KPI table over every case the cases service knows.
+    Kpi {
+        /// Push the KPIs as OpenTelemetry gauges to OTEL_EXPORTER_OTLP_ENDPOINT
+        /// until Ctrl-C, instead of printing them once.
+        #[arg(long)]
+        export: bool,
+        /// Seconds between exports.
+        #[arg(long, value_name = "SECONDS", requires = "export", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        every: u64,
+    },
+    /// Open a case, show one (the patient masked), or print its timeline.
+    #[command(subcommand)]
+    Cases(CasesCommand),
+    /// The records consumers gave up on, and putting them back.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// A fresh development authority and a certificate for each service and
+    /// the CLI: the mesh `up` runs on.
+    DevCerts {
+        /// Where to write them.
+        #[arg(default_value = ".local/tls")]
+        dir: PathBuf,
+    },
+    /// A new bearer token, and the entry the services take in
+    /// TOUCHPOINT_API_TOKENS.
+    Token {
+        /// Who holds it.
+        name: String,
+        /// What it may do.
+        #[arg(value_parser = role)]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProgramsCommand {
+    /// Check program files and list every problem; exits 1 if there is any.
+    Validate {
+        /// The programs folder.
+        #[arg(default_value = "programs")]
+        dir: String,
+    },
+    /// The programs as the ConfigMap k8s/ mounts.
+    Configmap {
+        /// The programs folder.
+        #[arg(default_value = "programs")]
+        dir: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Follow a topic (KAFKA_BROKERS, TOUCHPOINT_TOPIC_PREFIX).
+    Tail {
+        /// The topic, e.g. touchpoint.case.v1.
+        topic: String,
+        /// From the topic's start instead of now.
+        #[arg(long)]
+        from_start: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CasesCommand {
+    /// Open a case with its consents and team.
+    Open(Box<cases::OpenArgs>),
+    /// A case's state, the patient masked.
+    Show {
+        /// The case.
+        case_id: String,
+    },
+    /// A case's timeline in its time zone.
+    Timeline {
+        /// The case.
+        case_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// The dead letters of every DLQ, or of one topic's.
+    List {
+        /// The topic whose DLQ to read.
+        topic: Option<String>,
+    },
+    /// Put a DLQ's records back on their topics, each once, after the
+    /// consumer is fixed.
+    Replay {
+        /// The topic whose DLQ to replay.
+        topic: String,
+    },
+}
+
+fn role(raw: &str) -> Result<Role, String> {
+    raw.parse().map_err(|()| "read or write".to_owned())
+}
 
 /// The cases service at `TOUCHPOINT_CASES_ADDR`, reached with the
 /// credentials in the environment.
@@ -58,20 +186,26 @@ fn cases() -> anyhow::Result<mesh::Peer> {
 
 #[tokio::main]
 async fn main() {
+    let cli = Cli::parse();
     // The error and its causes on one line, without a backtrace.
-    if let Err(error) = run(std::env::args().skip(1).collect()).await {
+    if let Err(error) = run(cli.command).await {
         eprintln!("touchpoint: {error:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(args: Vec<String>) -> anyhow::Result<()> {
-    match args.first().map(String::as_str) {
-        Some("up") => up::up(up::UpOptions::parse(&args[1..])?).await,
-        Some("health") => health::report(&args[1..]).await,
-        Some("dev-certs") => {
-            let dir = args.get(1).map_or(".local/tls", String::as_str);
-            let mesh = mesh::write_dev_mesh(std::path::Path::new(dir))?;
+/// Until Ctrl-C.
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(options) => up::up(options).await,
+        Command::Demo(options) => up::demo(options).await,
+        Command::Health { addrs } => health::report(&addrs).await,
+        Command::DevCerts { dir } => {
+            let mesh = mesh::write_dev_mesh(&dir)?;
             println!("authority {}", mesh.ca().display());
             for name in mesh::MEMBERS {
                 println!(
@@ -82,85 +216,56 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some("token") => {
-            let (Some(name), Some(role)) = (args.get(1), args.get(2)) else {
-                bail!("usage: touchpoint token NAME read|write");
-            };
-            let role = role
-                .parse()
-                .map_err(|()| anyhow::anyhow!("the role is read or write"))?;
-            let (token, entry) = mesh::new_token(name, role)?;
+        Command::Token { name, role } => {
+            let (token, entry) = mesh::new_token(&name, role)?;
             println!("token (give it to the caller; it is not kept): {token}");
             println!("add to TOUCHPOINT_API_TOKENS: {entry}");
             Ok(())
         }
-        Some("programs") => {
-            let dir = args.get(2).map_or("programs", String::as_str);
-            match args.get(1).map(String::as_str) {
-                Some("validate") => programs::validate(dir),
-                Some("configmap") => {
-                    print!("{}", programs::configmap(dir)?);
-                    Ok(())
-                }
-                _ => bail!("usage: touchpoint programs validate|configmap [DIR]"),
-            }
+        Command::Programs(ProgramsCommand::Validate { dir }) => programs::validate(&dir),
+        Command::Programs(ProgramsCommand::Configmap { dir }) => {
+            print!("{}", programs::configmap(&dir)?);
+            Ok(())
         }
-        Some("events") => match (args.get(1).map(String::as_str), args.get(2), args.get(3)) {
-            (Some("tail"), Some(topic), flag) => {
-                let from = match flag.map(String::as_str) {
-                    None => events::From::Now,
-                    Some("--from-start") => events::From::Start,
-                    Some(other) => bail!("unknown flag {other:?} for events tail"),
-                };
-                let kafka = KafkaConfig::from_env(&Env::Process)?;
-                let stop = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
-                events::tail(&kafka, topic, from, None, stop, |line| println!("{line}")).await?;
-                Ok(())
-            }
-            _ => bail!("usage: touchpoint events tail TOPIC [--from-start]"),
-        },
-        Some("kpi") => match args.get(1).map(String::as_str) {
-            None => kpi::report(&cases()?).await,
-            Some("--export") => {
-                let every = match (args.get(2).map(String::as_str), args.get(3)) {
-                    (None, _) => 60,
-                    (Some("--every"), Some(seconds)) => seconds
-                        .parse()
-                        .ok()
-                        .filter(|s| (1..=3600).contains(s))
-                        .context("--every takes seconds from 1 to 3600")?,
-                    _ => bail!("usage: touchpoint kpi [--export [--every SECONDS]]"),
-                };
-                let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").context(
-                    "kpi --export pushes to OTEL_EXPORTER_OTLP_ENDPOINT, which is unset",
-                )?;
-                let stop = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
-                println!("exporting the KPIs to {endpoint} every {every} s; Ctrl-C stops");
-                kpi_metrics::export(&cases()?, &endpoint, Duration::from_secs(every), stop).await
-            }
-            Some(_) => bail!("usage: touchpoint kpi [--export [--every SECONDS]]"),
-        },
-        Some("cases") => match (args.get(1).map(String::as_str), args.get(2)) {
-            (Some("open"), Some(flag)) if flag != "--help" => {
-                let open = cases::OpenArgs::parse(&args[2..])?;
-                let (case_id, version) = cases::open(&cases()?, &open).await?;
-                println!("opened {case_id} (version {version})");
-                Ok(())
-            }
-            (Some("open"), _) => bail!("usage: {}", cases::OPEN_USAGE),
-            (Some("show"), Some(case_id)) => cases::show_case(&cases()?, case_id).await,
-            (Some("timeline"), Some(case_id)) => kpi::timeline(&cases()?, case_id).await,
-            _ => bail!("usage: touchpoint cases open|show|timeline ..."),
-        },
-        Some("dlq") => {
+        Command::Events(EventsCommand::Tail { topic, from_start }) => {
+            let from = if from_start {
+                events::From::Start
+            } else {
+                events::From::Now
+            };
             let kafka = KafkaConfig::from_env(&Env::Process)?;
-            match (args.get(1).map(String::as_str), args.get(2)) {
-                (Some("list"), which) => {
-                    let topics = dlq::topics(&kafka, which.map(String::as_str))?;
+            events::tail(&kafka, &topic, from, None, ctrl_c(), |line| {
+                println!("{line}");
+            })
+            .await?;
+            Ok(())
+        }
+        Command::Kpi { export: false, .. } => kpi::report(&cases()?).await,
+        Command::Kpi {
+            export: true,
+            every,
+        } => {
+            let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .context("kpi --export pushes to OTEL_EXPORTER_OTLP_ENDPOINT, which is unset")?;
+            println!("exporting the KPIs to {endpoint} every {every} s; Ctrl-C stops");
+            kpi_metrics::export(&cases()?, &endpoint, Duration::from_secs(every), ctrl_c()).await
+        }
+        Command::Cases(CasesCommand::Open(open)) => {
+            let (case_id, version) = cases::open(&cases()?, &open).await?;
+            println!("opened {case_id} (version {version})");
+            Ok(())
+        }
+        Command::Cases(CasesCommand::Show { case_id }) => {
+            cases::show_case(&cases()?, &case_id).await
+        }
+        Command::Cases(CasesCommand::Timeline { case_id }) => {
+            kpi::timeline(&cases()?, &case_id).await
+        }
+        Command::Dlq(command) => {
+            let kafka = KafkaConfig::from_env(&Env::Process)?;
+            match command {
+                DlqCommand::List { topic } => {
+                    let topics = dlq::topics(&kafka, topic.as_deref())?;
                     let letters = dlq::list(&kafka, &topics)?;
                     for letter in &letters {
                         println!("{letter}");
@@ -168,21 +273,43 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
                     println!("{} dead letter(s) in {}", letters.len(), topics.join(", "));
                     Ok(())
                 }
-                (Some("replay"), Some(which)) => {
-                    for topic in dlq::topics(&kafka, Some(which))? {
+                DlqCommand::Replay { topic } => {
+                    for topic in dlq::topics(&kafka, Some(&topic))? {
                         let sent = dlq::replay(&kafka, &topic).await?;
                         println!("{sent} record(s) replayed from {topic}");
                     }
                     Ok(())
                 }
-                _ => bail!("usage: touchpoint dlq list [TOPIC] | touchpoint dlq replay TOPIC"),
             }
         }
-        Some("demo") => up::demo(&args[1..]).await,
-        Some("-h" | "--help") | None => {
-            println!("{USAGE}");
-            Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_commands_are_well_formed_and_each_has_help() {
+        Cli::command().debug_assert();
+        let mut cli = Cli::command();
+        for sub in cli.get_subcommands_mut() {
+            let help = sub.render_help().to_string();
+            assert!(help.contains("Usage: "), "{help}");
         }
-        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+
+    #[test]
+    fn a_misspelt_command_is_refused_with_the_usage() {
+        let refused = Cli::try_parse_from(["touchpoint", "kpis"]).map(|c| c.command);
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("'kpis'") && message.contains("Usage:"),
+            "{message}"
+        );
+        let every_without_export = Cli::try_parse_from(["touchpoint", "kpi", "--every", "5"]);
+        assert!(every_without_export.is_err());
     }
 }

@@ -28,41 +28,25 @@ const LOCAL_BROKER: &str = "127.0.0.1:9092";
 const ROUTING_HTTP: &str = "127.0.0.1:8054";
 
 /// What `touchpoint up` does once the stack is up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct UpOptions {
-    /// Run the demo (`--no-demo` skips it).
+    /// Skip the demo: stay up until Ctrl-C.
+    #[arg(long = "no-demo", action = clap::ArgAction::SetFalse)]
     pub demo: bool,
-    /// Keep the stack up after the demo, until Ctrl-C (`--keep`).
+    /// Keep the stack up after the demo, until Ctrl-C.
+    #[arg(long)]
     pub keep: bool,
-    /// Simulated days the demo runs (`--days N`).
+    /// Simulated days the demo runs.
+    #[arg(long, value_name = "N", default_value_t = DEMO_DAYS, value_parser = clap::value_parser!(i64).range(1..=365))]
     pub days: i64,
 }
 
-impl UpOptions {
-    /// Reads `up`'s flags.
-    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self {
-            demo: true,
-            keep: false,
-            days: DEMO_DAYS,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--no-demo" => options.demo = false,
-                "--keep" => options.keep = true,
-                "--days" => {
-                    options.days = args
-                        .next()
-                        .and_then(|d| d.parse().ok())
-                        .filter(|d| (1..=365).contains(d))
-                        .context("--days takes a number of days from 1 to 365")?;
-                }
-                other => bail!("unknown flag {other:?} for up (--no-demo, --keep, --days N)"),
-            }
-        }
-        Ok(options)
-    }
+/// `touchpoint demo`'s flags.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DemoOptions {
+    /// Simulated days the demo runs.
+    #[arg(long, value_name = "N", default_value_t = DEMO_DAYS, value_parser = clap::value_parser!(i64).range(1..=365))]
+    pub days: i64,
 }
 
 /// The demo's simulated start: a Monday morning, clear of holidays.
@@ -188,8 +172,7 @@ fn write_demo_clock(state: &Path, clock: &ClockConfig) -> anyhow::Result<()> {
 /// `touchpoint demo [--days N]`: the demo again, against the stack `touchpoint up
 /// --keep` left running on the demo clock. Its new cases reuse the cast's
 /// numbers, so each reply now reaches every case of its number.
-pub async fn demo(args: &[String]) -> anyhow::Result<()> {
-    let options = UpOptions::parse(args)?;
+pub async fn demo(options: DemoOptions) -> anyhow::Result<()> {
     let noted = std::fs::read_to_string(PathBuf::from(STATE_DIR).join(DEMO_CLOCK_FILE))
         .context("no stack on the demo clock here: start one with `touchpoint up --keep`")?;
     let mut lines = noted.lines();
@@ -432,8 +415,15 @@ fn start_broker(processes: &mut Stack, state: &Path, fresh: bool) -> anyhow::Res
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> anyhow::Result<UpOptions> {
-        UpOptions::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    #[derive(clap::Parser)]
+    struct Up {
+        #[command(flatten)]
+        options: UpOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<UpOptions, clap::Error> {
+        use clap::Parser as _;
+        Up::try_parse_from(std::iter::once("up").chain(args.iter().copied())).map(|u| u.options)
     }
 
     #[test]
@@ -454,18 +444,17 @@ mod tests {
 
     #[test]
     fn bad_flags_are_refused_with_what_up_takes() {
-        for bad in [
-            &["--days"][..],
-            &["--days", "0"],
-            &["--days", "x"],
-            &["--fast"],
-        ] {
+        for bad in [&["--days"][..], &["--days", "0"], &["--days", "x"]] {
             let error = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(
-                error.contains("--days") || error.contains("--no-demo"),
-                "{bad:?}: {error}"
-            );
+            assert!(error.contains("--days <N>"), "{bad:?}: {error}");
         }
+        let unknown = parse(&["--fast"]).err().map(|e| e.to_string());
+        assert!(
+            unknown
+                .as_ref()
+                .is_some_and(|e| e.contains("'--fast'") && e.contains("Usage: up [OPTIONS]")),
+            "{unknown:?}"
+        );
     }
 
     #[test]

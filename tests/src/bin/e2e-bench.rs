@@ -538,12 +538,14 @@ async fn open_cases(
                     program: "load".into(),
                     language: Language::En,
                     time_zone: zone.clone(),
-                    name: ("Load".into(), format!("Patient{i}")),
+                    given: "Load".into(),
+                    family: format!("Patient{i}"),
                     mobile: mobile(i),
                     email: String::new(),
                     consents: vec![Channel::Sms],
-                    team: (String::new(), String::new()),
-                    request_id: format!("load-{i}"),
+                    coordinator: String::new(),
+                    navigator: String::new(),
+                    request_id: Some(format!("load-{i}")),
                 };
                 open_with(&mut cases, &patient, zero + load.offset(i), "e2e-bench")
                     .await

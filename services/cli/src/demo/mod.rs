@@ -251,12 +251,14 @@ async fn enrol(
         program: patient.program.into(),
         language: patient.language,
         time_zone: patient.zone.into(),
-        name: (patient.name.0.into(), patient.name.1.into()),
+        given: patient.name.0.into(),
+        family: patient.name.1.into(),
         mobile: patient.mobile.into(),
         email: patient.email.into(),
         consents: patient.consents.to_vec(),
-        team: (cast::coordinator_for(patient).into(), "nav-ines".into()),
-        request_id: request_id.clone(),
+        coordinator: cast::coordinator_for(patient).into(),
+        navigator: "nav-ines".into(),
+        request_id: Some(request_id.clone()),
     };
     let (case_id, _) = open_with(cases, &args, at, "touchpoint-demo").await?;
     // Therapy starts two days in; a refill patient's first fill lasts ten days.
