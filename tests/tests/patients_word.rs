@@ -567,8 +567,9 @@ const REFILL_STEP: (&str, &str, &str) = ("refill-reminder", "five-days-before", 
 
 /// Ana is in the adherence program, whose texts go to her daughter, and in the
 /// refill reminders on her own number. The adherence program texts her
-/// daughter; then Ana texts STOP from her own number, and each program texts
-/// her number.
+/// daughter; then Ana texts STOP from her own number, which answers it (a
+/// reply from any of a case's numbers answers the case's latest text on the
+/// channel), and each program texts her number.
 async fn stop_after_an_adherence_text(hub: &mut Hub) -> Stopped {
     let ana = PATIENTS[0];
     let adherence = open_with_caregiver(&mut hub.cases, ana, Some(CAREGIVER)).await;
