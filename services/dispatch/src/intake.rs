@@ -108,11 +108,13 @@ impl Programs {
         }
     }
 
-    /// The row it is kept in ("" for every program), unless it is the case's.
-    fn program_id(&self) -> String {
+    /// The row it is kept in ("" for every program); None for the case's,
+    /// which the statement reads from the case's view.
+    fn row(&self) -> Option<String> {
         match self {
-            Programs::Only(program_id) => program_id.clone(),
-            Programs::Every | Programs::TheCases => String::new(),
+            Programs::Every => Some(String::new()),
+            Programs::Only(program_id) => Some(program_id.clone()),
+            Programs::TheCases => None,
         }
     }
 }
@@ -429,8 +431,8 @@ async fn apply_to_view(
         // when it is the case's and the case is unknown.
         Intake::DestinationOptedOut(d) => sqlx::query(
             "INSERT INTO opted_out_destinations (channel, destination, program_id, opted_out_at)
-             SELECT $1, $2, p, $3 FROM (SELECT CASE WHEN $4 THEN (
-                 SELECT program_id FROM case_views WHERE case_id = $6) ELSE $5 END AS p) x
+             SELECT $1, $2, p, $3 FROM (SELECT COALESCE($4,
+                 (SELECT program_id FROM case_views WHERE case_id = $5)) AS p) x
              WHERE p IS NOT NULL
              ON CONFLICT (channel, destination, program_id) DO UPDATE
              SET opted_out_at = GREATEST(opted_out_destinations.opted_out_at, $3)",
@@ -438,13 +440,12 @@ async fn apply_to_view(
         .bind(d.channel.as_str_name())
         .bind(d.value)
         .bind(d.at)
-        .bind(d.programs == Programs::TheCases)
-        .bind(d.programs.program_id())
+        .bind(d.programs.row())
         .bind(case_id),
         Intake::DestinationOptedIn(d) => sqlx::query(
             "INSERT INTO opted_out_destinations (channel, destination, program_id, opted_in_at)
-             SELECT $1, $2, p, $3 FROM (SELECT CASE WHEN $4 THEN (
-                 SELECT program_id FROM case_views WHERE case_id = $6) ELSE $5 END AS p) x
+             SELECT $1, $2, p, $3 FROM (SELECT COALESCE($4,
+                 (SELECT program_id FROM case_views WHERE case_id = $5)) AS p) x
              WHERE p IS NOT NULL
              ON CONFLICT (channel, destination, program_id) DO UPDATE
              SET opted_in_at = GREATEST(opted_out_destinations.opted_in_at, $3)",
@@ -452,8 +453,7 @@ async fn apply_to_view(
         .bind(d.channel.as_str_name())
         .bind(d.value)
         .bind(d.at)
-        .bind(d.programs == Programs::TheCases)
-        .bind(d.programs.program_id())
+        .bind(d.programs.row())
         .bind(case_id),
         Intake::Revoked(channel) => sqlx::query(
             "UPDATE case_views SET consented = array_remove(consented, $2), updated_at = now()

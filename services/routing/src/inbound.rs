@@ -261,14 +261,12 @@ impl Inbound {
         // any.
         let reach = match &word {
             Some(w) if w.intent == Intent::OptOut => {
-                let holders: Vec<Holder<'_>> = cases
-                    .iter()
-                    .map(|c| Holder {
+                self.settings
+                    .opt_out_scope
+                    .reach(cases.iter().map(|c| Holder {
                         program_id: &c.routing.program_id,
                         answered: c.in_reply_to.is_some(),
-                    })
-                    .collect();
-                self.settings.opt_out_scope.reach(&holders)
+                    }))
             }
             _ => Reach::Every,
         };

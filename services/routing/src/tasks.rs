@@ -602,15 +602,10 @@ async fn opt_out_everywhere(
         holders.push((case_id, program_id));
     }
     // It answers the task's case.
-    let reach = scope.reach(
-        &holders
-            .iter()
-            .map(|(case_id, program_id)| Holder {
-                program_id,
-                answered: *case_id == task.case_id,
-            })
-            .collect::<Vec<_>>(),
-    );
+    let reach = scope.reach(holders.iter().map(|(case_id, program_id)| Holder {
+        program_id,
+        answered: *case_id == task.case_id,
+    }));
     if holders.is_empty() {
         holders.push((NO_CASE.to_owned(), String::new()));
     }

@@ -55,9 +55,9 @@ pub enum Reach {
 
 impl OptOutScope {
     /// What an opt-out stops, from the cases that hold its number.
-    pub fn reach(self, holders: &[Holder<'_>]) -> Reach {
+    pub fn reach<'a>(self, holders: impl IntoIterator<Item = Holder<'a>>) -> Reach {
         let answered: BTreeSet<String> = holders
-            .iter()
+            .into_iter()
             .filter(|h| h.answered)
             .map(|h| h.program_id.to_owned())
             .collect();
@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn by_default_an_opt_out_stops_every_program_on_every_case() {
         let holders = [holder("adherence", true), holder("refill-reminder", false)];
-        let reach = OptOutScope::AllPrograms.reach(&holders);
+        let reach = OptOutScope::AllPrograms.reach(holders);
         assert_eq!(reach, Reach::Every);
         assert_eq!(reach.for_case("refill-reminder"), Some(String::new()));
     }
@@ -113,7 +113,7 @@ mod tests {
             holder("refill-reminder", false),
             holder("adherence", false),
         ];
-        let reach = OptOutScope::Program.reach(&holders);
+        let reach = OptOutScope::Program.reach(holders);
         assert_eq!(reach.for_case("adherence"), Some("adherence".to_owned()));
         assert_eq!(reach.for_case("refill-reminder"), None);
     }
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn scoped_by_program_an_opt_out_that_answers_nothing_stops_everything() {
         let holders = [holder("adherence", false), holder("refill-reminder", false)];
-        assert_eq!(OptOutScope::Program.reach(&holders), Reach::Every);
-        assert_eq!(OptOutScope::Program.reach(&[]), Reach::Every);
+        assert_eq!(OptOutScope::Program.reach(holders), Reach::Every);
+        assert_eq!(OptOutScope::Program.reach([]), Reach::Every);
     }
 }
