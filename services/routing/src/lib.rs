@@ -284,10 +284,13 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
+                let mark = roster.read().unwrap_or_else(PoisonError::into_inner).mark();
                 match store::load_members(&pool).await {
                     Ok(members) => {
-                        *roster.write().unwrap_or_else(PoisonError::into_inner) =
-                            Roster::new(members);
+                        roster
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .reload(mark, Roster::new(members));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "roster reload failed; keeping the last one")

@@ -126,6 +126,9 @@ impl Member {
 pub struct Roster {
     members: Vec<Member>,
     by_id: HashMap<String, usize>,
+    /// How many changes this roster has taken in place, so a reload read
+    /// from storage before one of them does not undo it.
+    changes: u64,
 }
 
 impl Roster {
@@ -140,6 +143,7 @@ impl Roster {
 
     /// Adds `member` or replaces the one with its id.
     pub fn upsert(&mut self, member: Member) {
+        self.changes += 1;
         match self.by_id.get(&member.id) {
             Some(&i) => self.members[i] = member,
             None => {
@@ -156,7 +160,27 @@ impl Roster {
 
     /// The member with `id`, to change.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Member> {
-        self.by_id.get(id).map(|&i| &mut self.members[i])
+        let i = *self.by_id.get(id)?;
+        self.changes += 1;
+        Some(&mut self.members[i])
+    }
+
+    /// A mark to give [`Roster::reload`]: the changes taken so far.
+    pub fn mark(&self) -> u64 {
+        self.changes
+    }
+
+    /// Takes `fresh`, read from storage after `mark` was taken, unless this
+    /// roster changed in place since then (the read may predate that change;
+    /// the next reload brings both). Returns whether it took it.
+    pub fn reload(&mut self, mark: u64, fresh: Roster) -> bool {
+        if self.changes != mark {
+            return false;
+        }
+        let changes = self.changes;
+        *self = fresh;
+        self.changes = changes;
+        true
     }
 
     /// Every member, in the order first added.
@@ -172,5 +196,47 @@ impl Roster {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> Member {
+        Member {
+            id: id.into(),
+            role: Role::Coordinator,
+            time_zone: chrono_tz::UTC,
+            programs: BTreeSet::new(),
+            languages: BTreeSet::new(),
+            skills: BTreeSet::new(),
+            capacity: 1,
+            open_tasks: 0,
+            presence: Presence::Available,
+            shifts: Vec::new(),
+            last_assigned_at: None,
+        }
+    }
+
+    #[test]
+    fn a_reload_read_before_a_member_was_added_does_not_drop_them() {
+        let mut roster = Roster::new([member("ana")]);
+        let mark = roster.mark();
+        let read_before = Roster::new([member("ana")]);
+        roster.upsert(member("carla"));
+        assert!(!roster.reload(mark, read_before));
+        assert!(roster.get("carla").is_some());
+    }
+
+    #[test]
+    fn a_reload_with_no_change_since_takes_what_storage_holds() {
+        let mut roster = Roster::new([member("ana")]);
+        let mark = roster.mark();
+        assert!(roster.reload(mark, Roster::new([member("bo")])));
+        assert!(roster.get("ana").is_none());
+        assert!(roster.get("bo").is_some());
+        roster.upsert(member("carla"));
+        assert!(!roster.reload(mark, Roster::new([member("bo")])));
     }
 }
