@@ -30,7 +30,7 @@ use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::secret::SecretString;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::topics::Stream;
+use touchpoint_platform::topics::{Stream, TopicUse};
 use touchpoint_programs::{Catalogue, StateRules};
 use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 
@@ -50,6 +50,14 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// The streams it publishes and consumes, and its consumer group: what its
+/// broker identity may do (`k8s/base/kafka-users.yaml`).
+pub const TOPIC_USE: TopicUse = TopicUse {
+    publishes: &[Stream::Attempt],
+    consumes: &[Stream::Case, Stream::Inbound, Stream::Outreach],
+    group: intake::CONSUMER,
+};
 
 /// The gRPC port when `TOUCHPOINT_GRPC_ADDR` is unset.
 pub const DEFAULT_GRPC_PORT: u16 = 50053;
@@ -101,6 +109,10 @@ pub struct Config {
     pub fax: Option<FaxProvider>,
     /// `TOUCHPOINT_PROVIDER_TIMEOUT_MS`: how long a provider has to answer.
     pub provider_timeout: Duration,
+    /// `TOUCHPOINT_PROVIDER_CA_FILE`: a PEM file of certificate authorities the
+    /// SMS and fax providers' `https://` URLs may also be signed by (a private
+    /// CA, or the sandbox's development one), beside the public web's roots.
+    pub provider_roots: Option<String>,
 }
 
 /// The Phaxio-speaking fax provider's settings.
@@ -123,7 +135,7 @@ impl FaxProvider {
         let Some(base_url) = env.raw("TOUCHPOINT_FAX_URL") else {
             return Ok(None);
         };
-        plain_http("TOUCHPOINT_FAX_URL", &base_url)?;
+        provider_url("TOUCHPOINT_FAX_URL", &base_url)?;
         let required = |var: &str| {
             env.raw(var).ok_or_else(|| ConfigError {
                 var: var.to_owned(),
@@ -140,17 +152,35 @@ impl FaxProvider {
     }
 }
 
-/// The HTTP client is plain HTTP/1.1 for now: a provider reached over TLS needs
-/// a local TLS proxy (noted on the issue).
-fn plain_http(var: &str, url: &str) -> Result<(), ConfigError> {
-    if url.starts_with("http://") {
+/// A provider's base URL: `https://` (the providers themselves), or `http://`
+/// (the sandbox, or a proxy on the same host).
+fn provider_url(var: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("https://") || url.starts_with("http://") {
         Ok(())
     } else {
         Err(ConfigError {
             var: var.to_owned(),
-            reason: "expected an http:// URL (TLS is not built in yet)".into(),
+            reason: "expected an https:// (or http://) URL".into(),
         })
     }
+}
+
+/// `TOUCHPOINT_PROVIDER_CA_FILE`: the PEM it names, checked to hold
+/// certificates.
+fn provider_roots(env: &Env) -> Result<Option<String>, ConfigError> {
+    const VAR: &str = "TOUCHPOINT_PROVIDER_CA_FILE";
+    let Some(path) = env.raw(VAR) else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+        var: VAR.into(),
+        reason: format!("cannot read {path}: {e}"),
+    })?;
+    touchpoint_platform::tls::certificates(&pem).map_err(|e| ConfigError {
+        var: VAR.into(),
+        reason: format!("{path}: {e}"),
+    })?;
+    Ok(Some(pem))
 }
 
 /// The SMTP relay's settings.
@@ -280,7 +310,7 @@ impl SmsProvider {
         let Some(base_url) = env.raw(&var("URL")) else {
             return Ok(None);
         };
-        plain_http(&var("URL"), &base_url)?;
+        provider_url(&var("URL"), &base_url)?;
         let required = |suffix: &str| {
             env.raw(&var(suffix)).ok_or_else(|| ConfigError {
                 var: var(suffix),
@@ -331,6 +361,7 @@ impl Config {
             smtp: SmtpRelay::from_env(env)?,
             fax: FaxProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
+            provider_roots: provider_roots(env)?,
         })
     }
 
@@ -352,6 +383,7 @@ impl Config {
             smtp: None,
             fax: None,
             provider_timeout: Duration::from_secs(10),
+            provider_roots: None,
         }
     }
 }
@@ -370,6 +402,9 @@ pub enum DispatchStartError {
     /// The SMTP settings.
     #[error(transparent)]
     Email(#[from] providers::email::MailerError),
+    /// The providers' TLS settings.
+    #[error("the providers' TLS settings: {0}")]
+    ProviderTls(#[from] touchpoint_platform::tls::TlsError),
     /// The callback listener.
     #[error("cannot listen for callbacks on {addr}: {source}")]
     Http {
@@ -415,11 +450,8 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         )));
 
     let intake = InboxConsumer::new(
-        intake::CONSUMER,
-        [Stream::Case, Stream::Inbound, Stream::Outreach]
-            .iter()
-            .map(|s| platform.topics.name(*s))
-            .collect(),
+        TOPIC_USE.group,
+        TOPIC_USE.consumed(&platform.topics),
         platform.pool.clone(),
         Intaker::new(platform.clock.clone(), rules),
         &platform.config,
@@ -442,7 +474,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         .callback_base
         .clone()
         .unwrap_or_else(|| format!("http://{http_addr}"));
-    let client = HttpClient::new(config.provider_timeout);
+    let client = HttpClient::trusting(config.provider_timeout, config.provider_roots.as_deref())?;
     let providers = Arc::new(Providers {
         sms: config
             .sms
@@ -579,13 +611,57 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_url_or_authority_file_that_cannot_be_used_is_refused_at_start() {
+        let sms = |url: &'static str| {
+            Env::from_pairs([
+                ("TOUCHPOINT_SMS_PRIMARY_URL", url),
+                ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", "AC123"),
+                ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", "token"),
+                ("TOUCHPOINT_SMS_PRIMARY_FROM", "+15005550006"),
+            ])
+        };
+        assert!(
+            SmsProvider::from_env(
+                &sms("https://api.twilio.com"),
+                "primary",
+                "TOUCHPOINT_SMS_PRIMARY"
+            )
+            .is_ok()
+        );
+        let refused =
+            SmsProvider::from_env(&sms("api.twilio.com"), "primary", "TOUCHPOINT_SMS_PRIMARY");
+        assert_eq!(
+            refused.err().map(|e| e.var).as_deref(),
+            Some("TOUCHPOINT_SMS_PRIMARY_URL")
+        );
+        let not_pem = std::env::temp_dir().join(format!("not-a-ca-{}.pem", std::process::id()));
+        let written = std::fs::write(&not_pem, "not a certificate");
+        assert!(written.is_ok(), "{written:?}");
+        let path = not_pem.display().to_string();
+        let refused = provider_roots(&Env::from_pairs([(
+            "TOUCHPOINT_PROVIDER_CA_FILE",
+            path.as_str(),
+        )]));
+        let _ = std::fs::remove_file(&not_pem);
+        assert_eq!(
+            refused.err().map(|e| e.var).as_deref(),
+            Some("TOUCHPOINT_PROVIDER_CA_FILE")
+        );
+        let missing = provider_roots(&Env::from_pairs([(
+            "TOUCHPOINT_PROVIDER_CA_FILE",
+            "/no/such/ca.pem",
+        )]));
+        assert!(missing.is_err());
+    }
+
+    #[test]
     fn the_configuration_shows_no_secret_when_printed() {
         let env = Env::from_pairs([
-            ("TOUCHPOINT_SMS_PRIMARY_URL", "http://sms.hub.example"),
+            ("TOUCHPOINT_SMS_PRIMARY_URL", "https://sms.hub.example"),
             ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", "AC123"),
             ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", "sms-s3cret"),
             ("TOUCHPOINT_SMS_PRIMARY_FROM", "+15005550006"),
-            ("TOUCHPOINT_FAX_URL", "http://fax.hub.example"),
+            ("TOUCHPOINT_FAX_URL", "https://fax.hub.example"),
             ("TOUCHPOINT_FAX_API_KEY", "fax-key"),
             ("TOUCHPOINT_FAX_API_SECRET", "fax-s3cret"),
             ("TOUCHPOINT_FAX_CALLBACK_TOKEN", "callback-s3cret"),

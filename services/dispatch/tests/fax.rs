@@ -167,7 +167,7 @@ async fn signed_callbacks_settle_the_fax_and_unsigned_ones_are_refused() {
         "success=true&fax=%7B%22id%22%3A{}%2C%22status%22%3A%22success%22%7D",
         fax.id
     );
-    let client = HttpClient::new(Duration::from_secs(5));
+    let client = HttpClient::new(Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
     for signature in ["", "0123456789abcdef0123456789abcdef01234567"] {
         let answer = client
             .send(

@@ -1,4 +1,5 @@
-//! SMS through the Twilio adapter's real HTTP code, against the sandbox: written
+//! SMS through the Twilio adapter's real HTTP code, against the sandbox (over
+//! HTTPS too, refusing a certificate the roots do not trust): written
 //! in the patient's language and sent once, retried after a provider error, never
 //! sent twice after an answer that never came, failed over to the second
 //! provider, and confirmed by signed status callbacks only.
@@ -13,6 +14,7 @@ use touchpoint_dispatch::domain::sms;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
 use touchpoint_dispatch::providers::signature;
 use touchpoint_platform::testkit::eventually;
+use touchpoint_platform::tls::DevCa;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
@@ -126,6 +128,72 @@ async fn an_answer_that_never_came_is_looked_up_and_not_sent_again() {
     assert_eq!((settled.state.as_str(), settled.tries), ("sent", 1));
 }
 
+/// A sandbox serving HTTPS with a certificate for 127.0.0.1 signed by `ca`.
+async fn sandbox_over_https(ca: &DevCa) -> Sandbox {
+    let identity = ca
+        .issue(&["127.0.0.1"])
+        .unwrap_or_else(|e| panic!("certificate: {e}"));
+    Sandbox::start_tls(ACCOUNT_SID, AUTH_TOKEN, &identity)
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e}"))
+}
+
+fn dev_ca() -> DevCa {
+    DevCa::generate().unwrap_or_else(|e| panic!("CA: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_goes_out_over_https_to_a_provider_whose_certificate_the_roots_trust() {
+    let ca = dev_ca();
+    let provider = sandbox_over_https(&ca).await;
+    assert!(provider.url().starts_with("https://"));
+    let world = World::running_with(NOW, |c| {
+        c.sms = vec![sms_provider("primary", &provider)];
+        c.provider_roots = Some(ca.cert_pem());
+    })
+    .await;
+    let outcomes = world.outcomes();
+    let id = request_sms(&world, "case-https").await;
+    let sent = outcomes.first(&id).await;
+    let Some(Payload::AttemptSent(sent)) = sent.payload else {
+        panic!("not sent: {sent:?}");
+    };
+    let received = provider.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(sent.provider_message_id, received[0].sid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_whose_certificate_the_roots_do_not_trust_is_never_given_the_text() {
+    let ours = dev_ca();
+    let impostor = sandbox_over_https(&dev_ca()).await;
+    let failover = sandbox_over_https(&ours).await;
+    let world = World::running_with(NOW, |c| {
+        c.sms = vec![
+            sms_provider("primary", &impostor),
+            sms_provider("failover", &failover),
+        ];
+        c.provider_roots = Some(ours.cert_pem());
+        c.sender.max_tries = 2;
+    })
+    .await;
+    let outcomes = world.outcomes();
+    let id = request_sms(&world, "case-impostor").await;
+    let sent = outcomes.first(&id).await;
+    let Some(Payload::AttemptSent(sent)) = sent.payload else {
+        panic!("not sent: {sent:?}");
+    };
+    assert_eq!(
+        sent.provider, "failover",
+        "the untrusted primary was refused"
+    );
+    assert!(
+        impostor.received().is_empty(),
+        "no text crossed the handshake"
+    );
+    assert_eq!(failover.received().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_its_tries_the_primary_fails_over_to_the_second_provider() {
     let primary = sandbox().await;
@@ -186,7 +254,7 @@ async fn signed_callbacks_are_applied_and_unsigned_ones_change_nothing() {
     outcomes.first(&id).await;
     let message = provider.received().remove(0);
     let url = message.status_callback.clone().unwrap_or_default();
-    let client = HttpClient::new(Duration::from_secs(10));
+    let client = HttpClient::new(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
     let post = |signed: Option<String>, params: Vec<(String, String)>| {
         let client = client.clone();
         let url = url.clone();

@@ -1,15 +1,22 @@
-//! The HTTP client provider adapters (and tests) share: HTTP/1.1 over hyper with a deadline per
-//! request, telling apart a request that never left (safe to send again) from
-//! one whose answer never came (the provider may have acted on it).
+//! The HTTP client provider adapters (and tests) share: HTTP/1.1 over hyper,
+//! plain or over TLS (rustls, trusting the public web's roots and any
+//! authorities given), with a deadline per request, telling apart a request
+//! that never left (safe to send again) from one whose answer never came (the
+//! provider may have acted on it). A server whose certificate the roots do not
+//! trust is a request that never left: the handshake fails before it is sent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::tls::{self, TlsError};
 
 /// How a request went.
 #[derive(Debug)]
@@ -31,19 +38,32 @@ pub enum Exchange {
 /// A shared HTTP/1.1 client.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl HttpClient {
-    /// A client whose requests give up after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        Self {
+    /// A client whose requests give up after `timeout`, trusting the public
+    /// web's roots for `https://` URLs.
+    pub fn new(timeout: Duration) -> Result<Self, TlsError> {
+        Self::trusting(timeout, None)
+    }
+
+    /// A client whose requests give up after `timeout`, trusting the public
+    /// web's roots and the authorities in `extra_roots_pem` for `https://` URLs.
+    pub fn trusting(timeout: Duration, extra_roots_pem: Option<&str>) -> Result<Self, TlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(Arc::unwrap_or_clone(tls::client_config(extra_roots_pem)?))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,
-        }
+        })
     }
 
     /// Sends a request; `headers` are (name, value) pairs.

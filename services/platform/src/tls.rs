@@ -1,14 +1,15 @@
-//! TLS material: a server identity read from PEM, and a throwaway development
-//! certificate authority that issues server certificates for local runs and
-//! tests. A development CA's key lives only in the process that made it; nothing
-//! it signs belongs in production.
+//! TLS material: a server identity read from PEM, what an outgoing connection
+//! trusts (the public web's roots and any authorities given), and a throwaway
+//! development certificate authority that issues server certificates for local
+//! runs and tests. A development CA's key lives only in the process that made
+//! it; nothing it signs belongs in production.
 
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::access::Role;
 use crate::secret::{ExposeSecret as _, SecretString};
@@ -40,12 +41,7 @@ impl Identity {
     /// A rustls server configuration presenting this identity, with rustls's
     /// safe default protocol versions and no client certificates.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| TlsError::Pem("certificate"))?;
-        if chain.is_empty() {
-            return Err(TlsError::Pem("certificate"));
-        }
+        let chain = certificates(&self.cert_pem)?;
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.expose_secret().as_bytes())
             .map_err(|_| TlsError::Pem("private key"))?;
         let config =
@@ -55,6 +51,36 @@ impl Identity {
                 .with_single_cert(chain, key)?;
         Ok(Arc::new(config))
     }
+}
+
+/// The certificates in `pem`; none is an error.
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let found = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| TlsError::Pem("certificate"))?;
+    if found.is_empty() {
+        return Err(TlsError::Pem("certificate"));
+    }
+    Ok(found)
+}
+
+/// A rustls client configuration that trusts the public web's roots (Mozilla's,
+/// as `webpki-roots` carries them) and the authorities in `extra_roots_pem` (a
+/// private CA, or a development one), with rustls's safe default protocol
+/// versions.
+pub fn client_config(extra_roots_pem: Option<&str>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_roots_pem {
+        for authority in certificates(pem)? {
+            roots.add(authority)?;
+        }
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A development certificate authority.
@@ -134,6 +160,18 @@ mod tests {
         let identity = ca.issue(&["localhost", "127.0.0.1"])?;
         assert!(identity.server_config().is_ok());
         assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_client_trusts_the_public_roots_and_any_authority_given() -> Result<(), TlsError> {
+        assert!(client_config(None).is_ok());
+        let ca = DevCa::generate()?;
+        assert!(client_config(Some(&ca.cert_pem())).is_ok());
+        assert!(matches!(
+            client_config(Some("not a certificate")),
+            Err(TlsError::Pem("certificate"))
+        ));
         Ok(())
     }
 

@@ -46,6 +46,27 @@ impl Stream {
     }
 }
 
+/// What a service does with the event contract's streams. Its broker
+/// identity's ACLs (`k8s/base/kafka-users.yaml`) grant exactly this: write
+/// what it publishes and the dead-letter twins of what it consumes, read what
+/// it consumes, in its own group.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicUse {
+    /// The streams it publishes to.
+    pub publishes: &'static [Stream],
+    /// The streams it consumes.
+    pub consumes: &'static [Stream],
+    /// Its consumer group.
+    pub group: &'static str,
+}
+
+impl TopicUse {
+    /// The topics it consumes, under `topics`' prefix.
+    pub fn consumed(&self, topics: &Topics) -> Vec<String> {
+        self.consumes.iter().map(|s| topics.name(*s)).collect()
+    }
+}
+
 /// The suffix of a dead-letter topic.
 pub const DLQ_SUFFIX: &str = ".dlq";
 

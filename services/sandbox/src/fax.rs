@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Fault, basic_auth, is_e164, post_callback, serve};
 use touchpoint_platform::multipart;
 use touchpoint_platform::signature;
+use touchpoint_platform::tls::Identity;
 
 /// The largest document taken.
 const MAX_BODY: usize = 20 * 1024 * 1024;
@@ -89,7 +90,7 @@ impl Shared {
 /// A running fax sandbox; it stops when dropped.
 #[derive(Debug)]
 pub struct FaxSandbox {
-    addr: SocketAddr,
+    url: String,
     shared: Shared,
     stop: CancellationToken,
 }
@@ -110,19 +111,20 @@ impl FaxSandbox {
     ) -> std::io::Result<Self> {
         Self::start_on(
             SocketAddr::from(([127, 0, 0, 1], 0)),
-            api_key,
-            api_secret,
+            (api_key, api_secret),
             callback_token,
+            None,
         )
         .await
     }
 
-    /// Starts a sandbox listening on `addr`.
+    /// Starts a sandbox listening on `addr` for the key pair `(key, secret)`,
+    /// over TLS with `tls` when given.
     pub async fn start_on(
         addr: SocketAddr,
-        api_key: &str,
-        api_secret: &str,
+        (api_key, api_secret): (&str, &str),
         callback_token: &str,
+        tls: Option<&Identity>,
     ) -> std::io::Result<Self> {
         let shared = Shared {
             api_key: api_key.to_owned(),
@@ -134,13 +136,13 @@ impl FaxSandbox {
             .route("/v2/faxes", post(create).get(list))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(shared.clone());
-        let (addr, stop) = serve(addr, app).await?;
-        Ok(Self { addr, shared, stop })
+        let (url, stop) = serve(addr, tls, app).await?;
+        Ok(Self { url, shared, stop })
     }
 
     /// Its base URL, for the adapter's configuration.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// The next send request meets `fault` instead of being taken.

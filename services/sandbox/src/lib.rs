@@ -15,6 +15,7 @@
 //! them. [`post_inbound_text`] plays a patient texting back.
 
 pub mod fax;
+pub mod https;
 pub mod smtp;
 
 /// The sandbox process's addresses and development credentials, shared by
@@ -48,7 +49,8 @@ pub mod local {
     /// The SMTP password (development only).
     pub const SMTP_PASSWORD: &str = "sandbox-smtp-password";
     /// Where the sandbox writes its development CA's certificate, so dispatch
-    /// can verify the SMTP server's: `TOUCHPOINT_SANDBOX_CA_FILE`.
+    /// can verify the SMTP server's and the HTTPS providers' certificates:
+    /// `TOUCHPOINT_SANDBOX_CA_FILE`.
     pub const CA_FILE_VAR: &str = "TOUCHPOINT_SANDBOX_CA_FILE";
 
     /// Dispatch's provider settings for the sandbox process, as environment
@@ -56,11 +58,11 @@ pub mod local {
     pub fn dispatch_env(ca_file: &std::path::Path) -> Vec<(&'static str, String)> {
         let (smtp_host, smtp_port) = SMTP_ADDR.split_once(':').unwrap_or((SMTP_ADDR, "25"));
         vec![
-            ("TOUCHPOINT_SMS_PRIMARY_URL", format!("http://{SMS_ADDR}")),
+            ("TOUCHPOINT_SMS_PRIMARY_URL", format!("https://{SMS_ADDR}")),
             ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", ACCOUNT_SID.into()),
             ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", AUTH_TOKEN.into()),
             ("TOUCHPOINT_SMS_PRIMARY_FROM", SMS_FROM.into()),
-            ("TOUCHPOINT_FAX_URL", format!("http://{FAX_ADDR}")),
+            ("TOUCHPOINT_FAX_URL", format!("https://{FAX_ADDR}")),
             ("TOUCHPOINT_FAX_API_KEY", FAX_API_KEY.into()),
             ("TOUCHPOINT_FAX_API_SECRET", FAX_API_SECRET.into()),
             ("TOUCHPOINT_FAX_CALLBACK_TOKEN", FAX_CALLBACK_TOKEN.into()),
@@ -71,6 +73,7 @@ pub mod local {
             ("TOUCHPOINT_SMTP_PASSWORD", SMTP_PASSWORD.into()),
             ("TOUCHPOINT_SMTP_TLS", "required".into()),
             ("TOUCHPOINT_SMTP_CA_FILE", ca_file.display().to_string()),
+            ("TOUCHPOINT_PROVIDER_CA_FILE", ca_file.display().to_string()),
         ]
     }
 }
@@ -94,6 +97,7 @@ use tokio_util::sync::CancellationToken;
 
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::signature;
+use touchpoint_platform::tls::Identity;
 
 /// A message the sandbox took (patient data, kept only in memory).
 #[derive(Clone, PartialEq, Eq)]
@@ -160,7 +164,7 @@ impl Shared {
 /// A running sandbox; it stops when dropped.
 #[derive(Debug)]
 pub struct Sandbox {
-    addr: SocketAddr,
+    url: String,
     shared: Shared,
     stop: CancellationToken,
 }
@@ -179,15 +183,33 @@ impl Sandbox {
             SocketAddr::from(([127, 0, 0, 1], 0)),
             account_sid,
             auth_token,
+            None,
         )
         .await
     }
 
-    /// Starts a sandbox listening on `addr`.
+    /// Starts a sandbox on a free port of 127.0.0.1 serving HTTPS with
+    /// `identity` (its certificate should name 127.0.0.1).
+    pub async fn start_tls(
+        account_sid: &str,
+        auth_token: &str,
+        identity: &Identity,
+    ) -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            account_sid,
+            auth_token,
+            Some(identity),
+        )
+        .await
+    }
+
+    /// Starts a sandbox listening on `addr`, over TLS with `tls` when given.
     pub async fn start_on(
         addr: SocketAddr,
         account_sid: &str,
         auth_token: &str,
+        tls: Option<&Identity>,
     ) -> std::io::Result<Self> {
         let shared = Shared {
             account_sid: account_sid.to_owned(),
@@ -200,13 +222,13 @@ impl Sandbox {
                 post(create).get(list),
             )
             .with_state(shared.clone());
-        let (addr, stop) = serve(addr, app).await?;
-        Ok(Self { addr, shared, stop })
+        let (url, stop) = serve(addr, tls, app).await?;
+        Ok(Self { url, shared, stop })
     }
 
-    /// Its base URL, for an adapter's configuration.
+    /// Its base URL (`http://` or `https://`), for an adapter's configuration.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// The next create request meets `fault` instead of being taken.
@@ -285,21 +307,42 @@ pub async fn post_inbound_text(url: &str, auth_token: &str, text: &InboundText<'
     post_callback(url, &params, signature::HEADER, &signed).await
 }
 
-/// Serves `app` on `addr` until the returned token is cancelled.
-async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<(SocketAddr, CancellationToken)> {
+/// Serves `app` on `addr`, over TLS with `tls` when given, until the returned
+/// token is cancelled; returns its base URL.
+async fn serve(
+    addr: SocketAddr,
+    tls: Option<&Identity>,
+    app: Router,
+) -> std::io::Result<(String, CancellationToken)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let stopped = stop.clone();
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::warn!(%error, "sandbox stopped");
+    let url = match tls {
+        None => {
+            tokio::spawn(run(listener, app, stopped));
+            format!("http://{addr}")
         }
-    });
-    Ok((addr, stop))
+        Some(identity) => {
+            let config = identity.server_config().map_err(std::io::Error::other)?;
+            tokio::spawn(run(https::TlsListener::new(listener, config), app, stopped));
+            format!("https://{addr}")
+        }
+    };
+    Ok((url, stop))
+}
+
+async fn run<L>(listener: L, app: Router, stopped: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stopped.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "sandbox stopped");
+    }
 }
 
 /// Whether `headers` carry HTTP basic auth for `user` and `password`.
@@ -330,7 +373,9 @@ async fn post_callback(
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter())
         .finish();
-    let client = HttpClient::new(Duration::from_secs(10));
+    let Ok(client) = HttpClient::new(Duration::from_secs(10)) else {
+        return None;
+    };
     match client
         .send(
             Method::POST,

@@ -10,9 +10,11 @@
 //! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082), `TOUCHPOINT_SANDBOX_SMTP_ADDR`
 //! (127.0.0.1:2525). Credentials are the development ones in
 //! [`touchpoint_sandbox::local`]. The SMTP server offers STARTTLS
-//! with a certificate from a development CA made at start; with
+//! with a certificate from a development CA made at start. With
 //! `TOUCHPOINT_SANDBOX_CA_FILE` set, that CA's certificate is written there
-//! before anything listens.
+//! before anything listens, and the SMS and fax providers serve HTTPS with a
+//! certificate it signed, as the providers themselves do; unset, they serve
+//! plain HTTP (for a client that cannot be given the CA).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,24 +40,29 @@ async fn main() -> anyhow::Result<()> {
     let smtp_addr = addr("TOUCHPOINT_SANDBOX_SMTP_ADDR", local::SMTP_ADDR)?;
     let ca = DevCa::generate()?;
     let identity = ca.issue(&["127.0.0.1", "localhost"])?;
-    if let Some(path) = std::env::var_os(local::CA_FILE_VAR) {
-        std::fs::write(&path, ca.cert_pem())
-            .with_context(|| format!("{}: cannot write the CA certificate", local::CA_FILE_VAR))?;
-    }
-    let sms = Sandbox::start_on(sms_addr, local::ACCOUNT_SID, local::AUTH_TOKEN)
+    let https = match std::env::var_os(local::CA_FILE_VAR) {
+        Some(path) => {
+            std::fs::write(&path, ca.cert_pem()).with_context(|| {
+                format!("{}: cannot write the CA certificate", local::CA_FILE_VAR)
+            })?;
+            Some(&identity)
+        }
+        None => None,
+    };
+    let sms = Sandbox::start_on(sms_addr, local::ACCOUNT_SID, local::AUTH_TOKEN, https)
         .await
         .with_context(|| format!("cannot listen on {sms_addr}"))?;
     let fax = FaxSandbox::start_on(
         fax_addr,
-        local::FAX_API_KEY,
-        local::FAX_API_SECRET,
+        (local::FAX_API_KEY, local::FAX_API_SECRET),
         local::FAX_CALLBACK_TOKEN,
+        https,
     )
     .await
     .with_context(|| format!("cannot listen on {fax_addr}"))?;
     let smtp_options = SmtpOptions {
         credentials: Some((local::SMTP_USER.into(), local::SMTP_PASSWORD.into())),
-        tls: Some(identity),
+        tls: Some(identity.clone()),
     };
     let smtp = SmtpServer::start_on(smtp_addr, smtp_options)
         .await

@@ -95,7 +95,7 @@ impl World {
             http: addresses.http,
             grpc: addresses.grpc,
             events,
-            web: HttpClient::new(Duration::from_secs(30)),
+            web: HttpClient::new(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}")),
             shutdown,
         }
     }
