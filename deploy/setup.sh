@@ -2,6 +2,7 @@
 # Prepares a machine for Touchpoint's local runs and tests. Run it once; it is
 # idempotent and takes a second when everything is already there.
 #
+#   - a C toolchain and OpenSSL's headers, for librdkafka (TLS and SASL)
 #   - Tansu 0.6.0, the Kafka-protocol broker (cargo install, ~10 min the first time)
 #   - cargo-nextest, the test runner
 #   - cargo-fuzz, for the fuzz targets in fuzz/
@@ -34,9 +35,10 @@ apt_install() {
 }
 
 # --- build tools -------------------------------------------------------------
-if ! command -v cc >/dev/null || ! command -v make >/dev/null || ! command -v pkg-config >/dev/null; then
-    say "installing the C toolchain librdkafka builds with"
-    apt_install build-essential pkg-config
+if ! command -v cc >/dev/null || ! command -v make >/dev/null || ! command -v pkg-config >/dev/null \
+    || ! pkg-config --exists openssl; then
+    say "installing the C toolchain and OpenSSL headers librdkafka builds with"
+    apt_install build-essential pkg-config libssl-dev
 fi
 
 # --- Tansu -------------------------------------------------------------------

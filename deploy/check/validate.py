@@ -2,7 +2,8 @@
 
     validate.py k8s FILE        rendered kustomize output: every object against the
                                 Kubernetes 1.32 schema (strict: an unknown field
-                                is an error), KafkaTopic against Strimzi's fields
+                                is an error), KafkaTopic and KafkaUser against
+                                Strimzi's fields
     validate.py compose FILE    a compose file against the Compose Specification
     validate.py dockerfile FILE a Dockerfile through hadolint (errors fail)
 
@@ -25,8 +26,9 @@ KUBERNETES_VERSION = "1.32.0"
 
 
 def k8s(path):
-    problems, objects, topics, deployments = [], [], {}, {}
+    problems, objects, topics, deployments, users = [], [], {}, {}, {}
     topic_schema = json.loads((HERE / "kafkatopic.schema.json").read_text())
+    user_schema = json.loads((HERE / "kafkauser.schema.json").read_text())
     with open(path) as f:
         documents = [d for d in yaml.safe_load_all(f) if d is not None]
     for doc in documents:
@@ -40,6 +42,9 @@ def k8s(path):
                     "partitions": spec["partitions"],
                     "replicas": spec["replicas"],
                 }
+            elif kind == "KafkaUser":
+                jsonschema.validate(doc, user_schema)
+                users[name] = user_summary(doc)
             else:
                 kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
             if kind == "Deployment":
@@ -49,8 +54,27 @@ def k8s(path):
             problems.append(f"{kind}/{name}: {where}: {e.message}")
         except kubernetes_validate.SchemaNotFoundError:
             problems.append(f"{kind}/{name}: no schema for {doc.get('apiVersion')}")
-    summary = {"objects": sorted(objects), "topics": topics, "deployments": deployments}
+    summary = {
+        "objects": sorted(objects),
+        "topics": topics,
+        "deployments": deployments,
+        "users": users,
+    }
     return problems, summary
+
+
+def user_summary(doc):
+    """A KafkaUser's grants, as `type:pattern:name` -> sorted operations."""
+    grants = {}
+    for acl in doc["spec"]["authorization"]["acls"]:
+        if acl.get("type", "allow") != "allow":
+            continue
+        resource = acl["resource"]
+        key = ":".join(
+            [resource["type"], resource.get("patternType", "literal"), resource.get("name", "")]
+        )
+        grants[key] = sorted(set(grants.get(key, [])) | set(acl["operations"]))
+    return {"authentication": doc["spec"]["authentication"]["type"], "grants": grants}
 
 
 def deployment_summary(doc):

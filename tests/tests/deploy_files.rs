@@ -6,7 +6,9 @@
 //!   Kubernetes schema, strictly (an unknown field fails), and each KafkaTopic
 //!   Strimzi's; every service has its Deployment (gRPC probes, limits, non-root,
 //!   graceful termination), Service and PodDisruptionBudget; every topic and DLQ
-//!   has its KafkaTopic; the overlays differ as documented.
+//!   has its KafkaTopic; each service's KafkaUser grants exactly what the service
+//!   publishes and consumes (its `TOPIC_USE`), nothing more; the overlays differ
+//!   as documented.
 //! - `deploy/compose.yaml`: fits the Compose Specification; the services read only
 //!   variables the configuration table (docs/operations.md) documents.
 //! - `deploy/Dockerfile`: passes hadolint and builds every service binary.
@@ -15,12 +17,12 @@
 //!
 //! The checkers come from `deploy/setup.sh` (`deploy/check/`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use touchpoint_platform::topics::Topics;
+use touchpoint_platform::topics::{TopicUse, Topics, dlq_of};
 
 const SERVICES: [&str; 4] = ["cases", "cadence", "dispatch", "routing"];
 
@@ -165,6 +167,63 @@ fn overlay_is_valid(overlay: &str, replicas: u64, partitions: u64, topic_replica
         assert_eq!(spec["partitions"], partitions, "{overlay}: {topic}");
         assert_eq!(spec["replicas"], topic_replicas, "{overlay}: {topic}");
     }
+    for (service, uses) in TOPIC_USES {
+        let user = &summary["users"][format!("touchpoint-{service}")];
+        assert_eq!(
+            user["authentication"], "scram-sha-512",
+            "{overlay}: {service} has no SCRAM identity"
+        );
+        let granted: BTreeMap<String, BTreeSet<String>> = user["grants"]
+            .as_object()
+            .map(|grants| {
+                grants
+                    .iter()
+                    .map(|(resource, ops)| (resource.clone(), strings(ops)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            granted,
+            least_privilege(&uses),
+            "{overlay}: {service}'s KafkaUser grants other than it needs"
+        );
+    }
+}
+
+/// Each service's use of the topics, as it declares it.
+const TOPIC_USES: [(&str, TopicUse); 4] = [
+    ("cases", touchpoint_cases::TOPIC_USE),
+    ("cadence", touchpoint_cadence::TOPIC_USE),
+    ("dispatch", touchpoint_dispatch::TOPIC_USE),
+    ("routing", touchpoint_routing::TOPIC_USE),
+];
+
+/// The grants a service needs, as `validate.py` sums them up: write (and
+/// describe) what it publishes and the dead-letter twins of what it consumes,
+/// read (and describe) what it consumes, read its group.
+fn least_privilege(uses: &TopicUse) -> BTreeMap<String, BTreeSet<String>> {
+    let topics = Topics::new("");
+    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut grant = |resource: String, op: &str| {
+        let ops = wanted.entry(resource).or_default();
+        ops.insert(op.to_owned());
+        ops.insert("Describe".to_owned());
+    };
+    for stream in uses.publishes {
+        grant(format!("topic:literal:{}", topics.name(*stream)), "Write");
+    }
+    for stream in uses.consumes {
+        grant(format!("topic:literal:{}", topics.name(*stream)), "Read");
+        grant(
+            format!("topic:literal:{}", dlq_of(&topics.name(*stream))),
+            "Write",
+        );
+    }
+    wanted.insert(
+        format!("group:literal:{}", uses.group),
+        BTreeSet::from(["Read".to_owned()]),
+    );
+    wanted
 }
 
 #[test]
@@ -181,11 +240,12 @@ fn the_prod_overlay_is_valid_kubernetes_with_three_replicas_and_replicated_topic
 fn a_manifest_with_a_wrong_field_is_refused() {
     let bad = scratch(
         "bad.yaml",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cases\nspec:\n  replicas: three\n  selector:\n    matchLabels: {app: cases}\n  template:\n    metadata:\n      labels: {app: cases}\n    spec:\n      containerz: []\n---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata:\n  name: t\n  labels: {strimzi.io/cluster: touchpoint}\nspec:\n  topicName: t\n  partitions: 0\n  replicas: 1\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cases\nspec:\n  replicas: three\n  selector:\n    matchLabels: {app: cases}\n  template:\n    metadata:\n      labels: {app: cases}\n    spec:\n      containerz: []\n---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata:\n  name: t\n  labels: {strimzi.io/cluster: touchpoint}\nspec:\n  topicName: t\n  partitions: 0\n  replicas: 1\n---\napiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaUser\nmetadata:\n  name: u\n  labels: {strimzi.io/cluster: touchpoint}\nspec:\n  authentication: {type: scram-sha-512}\n  authorization:\n    type: simple\n    acls:\n      - resource: {type: topic, name: t}\n        operations: [Publish]\n",
     );
     let problems = refused("k8s", &bad);
     assert!(problems.contains("Deployment/cases"), "{problems}");
     assert!(problems.contains("KafkaTopic/t"), "{problems}");
+    assert!(problems.contains("KafkaUser/u"), "{problems}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use touchpoint_platform::config::{ConfigError, Env, PlatformConfig};
 use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::topics::Stream;
+use touchpoint_platform::topics::{Stream, TopicUse};
 use touchpoint_proto::v1::cadence_service_server::CadenceServiceServer;
 
 use crate::api::CadenceApi;
@@ -44,6 +44,14 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// The streams it publishes and consumes, and its consumer group: what its
+/// broker identity may do (`k8s/base/kafka-users.yaml`).
+pub const TOPIC_USE: TopicUse = TopicUse {
+    publishes: &[Stream::Outreach],
+    consumes: &[Stream::Case, Stream::Attempt, Stream::Inbound],
+    group: reactions::CONSUMER,
+};
 
 /// The gRPC port when `TOUCHPOINT_GRPC_ADDR` is unset.
 pub const DEFAULT_GRPC_PORT: u16 = 50052;
@@ -138,11 +146,8 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
         .add_service(CadenceServiceServer::new(api));
 
     let reactions = InboxConsumer::new(
-        reactions::CONSUMER,
-        [Stream::Case, Stream::Attempt, Stream::Inbound]
-            .iter()
-            .map(|s| platform.topics.name(*s))
-            .collect(),
+        TOPIC_USE.group,
+        TOPIC_USE.consumed(&platform.topics),
         platform.pool.clone(),
         Reactions::new(
             catalogue.clone(),

@@ -17,7 +17,7 @@ use sqlx::migrate::Migrator;
 use touchpoint_platform::config::{ConfigError, Env, PlatformConfig};
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
-use touchpoint_platform::topics::Stream;
+use touchpoint_platform::topics::{Stream, TopicUse};
 use touchpoint_proto::v1::case_service_server::CaseServiceServer;
 
 use touchpoint_platform::inbox::InboxConsumer;
@@ -34,6 +34,14 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// The streams it publishes and consumes, and its consumer group: what its
+/// broker identity may do (`k8s/base/kafka-users.yaml`).
+pub const TOPIC_USE: TopicUse = TopicUse {
+    publishes: &[Stream::Case],
+    consumes: &[Stream::Outreach, Stream::Attempt, Stream::Inbound],
+    group: timeline_consumer::CONSUMER,
+};
 
 /// The gRPC port when `TOUCHPOINT_GRPC_ADDR` is unset.
 pub const DEFAULT_GRPC_PORT: u16 = 50051;
@@ -72,10 +80,9 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         .add_service(CaseServiceServer::new(api));
 
     // Other services' events join the case timeline.
-    let others = [Stream::Outreach, Stream::Attempt, Stream::Inbound];
     let timeline = InboxConsumer::new(
-        timeline_consumer::CONSUMER,
-        others.iter().map(|s| platform.topics.name(*s)).collect(),
+        TOPIC_USE.group,
+        TOPIC_USE.consumed(&platform.topics),
         platform.pool.clone(),
         TimelineRecorder::new(store),
         &platform.config,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::access::ApiToken;
 use crate::clock::ClockConfig;
+use crate::kafka::KafkaSecurity;
 use crate::tls::Identity;
 
 /// A configuration variable that is set but unusable.
@@ -26,7 +27,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &str, reason: impl Into<String>) -> Self {
         Self {
             var: var.to_owned(),
             reason: reason.into(),
@@ -166,6 +167,12 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// `TOUCHPOINT_TOPIC_REPLICATION`: replication factor of created topics.
     pub replication: i32,
+    /// TLS and SASL: `KAFKA_SECURITY_PROTOCOL` and the variables it brings.
+    pub security: KafkaSecurity,
+    /// `TOUCHPOINT_TOPIC_CREATE` (`true`): create missing topics at start. Off
+    /// where an operator owns the topics (Strimzi's `KafkaTopic`s) and the
+    /// service's identity may not create them.
+    pub create_topics: bool,
 }
 
 impl KafkaConfig {
@@ -198,6 +205,8 @@ impl KafkaConfig {
             topic_prefix,
             partitions: env.count("TOUCHPOINT_TOPIC_PARTITIONS", 3, 1000)? as i32,
             replication: env.count("TOUCHPOINT_TOPIC_REPLICATION", 1, 16)? as i32,
+            security: KafkaSecurity::from_env(env)?,
+            create_topics: env.parse("TOUCHPOINT_TOPIC_CREATE", true, "true or false")?,
         })
     }
 }

@@ -80,14 +80,17 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Migrates, creates topics, starts the outbox relay and binds gRPC.
+    /// Migrates, creates missing topics (unless told not to), starts the outbox
+    /// relay and binds gRPC.
     pub async fn start(
         spec: ServiceSpec,
         config: PlatformConfig,
         shutdown: Shutdown,
     ) -> Result<Self, StartError> {
         let pool = db::connect(&config.database, spec.schema, spec.migrations).await?;
-        topics::bootstrap(&config.kafka).await?;
+        if config.kafka.create_topics {
+            topics::bootstrap(&config.kafka).await?;
+        }
         let relay = OutboxRelay::new(pool.clone(), spec.schema, &config)?;
         shutdown.spawn(relay.run(shutdown.token()));
         let grpc = GrpcServer::bind(config.grpc_addr, config.health_addr, &config.access).await?;

@@ -35,6 +35,7 @@ use crate::config::{
     ConsumerConfig, DatabaseConfig, Env, KafkaConfig, OutboxConfig, PlatformConfig,
 };
 use crate::grpc::client::{self, AuthChannel, ClientAccess};
+use crate::kafka::KafkaSecurity;
 use crate::topics::{Stream, Topics};
 
 /// Where tests find the server when `DATABASE_URL` is unset.
@@ -191,22 +192,84 @@ fn ports_outside_ephemeral_range() -> (u16, u16) {
 }
 
 fn spawn_tansu() -> Result<SpawnedBroker, String> {
+    spawn_tansu_with(&BrokerOptions::default())
+}
+
+/// How a broker of a test's own is started.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// Tansu's `--storage-engine` (`memory://tansu/`, or `sqlite://FILE` to
+    /// keep users and records across a restart; FILE is relative to the
+    /// temporary directory, where every broker runs).
+    pub storage: String,
+    /// More options, such as `--authentication` (SASL); paths must not hold
+    /// spaces.
+    pub options: String,
+    /// The port it tells clients to reach it at, when that is not its own (a
+    /// proxy in front of it).
+    pub advertised_port: Option<u16>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            storage: "memory://tansu/".into(),
+            options: String::new(),
+            advertised_port: None,
+        }
+    }
+}
+
+/// A broker of the test's own, stopped when dropped.
+#[derive(Debug)]
+pub struct OwnBroker {
+    /// Its `host:port`.
+    pub addr: String,
+    child: Child,
+}
+
+impl OwnBroker {
+    /// Starts Tansu as `options` say.
+    pub fn start(options: &BrokerOptions) -> Result<Self, String> {
+        let spawned = spawn_tansu_with(options)?;
+        Ok(Self {
+            addr: spawned.addr,
+            child: spawned._child,
+        })
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        // The watchdog shell's trap stops the broker when the shell is told to.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_tansu_with(options: &BrokerOptions) -> Result<SpawnedBroker, String> {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    let advertised = options.advertised_port.unwrap_or(port);
     let tansu = crate::tansu::binary();
     // A watchdog shell owns the broker and stops it when this test process is gone,
     // so no broker outlives the run even though statics are never dropped.
     let script = format!(
-        "\"$TANSU\" broker --storage-engine memory://tansu/ \
+        "\"$TANSU\" broker --storage-engine {storage} \
            --listener-url tcp://127.0.0.1:{port} \
-           --advertised-listener-url tcp://127.0.0.1:{port} >/dev/null 2>&1 & b=$!; \
+           --advertised-listener-url tcp://127.0.0.1:{advertised} {more} >/dev/null 2>&1 & b=$!; \
          trap 'kill $b 2>/dev/null' EXIT INT TERM; \
          while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done",
+        storage = options.storage,
+        more = options.options,
         parent = std::process::id()
     );
     let child = Command::new("sh")
         .arg("-c")
         .arg(script)
+        .current_dir(std::env::temp_dir())
         .env("TANSU", &tansu)
         // Tansu reads these too; the test's own values are not meant for it.
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -239,6 +302,8 @@ pub fn kafka_config(prefix: &str) -> KafkaConfig {
         topic_prefix: prefix.to_owned(),
         partitions: 3,
         replication: 1,
+        security: KafkaSecurity::default(),
+        create_topics: true,
     }
 }
 
