@@ -9,8 +9,10 @@
 //! the Spanish patient gets Spanish content; the side effect is flagged with its
 //! 24-hour due time; an outside reader of `touchpoint.case.v1` sees the cases'
 //! story without patient data; one trace id spans cadence, dispatch and cases
-//! for one attempt; every service stops cleanly on SIGTERM; no patient's name,
-//! number, address or message text is in any service's log or span.
+//! for one attempt; every service's metrics (outbox backlog, consumer lag,
+//! attempts by outcome, provider and gRPC call times) reach the collector;
+//! every service stops cleanly on SIGTERM; no patient's name, number, address
+//! or message text is in any service's log, span or metric.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,6 +82,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         [
             ("TOUCHPOINT_OUTBOX_POLL_MS", "50".to_owned()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500".to_owned()),
             (
                 "RUST_LOG",
                 "info,touchpoint_platform=debug,touchpoint_cases=debug,\
@@ -222,6 +225,51 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| format!("{e:#}")));
     assert!(exported.is_ok(), "kpi --export: {exported:?}");
+
+    // The services' own metrics, as an operator's collector takes them: each
+    // service's outbox backlog and gRPC calls, the consumers' lag, dispatch's
+    // attempts by outcome and the provider's answers.
+    let outreach = Topics::new(prefix.clone()).name(Stream::Outreach);
+    let sms_sent = report.tally.sent.get("sms").copied().unwrap_or_default() as f64;
+    eventually("the services' metrics at the collector", WAIT, || {
+        let backlogs: std::collections::BTreeSet<String> = collector
+            .points("touchpoint.outbox.waiting")
+            .into_iter()
+            .map(|p| p.service)
+            .collect();
+        let served: std::collections::BTreeSet<String> = collector
+            .points("rpc.server.call.duration")
+            .into_iter()
+            .filter(|p| p.attribute("rpc.grpc.status_code") == Some("0"))
+            .map(|p| p.service)
+            .collect();
+        let lag = collector.points("touchpoint.consumer.lag").iter().any(|p| {
+            p.service == "dispatch"
+                && p.attribute("consumer") == Some("dispatch")
+                && p.attribute("topic") == Some(outreach.as_str())
+        });
+        let sent = collector.latest(
+            "touchpoint.attempts",
+            &[("channel", "sms"), ("outcome", "sent")],
+        );
+        let answered = collector
+            .points("touchpoint.provider.duration")
+            .iter()
+            .any(|p| {
+                p.attribute("provider") == Some("primary")
+                    && p.attribute("result") == Some("accepted")
+            });
+        let everyone: std::collections::BTreeSet<String> =
+            stack::SERVICES.iter().map(|s| (*s).to_owned()).collect();
+        let ready = backlogs == everyone
+            && served.contains("cases")
+            && served.contains("routing")
+            && lag
+            && sent.is_some_and(|n| n >= sms_sent)
+            && answered;
+        async move { ready.then_some(()) }
+    })
+    .await;
 
     let tally = &report.tally;
     assert!(tally.sent.get("sms").is_some_and(|n| *n >= 4), "{tally:?}");
@@ -387,6 +435,12 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         (
             format!("{}'s span {}", span.service, span.name),
             format!("{} {:?}", span.name, span.attributes),
+        )
+    }));
+    captured.extend(collector.all_points().into_iter().map(|point| {
+        (
+            format!("{}'s metric {}", point.service, point.metric),
+            format!("{:?}", point.attributes),
         )
     }));
     for (source, text) in &captured {

@@ -29,6 +29,7 @@ use touchpoint_platform::secret::ExposeSecret as _;
 use uuid::Uuid;
 
 use crate::attempts::{self, Settled, State as AttemptState};
+use crate::metrics;
 use crate::outcomes::{self, Written};
 use crate::providers::{Providers, phaxio, signature};
 
@@ -286,5 +287,6 @@ async fn apply(
     attempts::settle(&mut tx, &settled).await?;
     outbox::append(&mut tx, &events).await?;
     tx.commit().await?;
+    metrics::committed(&events);
     Ok(())
 }

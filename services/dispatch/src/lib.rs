@@ -14,6 +14,7 @@ pub mod attempts;
 pub mod callbacks;
 pub mod domain;
 pub mod intake;
+pub mod metrics;
 pub mod outcomes;
 pub mod providers;
 pub mod sender;

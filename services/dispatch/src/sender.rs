@@ -36,6 +36,7 @@ use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
 use crate::domain::fax::{self, Cover, FaxDocument};
 use crate::domain::guard::{CallWindow, DestinationCap, Sends, Verdict, call_window, check};
 use crate::domain::sms;
+use crate::metrics;
 use crate::outcomes::{self, Written};
 use crate::providers::{Handoff, Lookup, Outgoing, Providers};
 
@@ -264,6 +265,7 @@ impl Sender {
         outbox::append(&mut tx, &events).await?;
         // The rule: `sending` is committed before any provider hears of it.
         tx.commit().await?;
+        metrics::committed(&events);
         if !handing.is_empty() {
             // Providers keep real time, whatever clock the program runs on.
             self.hand_over(handing, Utc::now()).await?;
@@ -385,6 +387,7 @@ impl Sender {
         attempts::settle(&mut tx, &settled).await?;
         outbox::append(&mut tx, &events).await?;
         tx.commit().await?;
+        metrics::committed(&events);
         Ok(())
     }
 
@@ -483,6 +486,7 @@ impl Sender {
         attempts::settle(&mut tx, &settled).await?;
         outbox::append(&mut tx, &events).await?;
         tx.commit().await?;
+        metrics::committed(&events);
         Ok(stale.len())
     }
 

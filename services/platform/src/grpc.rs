@@ -21,6 +21,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::access::{AccessLayer, Gate};
 use crate::config::AccessConfig;
+use crate::metrics::GrpcMetricsLayer;
 use crate::secret::ExposeSecret as _;
 use crate::trace_context::grpc_server_span;
 
@@ -185,6 +186,8 @@ impl GrpcServer {
         }
         let api = builder
             .trace_fn(grpc_server_span)
+            // Outermost, so a call the gate refuses is counted too.
+            .layer(GrpcMetricsLayer::default())
             .layer(AccessLayer::new(gate))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopping);

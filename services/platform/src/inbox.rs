@@ -20,9 +20,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message as _, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use sqlx::{Acquire as _, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use touchpoint_proto::v1::Envelope;
@@ -33,6 +33,7 @@ use crate::config::{ConsumerConfig, KafkaConfig, PlatformConfig};
 use crate::dlq::{DeadLetters, header};
 use crate::envelope::decode;
 use crate::kafka;
+use crate::metrics::{self, ConsumerLag};
 use crate::trace_context::{TRACEPARENT, continue_trace};
 
 /// `session.timeout.ms` for a static member (`TOUCHPOINT_CONSUMER_INSTANCE_ID`).
@@ -216,7 +217,12 @@ impl<H: Handler> InboxConsumer<H> {
             // member to lead, and the group never forms again.
             client.set("session.timeout.ms", STATIC_SESSION_TIMEOUT_MS);
         }
-        let consumer: StreamConsumer = client.create()?;
+        // librdkafka's statistics carry each partition's lag.
+        client.set("statistics.interval.ms", STATISTICS_EVERY_MS);
+        let lag = ConsumerLag::default();
+        let _lag_gauge = lag.gauge(&self.name);
+        let consumer: StreamConsumer<LagContext> =
+            client.create_with_context(LagContext { lag })?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let dead_letters = DeadLetters::new(&self.kafka, &self.name)?;
@@ -460,6 +466,7 @@ impl<H: Handler> InboxConsumer<H> {
         loop {
             match dead_letters.send(record, reason).await {
                 Ok(()) => {
+                    metrics::dead_lettered(&self.name, record.topic());
                     tracing::warn!(
                         consumer = %self.name,
                         topic = %record.topic(),
@@ -483,8 +490,24 @@ impl<H: Handler> InboxConsumer<H> {
     }
 }
 
+/// How often librdkafka reports its statistics (each partition's lag).
+const STATISTICS_EVERY_MS: &str = "5000";
+
+/// The consumer's context: it takes librdkafka's statistics for the lag gauge.
+struct LagContext {
+    lag: ConsumerLag,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.record(&statistics);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 /// Stores the next offset of each partition seen in `records`.
-fn store_offsets(consumer: &StreamConsumer, records: &[OwnedMessage]) {
+fn store_offsets(consumer: &StreamConsumer<LagContext>, records: &[OwnedMessage]) {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for record in records {
         let entry = next

@@ -14,6 +14,7 @@ pub mod http_client;
 pub mod inbox;
 pub mod input;
 pub mod kafka;
+pub mod metrics;
 pub mod multipart;
 pub mod outbox;
 pub mod rounds;

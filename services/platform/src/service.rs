@@ -11,6 +11,7 @@ use crate::clock::SharedClock;
 use crate::config::PlatformConfig;
 use crate::db::{self, DbError};
 use crate::grpc::{GrpcError, GrpcServer};
+use crate::metrics;
 use crate::outbox::OutboxRelay;
 use crate::shutdown::Shutdown;
 use crate::topics::{self, TopicError, Topics};
@@ -93,6 +94,9 @@ impl Platform {
         }
         let relay = OutboxRelay::new(pool.clone(), spec.schema, &config)?;
         shutdown.spawn(relay.run(shutdown.token()));
+        if config.telemetry.otlp_endpoint.is_some() {
+            shutdown.spawn(metrics::watch_outbox(pool.clone(), shutdown.token()));
+        }
         let grpc = GrpcServer::bind(config.grpc_addr, config.health_addr, &config.access).await?;
         Ok(Self {
             spec,

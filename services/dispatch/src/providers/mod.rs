@@ -12,12 +12,15 @@ pub mod phaxio;
 pub mod throttle;
 pub mod twilio;
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 use touchpoint_programs::Message;
 use touchpoint_proto::v1::Channel;
 use uuid::Uuid;
 
 use crate::domain::fax::FaxDocument;
+use crate::metrics;
 
 pub use email::Mailer;
 pub use phaxio::Phaxio;
@@ -159,6 +162,18 @@ impl Providers {
 
     /// Hands `outgoing` to its channel's provider number `index` (0: the primary).
     pub async fn hand_over(&self, outgoing: Outgoing<'_>, index: usize) -> Handoff {
+        let started = Instant::now();
+        let answer = self.hand_over_to(outgoing, index).await;
+        let (provider, result) = match &answer {
+            Handoff::Accepted { provider, .. } => (provider, "accepted"),
+            Handoff::Refused { provider, .. } => (provider, "refused"),
+            Handoff::Ambiguous { provider, .. } => (provider, "no_answer"),
+        };
+        metrics::provider_answered(provider, outgoing.channel, result, started.elapsed());
+        answer
+    }
+
+    async fn hand_over_to(&self, outgoing: Outgoing<'_>, index: usize) -> Handoff {
         match (outgoing.channel, self.sms.get(index), &self.email) {
             (Channel::Sms, Some(twilio), _) => {
                 twilio

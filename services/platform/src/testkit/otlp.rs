@@ -20,7 +20,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-use opentelemetry_proto::tonic::metrics::v1::number_data_point;
+use opentelemetry_proto::tonic::metrics::v1::{NumberDataPoint, number_data_point};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 
 /// One span as a service exported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,16 @@ pub struct ExportedSpan {
     pub attributes: Vec<(String, String)>,
 }
 
+impl ExportedPoint {
+    /// The attribute `key`, if the point has it.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl ExportedSpan {
     /// The attribute `key`, if the span has it.
     pub fn attribute(&self, key: &str) -> Option<&str> {
@@ -45,9 +56,11 @@ impl ExportedSpan {
     }
 }
 
-/// One gauge or sum data point as it was exported.
+/// One gauge or sum data point as it was exported; for a histogram, its count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportedPoint {
+    /// The exporting service's `service.name`.
+    pub service: String,
     /// The metric's name.
     pub metric: String,
     /// The point's attributes, as text.
@@ -108,6 +121,25 @@ impl Collector {
             .map(|p| p.value)
     }
 
+    /// Every point received so far for `metric`.
+    pub fn points(&self, metric: &str) -> Vec<ExportedPoint> {
+        self.points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|p| p.metric == metric)
+            .cloned()
+            .collect()
+    }
+
+    /// Every point received so far.
+    pub fn all_points(&self) -> Vec<ExportedPoint> {
+        self.points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ExportedSpan> {
         self.spans
@@ -125,6 +157,31 @@ fn text(value: Option<&Value>) -> String {
         Some(other) => format!("{other:?}"),
         None => String::new(),
     }
+}
+
+/// A resource's `service.name`.
+fn service_name(resource: Option<&Resource>) -> String {
+    resource
+        .map(|r| pairs(&r.attributes))
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "service.name")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+/// Gauge and sum points as (attributes, value).
+fn numbers(points: Vec<NumberDataPoint>) -> Vec<(Vec<(String, String)>, f64)> {
+    points
+        .into_iter()
+        .filter_map(|point| {
+            let value = match point.value? {
+                number_data_point::Value::AsDouble(v) => v,
+                number_data_point::Value::AsInt(v) => v as f64,
+            };
+            Some((pairs(&point.attributes), value))
+        })
+        .collect()
 }
 
 fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
@@ -145,15 +202,7 @@ impl TraceService for Collector {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
         for resource_spans in request.into_inner().resource_spans {
-            let resource = resource_spans
-                .resource
-                .map(|r| pairs(&r.attributes))
-                .unwrap_or_default();
-            let service = resource
-                .into_iter()
-                .find(|(k, _)| k == "service.name")
-                .map(|(_, v)| v)
-                .unwrap_or_default();
+            let service = service_name(resource_spans.resource.as_ref());
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     received.push(ExportedSpan {
@@ -183,22 +232,24 @@ impl MetricsService for Collector {
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let mut received = Vec::new();
         for resource in request.into_inner().resource_metrics {
+            let service = service_name(resource.resource.as_ref());
             for scope in resource.scope_metrics {
                 for metric in scope.metrics {
-                    let points = match metric.data {
-                        Some(Data::Gauge(g)) => g.data_points,
-                        Some(Data::Sum(s)) => s.data_points,
+                    let points: Vec<(Vec<(String, String)>, f64)> = match metric.data {
+                        Some(Data::Gauge(g)) => numbers(g.data_points),
+                        Some(Data::Sum(s)) => numbers(s.data_points),
+                        Some(Data::Histogram(h)) => h
+                            .data_points
+                            .into_iter()
+                            .map(|p| (pairs(&p.attributes), p.count as f64))
+                            .collect(),
                         _ => continue,
                     };
-                    for point in points {
-                        let value = match point.value {
-                            Some(number_data_point::Value::AsDouble(v)) => v,
-                            Some(number_data_point::Value::AsInt(v)) => v as f64,
-                            None => continue,
-                        };
+                    for (attributes, value) in points {
                         received.push(ExportedPoint {
+                            service: service.clone(),
                             metric: metric.name.clone(),
-                            attributes: pairs(&point.attributes),
+                            attributes,
                             value,
                         });
                     }
