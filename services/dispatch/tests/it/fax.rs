@@ -4,13 +4,11 @@
 //! The PDF is read back with poppler's `pdftotext` and `pdfinfo` (installed by
 //! `deploy/setup.sh`), so it is checked by a reader that is not ours.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use http::Method;
-use support::*;
+use crate::support::*;
 use touchpoint_dispatch::FaxProvider;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
 use touchpoint_platform::testkit::eventually;

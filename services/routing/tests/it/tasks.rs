@@ -5,9 +5,7 @@
 //! window; a patient who asks during a call not to be called again opts the
 //! number out of voice; bad ids are clear errors.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;

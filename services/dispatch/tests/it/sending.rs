@@ -3,9 +3,7 @@
 //! a case it has not heard of, and a bad request goes to the DLQ. A call task
 //! carries the patient's window.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use touchpoint_platform::testkit::eventually;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;

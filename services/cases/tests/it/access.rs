@@ -3,11 +3,9 @@
 //! caller may do both; health answers anyone. Over plain gRPC with tokens, and
 //! over mutual TLS with certificates from the mesh's authority.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{open_request, uuid_like};
+use crate::support::{open_request, uuid_like};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;

@@ -2,7 +2,6 @@
 //! stands still, case and attempt events published as the other services would,
 //! signed webhooks, and a reader of what routing publishes to
 //! `touchpoint.inbound.v1`.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::net::SocketAddr;
 use std::time::Duration;

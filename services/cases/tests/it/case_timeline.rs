@@ -1,15 +1,13 @@
 //! The case timeline: other services' events recorded once and in order, pages and
 //! filters, and the watch streams resuming without gaps or repeats.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{Service, WAIT, meta, service};
+use crate::support::{Service, WAIT, meta, service};
 use tonic::Code;
 use touchpoint_platform::envelope::new_envelope;
 use touchpoint_platform::testkit::{self, eventually};
@@ -245,7 +243,7 @@ async fn read_one(svc: &Service, topic: &str) -> Option<String> {
     use rdkafka::consumer::{Consumer as _, StreamConsumer};
     let reader: StreamConsumer = kafka::consumer_config(
         &testkit::kafka_config(&svc.prefix),
-        &format!("dlq-{}", support::uuid_like()),
+        &format!("dlq-{}", crate::support::uuid_like()),
     )
     .create()
     .ok()?;

@@ -3,9 +3,7 @@
 //! run in order down to an after-hours callback, due inside the patient's
 //! window; keywords, adverse events, unknown senders, repeats and bad requests.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use touchpoint_platform::signature;
 use touchpoint_platform::testkit::TopicReader;
 use touchpoint_platform::topics::{Stream, Topics};

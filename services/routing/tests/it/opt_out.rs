@@ -6,9 +6,7 @@
 //! read from what was written above the quote, and so does an email's signed
 //! one-click unsubscribe (RFC 8058).
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use touchpoint_platform::testkit::{self, TopicReader};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;

@@ -2,9 +2,7 @@
 //! the language asked for or its fallback, with SMS sizes; bad input is refused
 //! naming the field, never echoing the value.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use tonic::Code;
 use touchpoint_proto::v1::{
     Channel, Language, PreviewFacts, RenderPreviewRequest, RenderPreviewResponse,

@@ -4,12 +4,10 @@
 //! sent twice after an answer that never came, failed over to the second
 //! provider, and confirmed by signed status callbacks only.
 
-mod support;
-
 use std::time::Duration;
 
 use http::Method;
-use support::*;
+use crate::support::*;
 use touchpoint_dispatch::domain::sms;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
 use touchpoint_dispatch::providers::signature;

@@ -1,8 +1,6 @@
 //! The case service through its real gRPC API, against PostgreSQL and the broker.
 
-mod support;
-
-use support::{PHONE, meta, open_request, service};
+use crate::support::{PHONE, meta, open_request, service};
 use tonic::Code;
 use touchpoint_proto::v1::{
     AssignCoordinatorRequest, CaseStatus, Channel, CommandMeta, ConsentState, ContactPoints,

@@ -1,11 +1,9 @@
 //! Due touchpoints become outreach requests exactly once: with two replicas
 //! sharing the work, and across a `kill -9` of the service.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 
-use support::*;
+use crate::support::*;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::testkit;
 use touchpoint_platform::topics::{self, Stream};

@@ -1,7 +1,6 @@
 //! What dispatch's tests share: the real service on a free port on a clock that
 //! stands still, events published as the other services would, and a reader of
 //! what dispatch publishes to `touchpoint.attempt.v1`.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::time::Duration;
 
@@ -28,7 +27,8 @@ pub const CLOSES: &str = "2026-04-08T00:00:00Z";
 
 /// A test's database, topics, clock and the running service.
 pub struct World {
-    pub database: TestDatabase,
+    /// Held for the test's life: the database goes when it does.
+    _database: TestDatabase,
     pub prefix: String,
     pub client: DispatchServiceClient<GrpcChannel>,
     shutdown: Shutdown,
@@ -89,7 +89,7 @@ impl World {
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
         let client = DispatchServiceClient::new(testkit::channel(addr).await);
         Self {
-            database,
+            _database: database,
             prefix,
             client,
             shutdown,

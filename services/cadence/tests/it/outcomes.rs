@@ -2,9 +2,7 @@
 //! its step: a permanent failure to the next channel, a reply to completion. A
 //! record cadence cannot use goes to the DLQ and the consumer goes on.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::testkit::eventually;
 use touchpoint_platform::topics::Stream;

@@ -3,11 +3,9 @@
 //! part, sent once, over a connection STARTTLS encrypted; a 4xx is retried, a
 //! 5xx fails for good; a relay that cannot encrypt as required gets nothing.
 
-mod support;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use support::*;
+use crate::support::*;
 use touchpoint_dispatch::SmtpRelay;
 use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
 use touchpoint_platform::tls::DevCa;

@@ -2,9 +2,7 @@
 //! in UTC and the patient's local time, holds, previews, program validation, and
 //! refusals that name the field without echoing the value.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use tonic::Code;
 use touchpoint_platform::envelope::{instant, timestamp};
 use touchpoint_platform::testkit::{self, TopicReader};

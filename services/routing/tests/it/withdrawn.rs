@@ -3,9 +3,7 @@
 //! timeline is told why. A task a coordinator has claimed stays theirs, marked
 //! with the reason.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use touchpoint_platform::testkit;
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::envelope::Payload;

@@ -2,7 +2,6 @@
 //! own, the real service on a free port on a simulated clock, case events
 //! published to the broker as the cases service would, and a reader of
 //! `touchpoint.outreach.v1`.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -197,7 +196,6 @@ pub fn event(case_id: &str, payload: Payload) -> Envelope {
 /// One `OutreachRequested` as read from the topic.
 #[derive(Debug, Clone)]
 pub struct Requested {
-    pub event_id: String,
     pub case_id: String,
     /// The simulated instant it was requested.
     pub requested_at: DateTime<Utc>,
@@ -238,7 +236,6 @@ impl Outreach {
                     sink.lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(Requested {
-                            event_id: envelope.event_id,
                             case_id: envelope.case_id,
                             requested_at,
                             request,

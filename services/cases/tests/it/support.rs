@@ -1,6 +1,5 @@
 //! What the case service's tests share: the real service on a free port, a client,
 //! and request builders.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::time::Duration;
 

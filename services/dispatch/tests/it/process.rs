@@ -3,13 +3,11 @@
 //! process left `sending` are looked up at the provider and recorded as sent,
 //! never handed over a second time; the rest are sent by the new process.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use support::*;
+use crate::support::*;
 use touchpoint_platform::grpc::client::{self, ClientAccess};
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 use touchpoint_platform::topics::{self, Stream, Topics};

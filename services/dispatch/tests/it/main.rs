@@ -1,0 +1,11 @@
+//! Dispatch's integration tests, in one binary so the crate
+//! links once for them all: one module per story, and [`support`], what they
+//! share.
+
+mod email;
+mod fax;
+mod preview;
+mod process;
+mod sending;
+mod sms;
+mod support;
