@@ -324,7 +324,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         .iter()
         .enumerate()
         .filter_map(|(i, p)| match p {
-            Payload::AttemptSent(s) if s.channel == Channel::Sms as i32 => Some((i, s.language)),
+            Payload::AttemptSent(s) if s.channel() == Channel::Sms => Some((i, s.language)),
             _ => None,
         })
         .collect();
@@ -339,7 +339,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     assert!(confirmation.is_some(), "ALTO is answered");
     let program_texts_after = opting_out[opted_at..]
         .iter()
-        .filter(|p| matches!(p, Payload::OutreachRequested(o) if o.channel == Channel::Sms as i32 && o.step_id != "keyword-reply"))
+        .filter(|p| matches!(p, Payload::OutreachRequested(o) if o.channel() == Channel::Sms && o.step_id != "keyword-reply"))
         .count();
     assert_eq!(program_texts_after, 0, "no program text after ALTO");
 
@@ -363,12 +363,12 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     assert!(
         emailed
             .iter()
-            .any(|p| matches!(p, Payload::AttemptSent(s) if s.channel == Channel::Email as i32))
+            .any(|p| matches!(p, Payload::AttemptSent(s) if s.channel() == Channel::Email))
     );
     assert!(
         !emailed
             .iter()
-            .any(|p| matches!(p, Payload::AttemptSent(s) if s.channel == Channel::Sms as i32))
+            .any(|p| matches!(p, Payload::AttemptSent(s) if s.channel() == Channel::Sms))
     );
     assert!(!smtp.mails().is_empty(), "the mail reached the SMTP server");
 

@@ -20,6 +20,7 @@ use chrono::TimeDelta;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
 use touchpoint_platform::grpc::client::AuthChannel;
+use touchpoint_platform::testkit::events::person;
 use touchpoint_platform::testkit::{self, eventually, utc};
 use touchpoint_platform::topics::Stream;
 use touchpoint_proto::v1::cadence_service_client::CadenceServiceClient;
@@ -49,7 +50,7 @@ fn phone(number: &str) -> ContactPoint {
 /// The consent state `case` holds for SMS to `number`: the number's own entry,
 /// else the channel's.
 fn sms_consent(case: &Case, number: &str) -> Option<(ConsentState, ConsentSource)> {
-    let on_sms = |c: &&touchpoint_proto::v1::Consent| c.channel == Channel::Sms as i32;
+    let on_sms = |c: &&touchpoint_proto::v1::Consent| c.channel() == Channel::Sms;
     let own = case
         .consents
         .iter()
@@ -366,7 +367,7 @@ async fn a_text_to_the_caregiver_is_the_caregivers_text_without_the_patients_nam
             _ => None,
         })
         .await;
-    assert_eq!(sent.channel, Channel::Sms as i32);
+    assert_eq!(sent.channel(), Channel::Sms);
     let texts: Vec<String> = hub
         .sms
         .received()
@@ -433,17 +434,7 @@ async fn open_refill_case(hub: &mut Hub, mobile: &str) -> String {
             program_id: "refill-reminder".into(),
             language: Language::En as i32,
             time_zone: "America/Chicago".into(),
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: "Ana".into(),
-                    family_name: "Ruiz".into(),
-                }),
-                contact: Some(ContactPoints {
-                    mobile_e164: mobile.into(),
-                    ..ContactPoints::default()
-                }),
-                relationship: String::new(),
-            }),
+            patient: Some(person("Ana", "Ruiz", mobile, "")),
             caregiver: None,
             prescriber_fax: String::new(),
             enrolled_at: Some(timestamp(utc("2026-10-20T15:00:00Z"))),

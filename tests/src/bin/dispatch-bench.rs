@@ -22,16 +22,16 @@ use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::events::{NewCase, consent, event, person};
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::tls::DevCa;
 use touchpoint_platform::topics::{self, Stream, Topics};
 use touchpoint_platform::{db, kafka};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CaseOpened, Channel, ConsentRecorded, ContactPoint, Envelope, Language, OutreachRequested,
-    Person, PersonName, contact_point,
+    Channel, ContactPoint, Envelope, Language, OutreachRequested, contact_point,
 };
 use touchpoint_sandbox::Sandbox;
 use touchpoint_sandbox::smtp::{SmtpOptions, SmtpServer};
@@ -256,40 +256,13 @@ async fn wait_for(pool: &sqlx::PgPool, query: &str, count: usize) -> anyhow::Res
     }
 }
 
-fn event(case_id: &str, payload: Payload) -> Envelope {
-    new_envelope(case_id, "bench", Utc::now(), payload, None)
-}
-
+/// A patient's case, named but with no contact points: each request names
+/// its destination.
 fn opened(case_id: &str) -> Envelope {
-    event(
-        case_id,
-        Payload::CaseOpened(CaseOpened {
-            program_id: "adherence".into(),
-            language: Language::En as i32,
-            time_zone: "America/New_York".into(),
-            enrolled_at: None,
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: "Pat".into(),
-                    family_name: "Bench".into(),
-                }),
-                contact: None,
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax_e164: String::new(),
-        }),
-    )
-}
-
-fn consent(case_id: &str, channel: Channel) -> Envelope {
-    event(
-        case_id,
-        Payload::ConsentRecorded(ConsentRecorded {
-            channel: channel as i32,
-            ..ConsentRecorded::default()
-        }),
-    )
+    NewCase::default()
+        .language(Language::En)
+        .patient(person("Pat", "Bench", "", ""))
+        .event(case_id)
 }
 
 fn request(i: usize, channel: Channel, start: DateTime<Utc>) -> Envelope {

@@ -51,7 +51,7 @@ async fn a_plan_shows_each_step_and_the_upcoming_touchpoints_in_utc_and_local_ti
     let welcome = &plan.upcoming[0];
     assert_eq!(welcome.step_id, "welcome");
     // Voice comes first in the step, but only SMS has consent.
-    assert_eq!(welcome.channel, Channel::Sms as i32);
+    assert_eq!(welcome.channel(), Channel::Sms);
     assert_eq!(welcome.attempt_number, 1);
     assert_eq!(
         welcome.due_at.as_ref().and_then(instant),
@@ -273,19 +273,15 @@ async fn stop_moves_pending_touchpoints_off_sms_and_blocks_steps_with_no_channel
     // until both are applied.
     let plan = plan_where(&replica, "case-stop", |p| {
         step_state(p, "first-week") == Some(StepState::Blocked)
-            && p.upcoming
-                .iter()
-                .any(|t| t.channel == Channel::Email as i32)
+            && p.upcoming.iter().any(|t| t.channel() == Channel::Email)
     })
     .await;
     // welcome does not list opted_out: it falls back to email.
     assert_eq!(plan.upcoming.len(), 1, "{:?}", plan.upcoming);
     assert_eq!(plan.upcoming[0].step_id, "welcome");
-    assert_eq!(plan.upcoming[0].channel, Channel::Email as i32);
+    assert_eq!(plan.upcoming[0].channel(), Channel::Email);
     assert!(
-        plan.upcoming
-            .iter()
-            .all(|t| t.channel != Channel::Sms as i32),
+        plan.upcoming.iter().all(|t| t.channel() != Channel::Sms),
         "nothing waits on SMS after STOP"
     );
 }
@@ -317,9 +313,9 @@ async fn a_preview_runs_the_program_on_a_simulated_clock_and_stores_nothing() {
         .into_inner();
     let first = &preview.touchpoints[0];
     assert_eq!(first.step_id, "welcome");
-    assert_eq!(first.channel, Channel::Sms as i32);
+    assert_eq!(first.channel(), Channel::Sms);
     assert_eq!(first.template_id, "welcome");
-    assert_eq!(first.language, Language::Es as i32);
+    assert_eq!(first.language(), Language::Es);
     // Phoenix keeps UTC-7 all year.
     assert_eq!(first.send_at_local, "2026-04-07T10:00:00-07:00");
     let steps: Vec<&str> = preview

@@ -56,7 +56,7 @@ async fn two_replicas_running_together_never_emit_the_same_attempt() {
     );
     for r in attempts.values() {
         assert_eq!(r.request.step_id, "hello");
-        assert_eq!(r.request.channel, Channel::Sms as i32);
+        assert_eq!(r.request.channel(), Channel::Sms);
         let due_at = r.request.due_at.as_ref().and_then(instant);
         assert!(
             due_at.is_some_and(|due| r.requested_at >= due),

@@ -90,9 +90,9 @@ async fn a_due_touchpoint_is_requested_with_what_dispatch_needs() {
     assert_eq!(r.program_id, "adherence");
     assert_eq!(r.step_id, "welcome");
     assert_eq!(r.template_id, "welcome");
-    assert_eq!(r.channel, Channel::Sms as i32, "no consent for calls");
+    assert_eq!(r.channel(), Channel::Sms, "no consent for calls");
     assert_eq!(r.attempt_number, 1);
-    assert_eq!(r.language, Language::Es as i32);
+    assert_eq!(r.language(), Language::Es);
     assert_eq!(
         r.destination.as_ref().and_then(|d| d.value.clone()),
         Some(Value::PhoneE164("+12125550142".into()))
@@ -129,8 +129,7 @@ async fn a_permanent_failure_moves_the_step_to_its_next_channel_under_the_cap() 
     // makes the email due at once.
     let plan = plan_where(&replica, "case-fail", |p| {
         p.upcoming.first().is_some_and(|t| {
-            t.channel == Channel::Email as i32
-                && t.due_at.as_ref().and_then(instant) == Some(utc(NOW))
+            t.channel() == Channel::Email && t.due_at.as_ref().and_then(instant) == Some(utc(NOW))
         })
     })
     .await;

@@ -14,24 +14,23 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::config::PlatformConfig;
-use touchpoint_platform::envelope::{decode, instant, new_envelope, timestamp};
+use touchpoint_platform::envelope::{decode, instant};
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
+pub use touchpoint_platform::testkit::events::{
+    EMAIL, MOBILE, NEW_YORK, NewCase, consent, event, person,
+};
 pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::cadence_service_client::CadenceServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{
-    CaseOpened, Channel, ConsentRecorded, ContactPoints, Envelope, GetPlanRequest, Language,
-    OutreachRequested, Person, Plan, StepState,
-};
+use touchpoint_proto::v1::{Envelope, GetPlanRequest, OutreachRequested, Plan, StepState};
 
 pub const WAIT: Duration = Duration::from_secs(90);
 /// Monday 2026-04-06, 09:00 in New York: the simulated clock starts here.
 pub const SIM_START: &str = "2026-04-06T13:00:00Z";
-pub const NEW_YORK: &str = "America/New_York";
 
 /// A programs folder of a test's own, removed when dropped.
 pub struct ProgramsDir(PathBuf);
@@ -157,40 +156,11 @@ impl Drop for Replica {
 /// A `CaseOpened` for `case_id` in `program`, in New York, with a mobile and an
 /// email, enrolled at `enrolled_at`.
 pub fn case_opened(case_id: &str, program: &str, enrolled_at: DateTime<Utc>) -> Envelope {
-    event(
-        case_id,
-        Payload::CaseOpened(CaseOpened {
-            program_id: program.into(),
-            language: Language::Es as i32,
-            time_zone: NEW_YORK.into(),
-            enrolled_at: Some(timestamp(enrolled_at)),
-            patient: Some(Person {
-                name: None,
-                contact: Some(ContactPoints {
-                    mobile_e164: "+12125550142".into(),
-                    email: "ana@example.com".into(),
-                    ..ContactPoints::default()
-                }),
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax_e164: String::new(),
-        }),
-    )
-}
-
-pub fn consent(case_id: &str, channel: Channel) -> Envelope {
-    event(
-        case_id,
-        Payload::ConsentRecorded(ConsentRecorded {
-            channel: channel as i32,
-            ..ConsentRecorded::default()
-        }),
-    )
-}
-
-pub fn event(case_id: &str, payload: Payload) -> Envelope {
-    new_envelope(case_id, "test", Utc::now(), payload, None)
+    NewCase::default()
+        .program(program)
+        .enrolled_at(enrolled_at)
+        .patient(person("", "", MOBILE, EMAIL))
+        .event(case_id)
 }
 
 /// One `OutreachRequested` as read from the topic.

@@ -31,12 +31,12 @@ async fn open_consent_assign_and_the_case_shows_it_and_publishes_it() {
 
     let case = svc.get(&case_id).await;
     assert_eq!(case.version, 3);
-    assert_eq!(case.status, CaseStatus::Active as i32);
-    assert_eq!(case.language, Language::Es as i32);
+    assert_eq!(case.status(), CaseStatus::Active);
+    assert_eq!(case.language(), Language::Es);
     assert_eq!(case.coordinator_id, "coord-12");
     assert_eq!(case.consents.len(), 1);
-    assert_eq!(case.consents[0].channel, Channel::Sms as i32);
-    assert_eq!(case.consents[0].state, ConsentState::Granted as i32);
+    assert_eq!(case.consents[0].channel(), Channel::Sms);
+    assert_eq!(case.consents[0].state(), ConsentState::Granted);
     assert_eq!(
         case.consents[0].by, "test-writer",
         "the authenticated caller, not the request's actor field"
@@ -76,7 +76,7 @@ async fn pause_resume_close_and_a_closed_case_refuses_changes() {
         Some(4)
     );
     let case = svc.get(&case_id).await;
-    assert_eq!(case.status, CaseStatus::Closed as i32);
+    assert_eq!(case.status(), CaseStatus::Closed);
     assert_eq!(case.status_reason, "therapy completed");
 
     let again = svc.set_status(&case_id, CaseStatus::Closed, "again").await;

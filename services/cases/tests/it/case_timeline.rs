@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::{Service, WAIT, meta, service};
 use chrono::Utc;
 use prost::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use crate::support::{Service, WAIT, meta, service};
 use tonic::Code;
 use touchpoint_platform::envelope::new_envelope;
 use touchpoint_platform::testkit::{self, eventually};

@@ -7,13 +7,14 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::events::person;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::{dlq, kafka};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::{
-    CaseStatus, Channel, CommandMeta, ConsentSource, ContactPoints, GetCaseRequest, Language,
-    OpenCaseRequest, Person, PersonName, RecordConsentRequest, SetStatusRequest,
+    CaseStatus, Channel, CommandMeta, ConsentSource, GetCaseRequest, Language, OpenCaseRequest,
+    RecordConsentRequest, SetStatusRequest,
 };
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -67,18 +68,7 @@ pub fn open_request(request_id: &str, mobile: &str) -> OpenCaseRequest {
         program_id: "adherence".into(),
         language: Language::Es as i32,
         time_zone: "America/Chicago".into(),
-        patient: Some(Person {
-            name: Some(PersonName {
-                given_name: "Ana".into(),
-                family_name: "Ruiz".into(),
-            }),
-            contact: Some(ContactPoints {
-                mobile_e164: mobile.into(),
-                email: "ana.ruiz@example.com".into(),
-                ..ContactPoints::default()
-            }),
-            relationship: String::new(),
-        }),
+        patient: Some(person("Ana", "Ruiz", mobile, "ana.ruiz@example.com")),
         caregiver: None,
         prescriber_fax: String::new(),
         enrolled_at: None,

@@ -3,9 +3,9 @@
 //! part, sent once, over a connection STARTTLS encrypted; a 4xx is retried, a
 //! 5xx fails for good; a relay that cannot encrypt as required gets nothing.
 
+use crate::support::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use crate::support::*;
 use touchpoint_dispatch::SmtpRelay;
 use touchpoint_dispatch::providers::email::{MailTls, StartTls, Unsubscribe};
 use touchpoint_platform::tls::DevCa;
@@ -119,7 +119,7 @@ async fn an_email_goes_out_once_encrypted_in_spanish_with_a_subject_a_text_and_a
     };
     assert_eq!(sent.provider, "smtp");
     assert_eq!(sent.provider_message_id, format!("<{id}@touchpoint>"));
-    assert_eq!(sent.language, Language::Es as i32);
+    assert_eq!(sent.language(), Language::Es);
 
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "sent once");

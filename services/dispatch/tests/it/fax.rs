@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use http::Method;
 use crate::support::*;
+use http::Method;
 use touchpoint_dispatch::FaxProvider;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
 use touchpoint_platform::testkit::eventually;

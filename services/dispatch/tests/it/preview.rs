@@ -46,7 +46,7 @@ async fn a_preview_renders_each_written_channel_of_the_step_in_the_language_aske
     );
     let sms = &shown.messages[0];
     assert!(sms.text.starts_with("Hola Ana,"));
-    assert_eq!(sms.language, Language::Es as i32);
+    assert_eq!(sms.language(), Language::Es);
     assert!(!sms.language_fell_back);
     assert_eq!(sms.sms_encoding, "UCS-2", "á is not in GSM-7");
     assert!(sms.sms_segments >= 2);
@@ -66,7 +66,7 @@ async fn a_missing_translation_falls_back_and_says_so() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let sms = &shown.messages[0];
-    assert_eq!(sms.language, Language::En as i32);
+    assert_eq!(sms.language(), Language::En);
     assert!(sms.language_fell_back);
     assert_eq!(sms.sms_encoding, "GSM-7");
 }

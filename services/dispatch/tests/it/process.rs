@@ -6,8 +6,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chrono::Utc;
 use crate::support::*;
+use chrono::Utc;
 use touchpoint_platform::grpc::client::{self, ClientAccess};
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 use touchpoint_platform::topics::{self, Stream, Topics};

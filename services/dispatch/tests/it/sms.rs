@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use http::Method;
 use crate::support::*;
+use http::Method;
 use touchpoint_dispatch::domain::sms;
 use touchpoint_dispatch::providers::http::{Exchange, HttpClient};
 use touchpoint_dispatch::providers::signature;
@@ -72,7 +72,7 @@ async fn an_sms_goes_out_once_written_in_the_patients_language() {
     );
     assert_eq!(sent.provider, "primary");
     assert_eq!(sent.provider_message_id, message.sid);
-    assert_eq!(sent.language, Language::Es as i32);
+    assert_eq!(sent.language(), Language::Es);
     assert!(!sent.language_fell_back);
     assert_eq!(sent.segments as usize, sms::measure(&message.body).segments);
     assert!(

@@ -6,17 +6,18 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::shutdown::Shutdown;
+pub use touchpoint_platform::testkit::events::{NewCase, consent, event};
 pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::dispatch_service_client::DispatchServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    CaseOpened, Channel, ConsentRecorded, ContactPoint, CoordinatorAssigned, Envelope, Language,
-    OutreachRequested, Person, PersonName, contact_point,
+    Channel, ContactPoint, CoordinatorAssigned, Envelope, Language, OutreachRequested,
+    contact_point,
 };
 
 pub const WAIT: Duration = Duration::from_secs(90);
@@ -136,40 +137,10 @@ pub async fn dead_letter_reasons(world: &World, stream: Stream, count: usize) ->
     testkit::dead_letter_reasons(&world.prefix, stream, count, WAIT).await
 }
 
-pub fn event(case_id: &str, payload: Payload) -> Envelope {
-    new_envelope(case_id, "test", Utc::now(), payload, None)
-}
-
+/// Ana's case in the adherence program (no contact points: each request
+/// names its destination).
 pub fn case_opened(case_id: &str) -> Envelope {
-    event(
-        case_id,
-        Payload::CaseOpened(CaseOpened {
-            program_id: "adherence".into(),
-            language: Language::Es as i32,
-            time_zone: "America/New_York".into(),
-            enrolled_at: Some(timestamp(utc("2026-04-06T14:00:00Z"))),
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: "Ana".into(),
-                    family_name: "Ruiz".into(),
-                }),
-                contact: None,
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax_e164: String::new(),
-        }),
-    )
-}
-
-pub fn consent(case_id: &str, channel: Channel) -> Envelope {
-    event(
-        case_id,
-        Payload::ConsentRecorded(ConsentRecorded {
-            channel: channel as i32,
-            ..ConsentRecorded::default()
-        }),
-    )
+    NewCase::default().event(case_id)
 }
 
 /// An OutreachRequested for the welcome step on `channel`, due now, to be

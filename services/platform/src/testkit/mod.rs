@@ -13,6 +13,7 @@
 //!
 //! Test helpers panic with a clear message: that is how a test fails.
 
+pub mod events;
 pub mod otlp;
 
 use std::collections::hash_map::RandomState;

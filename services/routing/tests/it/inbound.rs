@@ -81,7 +81,7 @@ async fn a_patients_reply_reaches_their_coordinator_and_answers_the_attempt() {
         .await;
     assert_eq!(received.0, "case-1");
     assert_eq!(received.1.in_reply_to_attempt_id, attempt);
-    assert_eq!(received.1.channel, Channel::Sms as i32);
+    assert_eq!(received.1.channel(), Channel::Sms);
     let routed = world
         .first("ContactRouted", |e| match &e.payload {
             Some(Payload::ContactRouted(r)) => Some(r.clone()),
@@ -94,7 +94,7 @@ async fn a_patients_reply_reaches_their_coordinator_and_answers_the_attempt() {
     );
     let tasks = world.worklist("carla").await;
     assert_eq!(tasks.len(), 1);
-    assert_eq!(tasks[0].kind, TaskKind::Inbound as i32);
+    assert_eq!(tasks[0].kind(), TaskKind::Inbound);
     assert_eq!(tasks[0].case_id, "case-1");
     assert_eq!(tasks[0].inbound_id, received.1.inbound_id);
 
@@ -187,7 +187,7 @@ async fn coordinator_then_navigator_then_skills_then_queue_then_an_after_hours_c
     assert!(
         queued
             .iter()
-            .any(|t| t.kind == TaskKind::Callback as i32 && t.task_id == requested.task_id),
+            .any(|t| t.kind() == TaskKind::Callback && t.task_id == requested.task_id),
         "the callback waits in the program's queue: {queued:?}"
     );
 }
@@ -209,7 +209,7 @@ async fn stop_in_spanish_opts_out_and_is_not_routed_to_a_person() {
         .await;
     assert_eq!(opted_out.0, "case-3");
     assert_eq!(opted_out.1.keyword, "ALTO");
-    assert_eq!(opted_out.1.channel, Channel::Sms as i32);
+    assert_eq!(opted_out.1.channel(), Channel::Sms);
     assert!(
         world.worklist("carla").await.is_empty(),
         "a keyword needs no person"
@@ -226,10 +226,10 @@ async fn stop_in_spanish_opts_out_and_is_not_routed_to_a_person() {
         })
         .await;
     assert_eq!(reply.0, "case-3");
-    assert_eq!(reply.1.purpose, OutreachPurpose::KeywordReply as i32);
+    assert_eq!(reply.1.purpose(), OutreachPurpose::KeywordReply);
     assert_eq!(reply.1.template_id, "keyword-stop");
-    assert_eq!(reply.1.language, Language::Es as i32);
-    assert_eq!(reply.1.channel, Channel::Sms as i32);
+    assert_eq!(reply.1.language(), Language::Es);
+    assert_eq!(reply.1.channel(), Channel::Sms);
     assert_eq!(
         reply.1.destination.and_then(|d| d.value),
         Some(contact_point::Value::PhoneE164(MOBILE.into()))
@@ -298,8 +298,8 @@ async fn a_spanish_side_effect_is_flagged_with_a_24_hour_clock_and_a_high_priori
     );
     let tasks = world.worklist("carla").await;
     assert_eq!(
-        tasks[0].kind,
-        TaskKind::AdverseEventReview as i32,
+        tasks[0].kind(),
+        TaskKind::AdverseEventReview,
         "first: {tasks:?}"
     );
     assert_eq!(
@@ -414,7 +414,7 @@ async fn email_and_fax_webhooks_are_signed_and_routed() {
     assert_eq!(status, 200);
     world
         .first("a fax's InboundReceived", |e| match &e.payload {
-            Some(Payload::InboundReceived(r)) if r.channel == Channel::Fax as i32 => Some(()),
+            Some(Payload::InboundReceived(r)) if r.channel() == Channel::Fax => Some(()),
             _ => None,
         })
         .await;

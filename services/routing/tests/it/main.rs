@@ -4,6 +4,6 @@
 
 mod inbound;
 mod opt_out;
+mod support;
 mod tasks;
 mod withdrawn;
-mod support;

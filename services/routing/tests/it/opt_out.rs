@@ -74,7 +74,7 @@ async fn revoke_opt_out_stop_thank_you_and_plain_words_each_opt_out_with_one_con
         assert_eq!(found.len(), 1, "{body}: one opt-out");
         let opt_out = &found[0].1;
         assert_eq!(opt_out.keyword, *keyword, "{body}");
-        assert_eq!(opt_out.channel, Channel::Sms as i32);
+        assert_eq!(opt_out.channel(), Channel::Sms);
         assert_eq!(opt_out.contact_point, phone(number), "{body}: by number");
         assert_eq!(
             opt_out.received_at.map(|t| t.seconds),
@@ -90,7 +90,7 @@ async fn revoke_opt_out_stop_thank_you_and_plain_words_each_opt_out_with_one_con
             .into_iter()
             .filter_map(|e| match e.payload {
                 Some(Payload::OutreachRequested(r))
-                    if r.purpose == OutreachPurpose::KeywordReply as i32 =>
+                    if r.purpose() == OutreachPurpose::KeywordReply =>
                 {
                     Some(r)
                 }
@@ -154,7 +154,7 @@ async fn an_ambiguous_request_goes_to_a_person_who_may_complete_it_as_an_opt_out
         .worklist("carla")
         .await
         .into_iter()
-        .find(|t| t.kind == TaskKind::KeywordReview as i32)
+        .find(|t| t.kind() == TaskKind::KeywordReview)
         .unwrap_or_else(|| panic!("the review task"));
     let wrong_way = world
         .client
@@ -184,7 +184,7 @@ async fn an_ambiguous_request_goes_to_a_person_who_may_complete_it_as_an_opt_out
         .await;
     assert_eq!(case_id, "case-1");
     assert_eq!(opt_out.keyword, "REVIEWED");
-    assert_eq!(opt_out.channel, Channel::Sms as i32);
+    assert_eq!(opt_out.channel(), Channel::Sms);
     assert_eq!(opt_out.contact_point, phone(MOBILE));
     assert_eq!(
         opt_out.received_at.map(|t| t.seconds),
@@ -218,7 +218,7 @@ async fn an_email_reply_saying_unsubscribe_above_the_quote_opts_the_address_out_
     );
     world
         .first("the thank-you received", |e| match &e.payload {
-            Some(Payload::InboundReceived(r)) if r.channel == Channel::Email as i32 => Some(()),
+            Some(Payload::InboundReceived(r)) if r.channel() == Channel::Email => Some(()),
             _ => None,
         })
         .await;
@@ -241,7 +241,7 @@ async fn an_email_reply_saying_unsubscribe_above_the_quote_opts_the_address_out_
         })
         .await;
     assert_eq!(opt_out.0, "case-mail");
-    assert_eq!(opt_out.1.channel, Channel::Email as i32);
+    assert_eq!(opt_out.1.channel(), Channel::Email);
     assert_eq!(opt_out.1.keyword, "UNSUBSCRIBE");
     assert_eq!(
         opt_out.1.contact_point,
@@ -320,7 +320,7 @@ async fn an_emails_one_click_unsubscribe_opts_its_address_out_and_a_forged_one_d
         })
         .await;
     assert_eq!(opt_out.0, "case-click");
-    assert_eq!(opt_out.1.channel, Channel::Email as i32);
+    assert_eq!(opt_out.1.channel(), Channel::Email);
     assert_eq!(
         opt_out.1.contact_point,
         Some(ContactPoint {

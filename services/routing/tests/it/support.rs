@@ -10,20 +10,20 @@ use chrono::Utc;
 use http::{Method, StatusCode};
 use touchpoint_platform::access::{ApiToken, Role};
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::envelope::{new_envelope, timestamp};
+use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::signature;
+pub use touchpoint_platform::testkit::events::{self, EMAIL, MOBILE, NewCase, event, person};
 pub use touchpoint_platform::testkit::utc;
 use touchpoint_platform::testkit::{self, TestDatabase, TopicReader};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
-    AttemptSent, CallTaskRequested, CaseOpened, Channel, ContactPoints, Coordinator,
-    CoordinatorAssigned, CoordinatorRole, Envelope, Language, ListWorklistRequest, Person,
-    PersonName, Presence, Shift, Task, TaskKind, UpsertCoordinatorRequest,
+    CallTaskRequested, Channel, Coordinator, CoordinatorAssigned, CoordinatorRole, Envelope,
+    Language, ListWorklistRequest, Presence, Shift, Task, TaskKind, UpsertCoordinatorRequest,
 };
 use touchpoint_routing::webhooks::Secrets;
 
@@ -38,8 +38,6 @@ pub const UNSUBSCRIBE_KEY: &str = "unsubscribe-key";
 pub const PROGRAMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs");
 /// The API token of the coordinator `carla` herself.
 pub const CARLA_TOKEN: &str = "carla-own-token";
-/// The patient's mobile, as cases holds it.
-pub const MOBILE: &str = "+12125550142";
 
 /// A test's database, topics and the running service.
 pub struct World {
@@ -197,7 +195,7 @@ impl World {
             self.worklist("carla")
                 .await
                 .into_iter()
-                .find(|t| t.kind == TaskKind::Call as i32 && t.attempt_id == attempt)
+                .find(|t| t.kind() == TaskKind::Call && t.attempt_id == attempt)
         })
         .await
     }
@@ -296,47 +294,18 @@ pub fn call_requested(case_id: &str, attempt: &str) -> Envelope {
     )
 }
 
-pub fn event(case_id: &str, payload: Payload) -> Envelope {
-    new_envelope(case_id, "test", Utc::now(), payload, None)
-}
-
+/// Ana's adherence case, enrolled on 2026-11-01, reached at `mobile` and her
+/// email.
 pub fn case_opened(case_id: &str, mobile: &str) -> Envelope {
-    event(
-        case_id,
-        Payload::CaseOpened(CaseOpened {
-            program_id: "adherence".into(),
-            language: Language::Es as i32,
-            time_zone: "America/New_York".into(),
-            enrolled_at: Some(timestamp(utc("2026-11-01T14:00:00Z"))),
-            patient: Some(Person {
-                name: Some(PersonName {
-                    given_name: "Ana".into(),
-                    family_name: "Ruiz".into(),
-                }),
-                contact: Some(ContactPoints {
-                    mobile_e164: mobile.into(),
-                    email: "ana@example.com".into(),
-                    ..ContactPoints::default()
-                }),
-                relationship: String::new(),
-            }),
-            caregiver: None,
-            prescriber_fax_e164: String::new(),
-        }),
-    )
+    NewCase::default()
+        .enrolled_at(utc("2026-11-01T14:00:00Z"))
+        .patient(person("Ana", "Ruiz", mobile, EMAIL))
+        .event(case_id)
 }
 
+/// The primary provider took `attempt_id` on `channel` at `at`.
 pub fn attempt_sent(case_id: &str, attempt_id: &str, channel: Channel, at: &str) -> Envelope {
-    event(
-        case_id,
-        Payload::AttemptSent(AttemptSent {
-            attempt_id: attempt_id.into(),
-            channel: channel as i32,
-            provider: "primary".into(),
-            sent_at: Some(timestamp(utc(at))),
-            ..AttemptSent::default()
-        }),
-    )
+    events::attempt_sent(case_id, attempt_id, channel, utc(at))
 }
 
 /// A member working the adherence program in English and Spanish, Monday to

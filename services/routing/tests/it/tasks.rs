@@ -44,7 +44,7 @@ async fn a_call_task_is_worked_and_its_outcome_is_published() {
                 .into_inner()
                 .tasks
                 .into_iter()
-                .find(|t| t.kind == TaskKind::Call as i32)
+                .find(|t| t.kind() == TaskKind::Call)
         }
     })
     .await;
@@ -82,7 +82,7 @@ async fn a_call_task_is_worked_and_its_outcome_is_published() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
-    assert_eq!(claimed.status, TaskStatus::Claimed as i32);
+    assert_eq!(claimed.status(), TaskStatus::Claimed);
     let done = client
         .complete_task(CompleteTaskRequest {
             task_id: task.task_id.clone(),
@@ -92,7 +92,7 @@ async fn a_call_task_is_worked_and_its_outcome_is_published() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
-    assert_eq!(done.status, TaskStatus::Done as i32);
+    assert_eq!(done.status(), TaskStatus::Done);
 
     let completed = world
         .first("TaskCompleted", |e| match &e.payload {
@@ -206,7 +206,7 @@ async fn a_coordinator_signed_in_as_herself_claims_and_completes_only_as_herself
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
     assert_eq!(claimed.coordinator_id, "carla");
-    assert_eq!(claimed.status, TaskStatus::Claimed as i32);
+    assert_eq!(claimed.status(), TaskStatus::Claimed);
     let done = carla
         .complete_task(CompleteTaskRequest {
             task_id: task.task_id.clone(),
@@ -216,7 +216,7 @@ async fn a_coordinator_signed_in_as_herself_claims_and_completes_only_as_herself
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
-    assert_eq!(done.status, TaskStatus::Done as i32);
+    assert_eq!(done.status(), TaskStatus::Done);
     let completed = world
         .first("TaskCompleted", |e| match &e.payload {
             Some(Payload::TaskCompleted(t)) if t.task_id == task.task_id => Some(t.clone()),
@@ -294,7 +294,7 @@ async fn a_call_is_listed_and_claimed_only_inside_the_patients_window() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
-    assert_eq!(claimed.status, TaskStatus::Claimed as i32);
+    assert_eq!(claimed.status(), TaskStatus::Claimed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +329,7 @@ async fn a_patient_who_asks_not_to_be_called_again_opts_the_number_out_of_voice(
         })
         .await;
     assert_eq!(opt_out.0, "case-dnc");
-    assert_eq!(opt_out.1.channel, Channel::Voice as i32);
+    assert_eq!(opt_out.1.channel(), Channel::Voice);
     assert_eq!(opt_out.1.keyword, "CALL_DISPOSITION");
     assert_eq!(
         opt_out.1.contact_point,

@@ -158,6 +158,6 @@ async fn closing_the_case_leaves_a_claimed_call_with_its_coordinator_marked_with
         .into_iter()
         .find(|t| t.attempt_id == attempt)
         .unwrap_or_else(|| panic!("still carla's"));
-    assert_eq!(still.status, TaskStatus::Claimed as i32);
+    assert_eq!(still.status(), TaskStatus::Claimed);
     assert_eq!(still.withdrawn_reason, "case_closed");
 }
