@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use sqlx::{Acquire as _, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -152,6 +154,10 @@ pub enum ConsumerError {
     /// The Kafka client could not be created or subscribed.
     #[error("consumer could not start: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The broker will not let it read what it subscribed to, which waiting
+    /// does not mend: the service stops rather than sit idle while healthy.
+    #[error("consumer cannot read its topics: {0}")]
+    Refused(rdkafka::error::KafkaError),
 }
 
 /// What became of one record in a batch.
@@ -239,6 +245,9 @@ impl<H: Handler> InboxConsumer<H> {
             for message in batch {
                 match message {
                     Ok(message) => records.push(message.detach()),
+                    Err(error) if refused(&error, self.kafka.create_topics) => {
+                        return Err(ConsumerError::Refused(error));
+                    }
                     Err(error) => {
                         tracing::warn!(consumer = %self.name, %error, "kafka consume error")
                     }
@@ -487,6 +496,22 @@ impl<H: Handler> InboxConsumer<H> {
                 }
             }
         }
+    }
+}
+
+/// Whether a consume error means the consumer will never get its records: the
+/// broker refuses it the topic or the group, or a topic it reads does not
+/// exist where the service does not create its topics (an operator's
+/// `KafkaTopic` missing). Anything else may pass and is only logged.
+fn refused(error: &KafkaError, creates_topics: bool) -> bool {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::GroupAuthorizationFailed,
+        ) => true,
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            !creates_topics
+        }
+        _ => false,
     }
 }
 

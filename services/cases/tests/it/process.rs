@@ -1,6 +1,8 @@
 //! The `touchpoint-cases` binary as a process: it refuses a bad configuration by
-//! name, continues callers' traces and exports them over OTLP, and drains on SIGTERM.
+//! name, continues callers' traces and exports them over OTLP, drains on
+//! SIGTERM, and stops when its consumer can never read.
 
+use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -84,7 +86,6 @@ async fn continues_the_callers_trace_exports_it_and_drains_on_sigterm() {
     assert!(exit.success(), "clean exit after SIGTERM: {exit}");
     let mut logs = String::new();
     if let Some(mut stdout) = child.stdout.take() {
-        use std::io::Read as _;
         let _ = stdout.read_to_string(&mut logs);
     }
     assert!(
@@ -106,4 +107,54 @@ async fn continues_the_callers_trace_exports_it_and_drains_on_sigterm() {
     .await;
     assert_eq!(span.service, "cases", "exported under the service's name");
     assert_eq!(span.name, "grpc.request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_whose_topics_do_not_exist_stops_the_service_instead_of_idling() {
+    // Topics are an operator's here (TOUCHPOINT_TOPIC_CREATE=false) and this
+    // prefix has none: the timeline consumer can never read, so the service
+    // must not go on answering health checks as if it could.
+    let database = TestDatabase::fresh().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_touchpoint-cases"))
+        .env("DATABASE_URL", &database.url)
+        .env("KAFKA_BROKERS", testkit::broker())
+        .env("TOUCHPOINT_TOPIC_PREFIX", testkit::unique_prefix())
+        .env("TOUCHPOINT_TOPIC_CREATE", "false")
+        .env(
+            "TOUCHPOINT_GRPC_ADDR",
+            format!("127.0.0.1:{}", testkit::free_port()),
+        )
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start touchpoint-cases: {e}"));
+    let exit = eventually("cases to stop", WAIT, || {
+        let exited = child.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await;
+    assert!(
+        !exit.success(),
+        "a service that cannot consume exits non-zero"
+    );
+    let mut said = String::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut stream = stream;
+        let _ = stream.read_to_string(&mut said);
+    }
+    assert!(said.contains("timeline consumer"), "{said}");
 }
