@@ -192,8 +192,9 @@ async fn a_broker_no_trusted_authority_vouches_for_is_not_talked_to() {
 /// with `password`. Tansu takes new users only from a client that needs no
 /// sign-in, so the user is made on the same storage before authentication is
 /// turned on.
-fn scram_broker(user: &str, password: &str) -> OwnBroker {
-    let storage = format!("sqlite://tansu-{}.db", testkit::unique_prefix());
+fn scram_broker(user: &str, password: &str) -> ScramBroker {
+    let file = format!("tansu-{}.db", testkit::unique_prefix());
+    let storage = format!("sqlite://{file}");
     let open = OwnBroker::start(&BrokerOptions {
         storage: storage.clone(),
         ..BrokerOptions::default()
@@ -211,22 +212,49 @@ fn scram_broker(user: &str, password: &str) -> OwnBroker {
         String::from_utf8_lossy(&created.stderr)
     );
     drop(open);
-    OwnBroker::start(&BrokerOptions {
+    let broker = OwnBroker::start(&BrokerOptions {
         storage,
         options: "--authentication".into(),
         advertised_port: None,
     })
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    ScramBroker {
+        broker: Some(broker),
+        file: std::env::temp_dir().join(file),
+    }
+}
+
+/// A broker on sqlite storage of its own, whose files go with it.
+struct ScramBroker {
+    broker: Option<OwnBroker>,
+    file: PathBuf,
+}
+
+impl ScramBroker {
+    fn addr(&self) -> &str {
+        self.broker.as_ref().map_or("", |b| b.addr.as_str())
+    }
+}
+
+impl Drop for ScramBroker {
+    fn drop(&mut self) {
+        drop(self.broker.take());
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.file.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_signs_in_with_its_scram_identity_and_a_stranger_is_refused() {
     let broker = scram_broker("touchpoint-cases", "cases-password");
-    let cases = config(&broker.addr, scram("touchpoint-cases", "cases-password"));
+    let cases = config(broker.addr(), scram("touchpoint-cases", "cases-password"));
     assert_eq!(round_trip(&cases, "signed in").await, "signed in");
-    let wrong = config(&broker.addr, scram("touchpoint-cases", "guessed"));
+    let wrong = config(broker.addr(), scram("touchpoint-cases", "guessed"));
     assert!(!reaches(&wrong), "a wrong password was let in");
-    let anonymous = config(&broker.addr, KafkaSecurity::default());
+    let anonymous = config(broker.addr(), KafkaSecurity::default());
     assert!(
         !reaches(&anonymous),
         "a client without an identity was answered"
