@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message as _;
@@ -19,10 +20,12 @@ use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer as _};
 use touchpoint_platform::config::KafkaConfig;
 use touchpoint_platform::kafka::{self, KafkaSecurity, Protocol, Sasl};
+use touchpoint_platform::secret::ExposeSecret as _;
 use touchpoint_platform::testkit::{self, BrokerOptions, OwnBroker, eventually};
-use touchpoint_platform::tls::{DevCa, Identity};
+use touchpoint_platform::tls::{DevCa, Identity, TlsError};
 use touchpoint_platform::topics;
 use touchpoint_sandbox::https::TlsListener;
+use touchpoint_sandbox::https::rustls::ServerConfig;
 
 /// A TLS front on a port of its own for a broker; stops when dropped.
 struct TlsFront {
@@ -36,10 +39,9 @@ impl Drop for TlsFront {
 }
 
 impl TlsFront {
-    /// Takes TLS on `port` with `identity` and passes each connection's bytes
-    /// to and from `upstream`.
-    async fn start(port: u16, identity: &Identity, upstream: &str) -> Self {
-        let config = identity.server_config().unwrap_or_else(|e| panic!("{e}"));
+    /// Takes TLS on `port` as `config` says and passes each connection's
+    /// bytes to and from `upstream`.
+    async fn start(port: u16, config: Arc<ServerConfig>, upstream: &str) -> Self {
         let tcp = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
             .await
             .unwrap_or_else(|e| panic!("front: {e}"));
@@ -69,6 +71,14 @@ struct TlsBroker {
 }
 
 async fn tls_broker(ca: &DevCa) -> TlsBroker {
+    tls_broker_as(ca, |identity| identity.server_config()).await
+}
+
+/// The same, its TLS configured by `config` from the broker's identity.
+async fn tls_broker_as(
+    ca: &DevCa,
+    config: impl FnOnce(&Identity) -> Result<Arc<ServerConfig>, TlsError>,
+) -> TlsBroker {
     let port = testkit::free_port();
     let broker = OwnBroker::start(&BrokerOptions {
         advertised_port: Some(port),
@@ -76,7 +86,8 @@ async fn tls_broker(ca: &DevCa) -> TlsBroker {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let identity = ca.issue(&["127.0.0.1"]).unwrap_or_else(|e| panic!("{e}"));
-    let front = TlsFront::start(port, &identity, &broker.addr).await;
+    let config = config(&identity).unwrap_or_else(|e| panic!("{e}"));
+    let front = TlsFront::start(port, config, &broker.addr).await;
     TlsBroker {
         addr: format!("127.0.0.1:{port}"),
         _front: front,
@@ -185,6 +196,39 @@ async fn a_broker_no_trusted_authority_vouches_for_is_not_talked_to() {
     assert!(
         !reaches(&clear),
         "a plaintext client was answered on a TLS listener"
+    );
+}
+
+/// A PEM file holding `text`, for a `KAFKA_SSL_*_FILE`.
+fn pem_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{name}-{}.pem", testkit::unique_prefix()));
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mutual_tls_only_a_client_with_a_certificate_the_broker_trusts_gets_in() {
+    let ca = ca();
+    let broker = tls_broker_as(&ca, |identity| {
+        identity.server_config_requiring_clients(&ca.cert_pem())
+    })
+    .await;
+    let own = ca
+        .issue_client("touchpoint-cases", None, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mutual = KafkaSecurity {
+        client_identity: Some((
+            pem_file("cases-cert", &own.cert_pem),
+            pem_file("cases-key", own.key_pem.expose_secret()),
+        )),
+        ..tls_trusting(ca_file(&ca, "kafka-ca"))
+    };
+    let cases = config(&broker.addr, mutual);
+    assert_eq!(round_trip(&cases, "mutual").await, "mutual");
+    let anonymous = config(&broker.addr, tls_trusting(ca_file(&ca, "kafka-ca")));
+    assert!(
+        !reaches(&anonymous),
+        "a client without a certificate was answered"
     );
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::access::Role;
@@ -41,15 +42,42 @@ impl Identity {
     /// A rustls server configuration presenting this identity, with rustls's
     /// safe default protocol versions and no client certificates.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let (chain, key) = self.chain_and_key()?;
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        Ok(Arc::new(config))
+    }
+
+    /// The same, but every client must present a certificate an authority in
+    /// `clients_ca_pem` signed (mutual TLS).
+    pub fn server_config_requiring_clients(
+        &self,
+        clients_ca_pem: &str,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let (chain, key) = self.chain_and_key()?;
+        let mut roots = RootCertStore::empty();
+        for authority in certificates(clients_ca_pem)? {
+            roots.add(authority)?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        Ok(Arc::new(config))
+    }
+
+    fn chain_and_key(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
         let chain = certificates(&self.cert_pem)?;
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.expose_secret().as_bytes())
             .map_err(|_| TlsError::Pem("private key"))?;
-        let config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_no_client_auth()
-                .with_single_cert(chain, key)?;
-        Ok(Arc::new(config))
+        Ok((chain, key))
     }
 }
 
@@ -75,12 +103,16 @@ pub fn client_config(extra_roots_pem: Option<&str>) -> Result<Arc<ClientConfig>,
             roots.add(authority)?;
         }
     }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The cryptography every TLS configuration here uses.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// A development certificate authority.

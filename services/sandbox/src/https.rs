@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 
 /// How long a client has to finish its handshake. Connections are taken one
@@ -31,7 +32,7 @@ impl std::fmt::Debug for TlsListener {
 
 impl TlsListener {
     /// Serves TLS on `tcp` with `config`.
-    pub fn new(tcp: TcpListener, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
         Self {
             tcp,
             acceptor: TlsAcceptor::from(config),
