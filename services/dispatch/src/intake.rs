@@ -217,10 +217,9 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
             let channel = channel(raw_channel).ok_or(bad("channel"))?;
             Ok(Destination {
                 channel,
-                // An address is one mailbox however it was typed; the sender
-                // compares email destinations lower-cased.
+                // An address is one mailbox however it was typed.
                 value: if channel == Channel::Email {
-                    value.to_lowercase()
+                    touchpoint_platform::contact::mailbox(&value)
                 } else {
                     value
                 },

@@ -98,11 +98,17 @@ impl EmailAddress {
         &self.0
     }
 
-    /// The key contact lookups use: the whole address lower-cased (mailbox names
-    /// are case-insensitive at every provider a hub meets).
+    /// The key contact lookups use: [`mailbox`].
     pub fn lookup_key(&self) -> String {
-        self.0.to_lowercase()
+        mailbox(&self.0)
     }
+}
+
+/// One mailbox however its address was typed: the whole address lower-cased
+/// (mailbox names are case-insensitive at every provider a hub meets). What
+/// lookups, opt-outs and unsubscribe proofs compare.
+pub fn mailbox(address: &str) -> String {
+    address.to_lowercase()
 }
 
 /// What a caller looks a case up by.

@@ -121,7 +121,7 @@ pub mod unsubscribe {
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         mac.update(case_id.as_bytes());
         mac.update(b"\0");
-        mac.update(address.to_lowercase().as_bytes());
+        mac.update(crate::contact::mailbox(address).as_bytes());
         mac
     }
 
