@@ -166,19 +166,19 @@ fn provider_url(var: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// `TOUCHPOINT_PROVIDER_CA_FILE`: the PEM it names, checked to hold
+/// The PEM file of extra certificate authorities `var` names
+/// (`TOUCHPOINT_PROVIDER_CA_FILE`, `TOUCHPOINT_SMTP_CA_FILE`), checked to hold
 /// certificates.
-fn provider_roots(env: &Env) -> Result<Option<String>, ConfigError> {
-    const VAR: &str = "TOUCHPOINT_PROVIDER_CA_FILE";
-    let Some(path) = env.raw(VAR) else {
+fn authorities(env: &Env, var: &str) -> Result<Option<String>, ConfigError> {
+    let Some(path) = env.raw(var) else {
         return Ok(None);
     };
     let pem = std::fs::read_to_string(&path).map_err(|e| ConfigError {
-        var: VAR.into(),
+        var: var.into(),
         reason: format!("cannot read {path}: {e}"),
     })?;
     touchpoint_platform::tls::certificates(&pem).map_err(|e| ConfigError {
-        var: VAR.into(),
+        var: var.into(),
         reason: format!("{path}: {e}"),
     })?;
     Ok(Some(pem))
@@ -275,15 +275,7 @@ fn mail_tls(env: &Env) -> Result<MailTls, ConfigError> {
             });
         }
     };
-    let extra_roots = env
-        .raw("TOUCHPOINT_SMTP_CA_FILE")
-        .map(|path| {
-            std::fs::read(&path).map_err(|e| ConfigError {
-                var: "TOUCHPOINT_SMTP_CA_FILE".into(),
-                reason: format!("cannot read {path}: {e}"),
-            })
-        })
-        .transpose()?;
+    let extra_roots = authorities(env, "TOUCHPOINT_SMTP_CA_FILE")?.map(String::into_bytes);
     Ok(MailTls { mode, extra_roots })
 }
 
@@ -362,7 +354,7 @@ impl Config {
             smtp: SmtpRelay::from_env(env)?,
             fax: FaxProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
-            provider_roots: provider_roots(env)?,
+            provider_roots: authorities(env, "TOUCHPOINT_PROVIDER_CA_FILE")?,
         })
     }
 
@@ -639,19 +631,19 @@ mod tests {
         let written = std::fs::write(&not_pem, "not a certificate");
         assert!(written.is_ok(), "{written:?}");
         let path = not_pem.display().to_string();
-        let refused = provider_roots(&Env::from_pairs([(
+        let refused = authorities(
+            &Env::from_pairs([("TOUCHPOINT_PROVIDER_CA_FILE", path.as_str())]),
             "TOUCHPOINT_PROVIDER_CA_FILE",
-            path.as_str(),
-        )]));
+        );
         let _ = std::fs::remove_file(&not_pem);
         assert_eq!(
             refused.err().map(|e| e.var).as_deref(),
             Some("TOUCHPOINT_PROVIDER_CA_FILE")
         );
-        let missing = provider_roots(&Env::from_pairs([(
+        let missing = authorities(
+            &Env::from_pairs([("TOUCHPOINT_PROVIDER_CA_FILE", "/no/such/ca.pem")]),
             "TOUCHPOINT_PROVIDER_CA_FILE",
-            "/no/such/ca.pem",
-        )]));
+        );
         assert!(missing.is_err());
     }
 
