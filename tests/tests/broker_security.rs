@@ -99,11 +99,16 @@ fn ca() -> DevCa {
     DevCa::generate().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A PEM file holding `text`, for a `KAFKA_SSL_*_FILE`.
+fn pem_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{name}-{}.pem", testkit::unique_prefix()));
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
 /// A PEM file of `ca`'s certificate, for `KAFKA_SSL_CA_FILE`.
 fn ca_file(ca: &DevCa, name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("{name}-{}.pem", testkit::unique_prefix()));
-    std::fs::write(&path, ca.cert_pem()).unwrap_or_else(|e| panic!("{e}"));
-    path
+    pem_file(name, &ca.cert_pem())
 }
 
 fn config(brokers: &str, security: KafkaSecurity) -> KafkaConfig {
@@ -197,13 +202,6 @@ async fn a_broker_no_trusted_authority_vouches_for_is_not_talked_to() {
         !reaches(&clear),
         "a plaintext client was answered on a TLS listener"
     );
-}
-
-/// A PEM file holding `text`, for a `KAFKA_SSL_*_FILE`.
-fn pem_file(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("{name}-{}.pem", testkit::unique_prefix()));
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 //! provider may have acted on it). A server whose certificate the roots do not
 //! trust is a request that never left: the handshake fails before it is sent.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,7 +55,7 @@ impl HttpClient {
         http.set_connect_timeout(Some(timeout));
         http.enforce_http(false);
         let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(Arc::unwrap_or_clone(tls::client_config(extra_roots_pem)?))
+            .with_tls_config(tls::client_config(extra_roots_pem)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -96,18 +96,17 @@ pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// as `webpki-roots` carries them) and the authorities in `extra_roots_pem` (a
 /// private CA, or a development one), with rustls's safe default protocol
 /// versions.
-pub fn client_config(extra_roots_pem: Option<&str>) -> Result<Arc<ClientConfig>, TlsError> {
+pub fn client_config(extra_roots_pem: Option<&str>) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = extra_roots_pem {
         for authority in certificates(pem)? {
             roots.add(authority)?;
         }
     }
-    let config = ClientConfig::builder_with_provider(provider())
+    Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_no_client_auth())
 }
 
 /// The cryptography every TLS configuration here uses.

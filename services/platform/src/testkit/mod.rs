@@ -131,12 +131,7 @@ pub fn unique_prefix() -> String {
     format!("t{}.", &id[..12])
 }
 
-struct SpawnedBroker {
-    addr: String,
-    _child: Child,
-}
-
-static BROKER: OnceLock<Result<SpawnedBroker, String>> = OnceLock::new();
+static BROKER: OnceLock<Result<OwnBroker, String>> = OnceLock::new();
 
 /// The brokers tests use: `KAFKA_BROKERS`, else a Tansu broker started on first use.
 pub fn broker() -> String {
@@ -192,8 +187,8 @@ fn ports_outside_ephemeral_range() -> (u16, u16) {
     (LOW, ephemeral_start.max(LOW + 1_000))
 }
 
-fn spawn_tansu() -> Result<SpawnedBroker, String> {
-    spawn_tansu_with(&BrokerOptions::default())
+fn spawn_tansu() -> Result<OwnBroker, String> {
+    OwnBroker::start(&BrokerOptions::default())
 }
 
 /// How a broker of a test's own is started.
@@ -230,13 +225,52 @@ pub struct OwnBroker {
 }
 
 impl OwnBroker {
-    /// Starts Tansu as `options` say.
+    /// Starts Tansu as `options` say, and waits until it listens.
     pub fn start(options: &BrokerOptions) -> Result<Self, String> {
-        let spawned = spawn_tansu_with(options)?;
-        Ok(Self {
-            addr: spawned.addr,
-            child: spawned._child,
-        })
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let advertised = options.advertised_port.unwrap_or(port);
+        let tansu = crate::tansu::binary();
+        // A watchdog shell owns the broker and stops it when this test process
+        // is gone, so no broker outlives the run even though statics are never
+        // dropped.
+        let script = format!(
+            "\"$TANSU\" broker --storage-engine {storage} \
+               --listener-url tcp://127.0.0.1:{port} \
+               --advertised-listener-url tcp://127.0.0.1:{advertised} {more} >/dev/null 2>&1 & b=$!; \
+             trap 'kill $b 2>/dev/null' EXIT INT TERM; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done",
+            storage = options.storage,
+            more = options.options,
+            parent = std::process::id()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(std::env::temp_dir())
+            .env("TANSU", &tansu)
+            // Tansu reads these too; the test's own values are not meant for it.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {tansu} (run deploy/setup.sh): {e}"))?;
+        // Dropped on the way out unless it listens, which stops it.
+        let broker = Self { addr, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let socket: SocketAddr = broker.addr.parse().map_err(|e| format!("{e}"))?;
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_ok() {
+                return Ok(broker);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "{tansu} did not listen on {} within 30 s (run deploy/setup.sh)",
+            broker.addr
+        ))
     }
 }
 
@@ -248,52 +282,6 @@ impl Drop for OwnBroker {
             .status();
         let _ = self.child.wait();
     }
-}
-
-fn spawn_tansu_with(options: &BrokerOptions) -> Result<SpawnedBroker, String> {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let advertised = options.advertised_port.unwrap_or(port);
-    let tansu = crate::tansu::binary();
-    // A watchdog shell owns the broker and stops it when this test process is gone,
-    // so no broker outlives the run even though statics are never dropped.
-    let script = format!(
-        "\"$TANSU\" broker --storage-engine {storage} \
-           --listener-url tcp://127.0.0.1:{port} \
-           --advertised-listener-url tcp://127.0.0.1:{advertised} {more} >/dev/null 2>&1 & b=$!; \
-         trap 'kill $b 2>/dev/null' EXIT INT TERM; \
-         while kill -0 {parent} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done",
-        storage = options.storage,
-        more = options.options,
-        parent = std::process::id()
-    );
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(std::env::temp_dir())
-        .env("TANSU", &tansu)
-        // Tansu reads these too; the test's own values are not meant for it.
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("STORAGE_ENGINE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {tansu} (run deploy/setup.sh): {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let socket: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_ok() {
-            return Ok(SpawnedBroker {
-                addr,
-                _child: child,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!(
-        "{tansu} did not listen on {addr} within 30 s (run deploy/setup.sh)"
-    ))
 }
 
 /// Kafka settings for a test: the test broker, `prefix`, 3 partitions.
