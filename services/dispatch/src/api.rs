@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::input;
-use touchpoint_programs::{Audience, Catalogue, MessageFacts};
+use touchpoint_programs::{Audience, Catalogue, MessageFacts, RenderError};
 use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
     Channel, GetAttemptRequest, GetAttemptResponse, Language, ListAttemptsRequest,
@@ -71,16 +71,21 @@ pub fn preview(
     };
     let mut messages = Vec::new();
     for plan in &step.channels {
-        if !matches!(plan.channel, Channel::Sms | Channel::Email | Channel::Fax)
-            || messages
-                .iter()
-                .any(|m: &RenderedMessage| m.channel == plan.channel as i32)
+        if !matches!(
+            plan.channel,
+            Channel::Sms | Channel::Email | Channel::Fax | Channel::Voice
+        ) || messages
+            .iter()
+            .any(|m: &RenderedMessage| m.channel == plan.channel as i32)
         {
             continue;
         }
-        let message = templates
-            .render(&step.template, language, plan.channel, &facts)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let message = match templates.render(&step.template, language, plan.channel, &facts) {
+            Ok(message) => message,
+            // A call without a script of its own is a call all the same.
+            Err(RenderError::Missing { .. }) if plan.channel == Channel::Voice => continue,
+            Err(e) => return Err(Status::failed_precondition(e.to_string())),
+        };
         let mut rendered = RenderedMessage {
             channel: plan.channel as i32,
             language: message.language as i32,

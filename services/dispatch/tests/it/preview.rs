@@ -33,7 +33,7 @@ async fn preview(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_preview_renders_each_written_channel_of_the_step_in_the_language_asked() {
+async fn a_preview_renders_the_call_script_and_each_written_channel_in_the_language_asked() {
     let world = World::at(NOW).await;
     let shown = preview(&world, request("adherence", "welcome", Language::Es, "Ana"))
         .await
@@ -41,16 +41,23 @@ async fn a_preview_renders_each_written_channel_of_the_step_in_the_language_aske
     let channels: Vec<i32> = shown.messages.iter().map(|m| m.channel).collect();
     assert_eq!(
         channels,
-        [Channel::Sms as i32, Channel::Email as i32],
-        "voice is a call task: nothing to render"
+        [
+            Channel::Voice as i32,
+            Channel::Sms as i32,
+            Channel::Email as i32
+        ],
+        "the call's script, then each written channel, in the step's order"
     );
-    let sms = &shown.messages[0];
+    let script = &shown.messages[0];
+    assert!(script.text.starts_with("Hola, ¿puedo hablar con Ana Ruiz?"));
+    assert_eq!(script.language(), Language::Es);
+    let sms = &shown.messages[1];
     assert!(sms.text.starts_with("Hola Ana,"));
     assert_eq!(sms.language(), Language::Es);
     assert!(!sms.language_fell_back);
     assert_eq!(sms.sms_encoding, "UCS-2", "á is not in GSM-7");
     assert!(sms.sms_segments >= 2);
-    let email = &shown.messages[1];
+    let email = &shown.messages[2];
     assert_eq!(email.subject, "Le damos la bienvenida a Adherence support");
     assert!(email.text.contains("Ana Ruiz"));
     assert!(email.html.contains("Ana"));

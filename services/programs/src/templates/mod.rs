@@ -4,7 +4,9 @@
 //! Files are `templates/<template>[.caregiver].<language>[.<channel>].<ext>`:
 //! `welcome.en.txt` is the text for every channel without a file of its own,
 //! `welcome.es.sms.txt` the Spanish SMS, `welcome.en.email.html` the HTML part of
-//! the English email, `welcome.caregiver.en.txt` what a caregiver receives.
+//! the English email, `welcome.caregiver.en.txt` what a caregiver receives,
+//! `welcome.es.call.txt` the script a coordinator reads on the step's call
+//! (a call has a script only from a `.call.` file of its own).
 //! An email's subject is set in its text with `{% set subject = "..." %}`. A
 //! template may use `first_name`, `last_name` and `program_name`; an SMS only
 //! `first_name` and `program_name`, the minimum necessary for a message that
@@ -389,15 +391,20 @@ impl Templates {
         channel: Channel,
         part: Part,
     ) -> Option<&String> {
-        [Some(channel), None].into_iter().find_map(|channel| {
-            self.files.get(&Key {
-                template: template.to_owned(),
-                audience,
-                language,
-                channel,
-                part,
+        // A call script is never a text written for another channel.
+        let generic = (channel != Channel::Voice).then_some(None);
+        [Some(Some(channel)), generic]
+            .into_iter()
+            .flatten()
+            .find_map(|channel| {
+                self.files.get(&Key {
+                    template: template.to_owned(),
+                    audience,
+                    language,
+                    channel,
+                    part,
+                })
             })
-        })
     }
 
     /// Renders `template` for `channel` in `language`, or in the program's first
@@ -511,7 +518,10 @@ fn parse_name(name: &str) -> Result<Key, String> {
         Some("sms") => Some(Channel::Sms),
         Some("email") => Some(Channel::Email),
         Some("fax") => Some(Channel::Fax),
-        Some(_) => return Err("has an unknown channel: use sms, email or fax".into()),
+        // A call script: what the coordinator reads when making the step's call.
+        Some("call") if audience == Audience::Patient => Some(Channel::Voice),
+        Some("call") => return Err("a call script is read to the patient: no .caregiver.".into()),
+        Some(_) => return Err("has an unknown channel: use sms, email, fax or call".into()),
     };
     let part = match (ext, channel) {
         ("txt", _) => Part::Text,

@@ -326,3 +326,26 @@ fn folder_with_ok(program: &Program) -> Templates {
     ]);
     Templates::load(&folder.0, program, "p.toml").unwrap_or_else(|e| panic!("{e:?}"))
 }
+
+#[test]
+fn a_call_has_a_script_only_from_a_call_file_of_its_own() -> Result<(), RenderError> {
+    let without = load(&GOOD).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(matches!(
+        without.render("hello", Language::En, Channel::Voice, &facts()),
+        Err(RenderError::Missing { .. })
+    ));
+    let mut files = GOOD.to_vec();
+    files.push((
+        "hello.es.call.txt",
+        "Hola, ¿hablo con {{ first_name }} {{ last_name }}?",
+    ));
+    files.push(("hello.en.call.txt", "Hello, is this {{ first_name }}?"));
+    let with = load(&files).unwrap_or_else(|e| panic!("{e:?}"));
+    let script = with.render("hello", Language::Es, Channel::Voice, &facts())?;
+    assert_eq!(script.text, "Hola, ¿hablo con Ana <Ruiz & Co>?");
+    assert_eq!(script.language, Language::Es);
+    let mut caregiver = GOOD.to_vec();
+    caregiver.push(("hello.caregiver.en.call.txt", "Hello"));
+    assert!(load(&caregiver).is_err(), "a caregiver has no call script");
+    Ok(())
+}
