@@ -140,8 +140,11 @@ impl CaseService for CaseApi {
         &self,
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<EntryStream>, Status> {
-        let cursor =
-            Cursor::parse(&request.into_inner().after_cursor, "after_cursor").map_err(invalid)?;
+        let request = request.into_inner();
+        let mut cursor = Cursor::parse(&request.after_cursor, "after_cursor").map_err(invalid)?;
+        if request.from_now && request.after_cursor.is_empty() {
+            cursor = timeline::latest_cursor(self.store.pool()).await?;
+        }
         let source = AllEvents {
             pool: self.store.pool().clone(),
             cursor,

@@ -230,6 +230,23 @@ pub async fn stream_after(
     rows.iter().map(entry).collect()
 }
 
+/// The cursor after the last entry a stream could deliver now.
+pub async fn latest_cursor(pool: &PgPool) -> Result<Cursor, StoreError> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT writer_xid, position FROM timeline
+         WHERE writer_xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+         ORDER BY writer_xid DESC, position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map_or_else(Cursor::default, |(writer_xid, position)| Cursor {
+            writer_xid,
+            position,
+        }),
+    )
+}
+
 /// Whether the case exists.
 pub async fn case_exists(pool: &PgPool, case_id: &str) -> Result<bool, StoreError> {
     Ok(

@@ -462,6 +462,7 @@ async fn a_watch_events_subscriber_resumes_after_disconnecting_without_gaps_or_r
         .client
         .watch_events(WatchEventsRequest {
             after_cursor: cursor,
+            ..WatchEventsRequest::default()
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -494,6 +495,35 @@ async fn a_watch_events_subscriber_resumes_after_disconnecting_without_gaps_or_r
             "every event of the case, in order, no gaps"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_skips_the_history_and_delivers_what_comes_next() {
+    let mut svc = service().await;
+    let old = svc.open("open-old").await;
+    svc.consent(&old, Channel::Sms, meta(""))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = svc
+        .client
+        .watch_events(WatchEventsRequest {
+            from_now: true,
+            ..WatchEventsRequest::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let new = svc.open("open-new").await;
+    let entry = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("stream stalled"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("stream ended"));
+    assert_eq!(
+        entry.event.map(|e| e.case_id),
+        Some(new),
+        "the first entry is the first one recorded after the watch began"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
