@@ -9,6 +9,8 @@
 #   - poppler-utils, with which the fax tests read PDFs
 #   - PostgreSQL answering on DATABASE_URL's server (started, or installed from
 #     Debian's postgresql package and started, when nothing answers)
+#   - for the desk's browser tests: Debian's chromium and chromium-driver, and
+#     (npm ci) oidc-provider and axe-core in services/desk/browser
 #
 #   - the deployment-file checkers (kubernetes-validate, hadolint, the Compose
 #     Specification's schema) in a virtualenv under ~/.cache/touchpoint, and
@@ -115,6 +117,28 @@ else
 fi
 # --- deployment-file checkers: the test of deploy/ and k8s/ validates them with
 # these (deploy/check/validate.py) --------------------------------------------
+# The desk's browser tests: Debian's Chromium driven through its ChromeDriver
+# (never a downloaded browser), and from npm a real OpenID provider and axe-core,
+# pinned by services/desk/browser/package-lock.json.
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    say "chromium and chromedriver present"
+else
+    say "installing Debian's chromium and chromium-driver"
+    apt_install chromium chromium-driver
+fi
+if ! command -v npm >/dev/null; then
+    say "installing node and npm"
+    apt_install nodejs npm
+fi
+desk_npm=services/desk/browser
+if cmp -s "$desk_npm/package-lock.json" "$desk_npm/node_modules/.touchpoint-lock" 2>/dev/null; then
+    say "the desk's npm packages present"
+else
+    say "installing the desk's npm packages (oidc-provider, axe-core)"
+    npm ci --prefix "$desk_npm" --no-audit --no-fund --loglevel=error >/dev/null
+    cp "$desk_npm/package-lock.json" "$desk_npm/node_modules/.touchpoint-lock"
+fi
+
 check_venv="${TOUCHPOINT_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/touchpoint/check-venv}"
 check_stamp="$check_venv/requirements.txt"
 if [ -x "$check_venv/bin/python" ] && cmp -s "$check_stamp" deploy/check/requirements.txt; then

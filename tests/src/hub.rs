@@ -30,6 +30,10 @@ pub struct Hub {
     pub prefix: String,
     /// The cases API.
     pub cases: CaseServiceClient<AuthChannel>,
+    /// Cases' gRPC address.
+    pub cases_addr: SocketAddr,
+    /// Dispatch's gRPC address.
+    pub dispatch: SocketAddr,
     /// Routing's gRPC address.
     pub routing: SocketAddr,
     /// Cadence's gRPC address, when started.
@@ -109,7 +113,7 @@ impl Hub {
             from: PROGRAM_NUMBER.into(),
             rate: None,
         }];
-        touchpoint_dispatch::start(dispatch, &shutdown)
+        let dispatch_addr = touchpoint_dispatch::start(dispatch, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
         let mut routing = touchpoint_routing::Config::new(config("routing"), programs);
@@ -122,6 +126,8 @@ impl Hub {
             TopicReader::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Attempt));
         Self {
             cases: CaseServiceClient::new(testkit::channel(cases_addr).await),
+            cases_addr,
+            dispatch: dispatch_addr,
             routing: routing_addrs.grpc,
             cadence,
             sms_webhook: format!("http://{}/inbound/sms", routing_addrs.http),

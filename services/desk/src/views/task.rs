@@ -1,0 +1,243 @@
+//! Working a task: claim it, read the call script in the patient's language,
+//! record what happened with a disposition and a note.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{Html, Redirect};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{
+    Case, Channel, ClaimTaskRequest, CompleteTaskRequest, GetTimelineRequest, PreviewFacts,
+    RenderPreviewRequest, Task, TaskKind, TaskOutcome, TaskStatus,
+};
+
+use crate::views::case::{summary, visible_case};
+use crate::views::work::{due, kind_key, tasks};
+use crate::views::{Desk, PageError, Signed};
+
+/// What a call can end as, in the order the form offers them.
+const CALL_DISPOSITIONS: [&str; 5] = [
+    "reached",
+    "voicemail",
+    "no_answer",
+    "wrong_number",
+    "opted_out",
+];
+/// What a review can end as.
+const REVIEW_DISPOSITIONS: [&str; 1] = ["resolved"];
+/// What a keyword review can end as.
+const KEYWORD_DISPOSITIONS: [&str; 2] = ["resolved", "opted_out"];
+
+fn outcome(disposition: &str) -> Option<TaskOutcome> {
+    Some(match disposition {
+        "reached" => TaskOutcome::Reached,
+        "voicemail" => TaskOutcome::Voicemail,
+        "no_answer" => TaskOutcome::NoAnswer,
+        "wrong_number" => TaskOutcome::WrongNumber,
+        "opted_out" => TaskOutcome::OptedOut,
+        "resolved" => TaskOutcome::Resolved,
+        _ => return None,
+    })
+}
+
+fn dispositions(task: &Task) -> &'static [&'static str] {
+    match TaskKind::try_from(task.kind) {
+        Ok(TaskKind::Call) => &CALL_DISPOSITIONS,
+        Ok(TaskKind::KeywordReview) => &KEYWORD_DISPOSITIONS,
+        _ => &REVIEW_DISPOSITIONS,
+    }
+}
+
+/// The task `task_id` from the user's worklist, and its case if the user may
+/// see it; not found otherwise.
+async fn visible_task(
+    desk: &Desk,
+    signed: &Signed,
+    task_id: &str,
+) -> Result<(Task, Case), PageError> {
+    let task = tasks(desk, signed)
+        .await?
+        .into_iter()
+        .find(|t| t.task_id == task_id)
+        .ok_or(PageError::NotFound)?;
+    let case = visible_case(desk, signed, &task.case_id).await?;
+    Ok((task, case))
+}
+
+/// The task page.
+pub async fn page(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(task_id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let (task, case) = visible_task(&desk, &signed, &task_id).await?;
+    let language = signed.language();
+    let catalog = &desk.pages.catalog;
+    let is_call = TaskKind::try_from(task.kind) == Ok(TaskKind::Call);
+    let script = if is_call {
+        script(&desk, &signed, &task, &case).await?
+    } else {
+        None
+    };
+    let claimed = TaskStatus::try_from(task.status) == Ok(TaskStatus::Claimed);
+    let (due_text, _) = due(&task, catalog, language, desk.clock.now());
+    let status = if claimed {
+        "task_status.claimed"
+    } else {
+        "task_status.open"
+    };
+    desk.page(
+        "task.html",
+        &signed,
+        context! {
+            task => context! {
+                task_id => &task.task_id,
+                case_id => &task.case_id,
+                kind => catalog.text(language, kind_key(&task)),
+                due => due_text,
+                status => catalog.text(language, status),
+                claimed => claimed,
+                mine => claimed && task.coordinator_id == signed.0.user.id,
+                is_call => is_call,
+                workable_now => task.workable_now,
+            },
+            case => summary(&desk, language, &case),
+            script => script,
+            dispositions => dispositions(&task),
+        },
+    )
+}
+
+/// The call script of the step a call task is for, in the patient's language.
+async fn script(
+    desk: &Desk,
+    signed: &Signed,
+    task: &Task,
+    case: &Case,
+) -> Result<Option<Value>, PageError> {
+    let language = signed.language();
+    let requested = desk
+        .peers
+        .cases
+        .clone()
+        .get_timeline(GetTimelineRequest {
+            case_id: case.case_id.clone(),
+            kinds: vec!["CallTaskRequested".into()],
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter_map(|entry| match entry.event?.payload? {
+            Payload::CallTaskRequested(call) if call.attempt_id == task.attempt_id => Some(call),
+            _ => None,
+        })
+        .next_back();
+    let Some(call) = requested else {
+        return Ok(None);
+    };
+    let name = case
+        .patient
+        .as_ref()
+        .and_then(|p| p.name.clone())
+        .unwrap_or_default();
+    let rendered = desk
+        .peers
+        .dispatch
+        .clone()
+        .render_preview(RenderPreviewRequest {
+            program_id: call.program_id,
+            step_id: call.step_id,
+            language: call.language,
+            facts: Some(PreviewFacts {
+                first_name: name.given_name,
+                last_name: name.family_name,
+            }),
+        })
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?
+        .into_inner();
+    Ok(rendered
+        .messages
+        .into_iter()
+        .find(|m| m.channel == Channel::Voice as i32)
+        .map(|m| {
+            let lang = match touchpoint_proto::v1::Language::try_from(m.language) {
+                Ok(touchpoint_proto::v1::Language::Es) => "es",
+                _ => "en",
+            };
+            context! { text => m.text, lang => lang, fell_back => m.language_fell_back }
+        }))
+}
+
+/// A form that carries only its CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct Csrf {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Claims the task for the user.
+pub async fn claim(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(task_id): Path<String>,
+    Form(form): Form<Csrf>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    let (task, _) = visible_task(&desk, &signed, &task_id).await?;
+    desk.peers
+        .routing
+        .clone()
+        .claim_task(ClaimTaskRequest {
+            task_id: task.task_id.clone(),
+            coordinator_id: signed.0.user.id.clone(),
+        })
+        .await
+        .map_err(|s| PageError::from_status(&s, signed.language()))?;
+    Ok(Redirect::to(&format!("/tasks/{}", task.task_id)))
+}
+
+/// The outcome form.
+#[derive(Debug, Deserialize)]
+pub struct OutcomeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    disposition: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// Records what happened: the task's outcome, and the note on the case.
+pub async fn complete(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(task_id): Path<String>,
+    Form(form): Form<OutcomeForm>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    let language = signed.language();
+    let (task, case) = visible_task(&desk, &signed, &task_id).await?;
+    let outcome = outcome(&form.disposition)
+        .filter(|_| dispositions(&task).contains(&form.disposition.as_str()))
+        .ok_or_else(|| PageError::BadRequest(language, "choose what happened".into()))?;
+    if !form.note.trim().is_empty() {
+        crate::views::case::note(&desk, &signed, &case.case_id, &form.note).await?;
+    }
+    desk.peers
+        .routing
+        .clone()
+        .complete_task(CompleteTaskRequest {
+            task_id: task.task_id.clone(),
+            coordinator_id: signed.0.user.id.clone(),
+            outcome: outcome as i32,
+        })
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?;
+    Ok(Redirect::to(&format!("/cases/{}", case.case_id)))
+}

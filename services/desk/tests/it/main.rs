@@ -1,0 +1,9 @@
+//! The desk's tests, in a real headless Chromium against the real services,
+//! a real OpenID provider and the desk binary: one module per story, with
+//! [`support`] and [`browser`], what they share.
+
+mod access;
+mod browser;
+mod coordinator;
+mod live;
+mod support;
