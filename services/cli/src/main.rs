@@ -63,7 +63,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a broker, the provider sandbox and the four services, run the demo
+    /// Start a broker, the provider sandbox, the four services and the desk, run the demo
     /// on an accelerated clock, and stop everything.
     Up(up::UpOptions),
     /// Run the demo against a stack already up (`up --keep`).

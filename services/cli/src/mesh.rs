@@ -50,8 +50,8 @@ impl Peer {
     }
 }
 
-/// The names in the development mesh: the four services and the CLI.
-pub const MEMBERS: [&str; 5] = ["cases", "cadence", "dispatch", "routing", "cli"];
+/// The names in the development mesh: the four services, the desk and the CLI.
+pub const MEMBERS: [&str; 6] = ["cases", "cadence", "dispatch", "routing", "desk", "cli"];
 
 /// Where [`write_dev_mesh`] put `name`'s certificate and key, and the authority.
 #[derive(Debug, Clone)]

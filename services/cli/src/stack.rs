@@ -57,7 +57,28 @@ impl Services {
         let addr = self
             .grpc_of(service)
             .with_context(|| format!("no service {service}"))?;
-        let binary = self.bin_dir.join(format!("touchpoint-{service}"));
+        let mut command = self.process(service)?;
+        command.env("TOUCHPOINT_GRPC_ADDR", addr);
+        Ok(command)
+    }
+
+    /// The command that starts the desk on `addr`, calling the four services.
+    pub fn desk_command(&self, addr: &str) -> anyhow::Result<Command> {
+        let mut command = self.process("desk")?;
+        command.env("TOUCHPOINT_DESK_ADDR", addr);
+        for (service, grpc) in SERVICES.iter().zip(&self.grpc) {
+            command.env(
+                format!("TOUCHPOINT_{}_URL", service.to_ascii_uppercase()),
+                format!("http://{grpc}"),
+            );
+        }
+        Ok(command)
+    }
+
+    /// `touchpoint-<name>` with the variables every process gets, its own,
+    /// its mesh identity and the clock.
+    fn process(&self, name: &str) -> anyhow::Result<Command> {
+        let binary = self.bin_dir.join(format!("touchpoint-{name}"));
         if !binary.exists() {
             bail!(
                 "{} is missing: build with `cargo build --release --bins`",
@@ -65,17 +86,14 @@ impl Services {
             );
         }
         let mut command = Command::new(&binary);
-        command
-            .envs(self.common.iter().map(|(k, v)| (k, v)))
-            .envs(
-                self.own
-                    .iter()
-                    .filter(|(name, _, _)| *name == service)
-                    .map(|(_, k, v)| (k, v)),
-            )
-            .env("TOUCHPOINT_GRPC_ADDR", addr);
+        command.envs(self.common.iter().map(|(k, v)| (k, v))).envs(
+            self.own
+                .iter()
+                .filter(|(own, _, _)| *own == name)
+                .map(|(_, k, v)| (k, v)),
+        );
         if let Some(mesh) = &self.mesh {
-            command.envs(mesh.env_of(service));
+            command.envs(mesh.env_of(name));
         }
         if let Some(ClockConfig::Accelerated {
             start,

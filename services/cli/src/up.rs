@@ -1,7 +1,7 @@
 //! `touchpoint up`, the local stack: a Tansu broker, the provider sandbox (SMS,
-//! fax, SMTP) and the four services as child processes. Dispatch is pointed at
-//! the sandbox unless `TOUCHPOINT_SMS_PRIMARY_URL` says where a real SMS
-//! provider is.
+//! fax, SMTP), the four services and the desk (http://127.0.0.1:8080) as child
+//! processes. Dispatch is pointed at the sandbox unless
+//! `TOUCHPOINT_SMS_PRIMARY_URL` says where a real SMS provider is.
 //!
 //! Data stays under `.local/` in the working directory: the broker's sqlite file and
 //! each process's log. Every process started here is stopped on Ctrl-C (SIGTERM,
@@ -299,6 +299,29 @@ async fn start_all(
             "SERVING"
         );
     }
+    start_desk(processes, &services).await
+}
+
+/// Where `up` serves the desk.
+pub const DESK_ADDR: &str = "127.0.0.1:8080";
+
+/// The desk, with the development sign-in: on this machine nobody runs an
+/// identity provider, so the sign-in form believes the roster id it is given.
+async fn start_desk(processes: &mut Stack, services: &stack::Services) -> anyhow::Result<()> {
+    let mut command = services.desk_command(DESK_ADDR)?;
+    command.env("TOUCHPOINT_DESK_DEV_LOGIN", "true");
+    processes.spawn("desk", command, &services.log_of("desk"))?;
+    wait_for_port(DESK_ADDR)
+        .await
+        .with_context(|| format!("the desk did not start; see {STATE_DIR}/logs/desk.log"))?;
+    println!(
+        "{:<10} {:<18} {:<10} {STATE_DIR}/logs/desk.log",
+        "desk", DESK_ADDR, "up"
+    );
+    println!(
+        "\nThe desk: http://{DESK_ADDR} (development sign-in: roster id coord-maria, \
+         role coordinator, programs adherence, refill-reminder)\n"
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, Redirect};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::Stream;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -197,16 +197,16 @@ pub fn due(
         }
         Ok(TaskKind::Callback) => match due_at {
             Some(due) if due >= now => {
-                let minutes = (due - now).num_minutes().to_string();
+                let left = span(due - now, catalog, language);
                 (
-                    catalog.fill(language, "work.callback_due", &[("minutes", minutes)]),
+                    catalog.fill(language, "work.callback_due", &[("left", left)]),
                     false,
                 )
             }
             Some(due) => {
-                let minutes = (now - due).num_minutes().to_string();
+                let late = span(now - due, catalog, language);
                 (
-                    catalog.fill(language, "work.callback_late", &[("minutes", minutes)]),
+                    catalog.fill(language, "work.callback_late", &[("left", late)]),
                     true,
                 )
             }
@@ -214,12 +214,11 @@ pub fn due(
         },
         Ok(TaskKind::AdverseEventReview) => match due_at {
             Some(due) if due >= now => {
-                let left = due - now;
-                let args = [
-                    ("hours", left.num_hours().to_string()),
-                    ("minutes", (left.num_minutes() % 60).to_string()),
-                ];
-                (catalog.fill(language, "work.ae_due", &args), false)
+                let left = span(due - now, catalog, language);
+                (
+                    catalog.fill(language, "work.ae_due", &[("left", left)]),
+                    false,
+                )
             }
             Some(_) => (catalog.text(language, "work.ae_late").to_owned(), true),
             None => (String::new(), false),
@@ -231,6 +230,27 @@ pub fn due(
             false,
         ),
     }
+}
+
+/// A length of time as a person reads it: minutes, hours and minutes, or
+/// days and hours.
+pub fn span(length: TimeDelta, catalog: &Catalog, language: Language) -> String {
+    let minutes = length.num_minutes().max(0);
+    let (d, h, m) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    let (key, args) = if minutes < 60 {
+        ("span.minutes", vec![("m", m.to_string())])
+    } else if minutes < 1440 {
+        (
+            "span.hours",
+            vec![("h", (minutes / 60).to_string()), ("m", m.to_string())],
+        )
+    } else {
+        (
+            "span.days",
+            vec![("d", d.to_string()), ("h", h.to_string())],
+        )
+    };
+    catalog.fill(language, key, &args)
 }
 
 fn row(
