@@ -11,6 +11,7 @@ use touchpoint_platform::grpc::client::AuthChannel;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase, TopicReader, utc};
 use touchpoint_platform::topics::{Stream, Topics};
+use touchpoint_platform::vouch::TrustedFronts;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_routing::domain::opt_out_scope::OptOutScope;
 use touchpoint_sandbox::{InboundText, Sandbox, post_inbound_text};
@@ -61,7 +62,19 @@ impl Hub {
 
     /// The services on `clock`, with cadence when `with_cadence`.
     pub async fn start_on(clock: ClockConfig, with_cadence: bool) -> Self {
-        Self::launch(clock, with_cadence, OptOutScope::AllPrograms).await
+        Self::launch(
+            clock,
+            with_cadence,
+            OptOutScope::AllPrograms,
+            TrustedFronts::default(),
+        )
+        .await
+    }
+
+    /// All four services on `clock`, taking the vouches for signed-in people
+    /// of the fronts (the desk) whose keys `fronts` holds.
+    pub async fn start_trusting(clock: ClockConfig, fronts: TrustedFronts) -> Self {
+        Self::launch(clock, true, OptOutScope::AllPrograms, fronts).await
     }
 
     /// The services on a clock standing at `now` (RFC 3339), in a deployment
@@ -69,16 +82,22 @@ impl Hub {
     /// (`TOUCHPOINT_OPT_OUT_SCOPE=program`).
     pub async fn start_scoped_by_program(now: &str) -> Self {
         let clock = ClockConfig::Fixed { at: utc(now) };
-        Self::launch(clock, false, OptOutScope::Program).await
+        Self::launch(clock, false, OptOutScope::Program, TrustedFronts::default()).await
     }
 
-    async fn launch(clock: ClockConfig, with_cadence: bool, opt_out_scope: OptOutScope) -> Self {
+    async fn launch(
+        clock: ClockConfig,
+        with_cadence: bool,
+        opt_out_scope: OptOutScope,
+        fronts: TrustedFronts,
+    ) -> Self {
         testkit::init_tracing();
         let database = TestDatabase::fresh().await;
         let prefix = testkit::unique_prefix();
         let config = |name: &str| {
             let mut config = testkit::platform_config(name, &database, &prefix);
             config.clock = clock.clone();
+            config.access.fronts = fronts.clone();
             config
         };
         let shutdown = Shutdown::new();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
-use touchpoint_platform::access::Caller;
+use touchpoint_platform::access::{Caller, Scope};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::{instant, new_envelope, timestamp};
 use touchpoint_platform::grpc::storage_unavailable;
@@ -50,6 +50,18 @@ impl CadenceApi {
             clock,
             topic,
         }
+    }
+
+    /// Refuses a case outside `scope` as if it were not enrolled.
+    async fn in_scope(&self, scope: &Scope, case_id: &str) -> Result<(), Status> {
+        if scope.programs().is_none() {
+            return Ok(());
+        }
+        store::get(&self.pool, case_id)
+            .await?
+            .filter(|e| scope.sees(&e.program_id))
+            .map(|_| ())
+            .ok_or_else(not_enrolled)
     }
 
     /// Applies `change` to the enrolment of `case_id` under its row lock, with
@@ -125,9 +137,11 @@ impl CadenceService for CadenceApi {
     }
 
     async fn get_plan(&self, request: Request<GetPlanRequest>) -> Result<Response<Plan>, Status> {
+        let scope = Scope::of(&request);
         let case_id = case_id(&request.into_inner().case_id)?;
         let enrolment = store::get(&self.pool, &case_id)
             .await?
+            .filter(|e| scope.sees(&e.program_id))
             .ok_or_else(not_enrolled)?;
         let program = enrolment.program(&self.catalogue);
         Ok(Response::new(plan(&case_id, &enrolment, program)))
@@ -181,8 +195,10 @@ impl CadenceService for CadenceApi {
         request: Request<PauseOutreachRequest>,
     ) -> Result<Response<Plan>, Status> {
         let by = Caller::name_of(&request);
+        let scope = Scope::of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
+        self.in_scope(&scope, &case_id).await?;
         let until = match &r.until {
             None => None,
             Some(t) => Some(
@@ -202,7 +218,9 @@ impl CadenceService for CadenceApi {
         request: Request<ResumeOutreachRequest>,
     ) -> Result<Response<Plan>, Status> {
         let by = Caller::name_of(&request);
+        let scope = Scope::of(&request);
         let case_id = case_id(&request.into_inner().case_id)?;
+        self.in_scope(&scope, &case_id).await?;
         Ok(Response::new(
             self.change(&case_id, Change::ReleaseHold, holds::resumed(&by))
                 .await?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use touchpoint_platform::access::Caller;
+use touchpoint_platform::access::{Caller, Scope};
 use touchpoint_platform::envelope;
 use touchpoint_platform::input;
 use touchpoint_proto::v1::case_service_server::CaseService;
@@ -59,12 +59,29 @@ impl CaseApi {
         }
     }
 
+    /// `case_id` if the case exists and `scope` sees it; otherwise, either
+    /// way, not found.
+    async fn case_in_scope(&self, scope: &Scope, raw: &str) -> Result<String, Status> {
+        if scope.programs().is_none() {
+            return self.existing_case(raw).await;
+        }
+        let case_id = case_id(raw)?;
+        match self.store.get(&case_id).await? {
+            Some(case) => scope.check(&case.program_id, "case_id").map(|()| case_id),
+            None => Err(StoreError::Rejected(Rejection::NotFound).into()),
+        }
+    }
+
     async fn run(
         &self,
+        scope: &Scope,
         case_id: &str,
         meta: Option<CommandMeta>,
         command: Command,
     ) -> Result<Response<CommandResult>, Status> {
+        if scope.programs().is_some() {
+            self.case_in_scope(scope, case_id).await?;
+        }
         let meta = parse_meta(meta)?;
         let outcome = self.store.execute(case_id, &meta, &command).await?;
         Ok(Response::new(CommandResult {
@@ -83,6 +100,7 @@ impl CaseService for CaseApi {
         &self,
         request: Request<GetTimelineRequest>,
     ) -> Result<Response<GetTimelineResponse>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
         let kinds = r
             .kinds
@@ -100,7 +118,7 @@ impl CaseService for CaseApi {
             }
         };
         let after = PageToken::parse(&r.page_token, "page_token").map_err(invalid)?;
-        let case_id = self.existing_case(&r.case_id).await?;
+        let case_id = self.case_in_scope(&scope, &r.case_id).await?;
         let (entries, next) = timeline::page(
             self.store.pool(),
             &case_id,
@@ -120,8 +138,9 @@ impl CaseService for CaseApi {
         &self,
         request: Request<WatchCaseRequest>,
     ) -> Result<Response<EntryStream>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
-        let case_id = self.existing_case(&r.case_id).await?;
+        let case_id = self.case_in_scope(&scope, &r.case_id).await?;
         let after_version = i64::try_from(r.after_version)
             .map_err(|_| invalid(FieldError::new("after_version", "is too large")))?;
         let source = CaseEvents {
@@ -160,7 +179,13 @@ impl CaseService for CaseApi {
         &self,
         request: Request<OpenCaseRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
+        if !scope.sees(r.program_id.trim()) {
+            return Err(Status::permission_denied(
+                "program_id: not one of the caller's programs",
+            ));
+        }
         let new_case = NewCase {
             program_id: input::id("program_id", &r.program_id)?,
             language: Language::from_proto(r.language, "language").map_err(invalid)?,
@@ -175,14 +200,21 @@ impl CaseService for CaseApi {
                 .transpose()?,
         };
         let case_id = Uuid::now_v7().to_string();
-        self.run(&case_id, r.meta, Command::Open(Box::new(new_case)))
-            .await
+        // A new case has no program yet to scope by: checked above.
+        self.run(
+            &Scope::all(),
+            &case_id,
+            r.meta,
+            Command::Open(Box::new(new_case)),
+        )
+        .await
     }
 
     async fn update_contact_points(
         &self,
         request: Request<UpdateContactPointsRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let command = Command::UpdateContactPoints(Box::new(ContactUpdate {
@@ -191,13 +223,14 @@ impl CaseService for CaseApi {
             prescriber_fax: PhoneNumber::parse_optional(&r.prescriber_fax, "prescriber_fax")
                 .map_err(invalid)?,
         }));
-        self.run(&case_id, r.meta, command).await
+        self.run(&scope, &case_id, r.meta, command).await
     }
 
     async fn record_consent(
         &self,
         request: Request<RecordConsentRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
@@ -206,13 +239,14 @@ impl CaseService for CaseApi {
             point: consent_point(&r.contact_point, channel)?,
             ..ConsentChange::channel(channel, consent_source(r.source)?, by)
         });
-        self.run(&case_id, r.meta, command).await
+        self.run(&scope, &case_id, r.meta, command).await
     }
 
     async fn revoke_consent(
         &self,
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
@@ -221,26 +255,28 @@ impl CaseService for CaseApi {
             point: consent_point(&r.contact_point, channel)?,
             ..ConsentChange::channel(channel, consent_source(r.source)?, by)
         });
-        self.run(&case_id, r.meta, command).await
+        self.run(&scope, &case_id, r.meta, command).await
     }
 
     async fn assign_coordinator(
         &self,
         request: Request<AssignCoordinatorRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let command = Command::AssignCoordinator {
             coordinator_id: input::id("coordinator_id", &r.coordinator_id)?,
             navigator_id: input::text("navigator_id", &r.navigator_id, false)?,
         };
-        self.run(&case_id, r.meta, command).await
+        self.run(&scope, &case_id, r.meta, command).await
     }
 
     async fn record_therapy_event(
         &self,
         request: Request<RecordTherapyEventRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let fact = match TherapyEventKind::try_from(r.kind) {
@@ -260,14 +296,20 @@ impl CaseService for CaseApi {
             }
         };
         let at = instant(r.at.ok_or_else(|| missing("at"))?, "at")?;
-        self.run(&case_id, r.meta, Command::RecordTherapyEvent { fact, at })
-            .await
+        self.run(
+            &scope,
+            &case_id,
+            r.meta,
+            Command::RecordTherapyEvent { fact, at },
+        )
+        .await
     }
 
     async fn set_status(
         &self,
         request: Request<SetStatusRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
         let change = match CaseStatus::try_from(r.status) {
@@ -289,13 +331,15 @@ impl CaseService for CaseApi {
                 )));
             }
         };
-        self.run(&case_id, r.meta, Command::SetStatus(change)).await
+        self.run(&scope, &case_id, r.meta, Command::SetStatus(change))
+            .await
     }
 
     async fn add_note(
         &self,
         request: Request<AddNoteRequest>,
     ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
         let by = Caller::name_of(&request);
         let r = request.into_inner();
         let case_id = case_id(&r.case_id)?;
@@ -303,13 +347,16 @@ impl CaseService for CaseApi {
             author: by,
             text: input::note("text", &r.text)?,
         };
-        self.run(&case_id, r.meta, command).await
+        self.run(&scope, &case_id, r.meta, command).await
     }
 
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
+        let scope = Scope::of(&request);
         let case_id = case_id(&request.into_inner().case_id)?;
         match self.store.get(&case_id).await? {
-            Some(case) => Ok(Response::new(case)),
+            Some(case) => scope
+                .check(&case.program_id, "case_id")
+                .map(|()| Response::new(case)),
             None => Err(StoreError::Rejected(Rejection::NotFound).into()),
         }
     }
@@ -318,8 +365,20 @@ impl CaseService for CaseApi {
         &self,
         request: Request<FindCasesByContactRequest>,
     ) -> Result<Response<FindCasesByContactResponse>, Status> {
+        let scope = Scope::of(&request);
         let key = ContactKey::parse(&request.into_inner().contact, "contact").map_err(invalid)?;
-        let case_ids = self.store.find_by_contact(&key).await?;
+        let mut case_ids = self.store.find_by_contact(&key).await?;
+        if scope.programs().is_some() {
+            let mut seen = Vec::with_capacity(case_ids.len());
+            for case_id in case_ids {
+                if let Some(case) = self.store.get(&case_id).await?
+                    && scope.sees(&case.program_id)
+                {
+                    seen.push(case_id);
+                }
+            }
+            case_ids = seen;
+        }
         Ok(Response::new(FindCasesByContactResponse { case_ids }))
     }
 }

@@ -123,7 +123,7 @@ pub fn write_dev_mesh(dir: &Path) -> anyhow::Result<MeshDir> {
 }
 
 /// Writes `contents` readable by its owner only.
-fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let _ = std::fs::remove_file(path);

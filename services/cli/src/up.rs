@@ -15,6 +15,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::process::Command;
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::config::DatabaseConfig;
+use touchpoint_platform::vouch::Voucher;
 
 use touchpoint_cli::demo;
 use touchpoint_cli::health::SERVICES;
@@ -275,6 +276,11 @@ async fn start_all(
             ));
         }
     }
+    // The desk vouches for its signed-in users with a key made for this run;
+    // the services take its vouches and no one else's.
+    let (voucher, key) = Voucher::generate()?;
+    std::fs::create_dir_all(&local_mesh().0).context("cannot create the mesh folder")?;
+    mesh::write_secret(&local_mesh().0.join(DESK_VOUCH_KEY), &key)?;
     let services = stack::Services {
         bin_dir,
         log_dir: state.join("logs"),
@@ -285,6 +291,7 @@ async fn start_all(
             // One replica each: a service restarted here takes its old place in
             // its consumer groups at once.
             ("TOUCHPOINT_CONSUMER_INSTANCE_ID".into(), "local".into()),
+            ("TOUCHPOINT_USER_VOUCH_KEYS".into(), voucher.public_key()),
         ],
         own,
         clock: clock.cloned(),
@@ -305,11 +312,17 @@ async fn start_all(
 /// Where `up` serves the desk.
 pub const DESK_ADDR: &str = "127.0.0.1:8080";
 
+/// The desk's vouching key, beside the mesh's certificates.
+const DESK_VOUCH_KEY: &str = "desk-vouch.key";
+
 /// The desk, with the development sign-in: on this machine nobody runs an
 /// identity provider, so the sign-in form believes the roster id it is given.
 async fn start_desk(processes: &mut Stack, services: &stack::Services) -> anyhow::Result<()> {
     let mut command = services.desk_command(DESK_ADDR)?;
-    command.env("TOUCHPOINT_DESK_DEV_LOGIN", "true");
+    command.env("TOUCHPOINT_DESK_DEV_LOGIN", "true").env(
+        "TOUCHPOINT_DESK_VOUCH_KEY_FILE",
+        local_mesh().0.join(DESK_VOUCH_KEY),
+    );
     processes.spawn("desk", command, &services.log_of("desk"))?;
     wait_for_port(DESK_ADDR)
         .await

@@ -30,7 +30,9 @@ use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::config::{ConfigError, DatabaseConfig, Env, TelemetryConfig};
 use touchpoint_platform::db::{self, DbError};
 use touchpoint_platform::grpc::client::ClientAccess;
+use touchpoint_platform::secret::{ExposeSecret as _, SecretString};
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::vouch::Voucher;
 
 use crate::oidc::{OidcConfig, OidcError, Provider};
 use crate::peers::{PeerUrls, Peers};
@@ -74,6 +76,11 @@ pub struct Config {
     pub dev_login: bool,
     /// When sessions end.
     pub lifetime: Lifetime,
+    /// `TOUCHPOINT_DESK_VOUCH_KEY_FILE`: the desk's Ed25519 key (a base64url
+    /// PKCS#8 document) with which it vouches to the services for the
+    /// signed-in user; the services trust its public key
+    /// (`TOUCHPOINT_USER_VOUCH_KEYS`).
+    pub vouch_key: Option<SecretString>,
 }
 
 impl Config {
@@ -132,6 +139,17 @@ impl Config {
             oidc,
             dev_login: env.parse("TOUCHPOINT_DESK_DEV_LOGIN", false, "true or false")?,
             lifetime: Lifetime::default(),
+            vouch_key: env
+                .raw("TOUCHPOINT_DESK_VOUCH_KEY_FILE")
+                .map(|path| {
+                    std::fs::read_to_string(path.trim())
+                        .map(SecretString::from)
+                        .map_err(|_| ConfigError {
+                            var: "TOUCHPOINT_DESK_VOUCH_KEY_FILE".into(),
+                            reason: "expected a readable file".into(),
+                        })
+                })
+                .transpose()?,
         })
     }
 }
@@ -160,6 +178,9 @@ pub enum DeskStartError {
     /// A template or locale file is broken.
     #[error("the desk's pages cannot be loaded: {0}")]
     Pages(String),
+    /// The vouching key is missing or broken.
+    #[error("TOUCHPOINT_DESK_VOUCH_KEY_FILE: {0}")]
+    VouchKey(String),
     /// Nobody could sign in.
     #[error(
         "no way to sign in: set TOUCHPOINT_OIDC_ISSUER (or, for a local run only, TOUCHPOINT_DESK_DEV_LOGIN=true)"
@@ -178,6 +199,18 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, De
     let pages = views::pages::shared().ok_or_else(|| {
         DeskStartError::Pages(views::pages::load_error().unwrap_or_default().to_owned())
     })?;
+    let voucher = config
+        .vouch_key
+        .as_ref()
+        .ok_or_else(|| {
+            DeskStartError::VouchKey(
+                "required: the services act only for a user the desk vouches for".into(),
+            )
+        })
+        .and_then(|key| {
+            Voucher::from_pkcs8(key.expose_secret())
+                .map_err(|e| DeskStartError::VouchKey(e.to_string()))
+        })?;
     let pool = db::connect(&config.database, SCHEMA, &MIGRATIONS).await?;
     let provider = match config.oidc.clone() {
         Some(oidc) => Some(Arc::new(Provider::discover(oidc).await?)),
@@ -214,6 +247,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, De
         lifetime: config.lifetime,
         pages,
         live,
+        voucher: Arc::new(voucher),
     };
     let routes = views::router(state);
     let stop = shutdown.token();

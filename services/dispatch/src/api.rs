@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use touchpoint_platform::access::Scope;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::input;
@@ -131,8 +132,10 @@ impl DispatchService for DispatchApi {
     ) -> Result<Response<GetAttemptResponse>, Status> {
         let attempt_id = Uuid::parse_str(request.get_ref().attempt_id.trim())
             .map_err(|_| Status::invalid_argument("attempt_id: must be a UUID"))?;
+        let scope = Scope::of(&request);
         let found = attempts::get(&self.pool, attempt_id)
             .await?
+            .filter(|a| scope.sees(&a.program_id))
             .ok_or_else(|| {
                 Status::not_found("attempt_id: dispatch was not asked for this attempt")
             })?;
@@ -143,6 +146,9 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<RenderPreviewRequest>,
     ) -> Result<Response<RenderPreviewResponse>, Status> {
+        if !Scope::of(&request).sees(request.get_ref().program_id.trim()) {
+            return Err(Status::not_found("program_id: no such program is loaded"));
+        }
         let today = self.clock.now().date_naive();
         let messages = preview(&self.catalogue, request.get_ref(), today)?;
         Ok(Response::new(RenderPreviewResponse { messages }))
@@ -152,8 +158,10 @@ impl DispatchService for DispatchApi {
         &self,
         request: Request<ListAttemptsRequest>,
     ) -> Result<Response<ListAttemptsResponse>, Status> {
+        let scope = Scope::of(&request);
         let case_id = input::id("case_id", &request.get_ref().case_id)?;
-        let found = attempts::of_case(&self.pool, &case_id).await?;
+        let mut found = attempts::of_case(&self.pool, &case_id).await?;
+        found.retain(|a| scope.sees(&a.program_id));
         Ok(Response::new(ListAttemptsResponse {
             attempts: found.into_iter().map(response).collect(),
         }))

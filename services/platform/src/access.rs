@@ -16,6 +16,11 @@
 //! No credential: `UNAUTHENTICATED`. A credential whose role may not call the
 //! method: `PERMISSION_DENIED`. A refusal's log line names the method and the
 //! caller, never the token.
+//!
+//! A caller may also carry a person's vouch from a trusted front (the desk,
+//! see [`crate::vouch`]): the call is then that person's, with the caller's
+//! role, and sees only the cases of the programs the vouch names. A vouch that
+//! does not verify is `UNAUTHENTICATED`, never ignored.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,6 +34,8 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower_layer::Layer;
 use tower_service::Service;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+use crate::vouch::{self, TrustedFronts};
 
 /// What a caller is allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,12 +208,15 @@ pub enum Proof {
 /// An authenticated caller, put in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The certificate's common name or the token's name.
+    /// The certificate's common name or the token's name; the vouched
+    /// person's id when a front vouches for one.
     pub name: String,
     /// What it may do.
     pub role: Role,
     /// How it proved it.
     pub proof: Proof,
+    /// The programs whose cases it may see; `None`: every program (a service).
+    pub programs: Option<Vec<String>>,
 }
 
 impl Caller {
@@ -219,12 +229,59 @@ impl Caller {
             .get::<Caller>()
             .map_or_else(|| "unauthenticated".to_owned(), |c| c.name.clone())
     }
+
+    /// The programs the caller of `request` may see; `None`: every program.
+    pub fn programs_of<T>(request: &tonic::Request<T>) -> Option<Vec<String>> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .and_then(|c| c.programs.clone())
+    }
+}
+
+/// Which programs a call may see: every one, or those listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope(Option<Vec<String>>);
+
+impl Scope {
+    /// The scope of `request`'s caller.
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        Self(Caller::programs_of(request))
+    }
+
+    /// Every program.
+    pub fn all() -> Self {
+        Self(None)
+    }
+
+    /// Whether a case of `program_id` is in scope.
+    pub fn sees(&self, program_id: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|programs| programs.iter().any(|p| p == program_id))
+    }
+
+    /// The listed programs; `None`: every program.
+    pub fn programs(&self) -> Option<&[String]> {
+        self.0.as_deref()
+    }
+
+    /// `NOT_FOUND` for a case outside the scope: its existence is not
+    /// disclosed either.
+    pub fn check(&self, program_id: &str, what: &str) -> Result<(), Status> {
+        if self.sees(program_id) {
+            Ok(())
+        } else {
+            Err(Status::not_found(format!("{what}: no such case")))
+        }
+    }
 }
 
 /// The decision for one call.
 #[derive(Debug, Clone)]
 pub struct Gate {
     tokens: Arc<[ApiToken]>,
+    fronts: TrustedFronts,
 }
 
 impl Gate {
@@ -232,7 +289,31 @@ impl Gate {
     pub fn new(tokens: Vec<ApiToken>) -> Self {
         Self {
             tokens: tokens.into(),
+            fronts: TrustedFronts::default(),
         }
+    }
+
+    /// This gate, also taking vouches for people signed by `fronts`.
+    pub fn trusting(mut self, fronts: TrustedFronts) -> Self {
+        self.fronts = fronts;
+        self
+    }
+
+    /// The caller as the person `vouch` names, if a trusted front signed it.
+    fn vouched(&self, mut caller: Caller, vouch: Option<&[u8]>) -> Result<Caller, Status> {
+        let Some(vouch) = vouch else {
+            return Ok(caller);
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let vouched = self
+            .fronts
+            .verify(vouch, now)
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        caller.name = vouched.sub;
+        caller.programs = Some(vouched.programs);
+        Ok(caller)
     }
 
     /// Who is calling, from a verified client certificate (DER), else from
@@ -269,6 +350,7 @@ impl Gate {
                 name: entry.name.clone(),
                 role: entry.role,
                 proof: Proof::Token,
+                programs: None,
             })
             .ok_or_else(|| Status::unauthenticated("the bearer token is not known"))
     }
@@ -281,11 +363,22 @@ impl Gate {
         certificate: Option<&[u8]>,
         authorization: Option<&[u8]>,
     ) -> Result<Option<Caller>, Status> {
+        self.admit_vouched(path, certificate, authorization, None)
+    }
+
+    /// [`Gate::admit`], for a call that may carry a person's vouch.
+    pub fn admit_vouched(
+        &self,
+        path: &str,
+        certificate: Option<&[u8]>,
+        authorization: Option<&[u8]>,
+        vouch: Option<&[u8]>,
+    ) -> Result<Option<Caller>, Status> {
         let needs = needs(path);
         if needs == Needs::Nothing {
             return Ok(None);
         }
-        let caller = self.identify(certificate, authorization)?;
+        let caller = self.vouched(self.identify(certificate, authorization)?, vouch)?;
         if caller.role.allows(needs) {
             Ok(Some(caller))
         } else {
@@ -321,6 +414,7 @@ fn caller_of_certificate(der: &[u8]) -> Result<Caller, Status> {
         name,
         role,
         proof: Proof::Certificate,
+        programs: None,
     })
 }
 
@@ -373,12 +467,16 @@ where
             .get::<TlsConnectInfo<TcpConnectInfo>>()
             .and_then(TlsConnectInfo::peer_certs);
         let leaf = certificates.as_ref().and_then(|chain| chain.first());
-        let decision = self.gate.admit(
+        let decision = self.gate.admit_vouched(
             request.uri().path(),
             leaf.map(|der| der.as_ref()),
             request
                 .headers()
                 .get(AUTHORIZATION)
+                .map(http::HeaderValue::as_bytes),
+            request
+                .headers()
+                .get(vouch::HEADER)
                 .map(http::HeaderValue::as_bytes),
         );
         match decision {
@@ -502,7 +600,8 @@ mod tests {
             Some(Caller {
                 name: "cadence".into(),
                 role: Role::Write,
-                proof: Proof::Certificate
+                proof: Proof::Certificate,
+                programs: None,
             })
         );
         let reader = ca.issue_client("dashboard", Some(Role::Read), &[])?;

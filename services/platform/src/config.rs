@@ -15,6 +15,7 @@ use crate::access::ApiToken;
 use crate::clock::ClockConfig;
 use crate::kafka::KafkaSecurity;
 use crate::tls::Identity;
+use crate::vouch::TrustedFronts;
 
 /// A configuration variable that is set but unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -372,6 +373,9 @@ impl TlsMaterial {
 pub struct AccessConfig {
     /// `TOUCHPOINT_API_TOKENS`: `name:role:sha256-hex`, comma-separated.
     pub tokens: Vec<ApiToken>,
+    /// `TOUCHPOINT_USER_VOUCH_KEYS`: the public keys of the fronts (the desk)
+    /// whose vouches for signed-in people the service takes.
+    pub fronts: TrustedFronts,
     /// With a certificate the service speaks TLS; with an authority too, it
     /// takes client certificates signed by it.
     pub tls: TlsMaterial,
@@ -385,8 +389,14 @@ impl AccessConfig {
             Some(raw) => ApiToken::parse_list(&raw)
                 .map_err(|reason| ConfigError::new("TOUCHPOINT_API_TOKENS", reason))?,
         };
+        let fronts = match env.raw("TOUCHPOINT_USER_VOUCH_KEYS") {
+            None => TrustedFronts::default(),
+            Some(raw) => TrustedFronts::parse(&raw)
+                .map_err(|reason| ConfigError::new("TOUCHPOINT_USER_VOUCH_KEYS", reason))?,
+        };
         Ok(Self {
             tokens,
+            fronts,
             tls: TlsMaterial::from_env(env)?,
         })
     }

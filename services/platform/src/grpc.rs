@@ -126,7 +126,7 @@ impl GrpcServer {
             routes,
             health_only,
             health,
-            gate: Gate::new(access.tokens.clone()),
+            gate: Gate::new(access.tokens.clone()).trusting(access.fronts.clone()),
             tls,
         })
     }

@@ -27,6 +27,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod topics;
 pub mod trace_context;
+pub mod vouch;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
-use touchpoint_platform::access::Caller;
+use touchpoint_platform::access::{Caller, Scope};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::input;
@@ -240,7 +240,21 @@ impl RoutingApi {
     /// id) acts only as that member: the request may leave `coordinator_id`
     /// empty, and naming anyone else is refused. Any other caller is a service
     /// that fronts people (the CLI, a desk) and names the member in the request.
-    fn acting_member(&self, caller: &str, named: &str) -> Result<Member, Status> {
+    /// Refuses a task whose case is outside `scope`, as if it did not exist.
+    async fn task_in_scope(&self, scope: &Scope, task_id: Uuid) -> Result<(), Status> {
+        if scope.programs().is_none() {
+            return Ok(());
+        }
+        match tasks::program_of_task(&self.pool, task_id).await? {
+            Some(program) if scope.sees(&program) => Ok(()),
+            _ => Err(Status::not_found("task_id: no such task")),
+        }
+    }
+
+    /// The member a call acts as: a member signed in (or vouched for) acts
+    /// only as themselves; a vouched person who is not on the roster acts as
+    /// no one; any other caller names the member.
+    fn acting_member(&self, caller: &str, vouched: bool, named: &str) -> Result<Member, Status> {
         let signed_in = self
             .roster
             .read()
@@ -251,6 +265,12 @@ impl RoutingApi {
             Some(member) if named.trim().is_empty() || named.trim() == member.id => Ok(member),
             Some(_) => Err(Status::permission_denied(
                 "coordinator_id: a coordinator acts only as themselves",
+            )),
+            None if vouched && (named.trim().is_empty() || named.trim() == caller) => {
+                Err(Status::not_found("coordinator_id: no such coordinator"))
+            }
+            None if vouched => Err(Status::permission_denied(
+                "coordinator_id: a person acts only as themselves",
             )),
             None => self.known_member(&id("coordinator_id", named)?),
         }
@@ -320,8 +340,15 @@ impl RoutingService for RoutingApi {
         &self,
         request: Request<SetPresenceRequest>,
     ) -> Result<Response<Coordinator>, Status> {
+        let caller = Caller::name_of(&request);
+        let vouched = Scope::of(&request).programs().is_some();
         let request = request.into_inner();
         let member_id = id("coordinator_id", &request.coordinator_id)?;
+        if vouched && member_id != caller {
+            return Err(Status::permission_denied(
+                "coordinator_id: a person sets only their own presence",
+            ));
+        }
         let presence = presence_from(request.presence)?;
         let found = store::set_presence(&self.pool, &member_id, presence).await?;
         if !found {
@@ -355,8 +382,10 @@ impl RoutingService for RoutingApi {
         request: Request<ListWorklistRequest>,
     ) -> Result<Response<ListWorklistResponse>, Status> {
         let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
         let request = request.into_inner();
-        let member = self.acting_member(&caller, &request.coordinator_id)?;
+        let member =
+            self.acting_member(&caller, scope.programs().is_some(), &request.coordinator_id)?;
         let limit = match request.limit {
             0 => 50,
             n => n.min(MAX_WORKLIST),
@@ -364,7 +393,13 @@ impl RoutingService for RoutingApi {
         let mut queues: Vec<String> = member.programs.iter().map(|p| program_queue(p)).collect();
         queues.push(GENERAL_QUEUE.to_owned());
         let now = self.clock.now();
-        let found = tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit), now).await?;
+        let mut found =
+            tasks::worklist(&self.pool, &member.id, &queues, i64::from(limit), now).await?;
+        if scope.programs().is_some() {
+            let case_ids: Vec<String> = found.iter().map(|t| t.case_id.clone()).collect();
+            let programs = tasks::programs_of_cases(&self.pool, &case_ids).await?;
+            found.retain(|t| programs.get(&t.case_id).is_some_and(|p| scope.sees(p)));
+        }
         Ok(Response::new(ListWorklistResponse {
             tasks: found.iter().map(|t| task_proto(t, now)).collect(),
         }))
@@ -375,9 +410,12 @@ impl RoutingService for RoutingApi {
         request: Request<ClaimTaskRequest>,
     ) -> Result<Response<TaskProto>, Status> {
         let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
         let request = request.into_inner();
         let task_id = task_id(&request.task_id)?;
-        let member = self.acting_member(&caller, &request.coordinator_id)?;
+        let member =
+            self.acting_member(&caller, scope.programs().is_some(), &request.coordinator_id)?;
+        self.task_in_scope(&scope, task_id).await?;
         let now = self.clock.now();
         let claimed = tasks::claim(&self.pool, task_id, &member.id, now).await?;
         Ok(Response::new(task_proto(&claimed, now)))
@@ -388,9 +426,12 @@ impl RoutingService for RoutingApi {
         request: Request<CompleteTaskRequest>,
     ) -> Result<Response<TaskProto>, Status> {
         let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
         let request = request.into_inner();
         let task_id = task_id(&request.task_id)?;
-        let member = self.acting_member(&caller, &request.coordinator_id)?;
+        let member =
+            self.acting_member(&caller, scope.programs().is_some(), &request.coordinator_id)?;
+        self.task_in_scope(&scope, task_id).await?;
         let outcome = match TaskOutcome::try_from(request.outcome) {
             Ok(TaskOutcome::Reached) => Outcome::Reached,
             Ok(TaskOutcome::NoAnswer) => Outcome::NoAnswer,

@@ -306,6 +306,30 @@ fn task(row: &PgRow) -> Result<Task, StoreError> {
     })
 }
 
+/// The program of each of `case_ids` routing knows of.
+pub async fn programs_of_cases(
+    pool: &PgPool,
+    case_ids: &[String],
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT case_id, program_id FROM case_views WHERE case_id = ANY($1)")
+            .bind(case_ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The program of the case `task_id` is for, if routing knows both.
+pub async fn program_of_task(pool: &PgPool, task_id: Uuid) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT v.program_id FROM tasks t JOIN case_views v ON v.case_id = t.case_id
+         WHERE t.task_id = $1",
+    )
+    .bind(task_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
 /// Open and claimed tasks for `member_id`: theirs and those waiting in `queues`;
 /// what may be worked at `now` first (a call outside the patient's window
 /// waits), then highest priority, earliest due, oldest.

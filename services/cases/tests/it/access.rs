@@ -15,8 +15,12 @@ use touchpoint_platform::grpc::client::{self, ClientAccess};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, READ_TOKEN, TestDatabase, WRITE_TOKEN};
 use touchpoint_platform::tls::{DevCa, Identity};
-use touchpoint_proto::v1::GetCaseRequest;
+use touchpoint_platform::vouch::{self, TrustedFronts, Voucher};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
+use touchpoint_proto::v1::envelope::Payload;
+use touchpoint_proto::v1::{
+    AddNoteRequest, FindCasesByContactRequest, GetCaseRequest, GetTimelineRequest,
+};
 
 struct Running {
     url: String,
@@ -263,5 +267,110 @@ async fn the_health_port_answers_plain_probes_and_serves_nothing_else()
         codes(&url, &ClientAccess::token(WRITE_TOKEN)).await,
         Ok((Code::Unimplemented, Code::Unimplemented))
     );
+    Ok(())
+}
+
+/// `message` as a call the desk makes for `user`, who may see `programs`,
+/// with a vouch signed by `voucher`.
+fn vouched<T>(voucher: &Voucher, user: &str, programs: &[&str], message: T) -> tonic::Request<T> {
+    let programs: Vec<String> = programs.iter().map(|p| (*p).to_owned()).collect();
+    let now = chrono::Utc::now().timestamp();
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = voucher.vouch(user, &programs, now).parse() {
+        request.metadata_mut().insert(vouch::HEADER, value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_the_desk_vouches_for_sees_only_their_programs_and_signs_their_changes()
+-> Result<(), Box<dyn std::error::Error>> {
+    let (desk, _) = Voucher::generate()?;
+    let trusted = TrustedFronts::of(vec![desk.public_key_bytes()]);
+    let running = start(move |platform| platform.access.fronts = trusted).await;
+    let channel = client::connect(&running.url, &ClientAccess::token(WRITE_TOKEN)).await?;
+    let mut cases = CaseServiceClient::new(channel);
+    let case_id = cases
+        .open_case(open_request(&uuid_like(), "(312) 555-0142"))
+        .await?
+        .into_inner()
+        .case_id;
+    let get = || GetCaseRequest {
+        case_id: case_id.clone(),
+    };
+
+    // Carla works the adherence program: the case is hers to see and note.
+    let seen = cases
+        .get_case(vouched(&desk, "carla", &["adherence"], get()))
+        .await?;
+    assert_eq!(seen.into_inner().case_id, case_id);
+    let note = |text: &str| AddNoteRequest {
+        meta: None,
+        case_id: case_id.clone(),
+        text: text.into(),
+    };
+    cases
+        .add_note(vouched(
+            &desk,
+            "carla",
+            &["adherence"],
+            note("called, all well"),
+        ))
+        .await?;
+    let case_events = cases
+        .get_timeline(vouched(
+            &desk,
+            "carla",
+            &["adherence"],
+            GetTimelineRequest {
+                case_id: case_id.clone(),
+                kinds: vec!["NoteAdded".into()],
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let author =
+        case_events
+            .entries
+            .iter()
+            .find_map(|e| match e.event.as_ref()?.payload.as_ref()? {
+                Payload::NoteAdded(note) => Some(note.author.clone()),
+                _ => None,
+            });
+    assert_eq!(
+        author.as_deref(),
+        Some("carla"),
+        "the note is hers, not the desk's"
+    );
+
+    // Olu works another program: to him the case does not exist.
+    let refused = cases
+        .get_case(vouched(&desk, "olu", &["refill-reminder"], get()))
+        .await;
+    assert_eq!(refused.err().map(|s| s.code()), Some(Code::NotFound));
+    let refused = cases
+        .add_note(vouched(&desk, "olu", &["refill-reminder"], note("not his")))
+        .await;
+    assert_eq!(refused.err().map(|s| s.code()), Some(Code::NotFound));
+    let found = cases
+        .find_cases_by_contact(vouched(
+            &desk,
+            "olu",
+            &["refill-reminder"],
+            FindCasesByContactRequest {
+                contact: "(312) 555-0142".into(),
+            },
+        ))
+        .await?;
+    assert!(found.into_inner().case_ids.is_empty());
+
+    // A vouch the desk did not sign is no vouch at all.
+    let (stranger, _) = Voucher::generate()?;
+    let forged = cases
+        .get_case(vouched(&stranger, "carla", &["adherence"], get()))
+        .await;
+    assert_eq!(forged.err().map(|s| s.code()), Some(Code::Unauthenticated));
     Ok(())
 }

@@ -57,9 +57,12 @@ pub async fn search(
             .peers
             .cases
             .clone()
-            .find_cases_by_contact(FindCasesByContactRequest {
-                contact: q.to_owned(),
-            })
+            .find_cases_by_contact(desk.vouched(
+                &signed,
+                FindCasesByContactRequest {
+                    contact: q.to_owned(),
+                },
+            ))
             .await;
         match found {
             Ok(found) => ids.extend(found.into_inner().case_ids),

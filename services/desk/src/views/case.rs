@@ -38,9 +38,12 @@ pub async fn visible_case(desk: &Desk, signed: &Signed, case_id: &str) -> Result
         .peers
         .cases
         .clone()
-        .get_case(GetCaseRequest {
-            case_id: case_id.to_owned(),
-        })
+        .get_case(desk.vouched(
+            signed,
+            GetCaseRequest {
+                case_id: case_id.to_owned(),
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, signed.language()))?
         .into_inner();
@@ -137,9 +140,12 @@ async fn render(
         .peers
         .cadence
         .clone()
-        .get_plan(GetPlanRequest {
-            case_id: case.case_id.clone(),
-        })
+        .get_plan(desk.vouched(
+            signed,
+            GetPlanRequest {
+                case_id: case.case_id.clone(),
+            },
+        ))
         .await
         .map(tonic::Response::into_inner)
         .map_err(|status| tracing::info!(code = ?status.code(), "the plan is unavailable"))
@@ -205,12 +211,15 @@ pub async fn timeline(
             .peers
             .cases
             .clone()
-            .get_timeline(GetTimelineRequest {
-                case_id: case_id.to_owned(),
-                kinds: Vec::new(),
-                page_size: 1000,
-                page_token: page_token.clone(),
-            })
+            .get_timeline(desk.vouched(
+                signed,
+                GetTimelineRequest {
+                    case_id: case_id.to_owned(),
+                    kinds: Vec::new(),
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                },
+            ))
             .await
             .map_err(|s| PageError::from_status(&s, signed.language()))?
             .into_inner();
@@ -371,14 +380,17 @@ pub async fn note(
     desk.peers
         .cases
         .clone()
-        .add_note(AddNoteRequest {
-            meta: Some(CommandMeta {
-                request_id: uuid::Uuid::now_v7().to_string(),
-                ..CommandMeta::default()
-            }),
-            case_id: case_id.to_owned(),
-            text: text.to_owned(),
-        })
+        .add_note(desk.vouched(
+            signed,
+            AddNoteRequest {
+                meta: Some(CommandMeta {
+                    request_id: uuid::Uuid::now_v7().to_string(),
+                    ..CommandMeta::default()
+                }),
+                case_id: case_id.to_owned(),
+                text: text.to_owned(),
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, language))?;
     Ok(())

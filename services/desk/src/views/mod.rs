@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use sqlx::PgPool;
 use tonic::Code;
 use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::vouch::{self, Voucher};
 
 use crate::live::Live;
 use crate::oidc::Provider;
@@ -59,9 +60,25 @@ pub struct Desk {
     pub pages: &'static Pages,
     /// What changes worklists.
     pub live: Live,
+    /// Signs, for each call, who the user is and what they may see.
+    pub voucher: Arc<Voucher>,
 }
 
 impl Desk {
+    /// `message` as a call on the signed-in user's behalf: the services see
+    /// the user (and only their programs) instead of the desk.
+    pub fn vouched<T>(&self, signed: &Signed, message: T) -> tonic::Request<T> {
+        let user = &signed.0.user;
+        let vouch = self
+            .voucher
+            .vouch(&user.id, &user.programs, chrono::Utc::now().timestamp());
+        let mut request = tonic::Request::new(message);
+        if let Ok(value) = tonic::metadata::MetadataValue::try_from(vouch) {
+            request.metadata_mut().insert(vouch::HEADER, value);
+        }
+        request
+    }
+
     /// `name` for a signed-in user: their name, CSRF token and menu, then
     /// `page`'s own values, in their language.
     pub fn page(

@@ -121,12 +121,15 @@ async fn script(
         .peers
         .cases
         .clone()
-        .get_timeline(GetTimelineRequest {
-            case_id: case.case_id.clone(),
-            kinds: vec!["CallTaskRequested".into()],
-            page_size: 1000,
-            page_token: String::new(),
-        })
+        .get_timeline(desk.vouched(
+            signed,
+            GetTimelineRequest {
+                case_id: case.case_id.clone(),
+                kinds: vec!["CallTaskRequested".into()],
+                page_size: 1000,
+                page_token: String::new(),
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, language))?
         .into_inner()
@@ -149,15 +152,18 @@ async fn script(
         .peers
         .dispatch
         .clone()
-        .render_preview(RenderPreviewRequest {
-            program_id: call.program_id,
-            step_id: call.step_id,
-            language: call.language,
-            facts: Some(PreviewFacts {
-                first_name: name.given_name,
-                last_name: name.family_name,
-            }),
-        })
+        .render_preview(desk.vouched(
+            signed,
+            RenderPreviewRequest {
+                program_id: call.program_id,
+                step_id: call.step_id,
+                language: call.language,
+                facts: Some(PreviewFacts {
+                    first_name: name.given_name,
+                    last_name: name.family_name,
+                }),
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, language))?
         .into_inner();
@@ -193,10 +199,13 @@ pub async fn claim(
     desk.peers
         .routing
         .clone()
-        .claim_task(ClaimTaskRequest {
-            task_id: task.task_id.clone(),
-            coordinator_id: signed.0.user.id.clone(),
-        })
+        .claim_task(desk.vouched(
+            &signed,
+            ClaimTaskRequest {
+                task_id: task.task_id.clone(),
+                coordinator_id: signed.0.user.id.clone(),
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, signed.language()))?;
     Ok(Redirect::to(&format!("/tasks/{}", task.task_id)))
@@ -232,11 +241,14 @@ pub async fn complete(
     desk.peers
         .routing
         .clone()
-        .complete_task(CompleteTaskRequest {
-            task_id: task.task_id.clone(),
-            coordinator_id: signed.0.user.id.clone(),
-            outcome: outcome as i32,
-        })
+        .complete_task(desk.vouched(
+            &signed,
+            CompleteTaskRequest {
+                task_id: task.task_id.clone(),
+                coordinator_id: signed.0.user.id.clone(),
+                outcome: outcome as i32,
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, language))?;
     Ok(Redirect::to(&format!("/cases/{}", case.case_id)))

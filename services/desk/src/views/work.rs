@@ -114,10 +114,13 @@ pub async fn presence(
     desk.peers
         .routing
         .clone()
-        .set_presence(SetPresenceRequest {
-            coordinator_id: signed.0.user.id.clone(),
-            presence: presence as i32,
-        })
+        .set_presence(desk.vouched(
+            &signed,
+            SetPresenceRequest {
+                coordinator_id: signed.0.user.id.clone(),
+                presence: presence as i32,
+            },
+        ))
         .await
         .map_err(|s| PageError::from_status(&s, language))?;
     store::set_presence(&desk.pool, &signed.0.user.id, &form.presence).await?;
@@ -131,10 +134,13 @@ pub async fn tasks(desk: &Desk, signed: &Signed) -> Result<Vec<Task>, PageError>
         .peers
         .routing
         .clone()
-        .list_worklist(ListWorklistRequest {
-            coordinator_id: signed.0.user.id.clone(),
-            limit: LIST_LIMIT,
-        })
+        .list_worklist(desk.vouched(
+            signed,
+            ListWorklistRequest {
+                coordinator_id: signed.0.user.id.clone(),
+                limit: LIST_LIMIT,
+            },
+        ))
         .await;
     match answer {
         Ok(list) => Ok(list.into_inner().tasks),

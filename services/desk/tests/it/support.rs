@@ -13,6 +13,7 @@ use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::grpc::client::AuthChannel;
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::testkit::{self, WRITE_TOKEN, utc};
+use touchpoint_platform::vouch::{TrustedFronts, Voucher};
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
     AssignCoordinatorRequest, Channel, Coordinator, CoordinatorRole, Language, OpenCaseRequest,
@@ -111,8 +112,12 @@ pub const CORA: Account = Account {
 impl Rig {
     /// Everything, on a clock standing at `now`, with `accounts` at the provider.
     pub async fn start(now: &str, accounts: &[Account]) -> Self {
-        let hub = Hub::start_on(ClockConfig::Fixed { at: utc(now) }, true).await;
+        let (voucher, key) = Voucher::generate().unwrap_or_else(|e| panic!("{e}"));
+        let fronts = TrustedFronts::of(vec![voucher.public_key_bytes()]);
+        let hub = Hub::start_trusting(ClockConfig::Fixed { at: utc(now) }, fronts).await;
         let port = testkit::free_port();
+        let key_file = std::env::temp_dir().join(format!("touchpoint-desk-{port}.key"));
+        std::fs::write(&key_file, key).unwrap_or_else(|e| panic!("{e}"));
         let desk = format!("http://127.0.0.1:{port}");
         let accounts_json: serde_json::Map<String, serde_json::Value> = accounts
             .iter()
@@ -186,6 +191,7 @@ impl Rig {
             )
             .env("TOUCHPOINT_ROUTING_URL", format!("http://{}", hub.routing))
             .env("TOUCHPOINT_API_TOKEN", WRITE_TOKEN)
+            .env("TOUCHPOINT_DESK_VOUCH_KEY_FILE", &key_file)
             .env("TOUCHPOINT_CLOCK", "fixed")
             .env("TOUCHPOINT_CLOCK_START", now)
             .env("TOUCHPOINT_OIDC_ISSUER", &issuer)
