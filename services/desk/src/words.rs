@@ -124,6 +124,12 @@ fn suppression(reason: i32) -> &'static str {
     }
 }
 
+/// The key naming a suppression reason by its proto name
+/// (`SUPPRESSION_REASON_OPTED_OUT`).
+pub fn suppression_by_name(name: &str) -> &'static str {
+    SuppressionReason::from_str_name(name).map_or("suppressed.unknown", |r| suppression(r as i32))
+}
+
 /// The key naming a task outcome as routing records it ("reached", ...).
 pub fn outcome(name: &str) -> &'static str {
     match name {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
-use touchpoint_platform::access::Scope;
+use touchpoint_platform::access::{Caller, Scope};
 use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::contact::{EmailAddress, PhoneNumber};
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::input;
 use touchpoint_programs::{Audience, Catalogue, MessageFacts, RenderError};
@@ -15,11 +16,11 @@ use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
     Channel, GetAttemptRequest, GetAttemptResponse, Language, ListAttemptsRequest,
     ListAttemptsResponse, RenderPreviewRequest, RenderPreviewResponse, RenderedMessage,
-    SuppressionReason,
+    SendMessageRequest, SendMessageResponse, SuppressionReason,
 };
 use uuid::Uuid;
 
-use crate::attempts::{self, Summary};
+use crate::attempts::{self, OwnMessage, Summary};
 use crate::domain::fax::{self, Cover};
 use crate::domain::sms::{self, Encoding};
 
@@ -124,8 +125,104 @@ pub fn preview(
     Ok(messages)
 }
 
+/// The most characters a coordinator's message may hold: ten SMS segments.
+const MAX_MESSAGE_CHARS: usize = 1600;
+
+/// How long a coordinator's message may wait for its verdict before the
+/// answer says it is still on its way.
+const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long after it is asked for a coordinator's message may still go out.
+const MESSAGE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// The attempt id of `request_id`'s message on `case_id`: the same request is
+/// the same attempt, so a retry sends nothing more.
+fn own_message_id(case_id: &str, request_id: &str) -> Uuid {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(format!("send-message\n{case_id}\n{request_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 #[tonic::async_trait]
 impl DispatchService for DispatchApi {
+    async fn send_message(
+        &self,
+        request: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        let sent_by = Caller::name_of(&request);
+        let scope = Scope::of(&request);
+        let r = request.into_inner();
+        let request_id = input::id("request_id", &r.request_id)?;
+        let case_id = input::id("case_id", &r.case_id)?;
+        let (channel, destination) = match Channel::try_from(r.channel) {
+            Ok(Channel::Sms) => (
+                Channel::Sms,
+                PhoneNumber::parse(&r.to, "to")
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            Ok(Channel::Email) => (
+                Channel::Email,
+                EmailAddress::parse(&r.to, "to")
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            _ => return Err(Status::invalid_argument("channel: must be SMS or EMAIL")),
+        };
+        let body = input::note("text", &r.text)?;
+        if body.chars().count() > MAX_MESSAGE_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "text: at most {MAX_MESSAGE_CHARS} characters"
+            )));
+        }
+        let subject = input::text("subject", &r.subject, false)?;
+        let now = self.clock.now();
+        let message = OwnMessage {
+            attempt_id: own_message_id(&case_id, &request_id),
+            case_id,
+            channel,
+            destination,
+            body,
+            subject: (!subject.is_empty()).then_some(subject),
+            sent_by,
+            at: now,
+            not_after: now + MESSAGE_LIFETIME,
+        };
+        match attempts::program_of_case(&self.pool, &message.case_id).await? {
+            Some(program) if scope.sees(&program) => {
+                attempts::record_own_message(&self.pool, &message, &program).await?;
+            }
+            _ => return Err(Status::not_found("case_id: no such case")),
+        }
+        // The sender takes it within its poll; the answer waits for its verdict.
+        let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
+        loop {
+            let found = attempts::get(&self.pool, message.attempt_id).await?;
+            let settled = found
+                .as_ref()
+                .is_some_and(|a| !matches!(a.state.as_str(), "queued" | "sending"));
+            if settled || tokio::time::Instant::now() >= deadline {
+                let found =
+                    found.ok_or_else(|| Status::internal("the message was not recorded"))?;
+                return Ok(Response::new(SendMessageResponse {
+                    attempt_id: message.attempt_id.to_string(),
+                    suppression: found
+                        .suppression
+                        .as_deref()
+                        .and_then(SuppressionReason::from_str_name)
+                        .unwrap_or(SuppressionReason::Unspecified)
+                        as i32,
+                    state: found.state,
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     async fn get_attempt(
         &self,
         request: Request<GetAttemptRequest>,

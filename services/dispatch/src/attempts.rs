@@ -92,6 +92,10 @@ pub struct Attempt {
     pub first_name: String,
     /// The family name (patient data).
     pub last_name: String,
+    /// A coordinator's own text, written instead of a template (patient data).
+    pub body: Option<String>,
+    /// A coordinator's email's subject.
+    pub subject: Option<String>,
 }
 
 impl Attempt {
@@ -180,7 +184,7 @@ impl From<AttemptsError> for tonic::Status {
 const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
     a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
     a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,
-    a.to_caregiver,
+    a.to_caregiver, a.body, a.subject,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
     v.coordinator_id, v.first_name, v.last_name, v.us_state,
     COALESCE((SELECT max(o.opted_out_at) > max(o.opted_in_at) FROM opted_out_destinations o
@@ -544,5 +548,84 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
         last_name: row
             .try_get::<Option<String>, _>("last_name")?
             .unwrap_or_default(),
+        body: row.try_get("body")?,
+        subject: row.try_get("subject")?,
     })
+}
+
+/// A coordinator's own message, as SendMessage records it.
+#[derive(Clone)]
+pub struct OwnMessage {
+    /// Its id, derived from the caller's request id: a retry is the same attempt.
+    pub attempt_id: Uuid,
+    /// The case.
+    pub case_id: String,
+    /// SMS or email.
+    pub channel: Channel,
+    /// Where to (patient data).
+    pub destination: String,
+    /// What (patient data).
+    pub body: String,
+    /// An email's subject.
+    pub subject: Option<String>,
+    /// Who wrote it.
+    pub sent_by: String,
+    /// When it was asked for.
+    pub at: DateTime<Utc>,
+    /// It goes out by then or not at all.
+    pub not_after: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for OwnMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnMessage")
+            .field("attempt_id", &self.attempt_id)
+            .field("case_id", &self.case_id)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The program of `case_id`, if dispatch has heard of the case.
+pub async fn program_of_case(
+    pool: &PgPool,
+    case_id: &str,
+) -> Result<Option<String>, AttemptsError> {
+    Ok(
+        sqlx::query_scalar("SELECT program_id FROM case_views WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Records `message` `queued` for the sender under `program_id`; a message
+/// recorded before is left as it is.
+pub async fn record_own_message(
+    pool: &PgPool,
+    message: &OwnMessage,
+    program_id: &str,
+) -> Result<(), AttemptsError> {
+    sqlx::query(
+        "INSERT INTO attempts (attempt_id, case_id, program_id, step_id, template_id, channel,
+             language, attempt_number, destination, due_at, not_after, next_try_at,
+             request_event_id, correlation_id, requested_at, keyword_reply, to_caregiver,
+             body, subject, sent_by)
+         VALUES ($1, $2, $3, '', '', $4, 'LANGUAGE_UNSPECIFIED', 1, $5, $6, $7, $6,
+                 $1, $1::text, $6, false, false, $8, $9, $10)
+         ON CONFLICT (attempt_id) DO NOTHING",
+    )
+    .bind(message.attempt_id)
+    .bind(&message.case_id)
+    .bind(program_id)
+    .bind(message.channel.as_str_name())
+    .bind(&message.destination)
+    .bind(message.at)
+    .bind(message.not_after)
+    .bind(&message.body)
+    .bind(&message.subject)
+    .bind(&message.sent_by)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -496,6 +496,21 @@ impl Sender {
             .catalogue
             .get(&attempt.program_id)
             .ok_or("program_not_loaded")?;
+        // A coordinator's own words go out as written.
+        if let Some(body) = &attempt.body {
+            return Ok(Message {
+                text: body.clone(),
+                html: None,
+                subject: Some(
+                    attempt
+                        .subject
+                        .clone()
+                        .unwrap_or_else(|| program.name.clone()),
+                ),
+                language: attempt.language,
+                fell_back: false,
+            });
+        }
         let templates = self
             .catalogue
             .templates(&attempt.program_id)

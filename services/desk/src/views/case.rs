@@ -15,8 +15,9 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    AddNoteRequest, Case, CommandMeta, ConsentState, GetCaseRequest, GetPlanRequest,
-    GetTimelineRequest, Language as CaseLanguage, Plan, StepState, TimelineEntry, contact_point,
+    AddNoteRequest, Case, Channel, CommandMeta, ConsentState, GetCaseRequest, GetPlanRequest,
+    GetTimelineRequest, Language as CaseLanguage, Plan, SendMessageRequest, StepState,
+    SuppressionReason, TimelineEntry, contact_point,
 };
 
 use crate::mask;
@@ -80,10 +81,13 @@ pub fn summary(desk: &Desk, language: Language, case: &Case) -> Value {
     }
 }
 
-/// `/cases/{id}?saved=note`.
+/// `/cases/{id}?saved=note`, `?sent=<state>` or `?refused=<reason>`: what the
+/// last form did (codes, never patient data).
 #[derive(Debug, Deserialize)]
 pub struct Saved {
     saved: Option<String>,
+    sent: Option<String>,
+    refused: Option<String>,
 }
 
 /// The case page, masked.
@@ -93,7 +97,27 @@ pub async fn page(
     Path(case_id): Path<String>,
     Query(saved): Query<Saved>,
 ) -> Result<Html<String>, PageError> {
-    let flash = (saved.saved.as_deref() == Some("note")).then_some("case.note_saved");
+    let language = signed.language();
+    let catalog = &desk.pages.catalog;
+    let flash = if saved.saved.as_deref() == Some("note") {
+        Some(catalog.text(language, "case.note_saved").to_owned())
+    } else if let Some(state) = saved.sent.as_deref() {
+        let key = match state {
+            "sent" | "delivered" => "case.reply_sent",
+            "failed" => "case.reply_failed",
+            _ => "case.reply_queued",
+        };
+        Some(catalog.text(language, key).to_owned())
+    } else {
+        saved.refused.as_deref().map(|reason| {
+            let reason = catalog.text(language, words::suppression_by_name(reason));
+            catalog.fill(
+                language,
+                "case.reply_refused",
+                &[("reason", reason.to_owned())],
+            )
+        })
+    };
     render(&desk, &signed, &case_id, false, flash).await
 }
 
@@ -120,7 +144,7 @@ async fn render(
     signed: &Signed,
     case_id: &str,
     revealed: bool,
-    flash: Option<&str>,
+    flash: Option<String>,
 ) -> Result<Html<String>, PageError> {
     let case = visible_case(desk, signed, case_id).await?;
     let what = if revealed { "reveal" } else { "case" };
@@ -186,7 +210,9 @@ async fn render(
         signed,
         context! {
             title => title,
-            flash => flash.map(|key| catalog.text(language, key)),
+            flash => flash,
+            reply => reply_channels(desk, language, &case),
+            request_id => uuid::Uuid::now_v7().to_string(),
             case => summary(desk, language, &case),
             revealed => revealed,
             contacts => contacts(desk, language, &case, revealed),
@@ -394,4 +420,91 @@ pub async fn note(
         .await
         .map_err(|s| PageError::from_status(&s, language))?;
     Ok(())
+}
+
+/// The channels a reply can go out on: those the patient has a number or
+/// address for.
+fn reply_channels(desk: &Desk, language: Language, case: &Case) -> Vec<Value> {
+    let catalog = &desk.pages.catalog;
+    let Some(contact) = case.patient.as_ref().and_then(|p| p.contact.as_ref()) else {
+        return Vec::new();
+    };
+    let mut channels = Vec::new();
+    if !contact.mobile_e164.is_empty() {
+        channels.push(context! { value => "sms", label => catalog.text(language, "channel.sms") });
+    }
+    if !contact.email.is_empty() {
+        channels
+            .push(context! { value => "email", label => catalog.text(language, "channel.email") });
+    }
+    channels
+}
+
+/// The reply form.
+#[derive(Debug, Deserialize)]
+pub struct ReplyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Sends the user's message to the patient through dispatch, to the case's
+/// own number or address; says whether it went out or why not.
+pub async fn reply(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(case_id): Path<String>,
+    Form(form): Form<ReplyForm>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    let language = signed.language();
+    let case = visible_case(&desk, &signed, &case_id).await?;
+    let contact = case
+        .patient
+        .as_ref()
+        .and_then(|p| p.contact.clone())
+        .unwrap_or_default();
+    let (channel, to) = match form.channel.as_str() {
+        "sms" if !contact.mobile_e164.is_empty() => (Channel::Sms, contact.mobile_e164),
+        "email" if !contact.email.is_empty() => (Channel::Email, contact.email),
+        _ => {
+            return Err(PageError::BadRequest(
+                language,
+                "channel: a text message or email the patient has".into(),
+            ));
+        }
+    };
+    let answer = desk
+        .peers
+        .dispatch
+        .clone()
+        .send_message(desk.vouched(
+            &signed,
+            SendMessageRequest {
+                request_id: form.request_id,
+                case_id: case.case_id.clone(),
+                channel: channel as i32,
+                to,
+                text: form.text,
+                subject: String::new(),
+            },
+        ))
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?
+        .into_inner();
+    let outcome = if answer.state == "suppressed" {
+        let reason = SuppressionReason::try_from(answer.suppression)
+            .unwrap_or(SuppressionReason::Unspecified)
+            .as_str_name()
+            .to_owned();
+        format!("refused={reason}")
+    } else {
+        format!("sent={}", answer.state)
+    };
+    Ok(Redirect::to(&format!("/cases/{}?{outcome}", case.case_id)))
 }

@@ -160,6 +160,7 @@ pub fn router(desk: Desk) -> Router {
         .route("/cases/{case_id}", get(case::page))
         .route("/cases/{case_id}/reveal", post(case::reveal))
         .route("/cases/{case_id}/notes", post(case::add_note))
+        .route("/cases/{case_id}/message", post(case::reply))
         .route("/search", get(access::search_page).post(access::search))
         .route("/access-log", get(access::log))
         .route("/tasks/{task_id}", get(task::page))

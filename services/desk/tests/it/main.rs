@@ -6,4 +6,5 @@ mod access;
 mod browser;
 mod coordinator;
 mod live;
+mod reply;
 mod support;
