@@ -120,7 +120,8 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A token the service accepts: its holder's name, role and digest.
+/// A token the service accepts: its holder's name, role and digest, and the
+/// programs whose cases it may reach when it is scoped to some.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiToken {
     /// Who holds it, for logs.
@@ -129,6 +130,8 @@ pub struct ApiToken {
     pub role: Role,
     /// SHA-256 of the token.
     pub digest: [u8; 32],
+    /// The programs it may reach; `None`: every program.
+    pub programs: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for ApiToken {
@@ -136,6 +139,7 @@ impl std::fmt::Debug for ApiToken {
         f.debug_struct("ApiToken")
             .field("name", &self.name)
             .field("role", &self.role)
+            .field("programs", &self.programs)
             .finish_non_exhaustive()
     }
 }
@@ -147,32 +151,68 @@ impl ApiToken {
             name: name.to_owned(),
             role,
             digest: token_digest(token),
+            programs: None,
         }
     }
 
-    /// This entry as `TOUCHPOINT_API_TOKENS` writes it: `name:role:sha256-hex`.
+    /// This token, reaching only the cases of `programs`.
+    pub fn scoped_to(mut self, programs: &[&str]) -> Self {
+        self.programs = Some(programs.iter().map(|p| (*p).to_owned()).collect());
+        self
+    }
+
+    /// This entry as `TOUCHPOINT_API_TOKENS` writes it:
+    /// `name:role:sha256-hex[:program+program...]`.
     pub fn entry(&self) -> String {
+        let scope = self
+            .programs
+            .as_ref()
+            .map(|p| format!(":{}", p.join("+")))
+            .unwrap_or_default();
         format!(
-            "{}:{}:{}",
+            "{}:{}:{}{scope}",
             self.name,
             self.role.as_str(),
             hex::encode(self.digest)
         )
     }
 
-    /// Parses `TOUCHPOINT_API_TOKENS`: `name:role:sha256-hex`, comma-separated.
-    /// The error says what is wrong without repeating the value.
+    /// Parses `TOUCHPOINT_API_TOKENS`: `name:role:sha256-hex`, and optionally
+    /// `:program+program` for a token that reaches only those programs' cases;
+    /// comma-separated. The error says what is wrong without repeating the value.
     pub fn parse_list(raw: &str) -> Result<Vec<Self>, &'static str> {
         raw.split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 let mut parts = entry.split(':');
-                let (Some(name), Some(role), Some(digest), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return Err("expected name:role:sha256-hex entries, comma-separated");
+                let (Some(name), Some(role), Some(digest), programs, None) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    return Err(
+                        "expected name:role:sha256-hex[:program+program] entries, comma-separated",
+                    );
                 };
+                let programs = programs
+                    .map(|list| {
+                        let programs: Vec<String> =
+                            list.split('+').map(str::trim).map(str::to_owned).collect();
+                        if programs.iter().any(|p| {
+                            p.is_empty()
+                                || !p.chars().all(|c| {
+                                    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+                                })
+                        }) {
+                            Err("a token's programs must be program ids joined by '+'")
+                        } else {
+                            Ok(programs)
+                        }
+                    })
+                    .transpose()?;
                 if name.is_empty()
                     || !name
                         .chars()
@@ -190,6 +230,7 @@ impl ApiToken {
                     name: name.to_owned(),
                     role,
                     digest: bytes,
+                    programs,
                 })
             })
             .collect()
@@ -350,7 +391,7 @@ impl Gate {
                 name: entry.name.clone(),
                 role: entry.role,
                 proof: Proof::Token,
-                programs: None,
+                programs: entry.programs.clone(),
             })
             .ok_or_else(|| Status::unauthenticated("the bearer token is not known"))
     }
@@ -635,11 +676,31 @@ mod tests {
             format!("telephony:admin:{digest}"),
             format!("tele phony:write:{digest}"),
             "telephony:write:abc".to_owned(),
-            format!("a:write:{digest}:extra"),
+            format!("a:write:{digest}:adherence:extra"),
+            format!("a:write:{digest}:adherence++x"),
+            format!("a:write:{digest}:bad program"),
         ] {
             let error = ApiToken::parse_list(&bad).err();
             assert!(error.is_some(), "{bad} should be refused");
             assert!(!error.unwrap_or_default().contains(&digest));
         }
+        let scoped = ApiToken::new("reports", Role::Read, "r").scoped_to(&["adherence", "refill"]);
+        assert_eq!(
+            ApiToken::parse_list(&scoped.entry()),
+            Ok(vec![scoped.clone()])
+        );
+        let caller = Gate::new(vec![scoped])
+            .admit(
+                "/touchpoint.v1.CaseService/GetCase",
+                None,
+                Some(b"Bearer r"),
+            )
+            .ok()
+            .flatten()
+            .and_then(|c| c.programs);
+        assert_eq!(
+            caller,
+            Some(vec!["adherence".to_owned(), "refill".to_owned()])
+        );
     }
 }
