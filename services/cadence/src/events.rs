@@ -185,9 +185,9 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         Payload::TaskCompleted(done) if !done.attempt_id.is_empty() => {
             let attempt_id = attempt(&done.attempt_id).ok_or(bad("attempt_id"))?;
             match done.outcome.as_str() {
-                // Reached, even when the patient asked not to be called again
-                // (that opt-out arrives as its own event).
-                "reached" | "opted_out" => change(Change::Responded {
+                // Reached, even when the patient declined or asked not to be
+                // called again (that opt-out arrives as its own event).
+                "reached" | "refused" | "opted_out" => change(Change::Responded {
                     in_reply_to: Some(attempt_id),
                 }),
                 "no_answer" | "voicemail" => change(Change::AttemptFailed { attempt_id }),

@@ -134,6 +134,7 @@ pub fn suppression_by_name(name: &str) -> &'static str {
 pub fn outcome(name: &str) -> &'static str {
     match name {
         "reached" => "outcome.reached",
+        "refused" => "outcome.refused",
         "no_answer" => "outcome.no_answer",
         "voicemail" => "outcome.voicemail",
         "wrong_number" => "outcome.wrong_number",

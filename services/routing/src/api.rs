@@ -12,15 +12,15 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use touchpoint_platform::access::{Caller, Scope};
 use touchpoint_platform::clock::SharedClock;
-use touchpoint_platform::envelope::timestamp;
+use touchpoint_platform::envelope::{instant, timestamp};
 use touchpoint_platform::input;
 use touchpoint_proto::v1::routing_service_server::RoutingService;
 use touchpoint_proto::v1::{
     Channel, ClaimTaskRequest, CompleteTaskRequest, Coordinator, CoordinatorRole, Language,
     ListCoordinatorsRequest, ListCoordinatorsResponse, ListWorklistRequest, ListWorklistResponse,
-    Presence as PresenceProto, RouteContactRequest, RouteContactResponse, SetPresenceRequest,
-    Shift as ShiftProto, Task as TaskProto, TaskKind, TaskOutcome, TaskStatus,
-    UpsertCoordinatorRequest,
+    Presence as PresenceProto, RouteContactRequest, RouteContactResponse, ScheduleCallbackRequest,
+    SetPresenceRequest, Shift as ShiftProto, Task as TaskProto, TaskKind, TaskOutcome, TaskStatus,
+    TransferTaskRequest, UpsertCoordinatorRequest,
 };
 use uuid::Uuid;
 
@@ -28,7 +28,7 @@ use crate::domain::decision::{GENERAL_QUEUE, program_queue};
 use crate::domain::roster::{Member, Presence, Role, Roster, Shift};
 use crate::inbound::{Contact, Inbound};
 use crate::store::{self, time_from, weekday_from};
-use crate::tasks::{self, Kind, Outcome, Task};
+use crate::tasks::{self, Handover, Kind, Outcome, Task};
 
 /// Most tasks one worklist answer holds.
 const MAX_WORKLIST: u32 = 500;
@@ -215,6 +215,7 @@ fn task_proto(t: &Task, now: DateTime<Utc>) -> TaskProto {
             Some(Outcome::WrongNumber) => TaskOutcome::WrongNumber,
             Some(Outcome::Resolved) => TaskOutcome::Resolved,
             Some(Outcome::OptedOut) => TaskOutcome::OptedOut,
+            Some(Outcome::Refused) => TaskOutcome::Refused,
         } as i32,
         channel: Channel::from_str_name(&t.channel).unwrap_or(Channel::Unspecified) as i32,
         withdrawn_reason: t.withdrawn_reason.clone().unwrap_or_default(),
@@ -405,6 +406,100 @@ impl RoutingService for RoutingApi {
         }))
     }
 
+    async fn transfer_task(
+        &self,
+        request: Request<TransferTaskRequest>,
+    ) -> Result<Response<TaskProto>, Status> {
+        let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
+        let request = request.into_inner();
+        let task_id = task_id(&request.task_id)?;
+        let member =
+            self.acting_member(&caller, scope.programs().is_some(), &request.coordinator_id)?;
+        self.task_in_scope(&scope, task_id).await?;
+        let to = match (request.to_coordinator_id.trim(), request.to_queue.trim()) {
+            (other, "") if !other.is_empty() => Handover::Member(self.known_member(other)?.id),
+            ("", queue) if !queue.is_empty() => Handover::Queue(id("to_queue", queue)?),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name either to_coordinator_id or to_queue",
+                ));
+            }
+        };
+        let (moved, released) = tasks::transfer(&self.pool, task_id, &member.id, &to).await?;
+        {
+            let mut roster = self.roster.write().unwrap_or_else(PoisonError::into_inner);
+            if released && let Some(m) = roster.get_mut(&member.id) {
+                m.open_tasks = m.open_tasks.saturating_sub(1);
+            }
+            if let Handover::Member(other) = &to
+                && let Some(m) = roster.get_mut(other)
+            {
+                m.open_tasks = m.open_tasks.saturating_add(1);
+            }
+        }
+        Ok(Response::new(task_proto(&moved, self.clock.now())))
+    }
+
+    async fn schedule_callback(
+        &self,
+        request: Request<ScheduleCallbackRequest>,
+    ) -> Result<Response<TaskProto>, Status> {
+        let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
+        let request = request.into_inner();
+        let member =
+            self.acting_member(&caller, scope.programs().is_some(), &request.coordinator_id)?;
+        let case_id = id("case_id", &request.case_id)?;
+        let (program_id, zone, us_state) = tasks::case_window(&self.pool, &case_id)
+            .await?
+            .filter(|(program, _, _)| scope.sees(program))
+            .ok_or_else(|| Status::not_found("case_id: no such case"))?;
+        let now = self.clock.now();
+        let due_at = request
+            .due_at
+            .as_ref()
+            .and_then(instant)
+            .ok_or_else(|| Status::invalid_argument("due_at: required"))?;
+        if due_at <= now {
+            return Err(Status::invalid_argument("due_at: must be in the future"));
+        }
+        let zone: Tz = zone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .ok_or_else(|| {
+                Status::failed_precondition("case_id: the patient's time zone is not known yet")
+            })?;
+        match self
+            .inbound
+            .callable_at(&program_id, us_state.as_deref(), zone, due_at)
+        {
+            Some(true) => {}
+            Some(false) => {
+                return Err(Status::failed_precondition(
+                    "due_at: outside the patient's contact window",
+                ));
+            }
+            None => {
+                return Err(Status::failed_precondition(
+                    "case_id: its program is not loaded",
+                ));
+            }
+        }
+        let added =
+            tasks::schedule_callback(&self.pool, &case_id, &member.id, due_at, now, &self.topic)
+                .await?;
+        if let Some(m) = self
+            .roster
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&member.id)
+        {
+            m.open_tasks = m.open_tasks.saturating_add(1);
+        }
+        Ok(Response::new(task_proto(&added, now)))
+    }
+
     async fn claim_task(
         &self,
         request: Request<ClaimTaskRequest>,
@@ -439,9 +534,10 @@ impl RoutingService for RoutingApi {
             Ok(TaskOutcome::WrongNumber) => Outcome::WrongNumber,
             Ok(TaskOutcome::Resolved) => Outcome::Resolved,
             Ok(TaskOutcome::OptedOut) => Outcome::OptedOut,
+            Ok(TaskOutcome::Refused) => Outcome::Refused,
             _ => {
                 return Err(Status::invalid_argument(
-                    "outcome: reached, no_answer, voicemail, wrong_number, resolved or opted_out",
+                    "outcome: reached, no_answer, voicemail, wrong_number, refused, resolved or opted_out",
                 ));
             }
         };

@@ -168,6 +168,19 @@ impl Inbound {
         Some((case.time_zone?, &program.window))
     }
 
+    /// Whether a patient of `program_id` in `time_zone` (under `us_state`'s
+    /// rule) may be called at `at`; `None` when the program is not loaded.
+    pub fn callable_at(
+        &self,
+        program_id: &str,
+        us_state: Option<&str>,
+        time_zone: Tz,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<bool> {
+        let program = self.catalogue.in_state(program_id, us_state)?;
+        Some(program.window.allows(time_zone, at))
+    }
+
     /// Which programs' messages an opt-out stops.
     pub fn opt_out_scope(&self) -> OptOutScope {
         self.settings.opt_out_scope

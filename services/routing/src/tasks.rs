@@ -8,10 +8,10 @@ use chrono_tz::Tz;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_platform::contact::ContactKey;
-use touchpoint_platform::envelope::{NO_CASE, new_envelope};
+use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
 use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, Envelope, TaskCompleted};
+use touchpoint_proto::v1::{CallbackRequested, Channel, Envelope, TaskCompleted};
 use uuid::Uuid;
 
 use crate::domain::keywords::Intent;
@@ -74,6 +74,8 @@ pub enum Outcome {
     Resolved,
     /// A keyword review: the message was an opt-out.
     OptedOut,
+    /// A call: the patient was reached and declined what was offered.
+    Refused,
 }
 
 impl Outcome {
@@ -86,6 +88,7 @@ impl Outcome {
             Outcome::WrongNumber => "wrong_number",
             Outcome::Resolved => "resolved",
             Outcome::OptedOut => "opted_out",
+            Outcome::Refused => "refused",
         }
     }
 
@@ -97,6 +100,7 @@ impl Outcome {
             Outcome::WrongNumber,
             Outcome::Resolved,
             Outcome::OptedOut,
+            Outcome::Refused,
         ]
         .into_iter()
         .find(|o| o.as_str() == name)
@@ -440,6 +444,138 @@ pub async fn claim(
     .await?;
     tx.commit().await?;
     Ok(task(&row)?)
+}
+
+/// Where a task goes when it is handed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// To a member's worklist.
+    Member(String),
+    /// To wait in a queue.
+    Queue(String),
+}
+
+/// `member_id` hands `task_id` on: it leaves their worklist (and their
+/// capacity, true when it counted) and waits open where `to` says.
+pub async fn transfer(
+    pool: &PgPool,
+    task_id: Uuid,
+    member_id: &str,
+    to: &Handover,
+) -> Result<(Task, bool), TaskError> {
+    let mut tx = pool.begin().await?;
+    let found = lock(&mut tx, task_id).await?;
+    match found.status.as_str() {
+        "done" => return Err(TaskError::Unavailable("done")),
+        "withdrawn" => return Err(TaskError::Unavailable("withdrawn")),
+        _ => {}
+    }
+    if found
+        .member_id
+        .as_deref()
+        .is_some_and(|owner| owner != member_id)
+    {
+        return Err(TaskError::Unavailable("someone else's"));
+    }
+    let released = found.member_id.is_some();
+    if released {
+        sqlx::query(
+            "UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1",
+        )
+        .bind(member_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let row = match to {
+        Handover::Member(other) => {
+            take_capacity(&mut tx, other).await?;
+            sqlx::query(&format!(
+                "UPDATE tasks SET member_id = $2, status = 'open' WHERE task_id = $1
+                 RETURNING {COLUMNS}"
+            ))
+            .bind(task_id)
+            .bind(other)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+        Handover::Queue(queue) => {
+            sqlx::query(&format!(
+                "UPDATE tasks SET member_id = NULL, queue = $2, status = 'open' WHERE task_id = $1
+                 RETURNING {COLUMNS}"
+            ))
+            .bind(task_id)
+            .bind(queue)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    tx.commit().await?;
+    Ok((task(&row)?, released))
+}
+
+/// A callback `member_id` promised the patient of `case_id`, due at `due_at`:
+/// a callback task on their worklist and `CallbackRequested` on `topic`.
+pub async fn schedule_callback(
+    pool: &PgPool,
+    case_id: &str,
+    member_id: &str,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<Task, TaskError> {
+    let task_id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    insert(
+        &mut tx,
+        &NewTask {
+            task_id,
+            kind: Kind::Callback,
+            case_id: case_id.to_owned(),
+            channel: Channel::Voice.as_str_name().to_owned(),
+            member_id: Some(member_id.to_owned()),
+            queue: None,
+            priority: 0,
+            due_at: Some(due_at),
+            attempt_id: None,
+            inbound_id: None,
+            created_at: now,
+            correlation_id: task_id.to_string(),
+            callable: None,
+            contact_key: None,
+        },
+    )
+    .await?;
+    let envelope = new_envelope(
+        case_id,
+        crate::SPEC.name,
+        now,
+        Payload::CallbackRequested(CallbackRequested {
+            inbound_id: String::new(),
+            task_id: task_id.to_string(),
+            queue: String::new(),
+            due_at: Some(timestamp(due_at)),
+        }),
+        None,
+    );
+    outbox::append(&mut tx, &[OutgoingEvent::new(topic, envelope)])
+        .await
+        .map_err(|e| TaskError::Store(e.into()))?;
+    let added = lock(&mut tx, task_id).await?;
+    tx.commit().await?;
+    Ok(added)
+}
+
+/// The program, zone and state rule of `case_id`, as routing knows it.
+pub async fn case_window(
+    pool: &PgPool,
+    case_id: &str,
+) -> Result<Option<(String, Option<String>, Option<String>)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT program_id, time_zone, us_state FROM case_views WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// `member_id` completes `task_id` with `outcome`; `TaskCompleted` is published

@@ -147,6 +147,8 @@ impl Desk {
 pub fn router(desk: Desk) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/work") }))
+        // For probes: the desk is up and answering.
+        .route("/healthz", get(|| async { "ok" }))
         .route("/signin", get(signin::page))
         .route("/signin/oidc", get(signin::to_provider))
         .route("/signin/callback", get(signin::callback))
@@ -166,15 +168,31 @@ pub fn router(desk: Desk) -> Router {
         .route("/tasks/{task_id}", get(task::page))
         .route("/tasks/{task_id}/claim", post(task::claim))
         .route("/tasks/{task_id}/complete", post(task::complete))
+        .route("/tasks/{task_id}/callback", post(task::callback))
+        .route("/tasks/{task_id}/transfer", post(task::transfer))
         .route("/static/desk.css", get(pages::stylesheet))
         .route("/static/desk.js", get(pages::script))
         .fallback(not_found)
         .layer(axum::middleware::map_response(secure_headers))
+        .layer(axum::middleware::from_fn(server_timing))
         .with_state(desk)
 }
 
 async fn not_found() -> PageError {
     PageError::NotFound
+}
+
+/// How long the desk took over a request, in a `Server-Timing` header
+/// (`app;dur=<ms>`): what `desk-bench` measures, and what a browser's
+/// developer tools show.
+async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={took:.3}")) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
 }
 
 /// Headers every response carries.

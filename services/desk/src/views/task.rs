@@ -2,23 +2,25 @@
 //! record what happened with a disposition and a note.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{Html, Redirect};
 use minijinja::{Value, context};
 use serde::Deserialize;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     Case, Channel, ClaimTaskRequest, CompleteTaskRequest, GetTimelineRequest, PreviewFacts,
-    RenderPreviewRequest, Task, TaskKind, TaskOutcome, TaskStatus,
+    RenderPreviewRequest, ScheduleCallbackRequest, Task, TaskKind, TaskOutcome, TaskStatus,
+    TransferTaskRequest,
 };
 
-use crate::views::case::{summary, visible_case};
+use crate::views::case::{summary, visible_case, zone_of};
 use crate::views::work::{due, kind_key, tasks};
 use crate::views::{Desk, PageError, Signed};
 
 /// What a call can end as, in the order the form offers them.
-const CALL_DISPOSITIONS: [&str; 5] = [
+const CALL_DISPOSITIONS: [&str; 6] = [
     "reached",
+    "refused",
     "voicemail",
     "no_answer",
     "wrong_number",
@@ -32,6 +34,7 @@ const KEYWORD_DISPOSITIONS: [&str; 2] = ["resolved", "opted_out"];
 fn outcome(disposition: &str) -> Option<TaskOutcome> {
     Some(match disposition {
         "reached" => TaskOutcome::Reached,
+        "refused" => TaskOutcome::Refused,
         "voicemail" => TaskOutcome::Voicemail,
         "no_answer" => TaskOutcome::NoAnswer,
         "wrong_number" => TaskOutcome::WrongNumber,
@@ -70,6 +73,7 @@ pub async fn page(
     State(desk): State<Desk>,
     signed: Signed,
     Path(task_id): Path<String>,
+    Query(saved): Query<Saved>,
 ) -> Result<Html<String>, PageError> {
     let (task, case) = visible_task(&desk, &signed, &task_id).await?;
     let language = signed.language();
@@ -102,9 +106,15 @@ pub async fn page(
                 is_call => is_call,
                 workable_now => task.workable_now,
             },
+            flash => (saved.saved.as_deref() == Some("callback"))
+                .then(|| catalog.text(language, "task.callback_saved")),
             case => summary(&desk, language, &case),
             script => script,
             dispositions => dispositions(&task),
+            navigator => (!case.navigator_id.is_empty() && case.navigator_id != signed.0.user.id)
+                .then_some(&case.navigator_id),
+            queue => format!("program:{}", case.program_id),
+            callback_from => local_input(desk.clock.now(), zone_of(&case)),
         },
     )
 }
@@ -180,6 +190,12 @@ async fn script(
         }))
 }
 
+/// `/tasks/{id}?saved=callback`.
+#[derive(Debug, Deserialize)]
+pub struct Saved {
+    saved: Option<String>,
+}
+
 /// A form that carries only its CSRF token.
 #[derive(Debug, Deserialize)]
 pub struct Csrf {
@@ -252,4 +268,112 @@ pub async fn complete(
         .await
         .map_err(|s| PageError::from_status(&s, language))?;
     Ok(Redirect::to(&format!("/cases/{}", case.case_id)))
+}
+
+/// `at` in `zone` as a `datetime-local` input holds it.
+fn local_input(at: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
+    at.with_timezone(&zone).format("%Y-%m-%dT%H:%M").to_string()
+}
+
+/// The callback form.
+#[derive(Debug, Deserialize)]
+pub struct CallbackForm {
+    #[serde(default)]
+    csrf: String,
+    /// The patient's local date and time, `YYYY-MM-DDTHH:MM`.
+    #[serde(default)]
+    at: String,
+}
+
+/// Promises the patient a callback at a time in their window: a callback task
+/// on the user's worklist.
+pub async fn callback(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(task_id): Path<String>,
+    Form(form): Form<CallbackForm>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    let language = signed.language();
+    let (task, case) = visible_task(&desk, &signed, &task_id).await?;
+    let local = chrono::NaiveDateTime::parse_from_str(form.at.trim(), "%Y-%m-%dT%H:%M")
+        .map_err(|_| PageError::BadRequest(language, "the callback's date and time".into()))?;
+    let due = local
+        .and_local_timezone(zone_of(&case))
+        .earliest()
+        .ok_or_else(|| PageError::BadRequest(language, "that time does not exist there".into()))?
+        .with_timezone(&chrono::Utc);
+    desk.peers
+        .routing
+        .clone()
+        .schedule_callback(desk.vouched(
+            &signed,
+            ScheduleCallbackRequest {
+                case_id: case.case_id.clone(),
+                coordinator_id: signed.0.user.id.clone(),
+                due_at: Some(touchpoint_proto::Timestamp {
+                    seconds: due.timestamp(),
+                    nanos: 0,
+                }),
+            },
+        ))
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?;
+    Ok(Redirect::to(&format!(
+        "/tasks/{}?saved=callback",
+        task.task_id
+    )))
+}
+
+/// The transfer form.
+#[derive(Debug, Deserialize)]
+pub struct TransferForm {
+    #[serde(default)]
+    csrf: String,
+    /// `navigator` or `queue`.
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// Hands the task on to the case's navigator or the program's queue, with a
+/// note on the case saying why.
+pub async fn transfer(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(task_id): Path<String>,
+    Form(form): Form<TransferForm>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    let language = signed.language();
+    let (task, case) = visible_task(&desk, &signed, &task_id).await?;
+    let (to_coordinator_id, to_queue) = match form.to.as_str() {
+        "navigator" if !case.navigator_id.is_empty() => (case.navigator_id.clone(), String::new()),
+        "queue" => (String::new(), format!("program:{}", case.program_id)),
+        _ => {
+            return Err(PageError::BadRequest(
+                language,
+                "hand it to the case's navigator or the program's queue".into(),
+            ));
+        }
+    };
+    if !form.note.trim().is_empty() {
+        crate::views::case::note(&desk, &signed, &case.case_id, &form.note).await?;
+    }
+    desk.peers
+        .routing
+        .clone()
+        .transfer_task(desk.vouched(
+            &signed,
+            TransferTaskRequest {
+                task_id: task.task_id.clone(),
+                coordinator_id: signed.0.user.id.clone(),
+                to_coordinator_id,
+                to_queue,
+            },
+        ))
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?;
+    Ok(Redirect::to("/work?saved=transfer"))
 }

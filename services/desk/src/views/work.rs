@@ -41,8 +41,15 @@ pub async fn page(
 ) -> Result<Html<String>, PageError> {
     let tasks = rows(&desk, &signed).await?;
     let presence = store::presence(&desk.pool, &signed.0.user.id).await?;
-    let flash = (saved.saved.as_deref() == Some("presence"))
-        .then(|| desk.pages.catalog.text(signed.language(), "presence.saved"));
+    let flash = match saved.saved.as_deref() {
+        Some("presence") => Some(desk.pages.catalog.text(signed.language(), "presence.saved")),
+        Some("transfer") => Some(
+            desk.pages
+                .catalog
+                .text(signed.language(), "task.transferred"),
+        ),
+        _ => None,
+    };
     desk.page(
         "work.html",
         &signed,

@@ -5,6 +5,7 @@
 mod access;
 mod browser;
 mod coordinator;
+mod handover;
 mod live;
 mod reply;
 mod support;
