@@ -155,6 +155,16 @@ fn overlay_is_valid(overlay: &str, replicas: u64, partitions: u64, topic_replica
             "{overlay}: {service} does not take the database URL from its Secret"
         );
     }
+    for kind in ["Deployment", "Service", "PodDisruptionBudget"] {
+        assert!(
+            objects.contains(&format!("{kind}/desk")),
+            "{overlay}: no {kind} for the desk"
+        );
+    }
+    let desk = &summary["deployments"]["desk"];
+    for check in ["limits", "non_root"] {
+        assert_eq!(desk[check], true, "{overlay}: desk {check}");
+    }
     assert!(objects.contains("ConfigMap/touchpoint-programs"));
     let topics = summary["topics"].as_object().cloned().unwrap_or_default();
     let named: BTreeSet<String> = topics.keys().cloned().collect();
