@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use chrono::Utc;
 use futures::StreamExt as _;
-use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use tokio::sync::Mutex;
-use touchpoint_platform::envelope::{decode, instant, new_envelope, timestamp};
+use touchpoint_platform::envelope::{decode, instant};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase};
 use touchpoint_platform::topics::{Stream, Topics};
@@ -27,15 +26,14 @@ use touchpoint_platform::{db, kafka};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Case, CaseStatus, CommandMeta, ContactPoints, FindCasesByContactRequest, GetCaseRequest,
-    Language, NoteAdded, OpenCaseRequest, Person, PersonName,
+    CommandMeta, FindCasesByContactRequest, GetCaseRequest, Language, OpenCaseRequest,
 };
+use touchpoint_tests::seed::{self, person};
 
 const OPEN_REQUESTS: usize = 5_000;
 const OPEN_CONCURRENCY: usize = 16;
 const RATE: u64 = 500;
 const LATENCY_SECONDS: u64 = 10;
-const LOAD_BATCH: usize = 5_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -70,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let started = Instant::now();
-    let case_ids = load(&pool, cases, per_case).await?;
+    let case_ids = seed::cases_with_notes(&pool, cases, per_case, "+1312").await?;
     println!(
         "cases-bench: loaded {cases} cases and {} timeline events in {:.1} s",
         cases as i64 * per_case,
@@ -270,85 +268,4 @@ fn open_request(i: usize) -> OpenCaseRequest {
         prescriber_fax: String::new(),
         enrolled_at: None,
     }
-}
-
-fn person(mobile: &str) -> Person {
-    Person {
-        name: Some(PersonName {
-            given_name: "Bench".into(),
-            family_name: "Patient".into(),
-        }),
-        contact: Some(ContactPoints {
-            mobile_e164: mobile.into(),
-            ..ContactPoints::default()
-        }),
-        relationship: String::new(),
-    }
-}
-
-/// Inserts `cases` cases, each with `per_case` timeline events, its projection and
-/// its contact index entry (+1 312 2xx xxxx). Returns the case ids.
-async fn load(pool: &sqlx::PgPool, cases: usize, per_case: i64) -> anyhow::Result<Vec<String>> {
-    let note = new_envelope(
-        "x",
-        "cases",
-        Utc::now(),
-        Payload::NoteAdded(NoteAdded {
-            author: "bench".into(),
-            text: "loaded".into(),
-        }),
-        None,
-    )
-    .encode_to_vec();
-    let mut all = Vec::with_capacity(cases);
-    for start in (0..cases).step_by(LOAD_BATCH) {
-        let end = (start + LOAD_BATCH).min(cases);
-        let mut ids = Vec::with_capacity(end - start);
-        let mut states = Vec::with_capacity(end - start);
-        let mut keys = Vec::with_capacity(end - start);
-        for n in start..end {
-            let case_id = uuid::Uuid::now_v7().to_string();
-            let phone = format!("+1312{:07}", 2_000_000 + n);
-            let case = Case {
-                case_id: case_id.clone(),
-                program_id: "adherence".into(),
-                patient: Some(person(&phone)),
-                language: Language::En as i32,
-                time_zone: "America/Chicago".into(),
-                status: CaseStatus::Active as i32,
-                version: per_case as u64,
-                opened_at: Some(timestamp(Utc::now())),
-                ..Case::default()
-            };
-            states.push(case.encode_to_vec());
-            keys.push(format!("phone:{phone}"));
-            ids.push(case_id);
-        }
-        let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO cases (case_id, version, state) SELECT c, $2, s FROM UNNEST($1::text[], $3::bytea[]) AS t(c, s)")
-            .bind(&ids)
-            .bind(per_case)
-            .bind(&states)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO contact_index (contact_key, case_id) SELECT * FROM UNNEST($1::text[], $2::text[])")
-            .bind(&keys)
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO timeline (case_id, version, event_id, kind, source, occurred_at, envelope)
-             SELECT c, v, gen_random_uuid(), 'touchpoint.v1.NoteAdded', 'cases', now(), $3
-             FROM UNNEST($1::text[]) AS c, generate_series(1, $2) AS v",
-        )
-        .bind(&ids)
-        .bind(per_case)
-        .bind(&note)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        all.extend(ids);
-    }
-    sqlx::query("ANALYZE").execute(pool).await?;
-    Ok(all)
 }
