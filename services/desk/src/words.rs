@@ -173,6 +173,9 @@ pub fn describe(entry: &TimelineEntry) -> Option<Phrase> {
             .with("channel", Arg::Word(channel(c.channel)))
             .with("source", Arg::Word(consent_source(c.source)))
             .with("by", text(&c.recorded_by)),
+        Payload::CoordinatorAssigned(a) if a.navigator_id.is_empty() => {
+            Phrase::new("timeline.coordinator_only").with("coordinator", text(&a.coordinator_id))
+        }
         Payload::CoordinatorAssigned(a) => Phrase::new("timeline.coordinator_assigned")
             .with("coordinator", text(&a.coordinator_id))
             .with("navigator", text(&a.navigator_id)),

@@ -23,7 +23,7 @@ use touchpoint_proto::v1::{
 use crate::mask;
 use crate::store;
 use crate::user::Language;
-use crate::views::{Desk, PageError, Signed};
+use crate::views::{Csrf, Desk, PageError, Signed};
 use crate::words::{self, instant, local_time};
 
 /// Timeline pages read at most for one case page (1,000 entries each).
@@ -121,13 +121,6 @@ pub async fn page(
     render(&desk, &signed, &case_id, false, flash).await
 }
 
-/// A form that carries only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct Csrf {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// The case page with full contact details.
 pub async fn reveal(
     State(desk): State<Desk>,
@@ -148,32 +141,36 @@ async fn render(
 ) -> Result<Html<String>, PageError> {
     let case = visible_case(desk, signed, case_id).await?;
     let what = if revealed { "reveal" } else { "case" };
-    store::log_access(
+    let language = signed.language();
+    let catalog = &desk.pages.catalog;
+    let zone = zone_of(&case);
+    // The access log, the timeline and the plan at once: the page waits for
+    // the slowest, not the sum.
+    let logged = store::log_access(
         &desk.pool,
         &signed.0.user.id,
         &case.case_id,
         what,
         chrono::Utc::now(),
-    )
-    .await?;
-    let language = signed.language();
-    let catalog = &desk.pages.catalog;
-    let zone = zone_of(&case);
-    let entries = timeline(desk, signed, &case.case_id).await?;
-    let plan = desk
-        .peers
-        .cadence
-        .clone()
-        .get_plan(desk.vouched(
-            signed,
-            GetPlanRequest {
-                case_id: case.case_id.clone(),
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|status| tracing::info!(code = ?status.code(), "the plan is unavailable"))
-        .ok();
+    );
+    let plan = async {
+        desk.peers
+            .cadence
+            .clone()
+            .get_plan(desk.vouched(
+                signed,
+                GetPlanRequest {
+                    case_id: case.case_id.clone(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| tracing::info!(code = ?status.code(), "the plan is unavailable"))
+            .ok()
+    };
+    let (logged, entries, plan) = tokio::join!(logged, timeline(desk, signed, &case.case_id), plan);
+    logged?;
+    let entries = entries?;
     let rows: Vec<Value> = entries
         .iter()
         .filter_map(|entry| {

@@ -262,6 +262,14 @@ impl Signed {
     }
 }
 
+/// A form that carries only its CSRF token (a button: claim, reveal, sign out).
+#[derive(Debug, serde::Deserialize)]
+pub struct Csrf {
+    /// The session's token.
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// Why a page could not be shown. None carries patient data.
 #[derive(Debug)]
 pub enum PageError {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::oidc::Pending;
 use crate::store;
 use crate::user::{Language, Role, User};
-use crate::views::{Desk, PageError, Signed};
+use crate::views::{Csrf, Desk, PageError, Signed};
 
 /// The sign-in page.
 pub async fn page(
@@ -169,13 +169,6 @@ pub async fn dev(
         ));
     }
     opened(&desk, &user).await
-}
-
-/// A form that carries only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct Csrf {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Ends the session.

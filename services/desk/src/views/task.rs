@@ -15,7 +15,7 @@ use touchpoint_proto::v1::{
 
 use crate::views::case::{summary, visible_case, zone_of};
 use crate::views::work::{due, kind_key, tasks};
-use crate::views::{Desk, PageError, Signed};
+use crate::views::{Csrf, Desk, PageError, Signed};
 
 /// What a call can end as, in the order the form offers them.
 const CALL_DISPOSITIONS: [&str; 6] = [
@@ -194,13 +194,6 @@ async fn script(
 #[derive(Debug, Deserialize)]
 pub struct Saved {
     saved: Option<String>,
-}
-
-/// A form that carries only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub struct Csrf {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Claims the task for the user.

@@ -220,6 +220,12 @@ impl Browser {
             .await
     }
 
+    /// Resizes the window (a tall one shows a whole page in a screenshot).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({ "width": width, "height": height }))
+            .await;
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;

@@ -93,6 +93,7 @@ async fn a_coordinator_claims_her_spanish_patients_call_reads_the_script_and_rec
         Vec::<String>::new(),
         "the case page"
     );
+    browser.resize(1280, 2300).await;
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-case-page.png");
     std::fs::write(&shot, browser.screenshot().await).unwrap_or_else(|e| panic!("{e}"));
     println!("case page screenshot: {}", shot.display());

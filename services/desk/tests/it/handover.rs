@@ -71,9 +71,7 @@ async fn a_coordinator_promises_a_callback_inside_the_window_and_hands_the_reply
         )
         .await;
     browser.click_on("#schedule-callback").await;
-    browser
-        .wait_for_text("due_at: outside the patient")
-        .await;
+    browser.wait_for_text("due_at: outside the patient").await;
     browser.goto(&task_page).await;
     browser.find("#callback-at").await;
     browser
