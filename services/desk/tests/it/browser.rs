@@ -46,6 +46,24 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ending the session quits Chromium; killing ChromeDriver alone would
+        // leave the browser running. Drop cannot await, so this is plain
+        // blocking HTTP, with a deadline.
+        let quit = || -> std::io::Result<()> {
+            use std::io::{Read as _, Write as _};
+            let addr = self.base.trim_start_matches("http://");
+            let mut stream = std::net::TcpStream::connect(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            )?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer)?;
+            Ok(())
+        };
+        let _ = quit();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
