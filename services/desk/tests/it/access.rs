@@ -32,6 +32,22 @@ async fn a_user_without_the_program_finds_its_cases_neither_by_url_nor_by_search
     let browser = Browser::start().await;
     rig.sign_in(&browser, &OLU).await;
 
+    // Without TOUCHPOINT_DESK_DEV_LOGIN there is no development sign-in.
+    assert_eq!(
+        browser
+            .fetch_status(
+                "POST",
+                "/signin/dev",
+                &[
+                    ("user_id", "mallory"),
+                    ("roles", "compliance"),
+                    ("programs", "adherence")
+                ]
+            )
+            .await,
+        404
+    );
+
     assert_eq!(
         browser
             .fetch_status("GET", &format!("/cases/{case_id}"), &[])
