@@ -28,7 +28,8 @@
 //! - `touchpoint dev-certs [DIR]`: a fresh development authority and a
 //!   certificate for each service and the CLI (default `.local/tls`), the mesh
 //!   `up` runs on.
-//! - `touchpoint token NAME read|write`: a new bearer token, and the entry the
+//! - `touchpoint token NAME read|write [--programs A,B]`: a new bearer token (scoped
+//!   to those programs' cases when given), and the entry the
 //!   services take in `TOUCHPOINT_API_TOKENS`.
 //!
 //! Calls to the services present `TOUCHPOINT_API_TOKEN` and, with
@@ -111,6 +112,10 @@ enum Command {
         /// What it may do.
         #[arg(value_parser = role)]
         role: Role,
+        /// Reach only these programs' cases (comma-separated); every
+        /// program's when unset.
+        #[arg(long, value_delimiter = ',')]
+        programs: Vec<String>,
     },
 }
 
@@ -216,8 +221,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Token { name, role } => {
-            let (token, entry) = mesh::new_token(&name, role)?;
+        Command::Token {
+            name,
+            role,
+            programs,
+        } => {
+            let (token, entry) = mesh::new_token(&name, role, &programs)?;
             println!("token (give it to the caller; it is not kept): {token}");
             println!("add to TOUCHPOINT_API_TOKENS: {entry}");
             Ok(())

@@ -137,15 +137,21 @@ pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// A new random bearer token for `name` with `role`, and the entry the
-/// services take in `TOUCHPOINT_API_TOKENS` (only its SHA-256).
-pub fn new_token(name: &str, role: Role) -> anyhow::Result<(String, String)> {
+/// A new random bearer token for `name` with `role` (reaching only the cases
+/// of `programs`, when any are named), and the entry the services take in
+/// `TOUCHPOINT_API_TOKENS` (only its SHA-256).
+pub fn new_token(name: &str, role: Role, programs: &[String]) -> anyhow::Result<(String, String)> {
     let token = format!(
         "tp_{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let entry = ApiToken::new(name, role, &token).entry();
+    let mut api_token = ApiToken::new(name, role, &token);
+    if !programs.is_empty() {
+        let programs: Vec<&str> = programs.iter().map(|p| p.trim()).collect();
+        api_token = api_token.scoped_to(&programs);
+    }
+    let entry = api_token.entry();
     // The entry must parse back, which also checks the name.
     ApiToken::parse_list(&entry).map_err(|reason| anyhow::anyhow!("{reason}"))?;
     Ok((token, entry))
@@ -182,12 +188,18 @@ mod tests {
 
     #[test]
     fn a_new_token_is_kept_only_as_its_digest() -> anyhow::Result<()> {
-        let (token, entry) = new_token("telephony", Role::Write)?;
+        let (token, entry) = new_token("telephony", Role::Write, &[])?;
         assert!(!entry.contains(&token));
         assert_eq!(
             ApiToken::parse_list(&entry).map_err(|e| anyhow::anyhow!(e))?,
             vec![ApiToken::new("telephony", Role::Write, &token)]
         );
+        let (token, entry) = new_token("reports", Role::Read, &["adherence".into()])?;
+        assert_eq!(
+            ApiToken::parse_list(&entry).map_err(|e| anyhow::anyhow!(e))?,
+            vec![ApiToken::new("reports", Role::Read, &token).scoped_to(&["adherence"])]
+        );
+        assert!(new_token("reports", Role::Read, &["bad program".into()]).is_err());
         Ok(())
     }
 }
