@@ -3,36 +3,17 @@
 use std::time::Instant;
 
 use serde_json::json;
-use touchpoint_platform::testkit::{
-    self,
-    events::{EMAIL, MOBILE, person},
-};
-use touchpoint_proto::v1::{Channel, Language};
+use touchpoint_platform::testkit::{self, events::MOBILE};
 
-use crate::browser::{Browser, WAIT};
-use crate::support::{CARLA, NewPatient, Rig};
+use crate::browser::WAIT;
+use crate::support::Rig;
 
 /// A Tuesday, 10:00 in New York.
 const NOW: &str = "2027-01-05T15:00:00Z";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patients_text_routed_to_her_appears_on_her_open_worklist_without_a_reload() {
-    let mut rig = Rig::start(NOW, &[CARLA]).await;
-    rig.on_roster(&CARLA).await;
-    // Enrolled today: nothing of the program is due yet.
-    let case_id = rig
-        .open_case(NewPatient {
-            key: "ben",
-            program: "adherence",
-            person: person("Ben", "Okafor", MOBILE, EMAIL),
-            language: Language::En,
-            enrolled: "2027-01-05T14:00:00Z",
-            channels: &[Channel::Sms],
-            coordinator: CARLA.id,
-        })
-        .await;
-    let browser = Browser::start().await;
-    rig.sign_in(&browser, &CARLA).await;
+    let (rig, case_id, browser) = Rig::carla_and_ben(NOW).await;
     browser.find("#worklist .empty").await;
     // Marks this page: a reload would lose it.
     browser

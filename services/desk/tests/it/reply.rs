@@ -3,14 +3,10 @@
 //! same action is refused with the reason.
 
 use serde_json::json;
-use touchpoint_platform::testkit::{
-    self,
-    events::{EMAIL, MOBILE, person},
-};
-use touchpoint_proto::v1::{Channel, Language};
+use touchpoint_platform::testkit::{self, events::MOBILE};
 
-use crate::browser::{Browser, WAIT};
-use crate::support::{CARLA, NewPatient, Rig};
+use crate::browser::WAIT;
+use crate::support::Rig;
 
 /// A Tuesday, 10:00 in New York.
 const NOW: &str = "2027-01-05T15:00:00Z";
@@ -18,21 +14,7 @@ const REPLY: &str = "Hi Ben, your refill is ready at the pharmacy.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_reaches_the_sms_provider_once_and_after_stop_is_refused_with_the_reason() {
-    let mut rig = Rig::start(NOW, &[CARLA]).await;
-    rig.on_roster(&CARLA).await;
-    let case_id = rig
-        .open_case(NewPatient {
-            key: "ben",
-            program: "adherence",
-            person: person("Ben", "Okafor", MOBILE, EMAIL),
-            language: Language::En,
-            enrolled: "2027-01-05T14:00:00Z",
-            channels: &[Channel::Sms],
-            coordinator: CARLA.id,
-        })
-        .await;
-    let browser = Browser::start().await;
-    rig.sign_in(&browser, &CARLA).await;
+    let (rig, case_id, browser) = Rig::carla_and_ben(NOW).await;
     let case_page = rig.url(&format!("/cases/{case_id}"));
     browser.goto(&case_page).await;
     browser.type_into("#reply-text", REPLY).await;

@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::grpc::client::AuthChannel;
 use touchpoint_platform::http_client::{Exchange, HttpClient};
+use touchpoint_platform::testkit::events::{EMAIL, MOBILE, person};
 use touchpoint_platform::testkit::{self, WRITE_TOKEN, utc};
 use touchpoint_platform::vouch::{TrustedFronts, Voucher};
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
@@ -224,6 +225,29 @@ impl Rig {
             _provider: provider,
             _desk: desk_process,
         }
+    }
+
+    /// Carla on the roster, her English patient Ben (SMS consent, enrolled an
+    /// hour before `now`, so nothing of the program is due), and Carla signed
+    /// in on her worklist: the case id and her browser.
+    pub async fn carla_and_ben(now: &str) -> (Self, String, Browser) {
+        let mut rig = Rig::start(now, &[CARLA]).await;
+        rig.on_roster(&CARLA).await;
+        let enrolled = (utc(now) - chrono::TimeDelta::hours(1)).to_rfc3339();
+        let case_id = rig
+            .open_case(NewPatient {
+                key: "ben",
+                program: "adherence",
+                person: person("Ben", "Okafor", MOBILE, EMAIL),
+                language: Language::En,
+                enrolled: &enrolled,
+                channels: &[Channel::Sms],
+                coordinator: CARLA.id,
+            })
+            .await;
+        let browser = Browser::start().await;
+        rig.sign_in(&browser, &CARLA).await;
+        (rig, case_id, browser)
     }
 
     /// `path` on the desk.
