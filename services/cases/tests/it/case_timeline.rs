@@ -504,6 +504,24 @@ async fn a_watch_from_now_skips_the_history_and_delivers_what_comes_next() {
     svc.consent(&old, Channel::Sms, meta(""))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A stream hands out an entry only once no older transaction can still
+    // commit before it; "now" is where that horizon stands. Wait until the
+    // history has passed it (a stream from the start has delivered it all).
+    {
+        let mut history = svc
+            .client
+            .watch_events(WatchEventsRequest::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner();
+        for _ in 0..2 {
+            tokio::time::timeout(WAIT, history.message())
+                .await
+                .unwrap_or_else(|_| panic!("the history stalled"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("stream ended"));
+        }
+    }
     let mut stream = svc
         .client
         .watch_events(WatchEventsRequest {
