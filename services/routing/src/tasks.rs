@@ -212,6 +212,15 @@ async fn take_capacity(tx: &mut PgConnection, member: &str) -> Result<(), sqlx::
     Ok(())
 }
 
+/// A task of `member`'s is done or handed on: it no longer counts against them.
+async fn release_capacity(tx: &mut PgConnection, member: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1")
+        .bind(member)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Locks and reads task `task_id` for the rest of `tx`.
 async fn lock(tx: &mut PgConnection, task_id: Uuid) -> Result<Task, TaskError> {
     let row = sqlx::query(&format!(
@@ -479,12 +488,7 @@ pub async fn transfer(
     }
     let released = found.member_id.is_some();
     if released {
-        sqlx::query(
-            "UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1",
-        )
-        .bind(member_id)
-        .execute(&mut *tx)
-        .await?;
+        release_capacity(&mut tx, member_id).await?;
     }
     let row = match to {
         Handover::Member(other) => {
@@ -629,12 +633,7 @@ pub async fn complete(
     // member's: another's was refused above).
     let released = found.member_id.is_some();
     if released {
-        sqlx::query(
-            "UPDATE members SET open_tasks = GREATEST(open_tasks - 1, 0) WHERE member_id = $1",
-        )
-        .bind(member_id)
-        .execute(&mut *tx)
-        .await?;
+        release_capacity(&mut tx, member_id).await?;
     }
     let story = Envelope {
         correlation_id: done.correlation_id.clone(),

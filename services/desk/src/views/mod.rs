@@ -270,6 +270,14 @@ pub struct Csrf {
     pub csrf: String,
 }
 
+/// `?saved=<what>`: which form a redirect comes back from (`presence`,
+/// `transfer`, `callback`), for the page to say it worked. A code, never data.
+#[derive(Debug, serde::Deserialize)]
+pub struct Saved {
+    /// What was saved.
+    pub saved: Option<String>,
+}
+
 /// Why a page could not be shown. None carries patient data.
 #[derive(Debug)]
 pub enum PageError {

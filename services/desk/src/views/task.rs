@@ -15,7 +15,7 @@ use touchpoint_proto::v1::{
 
 use crate::views::case::{summary, visible_case, zone_of};
 use crate::views::work::{due, kind_key, tasks};
-use crate::views::{Csrf, Desk, PageError, Signed};
+use crate::views::{Csrf, Desk, PageError, Saved, Signed};
 
 /// What a call can end as, in the order the form offers them.
 const CALL_DISPOSITIONS: [&str; 6] = [
@@ -188,12 +188,6 @@ async fn script(
             };
             context! { text => m.text, lang => lang, fell_back => m.language_fell_back }
         }))
-}
-
-/// `/tasks/{id}?saved=callback`.
-#[derive(Debug, Deserialize)]
-pub struct Saved {
-    saved: Option<String>,
 }
 
 /// Claims the task for the user.

@@ -21,17 +21,11 @@ use touchpoint_proto::v1::{
 use crate::i18n::Catalog;
 use crate::store;
 use crate::user::Language;
-use crate::views::{Desk, PageError, Signed};
+use crate::views::{Desk, PageError, Saved, Signed};
 use crate::words::instant;
 
 /// Tasks a worklist shows at most.
 const LIST_LIMIT: u32 = 200;
-
-/// `/work?saved=presence`.
-#[derive(Debug, Deserialize)]
-pub struct Saved {
-    saved: Option<String>,
-}
 
 /// The worklist page.
 pub async fn page(
