@@ -101,14 +101,10 @@ impl Hub {
             config
         };
         let shutdown = Shutdown::new();
-        let cases_addr = touchpoint_cases::start(
-            touchpoint_cases::Config {
-                platform: config("cases"),
-            },
-            &shutdown,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cases did not start: {e}"));
+        let cases_addr =
+            touchpoint_cases::start(touchpoint_cases::Config::new(config("cases")), &shutdown)
+                .await
+                .unwrap_or_else(|e| panic!("cases did not start: {e}"));
         let sms = Sandbox::start("ACtest", "test-token")
             .await
             .unwrap_or_else(|e| panic!("{e}"));

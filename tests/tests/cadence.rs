@@ -39,14 +39,10 @@ async fn a_case_opened_through_the_cases_service_gets_its_first_outreach_request
         config
     };
     let shutdown = Shutdown::new();
-    let cases_addr = touchpoint_cases::start(
-        touchpoint_cases::Config {
-            platform: config("cases"),
-        },
-        &shutdown,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("cases did not start: {e}"));
+    let cases_addr =
+        touchpoint_cases::start(touchpoint_cases::Config::new(config("cases")), &shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("cases did not start: {e}"));
     let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../programs");
     touchpoint_cadence::start(
         touchpoint_cadence::Config::new(config("cadence"), programs),

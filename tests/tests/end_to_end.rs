@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use touchpoint_cli::demo::{self, cast::Reply};
+use touchpoint_cli::kpi_summary::Summary;
 use touchpoint_cli::stack::{self, Stack};
 use touchpoint_platform::clock::ClockConfig;
 use touchpoint_platform::testkit::otlp::{Collector, ExportedSpan};
@@ -141,9 +142,15 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
     })
     .await
     .unwrap_or_else(|e| panic!("the demo failed: {e:#}"));
-    // `touchpoint kpi` reads the same story back from cases.
-    let counted = touchpoint_cli::kpi::tally_all(&peer("cases"), Duration::from_secs(1))
+    // `touchpoint kpi` reads the story from cases' KPI projection.
+    let ask = touchpoint_cli::kpi::Ask {
+        from: report.kpis.from_day.clone(),
+        to: report.kpis.to_day.clone(),
+        programs: Vec::new(),
+    };
+    let counted = touchpoint_cli::kpi::settled(&peer("cases"), &ask, WAIT)
         .await
+        .map(|answer| Summary::of(&answer))
         .unwrap_or_else(|e| panic!("kpi: {e:#}"));
     // An outside reader of the case topic, `touchpoint events tail`, decodes
     // every record, without patient data.
@@ -171,38 +178,47 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
             assert!(lines.iter().all(|l| !l.contains(secret)), "{secret} shown");
         }
     }
-    assert_eq!(counted.cases(), demo::cast::PATIENTS.len());
+    assert_eq!(counted.behind, 0, "the projection caught up");
+    assert_eq!(counted.enrolled, demo::cast::PATIENTS.len() as i64);
     assert_eq!(
-        (counted.ae_flags, counted.opt_outs, counted.replies),
+        (counted.ae_flags, counted.opted_out, counted.inbound),
         (
-            report.tally.ae_flags,
-            report.tally.opt_outs,
-            report.tally.replies
+            report.tally.ae_flags as i64,
+            report.tally.opt_outs as i64,
+            report.tally.replies as i64
         )
     );
-    assert!(counted.sent_total() >= report.tally.sent_total());
+    assert!(counted.attempted_total() >= report.tally.sent_total() as i64);
+    // Every case was sent something; only those who answered were contacted.
+    let repliers = demo::cast::PATIENTS
+        .iter()
+        .filter(|p| p.reply.is_some())
+        .count() as i64;
+    assert_eq!(
+        (counted.first_send.count, counted.first_contact.count),
+        (demo::cast::PATIENTS.len() as i64, repliers)
+    );
 
     // The same KPIs as OpenTelemetry metrics (`touchpoint kpi --export`).
     let (stop_export, stopped) = tokio::sync::oneshot::channel::<()>();
     let exporting = {
-        let (cases, endpoint) = (peer("cases"), collector.endpoint());
+        let (cases, endpoint, ask) = (peer("cases"), collector.endpoint(), ask.clone());
         tokio::spawn(async move {
             let stop = async {
                 let _ = stopped.await;
             };
-            touchpoint_cli::kpi_metrics::export(&cases, &endpoint, Duration::from_millis(200), stop)
-                .await
+            let every = Duration::from_millis(200);
+            touchpoint_cli::kpi_metrics::export(&cases, &ask, &endpoint, every, stop).await
         })
     };
-    let figures = counted.figures(counted.cases(), clock.build().now());
     // Nobody reviews the demo's side effect: its flag stays open, and past the
     // 24 hours a report is due in by the demo's twelfth day.
-    assert_eq!((figures.ae_flags_open, figures.ae_flags_overdue), (1, 1));
-    let sms_rate = figures
-        .contact_rates
-        .iter()
+    assert_eq!(counted.open_of("adverse_event"), (1, 1));
+    let sms_rate = counted
+        .contact_rates()
+        .into_iter()
         .find(|(channel, ..)| *channel == "sms")
-        .map(|(_, reached, sent)| *reached as f64 / *sent as f64);
+        .map(|(.., rate)| rate);
     eventually("the KPIs at the collector", WAIT, || {
         let exported = (
             collector.latest("touchpoint.kpi.cases", &[]),
@@ -212,7 +228,7 @@ async fn the_story_of_six_patients_across_the_four_service_processes() {
         );
         let wanted = (
             Some(6.0),
-            Some(figures.ae_flags as f64),
+            Some(counted.ae_flags as f64),
             Some(1.0),
             sms_rate,
         );

@@ -89,14 +89,9 @@ async fn every_service_serves_health_in_its_own_schema_and_stops_on_shutdown() {
     let started: Vec<(&str, Result<SocketAddr, String>)> = vec![
         (
             "cases",
-            touchpoint_cases::start(
-                touchpoint_cases::Config {
-                    platform: config("cases"),
-                },
-                &shutdown,
-            )
-            .await
-            .map_err(|e| e.to_string()),
+            touchpoint_cases::start(touchpoint_cases::Config::new(config("cases")), &shutdown)
+                .await
+                .map_err(|e| e.to_string()),
         ),
         (
             "cadence",

@@ -157,14 +157,9 @@ async fn a_storage_outage_reaches_every_services_clients_as_unavailable() {
     let started = |name: &str, result: Result<std::net::SocketAddr, String>| {
         result.unwrap_or_else(|e| panic!("{name} did not start: {e}"))
     };
-    let cases = touchpoint_cases::start(
-        touchpoint_cases::Config {
-            platform: config("cases"),
-        },
-        &shutdown,
-    )
-    .await
-    .map_err(|e| e.to_string());
+    let cases = touchpoint_cases::start(touchpoint_cases::Config::new(config("cases")), &shutdown)
+        .await
+        .map_err(|e| e.to_string());
     let cadence = touchpoint_cadence::start(
         touchpoint_cadence::Config::new(config("cadence"), programs),
         &shutdown,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use touchpoint_platform::access::{Caller, Scope};
@@ -13,8 +14,9 @@ use touchpoint_proto::v1::case_service_server::CaseService;
 use touchpoint_proto::v1::{
     AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
     CommandResult, ConsentSource, ContactPoint, ContactPoints, FindCasesByContactRequest,
-    FindCasesByContactResponse, GetCaseRequest, GetTimelineRequest, GetTimelineResponse,
-    OpenCaseRequest, Person, RecordConsentRequest, RecordTherapyEventRequest, RevokeConsentRequest,
+    FindCasesByContactResponse, GetCaseRequest, GetKpisRequest, GetKpisResponse,
+    GetTimelineRequest, GetTimelineResponse, OpenCaseRequest, Person, RebuildKpisRequest,
+    RebuildKpisResponse, RecordConsentRequest, RecordTherapyEventRequest, RevokeConsentRequest,
     SetStatusRequest, TherapyEventKind, UpdateContactPointsRequest, WatchCaseRequest,
     WatchEventsRequest, contact_point,
 };
@@ -27,6 +29,7 @@ use crate::domain::case::{
 };
 use crate::domain::contact::{ContactKey, EmailAddress, PhoneNumber};
 use crate::domain::locale::{Language, TimeZone};
+use crate::kpi;
 use crate::store::{CaseStore, Meta, StoreError};
 use crate::timeline::{self, Cursor, PageToken};
 use crate::watch::{self, AllEvents, CaseEvents, EntryStream};
@@ -42,12 +45,18 @@ const WATCH_POLL: Duration = Duration::from_millis(100);
 pub struct CaseApi {
     store: CaseStore,
     shutdown: CancellationToken,
+    kpi_zone: Tz,
 }
 
 impl CaseApi {
-    /// Serves `store`; watch streams end when `shutdown` is cancelled.
-    pub fn new(store: CaseStore, shutdown: CancellationToken) -> Self {
-        Self { store, shutdown }
+    /// Serves `store`, with KPI days in `kpi_zone`; watch streams end when
+    /// `shutdown` is cancelled.
+    pub fn new(store: CaseStore, kpi_zone: Tz, shutdown: CancellationToken) -> Self {
+        Self {
+            store,
+            shutdown,
+            kpi_zone,
+        }
     }
 
     async fn existing_case(&self, raw: &str) -> Result<String, Status> {
@@ -173,6 +182,43 @@ impl CaseService for CaseApi {
             self.shutdown.clone(),
             WATCH_POLL,
         )))
+    }
+
+    async fn get_kpis(
+        &self,
+        request: Request<GetKpisRequest>,
+    ) -> Result<Response<GetKpisResponse>, Status> {
+        let scope = Scope::of(&request);
+        let now = self.store.now();
+        kpi::query::answer(
+            self.store.pool(),
+            self.kpi_zone,
+            now,
+            request.get_ref(),
+            &scope,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn rebuild_kpis(
+        &self,
+        request: Request<RebuildKpisRequest>,
+    ) -> Result<Response<RebuildKpisResponse>, Status> {
+        if Scope::of(&request).programs().is_some() {
+            return Err(Status::permission_denied(
+                "a caller scoped to programs may not rebuild every program's KPIs",
+            ));
+        }
+        kpi::store::reset(self.store.pool()).await?;
+        let (_, entries) = kpi::store::position(self.store.pool(), i64::MAX).await?;
+        tracing::info!(
+            entries,
+            "KPI projection emptied; rebuilding from the timeline"
+        );
+        Ok(Response::new(RebuildKpisResponse {
+            entries: entries.max(0) as u64,
+        }))
     }
 
     async fn open_case(

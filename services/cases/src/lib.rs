@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod kpi;
 pub mod store;
 pub mod timeline;
 pub mod timeline_consumer;
@@ -49,18 +50,39 @@ pub const DEFAULT_GRPC_PORT: u16 = 50051;
 /// How long in-flight work may take to finish after SIGTERM.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
+/// The site's time zone when `TOUCHPOINT_SITE_TIME_ZONE` is unset.
+pub const DEFAULT_SITE_TIME_ZONE: chrono_tz::Tz = chrono_tz::America::New_York;
+
+/// How often the KPI projection looks for new timeline entries when caught up.
+const KPI_POLL: Duration = Duration::from_millis(250);
+
 /// The cases service's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// What every service needs.
     pub platform: PlatformConfig,
+    /// The zone the KPI projection's days are in (`TOUCHPOINT_SITE_TIME_ZONE`).
+    pub site_time_zone: chrono_tz::Tz,
 }
 
 impl Config {
+    /// `platform` with the defaults of the rest.
+    pub fn new(platform: PlatformConfig) -> Self {
+        Self {
+            platform,
+            site_time_zone: DEFAULT_SITE_TIME_ZONE,
+        }
+    }
+
     /// Reads the configuration; a bad value names its variable.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             platform: PlatformConfig::from_env(env, SPEC.name, DEFAULT_GRPC_PORT)?,
+            site_time_zone: env.parse(
+                "TOUCHPOINT_SITE_TIME_ZONE",
+                DEFAULT_SITE_TIME_ZONE,
+                "an IANA time zone such as America/Chicago",
+            )?,
         })
     }
 }
@@ -73,7 +95,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         platform.clock.clone(),
         platform.topics.name(Stream::Case),
     );
-    let api = CaseApi::new(store.clone(), shutdown.token());
+    let api = CaseApi::new(store.clone(), config.site_time_zone, shutdown.token());
     platform
         .grpc
         .routes()
@@ -88,6 +110,13 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, St
         &platform.config,
     );
     shutdown.supervise("timeline consumer", timeline.run(shutdown.token()));
+    let kpis = kpi::projector::run(
+        platform.pool.clone(),
+        config.site_time_zone,
+        KPI_POLL,
+        shutdown.token(),
+    );
+    shutdown.supervise("KPI projection", kpis);
     platform.serve()
 }
 

@@ -212,6 +212,11 @@ impl CaseStore {
         })
     }
 
+    /// Now, on the service's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// The pool, for the timeline readers.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -33,6 +33,19 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The cursor after the entry at `position` written by `writer_xid`.
+    pub fn new(writer_xid: i64, position: i64) -> Self {
+        Self {
+            writer_xid,
+            position,
+        }
+    }
+
+    /// The writer's transaction id and the position, as stored.
+    pub fn parts(self) -> (i64, i64) {
+        (self.writer_xid, self.position)
+    }
+
     /// Parses a cursor given by a client; empty is the start.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
         if raw.is_empty() {
@@ -211,8 +224,8 @@ pub async fn case_events_after(
 }
 
 /// Up to `limit` entries of every case after `cursor`, in gap-free order.
-pub async fn stream_after(
-    pool: &PgPool,
+pub async fn stream_after<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<(TimelineEntry, Cursor)>, StoreError> {
@@ -225,7 +238,7 @@ pub async fn stream_after(
     .bind(cursor.writer_xid)
     .bind(cursor.position)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     rows.iter().map(entry).collect()
 }

@@ -1,53 +1,78 @@
 //! `touchpoint kpi` and `touchpoint cases timeline`: reports read from the
-//! cases service, which records every case's events in order.
+//! cases service: its KPI projection, and every case's events in order.
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
-use touchpoint_proto::v1::{GetCaseRequest, TimelineEntry, WatchEventsRequest};
+use touchpoint_proto::v1::{GetCaseRequest, GetKpisRequest, GetKpisResponse, RebuildKpisRequest};
 
 use crate::demo;
+use crate::kpi_summary::Summary;
 use crate::mesh::Peer;
 use crate::show;
-use crate::tally::Tally;
 
-/// Reads every case event cases has recorded, from the first, until none has
-/// come for `quiet` (the stream then only waits for new ones), and counts them.
-pub async fn tally_all(cases: &Peer, quiet: Duration) -> anyhow::Result<Tally> {
-    let mut events = watch(cases).await?;
-    let mut tally = Tally::default();
-    loop {
-        match tokio::time::timeout(quiet, events.message()).await {
-            Err(_) => return Ok(tally), // Caught up.
-            Ok(Ok(Some(entry))) => {
-                if let Some(event) = &entry.event {
-                    tally.add(event);
-                }
-            }
-            Ok(Ok(None)) => return Ok(tally),
-            Ok(Err(status)) => anyhow::bail!("the event stream broke: {}", status.code()),
-        }
-    }
+/// The days and programs `touchpoint kpi` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Ask {
+    /// First day, YYYY-MM-DD; empty: 30 days before `to`.
+    pub from: String,
+    /// Last day; empty: today in the site's zone.
+    pub to: String,
+    /// Only these programs; empty: every one the caller may see.
+    pub programs: Vec<String>,
 }
 
-/// Every case event cases has recorded, from the first, then each new one.
-pub async fn watch(cases: &Peer) -> anyhow::Result<tonic::Streaming<TimelineEntry>> {
+/// The KPI projection's answer for `ask`.
+pub async fn fetch(cases: &Peer, ask: &Ask) -> anyhow::Result<GetKpisResponse> {
     let mut client = CaseServiceClient::new(cases.channel().await?);
     Ok(client
-        .watch_events(WatchEventsRequest::default())
+        .get_kpis(GetKpisRequest {
+            program_ids: ask.programs.clone(),
+            from_day: ask.from.clone(),
+            to_day: ask.to.clone(),
+        })
         .await
-        .context("WatchEvents")?
+        .map_err(|status| anyhow::anyhow!("GetKpis: {}", status.message()))?
         .into_inner())
 }
 
-/// Prints the KPI table over every case cases knows.
-pub async fn report(cases: &Peer) -> anyhow::Result<()> {
-    let tally = tally_all(cases, Duration::from_secs(1)).await?;
-    print!(
-        "{}",
-        show::kpi_table(&tally.kpis(tally.cases(), chrono::Utc::now()))
-    );
+/// The answer for `ask` once the projection has counted everything recorded,
+/// or after `patience` as it stands.
+pub async fn settled(
+    cases: &Peer,
+    ask: &Ask,
+    patience: Duration,
+) -> anyhow::Result<GetKpisResponse> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let answer = fetch(cases, ask).await?;
+        if answer.behind == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints the KPI table for `ask`.
+pub async fn report(cases: &Peer, ask: &Ask) -> anyhow::Result<()> {
+    let answer = settled(cases, ask, Duration::from_secs(5)).await?;
+    print!("{}", show::kpi_table(&Summary::of(&answer).rows()));
+    Ok(())
+}
+
+/// Empties the projection, waits while it is rebuilt from the timeline, and
+/// prints the table for `ask`.
+pub async fn rebuild(cases: &Peer, ask: &Ask) -> anyhow::Result<()> {
+    let mut client = CaseServiceClient::new(cases.channel().await?);
+    let entries = client
+        .rebuild_kpis(RebuildKpisRequest {})
+        .await
+        .map_err(|status| anyhow::anyhow!("RebuildKpis: {}", status.message()))?
+        .into_inner()
+        .entries;
+    println!("rebuilding the KPIs from {entries} timeline entries");
+    let answer = settled(cases, ask, Duration::from_secs(3600)).await?;
+    print!("{}", show::kpi_table(&Summary::of(&answer).rows()));
     Ok(())
 }
 

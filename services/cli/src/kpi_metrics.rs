@@ -1,8 +1,9 @@
 //! `touchpoint kpi --export`: the KPIs as OpenTelemetry metrics, pushed over
 //! OTLP/gRPC to `OTEL_EXPORTER_OTLP_ENDPOINT` (a collector) every interval,
-//! from cases' event stream as it grows. Each KPI is a gauge named
-//! `touchpoint.kpi.*`; the only attributes are a channel or a suppression
-//! reason, never anything about a patient.
+//! read from cases' KPI projection before each push. Each KPI is a gauge named
+//! `touchpoint.kpi.*` over the days asked for; the only attributes are a
+//! channel, a backlog age or a suppression reason, never anything about a
+//! patient.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,7 +16,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
-use crate::tally::{Figures, Tally};
+use crate::kpi::{self, Ask};
+use crate::kpi_summary::{Summary, ratio};
 
 /// One gauge's readings: a value and, for a split KPI, its attribute.
 type Readings = Vec<(f64, Option<KeyValue>)>;
@@ -26,30 +28,29 @@ struct Gauge(
     &'static str,
     &'static str,
     &'static str,
-    fn(&Figures) -> Readings,
+    fn(&Summary) -> Readings,
 );
 
 /// The gauges.
-const GAUGES: [Gauge; 12] = [
-    Gauge("touchpoint.kpi.cases", "{case}", "cases counted", |f| {
-        vec![(f.cases as f64, None)]
+const GAUGES: [Gauge; 16] = [
+    Gauge("touchpoint.kpi.cases", "{case}", "cases enrolled", |s| {
+        vec![(s.enrolled as f64, None)]
     }),
     Gauge(
         "touchpoint.kpi.attempts_per_case",
         "{attempt}",
-        "attempts sent, failed or put to a coordinator, per case",
-        |f| vec![(f.attempts_per_case, None)],
+        "attempts sent, failed or put to a coordinator, per case enrolled",
+        |s| vec![(ratio(s.attempted_total(), s.enrolled), None)],
     ),
     Gauge(
         "touchpoint.kpi.contact_rate",
         "1",
-        "attempts answered by a reply / attempts sent, by channel",
-        |f| {
-            f.contact_rates
-                .iter()
-                .map(|(channel, reached, sent)| {
-                    let rate = crate::tally::ratio(*reached, *sent);
-                    (rate, Some(KeyValue::new("channel", *channel)))
+        "attempts answered / attempts made, by channel",
+        |s| {
+            s.contact_rates()
+                .into_iter()
+                .map(|(channel, _, _, rate)| {
+                    (rate, Some(KeyValue::new("channel", channel.to_owned())))
                 })
                 .collect()
         },
@@ -57,9 +58,22 @@ const GAUGES: [Gauge; 12] = [
     Gauge(
         "touchpoint.kpi.time_to_first_contact",
         "h",
-        "mean hours from a case's opening to its first attempt sent",
-        |f| {
-            f.first_contact_hours
+        "mean hours from a case's enrolment to its first answered contact",
+        |s| {
+            s.first_contact
+                .hours()
+                .map(|h| (h, None))
+                .into_iter()
+                .collect()
+        },
+    ),
+    Gauge(
+        "touchpoint.kpi.time_to_first_send",
+        "h",
+        "mean hours from a case's enrolment to the first message sent to it",
+        |s| {
+            s.first_send
+                .hours()
                 .map(|h| (h, None))
                 .into_iter()
                 .collect()
@@ -68,74 +82,103 @@ const GAUGES: [Gauge; 12] = [
     Gauge(
         "touchpoint.kpi.backlog",
         "{touchpoint}",
-        "touchpoints asked for and not yet attempted or suppressed",
-        |f| vec![(f.backlog as f64, None)],
+        "touchpoints due and not yet attempted, by age",
+        |s| {
+            s.backlog
+                .iter()
+                .map(|(age, n)| (*n as f64, Some(KeyValue::new("age", age.clone()))))
+                .collect()
+        },
     ),
     Gauge(
         "touchpoint.kpi.suppressed",
         "{attempt}",
         "attempts suppressed, by reason",
-        |f| {
-            f.suppressed
+        |s| {
+            s.suppressed
                 .iter()
-                .map(|(reason, n)| (*n as f64, Some(KeyValue::new("reason", *reason))))
+                .map(|(reason, n)| (*n as f64, Some(KeyValue::new("reason", reason.clone()))))
                 .collect()
         },
     ),
     Gauge(
         "touchpoint.kpi.opt_out_rate",
         "1",
-        "opt-outs per case",
-        |f| vec![(f.opt_out_rate, None)],
+        "cases that opted out per case enrolled",
+        |s| vec![(ratio(s.opted_out, s.enrolled), None)],
+    ),
+    Gauge(
+        "touchpoint.kpi.time_to_first_response",
+        "h",
+        "mean hours from an inbound contact to a person's answer",
+        |s| {
+            s.first_response
+                .hours()
+                .map(|h| (h, None))
+                .into_iter()
+                .collect()
+        },
     ),
     Gauge(
         "touchpoint.kpi.callbacks",
         "{callback}",
         "callbacks promised",
-        |f| vec![(f.callbacks as f64, None)],
+        |s| vec![(s.callbacks as f64, None)],
+    ),
+    Gauge(
+        "touchpoint.kpi.callbacks_within_sla",
+        "1",
+        "callbacks done by their due time / callbacks done",
+        |s| vec![(ratio(s.callbacks_in_sla, s.callbacks_done), None)],
     ),
     Gauge(
         "touchpoint.kpi.callbacks_past_sla",
         "{callback}",
-        "callbacks completed after their due time or open past it",
-        |f| vec![(f.callbacks_past_sla as f64, None)],
+        "callbacks open past their due time",
+        |s| vec![(s.open_of("callback").1 as f64, None)],
     ),
     Gauge(
         "touchpoint.kpi.ae_flags",
         "{flag}",
         "possible adverse events flagged",
-        |f| vec![(f.ae_flags as f64, None)],
+        |s| vec![(s.ae_flags as f64, None)],
+    ),
+    Gauge(
+        "touchpoint.kpi.ae_reviewed_within_24h",
+        "1",
+        "possible adverse events reviewed within 24 hours of receipt / flagged",
+        |s| vec![(ratio(s.ae_reviewed_in_24h, s.ae_flags), None)],
     ),
     Gauge(
         "touchpoint.kpi.ae_flags_open",
         "{flag}",
         "possible adverse events whose review is not completed",
-        |f| vec![(f.ae_flags_open as f64, None)],
+        |s| vec![(s.open_of("adverse_event").0 as f64, None)],
     ),
     Gauge(
         "touchpoint.kpi.ae_flags_overdue",
         "{flag}",
         "possible adverse events open past their report due time (24 h)",
-        |f| vec![(f.ae_flags_overdue as f64, None)],
+        |s| vec![(s.open_of("adverse_event").1 as f64, None)],
     ),
 ];
 
-fn register(meter: &Meter, tally: &Arc<Mutex<Tally>>) -> Vec<ObservableGauge<f64>> {
+fn register(meter: &Meter, latest: &Arc<Mutex<Summary>>) -> Vec<ObservableGauge<f64>> {
     GAUGES
         .iter()
         .map(|Gauge(name, unit, description, read)| {
-            let tally = tally.clone();
+            let latest = latest.clone();
             let read = *read;
             meter
                 .f64_observable_gauge(*name)
                 .with_unit(*unit)
                 .with_description(*description)
                 .with_callback(move |observer| {
-                    let figures = {
-                        let tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                        tally.figures(tally.cases(), chrono::Utc::now())
-                    };
-                    for (value, attribute) in read(&figures) {
+                    let summary = latest
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    for (value, attribute) in read(&summary) {
                         observer.observe(value, attribute.as_slice());
                     }
                 })
@@ -144,15 +187,17 @@ fn register(meter: &Meter, tally: &Arc<Mutex<Tally>>) -> Vec<ObservableGauge<f64
         .collect()
 }
 
-/// Counts cases' events from the first and exports the KPIs to `endpoint` every
-/// `every`, until `stop` resolves; pushes once more before returning.
+/// Reads the KPIs for `ask` from the projection and exports them to
+/// `endpoint` every `every`, until `stop` resolves; pushes once more before
+/// returning.
 pub async fn export(
     cases: &crate::mesh::Peer,
+    ask: &Ask,
     endpoint: &str,
     every: Duration,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut events = crate::kpi::watch(cases).await?;
+    let first = Summary::of(&kpi::fetch(cases, ask).await?);
     let exporter = opentelemetry_otlp::MetricExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -170,21 +215,19 @@ pub async fn export(
                 .build(),
         )
         .build();
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let _gauges = register(&provider.meter("touchpoint-kpi"), &tally);
+    let latest = Arc::new(Mutex::new(first));
+    let _gauges = register(&provider.meter("touchpoint-kpi"), &latest);
 
     tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(every);
     let outcome = loop {
         tokio::select! {
             () = &mut stop => break Ok(()),
-            message = events.message() => match message {
-                Ok(Some(entry)) => {
-                    if let Some(event) = &entry.event {
-                        tally.lock().unwrap_or_else(PoisonError::into_inner).add(event);
-                    }
+            _ = ticker.tick() => match kpi::fetch(cases, ask).await {
+                Ok(answer) => {
+                    *latest.lock().unwrap_or_else(PoisonError::into_inner) = Summary::of(&answer);
                 }
-                Ok(None) => break Err(anyhow::anyhow!("cases ended the event stream")),
-                Err(status) => break Err(anyhow::anyhow!("the event stream broke: {}", status.code())),
+                Err(error) => break Err(error),
             },
         }
     };
@@ -202,49 +245,55 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::kpi_summary::Mean;
 
-    fn readings(name: &str, figures: &Figures) -> Readings {
+    fn readings(name: &str, summary: &Summary) -> Readings {
         GAUGES
             .iter()
             .find(|gauge| gauge.0 == name)
-            .map(|gauge| (gauge.3)(figures))
+            .map(|gauge| (gauge.3)(summary))
             .unwrap_or_else(|| panic!("no gauge {name}"))
     }
 
     #[test]
-    fn each_kpi_is_a_gauge_split_only_by_channel_or_reason() {
-        let figures = Figures {
-            cases: 6,
-            attempts_per_case: 2.5,
-            contact_rates: vec![("email", 0, 2), ("sms", 1, 4)],
-            first_contact_hours: None,
-            backlog: 3,
-            suppressed: BTreeMap::from([("expired", 2), ("frequency cap", 1)]),
-            opt_outs: 1,
-            opt_out_rate: 1.0 / 6.0,
-            callbacks: 0,
-            callbacks_past_sla: 0,
-            ae_flags: 1,
-            ae_flags_open: 1,
-            ae_flags_overdue: 0,
+    fn each_kpi_is_a_gauge_split_only_by_channel_age_or_reason() {
+        let summary = Summary {
+            enrolled: 6,
+            attempted: BTreeMap::from([("email".into(), 2), ("sms".into(), 4)]),
+            reached: BTreeMap::from([("sms".into(), 1)]),
+            first_contact: Mean {
+                count: 2,
+                seconds: 7200,
+            },
+            suppressed: BTreeMap::from([("expired".into(), 2), ("frequency_cap".into(), 1)]),
+            open: BTreeMap::from([("adverse_event".into(), (1, 0))]),
+            ..Summary::default()
         };
         assert_eq!(
-            readings("touchpoint.kpi.cases", &figures),
+            readings("touchpoint.kpi.cases", &summary),
             vec![(6.0, None)]
         );
         assert_eq!(
-            readings("touchpoint.kpi.contact_rate", &figures),
+            readings("touchpoint.kpi.contact_rate", &summary),
             vec![
                 (0.0, Some(KeyValue::new("channel", "email"))),
                 (0.25, Some(KeyValue::new("channel", "sms")))
             ]
         );
         assert_eq!(
-            readings("touchpoint.kpi.suppressed", &figures)[1],
-            (1.0, Some(KeyValue::new("reason", "frequency cap")))
+            readings("touchpoint.kpi.suppressed", &summary)[1],
+            (1.0, Some(KeyValue::new("reason", "frequency_cap")))
+        );
+        assert_eq!(
+            readings("touchpoint.kpi.time_to_first_contact", &summary),
+            vec![(1.0, None)]
         );
         // Nothing sent yet: no mean to report, rather than a made-up zero.
-        assert!(readings("touchpoint.kpi.time_to_first_contact", &figures).is_empty());
+        assert!(readings("touchpoint.kpi.time_to_first_send", &summary).is_empty());
+        assert_eq!(
+            readings("touchpoint.kpi.ae_flags_open", &summary),
+            vec![(1.0, None)]
+        );
         let names: Vec<&str> = GAUGES.iter().map(|gauge| gauge.0).collect();
         assert!(names.iter().all(|n| n.starts_with("touchpoint.kpi.")));
     }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod kpi;
 pub mod kpi_metrics;
+pub mod kpi_summary;
 pub mod mesh;
 pub mod programs;
 pub mod show;

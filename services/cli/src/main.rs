@@ -12,10 +12,12 @@
 //!   mounts (`k8s/base/programs-configmap.json`).
 //! - `touchpoint events tail TOPIC [--from-start]`: a topic's events as they
 //!   come, decoded, one line each, without patient data (`KAFKA_BROKERS`).
-//! - `touchpoint kpi`: the KPI table over every case the cases service knows.
+//! - `touchpoint kpi [--from DAY] [--to DAY] [--program ID]...`: the KPI table
+//!   over a range of days (default the last 30), from cases' KPI projection;
+//!   `--rebuild` empties the projection and rebuilds it from the timeline first.
 //! - `touchpoint kpi --export [--every SECONDS]`: the same KPIs as OpenTelemetry
-//!   gauges, pushed to `OTEL_EXPORTER_OTLP_ENDPOINT` every interval (default 60)
-//!   as cases records events, until Ctrl-C.
+//!   gauges, read from the projection and pushed to
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` every interval (default 60), until Ctrl-C.
 //! - `touchpoint cases open --program ID ...`: open a case with its consents and
 //!   team (`cases open --help` lists the flags).
 //! - `touchpoint cases show CASE_ID`: a case's state, the patient masked.
@@ -80,8 +82,22 @@ enum Command {
     /// A topic's events as they come, decoded, without patient data.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// The KPI table over every case the cases service knows.
+    /// The KPI table over a range of days, from the cases service's KPI
+    /// projection.
     Kpi {
+        /// First day, YYYY-MM-DD in the site's time zone (default: 30 days
+        /// before --to).
+        #[arg(long, value_name = "DAY", default_value = "")]
+        from: String,
+        /// Last day (default: today).
+        #[arg(long, value_name = "DAY", default_value = "")]
+        to: String,
+        /// Only this program (repeatable).
+        #[arg(long = "program", value_name = "PROGRAM")]
+        programs: Vec<String>,
+        /// Empty the projection and rebuild it from every case's timeline first.
+        #[arg(long, conflicts_with = "export")]
+        rebuild: bool,
         /// Push the KPIs as OpenTelemetry gauges to OTEL_EXPORTER_OTLP_ENDPOINT
         /// until Ctrl-C, instead of printing them once.
         #[arg(long)]
@@ -249,15 +265,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await?;
             Ok(())
         }
-        Command::Kpi { export: false, .. } => kpi::report(&cases()?).await,
         Command::Kpi {
-            export: true,
+            from,
+            to,
+            programs,
+            rebuild,
+            export,
             every,
         } => {
-            let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-                .context("kpi --export pushes to OTEL_EXPORTER_OTLP_ENDPOINT, which is unset")?;
-            println!("exporting the KPIs to {endpoint} every {every} s; Ctrl-C stops");
-            kpi_metrics::export(&cases()?, &endpoint, Duration::from_secs(every), ctrl_c()).await
+            let ask = kpi::Ask { from, to, programs };
+            if export {
+                let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").context(
+                    "kpi --export pushes to OTEL_EXPORTER_OTLP_ENDPOINT, which is unset",
+                )?;
+                println!("exporting the KPIs to {endpoint} every {every} s; Ctrl-C stops");
+                let every = Duration::from_secs(every);
+                kpi_metrics::export(&cases()?, &ask, &endpoint, every, ctrl_c()).await
+            } else if rebuild {
+                kpi::rebuild(&cases()?, &ask).await
+            } else {
+                kpi::report(&cases()?, &ask).await
+            }
         }
         Command::Cases(CasesCommand::Open(open)) => {
             let (case_id, version) = cases::open(&cases()?, &open).await?;

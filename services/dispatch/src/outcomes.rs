@@ -58,6 +58,7 @@ pub fn sent(
         language_fell_back: written.fell_back,
         segments: written.segments,
         pages: written.pages,
+        from_person: a.body.is_some(),
     });
     event(topic, a, payload, now)
 }

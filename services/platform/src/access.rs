@@ -87,8 +87,9 @@ pub enum Needs {
 }
 
 /// Touchpoint's methods that change nothing.
-const READ_METHODS: [&str; 14] = [
+const READ_METHODS: [&str; 15] = [
     "/touchpoint.v1.CaseService/GetCase",
+    "/touchpoint.v1.CaseService/GetKpis",
     "/touchpoint.v1.CaseService/FindCasesByContact",
     "/touchpoint.v1.CaseService/GetTimeline",
     "/touchpoint.v1.CaseService/WatchCase",
@@ -293,6 +294,11 @@ impl Scope {
     /// Every program.
     pub fn all() -> Self {
         Self(None)
+    }
+
+    /// Only `programs`.
+    pub fn from_programs(programs: Vec<String>) -> Self {
+        Self(Some(programs))
     }
 
     /// Whether a case of `program_id` is in scope.

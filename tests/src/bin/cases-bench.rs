@@ -76,13 +76,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let shutdown = Shutdown::new();
-    let addr = touchpoint_cases::start(
-        touchpoint_cases::Config {
-            platform: platform.clone(),
-        },
-        &shutdown,
-    )
-    .await?;
+    let addr =
+        touchpoint_cases::start(touchpoint_cases::Config::new(platform.clone()), &shutdown).await?;
     let client = CaseServiceClient::new(testkit::channel(addr).await);
 
     // Publish lag: a reader on touchpoint.case.v1 notes when each CaseOpened arrives.

@@ -40,7 +40,7 @@ async fn start(adjust: impl FnOnce(&mut PlatformConfig)) -> Running {
     let mut platform = testkit::platform_config("cases", &database, &testkit::unique_prefix());
     adjust(&mut platform);
     let shutdown = Shutdown::new();
-    let addr = touchpoint_cases::start(touchpoint_cases::Config { platform }, &shutdown)
+    let addr = touchpoint_cases::start(touchpoint_cases::Config::new(platform), &shutdown)
         .await
         .unwrap_or_else(|e| panic!("cases did not start: {e}"));
     Running {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::support::{Service, WAIT, meta, service};
 use chrono::Utc;
 use prost::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tonic::Code;
 use touchpoint_platform::envelope::new_envelope;
 use touchpoint_platform::testkit::{self, eventually};
@@ -18,33 +17,6 @@ use touchpoint_proto::v1::{
     AttemptDelivered, AttemptSent, CaseStatus, Channel, Envelope, GetTimelineRequest,
     InboundReceived, OutreachRequested, TimelineEntry, WatchCaseRequest, WatchEventsRequest,
 };
-
-impl Service {
-    /// Publishes `envelopes` to `stream`'s topic as another service would.
-    async fn publish(&self, stream: Stream, envelopes: &[Envelope]) {
-        let records: Vec<(String, Vec<u8>)> = envelopes
-            .iter()
-            .map(|e| (e.case_id.clone(), e.encode_to_vec()))
-            .collect();
-        self.publish_raw(stream, &records).await;
-    }
-
-    /// Publishes `(key, value)` records to `stream`'s topic, whatever they hold.
-    async fn publish_raw(&self, stream: Stream, records: &[(String, Vec<u8>)]) {
-        let producer: FutureProducer =
-            kafka::idempotent_producer_config(&testkit::kafka_config(&self.prefix))
-                .create()
-                .unwrap_or_else(|e| panic!("{e}"));
-        let topic = Topics::new(self.prefix.clone()).name(stream);
-        for (key, value) in records {
-            let record = FutureRecord::to(&topic).key(key).payload(value);
-            producer
-                .send(record, WAIT)
-                .await
-                .unwrap_or_else(|(e, _)| panic!("{e}"));
-        }
-    }
-}
 
 /// `envelope` encoded with a length-delimited field `number` this build does
 /// not know, as a newer producer would write it.

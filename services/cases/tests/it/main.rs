@@ -5,5 +5,6 @@
 mod access;
 mod case_api;
 mod case_timeline;
+mod kpis;
 mod process;
 mod support;

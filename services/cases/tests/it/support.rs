@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use touchpoint_platform::grpc::client::AuthChannel as GrpcChannel;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::events::person;
@@ -13,8 +15,8 @@ use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::{dlq, kafka};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::{
-    CaseStatus, Channel, CommandMeta, ConsentSource, GetCaseRequest, Language, OpenCaseRequest,
-    RecordConsentRequest, SetStatusRequest,
+    CaseStatus, Channel, CommandMeta, ConsentSource, Envelope, GetCaseRequest, Language,
+    OpenCaseRequest, RecordConsentRequest, SetStatusRequest,
 };
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -31,9 +33,8 @@ pub async fn service() -> Service {
     testkit::init_tracing();
     let database = TestDatabase::fresh().await;
     let prefix = testkit::unique_prefix();
-    let config = touchpoint_cases::Config {
-        platform: testkit::platform_config("cases", &database, &prefix),
-    };
+    let config =
+        touchpoint_cases::Config::new(testkit::platform_config("cases", &database, &prefix));
     let shutdown = Shutdown::new();
     let addr = touchpoint_cases::start(config, &shutdown)
         .await
@@ -76,6 +77,31 @@ pub fn open_request(request_id: &str, mobile: &str) -> OpenCaseRequest {
 }
 
 impl Service {
+    /// Publishes `envelopes` to `stream`'s topic as another service would.
+    pub async fn publish(&self, stream: Stream, envelopes: &[Envelope]) {
+        let records: Vec<(String, Vec<u8>)> = envelopes
+            .iter()
+            .map(|e| (e.case_id.clone(), e.encode_to_vec()))
+            .collect();
+        self.publish_raw(stream, &records).await;
+    }
+
+    /// Publishes `(key, value)` records to `stream`'s topic, whatever they hold.
+    pub async fn publish_raw(&self, stream: Stream, records: &[(String, Vec<u8>)]) {
+        let producer: FutureProducer =
+            kafka::idempotent_producer_config(&testkit::kafka_config(&self.prefix))
+                .create()
+                .unwrap_or_else(|e| panic!("{e}"));
+        let topic = Topics::new(self.prefix.clone()).name(stream);
+        for (key, value) in records {
+            let record = FutureRecord::to(&topic).key(key).payload(value);
+            producer
+                .send(record, WAIT)
+                .await
+                .unwrap_or_else(|(e, _)| panic!("{e}"));
+        }
+    }
+
     /// A second handle on the same service, for use inside closures.
     pub fn clone_client(&self) -> ServiceClient {
         ServiceClient(self.client.clone())

@@ -170,11 +170,12 @@ pub const TEAM: [Member; 3] = [
 
 /// The coordinator a patient's case is assigned to: one who speaks the
 /// patient's language.
-pub fn coordinator_for(patient: &Patient) -> &'static str {
+pub fn coordinator_for(patient: &Patient) -> &'static Member {
+    let [maria, dan, _] = &TEAM;
     match patient.language {
-        Language::Es => "coord-maria",
-        _ if patient.zone == "America/Denver" => "coord-dan",
-        _ => "coord-maria",
+        Language::Es => maria,
+        _ if patient.zone == "America/Denver" => dan,
+        _ => maria,
     }
 }
 
@@ -202,10 +203,9 @@ mod tests {
     #[test]
     fn every_case_goes_to_a_coordinator_who_speaks_its_language() {
         for patient in &PATIENTS {
-            let id = coordinator_for(patient);
-            let member = TEAM.iter().find(|m| m.id == id);
+            let member = coordinator_for(patient);
             assert!(
-                member.is_some_and(|m| m.languages.contains(&patient.language)),
+                member.languages.contains(&patient.language),
                 "{}",
                 patient.label
             );

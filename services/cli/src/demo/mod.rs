@@ -23,14 +23,16 @@ use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
-    Channel, CommandMeta, Coordinator, GetTimelineRequest, Presence, RecordTherapyEventRequest,
-    Shift, TherapyEventKind, TimelineEntry, UpsertCoordinatorRequest, WatchEventsRequest,
+    Channel, CommandMeta, Coordinator, GetKpisResponse, GetTimelineRequest, Presence,
+    RecordTherapyEventRequest, Shift, TherapyEventKind, TimelineEntry, UpsertCoordinatorRequest,
+    WatchEventsRequest,
 };
 use touchpoint_sandbox::{InboundText, post_inbound_text};
 
 use cast::{PATIENTS, Patient, TEAM};
 
 use crate::cases::{OpenArgs, open_with};
+use crate::kpi_summary::Summary;
 use crate::mesh::Peer;
 use crate::show;
 use crate::tally::Tally;
@@ -57,6 +59,11 @@ pub struct Settings {
 /// How long after a text reaches a patient they answer it, simulated.
 const READING_TIME: TimeDelta = TimeDelta::hours(2);
 
+/// The hours of the coordinator's day (Monday to Saturday) in which a demo
+/// patient answers: well inside the team's 07:00 to 22:00 shifts, so an answer
+/// the demo noticed late on a loaded machine still finds its coordinator.
+const ANSWER_HOURS: std::ops::Range<u32> = 9..16;
+
 /// After the last simulated day, how long the last events get to arrive.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -67,6 +74,8 @@ pub struct Report {
     pub tally: Tally,
     /// Each patient with their case's timeline.
     pub timelines: Vec<(Patient, Vec<TimelineEntry>)>,
+    /// The KPI projection's figures over the demo's days.
+    pub kpis: GetKpisResponse,
 }
 
 /// Runs the demo to its end, prints what happened and returns it.
@@ -136,7 +145,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
                 {
                     replied[index] = true;
                     let sid = format!("SMdemo{}", delivered.attempt_id.replace('-', ""));
-                    answers.push((settings.clock.now() + READING_TIME, index, reply, sid));
+                    let zone = cast::coordinator_for(&PATIENTS[index]).zone;
+                    let at = answer_at(settings.clock.now() + READING_TIME, zone);
+                    answers.push((at, index, reply, sid));
                 }
             }
             _ = ticker.tick() => {
@@ -164,11 +175,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
         print!("{}", show::timeline(patient.zone, &entries));
         timelines.push((*patient, entries));
     }
-    print!(
-        "{}",
-        show::kpi_table(&tally.kpis(PATIENTS.len(), settings.clock.now()))
-    );
-    Ok(Report { tally, timelines })
+    // The KPIs as the cases service's projection counts them, over the days
+    // the demo ran (a day either side: the site's zone is not UTC).
+    let ask = crate::kpi::Ask {
+        from: (start - TimeDelta::days(1)).format("%Y-%m-%d").to_string(),
+        to: (end + TimeDelta::days(1)).format("%Y-%m-%d").to_string(),
+        programs: Vec::new(),
+    };
+    let kpis = crate::kpi::settled(&settings.cases, &ask, SETTLE).await?;
+    print!("{}", show::kpi_table(&Summary::of(&kpis).rows()));
+    Ok(Report {
+        tally,
+        timelines,
+        kpis,
+    })
 }
 
 /// The first instant from `now` in the team's office hours: a weekday, 13:00 to
@@ -190,6 +210,29 @@ fn next_office_hour(now: DateTime<Utc>) -> DateTime<Utc> {
         day += TimeDelta::days(1);
     }
     day
+}
+
+/// The first instant from `from` inside [`ANSWER_HOURS`] on a Monday to
+/// Saturday in `zone` (an unknown zone: `from`).
+fn answer_at(from: DateTime<Utc>, zone: &str) -> DateTime<Utc> {
+    use chrono::{Datelike as _, Timelike as _, Weekday};
+    let Ok(tz) = zone.parse::<chrono_tz::Tz>() else {
+        return from;
+    };
+    let local = from.with_timezone(&tz);
+    if local.weekday() != Weekday::Sun && ANSWER_HOURS.contains(&local.hour()) {
+        return from;
+    }
+    let mut day = local.date_naive();
+    if local.hour() >= ANSWER_HOURS.start {
+        day += TimeDelta::days(1);
+    }
+    if day.weekday() == Weekday::Sun {
+        day += TimeDelta::days(1);
+    }
+    day.and_hms_opt(ANSWER_HOURS.start, 0, 0)
+        .and_then(|t| t.and_local_timezone(tz).earliest())
+        .map_or(from, |t| t.to_utc())
 }
 
 /// Waits on the services' clock until office hours, so the demo's replies find
@@ -256,7 +299,7 @@ async fn enrol(
         mobile: patient.mobile.into(),
         email: patient.email.into(),
         consents: patient.consents.to_vec(),
-        coordinator: cast::coordinator_for(patient).into(),
+        coordinator: cast::coordinator_for(patient).id.into(),
         navigator: "nav-ines".into(),
         request_id: Some(request_id.clone()),
     };
@@ -385,6 +428,29 @@ mod tests {
         assert_eq!(
             next_office_hour(at("2027-01-08T15:00:00Z")),
             at("2027-01-11T13:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_demo_patient_answers_in_the_coordinators_daytime() {
+        let new_york = "America/New_York";
+        // 11:00 in New York on a Tuesday: at once.
+        let tuesday = at("2027-01-05T16:00:00Z");
+        assert_eq!(answer_at(tuesday, new_york), tuesday);
+        // 22:17 on a Friday, past the hours: 09:00 on Saturday.
+        assert_eq!(
+            answer_at(at("2027-01-09T03:17:00Z"), new_york),
+            at("2027-01-09T14:00:00Z")
+        );
+        // 06:00 on a Friday: 09:00 that day.
+        assert_eq!(
+            answer_at(at("2027-01-08T11:00:00Z"), new_york),
+            at("2027-01-08T14:00:00Z")
+        );
+        // Saturday evening: Monday 09:00, as nobody works Sundays.
+        assert_eq!(
+            answer_at(at("2027-01-09T23:00:00Z"), new_york),
+            at("2027-01-11T14:00:00Z")
         );
     }
 }
