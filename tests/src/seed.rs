@@ -102,3 +102,40 @@ pub async fn cases_with_notes(
     sqlx::query("ANALYZE").execute(pool).await?;
     Ok(all)
 }
+
+/// A year of the KPI projection's daily figures: for each of `programs`, each
+/// of the `days` days up to `last_day`, each channel's attempts, answers and
+/// inbound contacts and each case figure, as the projection would have
+/// counted a busy program. Returns the rows written.
+pub async fn kpi_year(
+    cases: &PgPool,
+    programs: &[String],
+    last_day: chrono::NaiveDate,
+    days: i32,
+) -> Result<u64, sqlx::Error> {
+    let written = sqlx::query(
+        "INSERT INTO kpi_daily (program_id, day, channel, figure, value)
+         SELECT p, $2::date - d, c, f, 1 + (d * 7 + length(f) * 13 + length(p)) % 90
+         FROM UNNEST($1::text[]) AS p,
+              generate_series(0, $3 - 1) AS d,
+              (VALUES ('sms'), ('email'), ('voice'), ('fax')) AS channels(c),
+              (VALUES ('requested'), ('attempted'), ('reached'), ('inbound'), ('responded'),
+                      ('response_seconds'), ('suppressed:frequency_cap')) AS figures(f)
+         UNION ALL
+         SELECT p, $2::date - d, '', f, 1 + (d * 11 + length(f) * 5) % 40
+         FROM UNNEST($1::text[]) AS p,
+              generate_series(0, $3 - 1) AS d,
+              (VALUES ('enrolled'), ('first_send'), ('first_send_seconds'), ('first_contact'),
+                      ('first_contact_seconds'), ('opted_out'), ('callbacks'),
+                      ('callbacks_done'), ('callbacks_in_sla'), ('ae_flags'), ('ae_reviewed'),
+                      ('ae_reviewed_in_24h')) AS figures(f)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(programs)
+    .bind(last_day)
+    .bind(days)
+    .execute(cases)
+    .await?
+    .rows_affected();
+    Ok(written)
+}

@@ -18,7 +18,7 @@ use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     Channel, GetPlanRequest, Language, ListProgramsRequest, ListProgramsResponse,
     PauseOutreachRequest, Plan, PlannedTouchpoint, PreviewCase, PreviewProgramRequest,
-    PreviewProgramResponse, PreviewedTouchpoint, ProgramProblem, ProgramSummary,
+    PreviewProgramResponse, PreviewedTouchpoint, ProgramProblem, ProgramSummary, ProgramTargets,
     ResumeOutreachRequest, StepPlan, StepState, ValidateProgramRequest, ValidateProgramResponse,
 };
 
@@ -104,6 +104,13 @@ impl CadenceService for CadenceApi {
                 name: p.name.clone(),
                 languages: p.languages.iter().map(|l| *l as i32).collect(),
                 step_ids: p.steps.iter().map(|s| s.id.clone()).collect(),
+                targets: Some(ProgramTargets {
+                    contact_rate: p.targets.contact_rate,
+                    first_contact_hours: p.targets.first_contact_hours,
+                    callbacks_within_sla: p.targets.callbacks_within_sla,
+                    ae_reviewed_within_24h: p.targets.ae_reviewed_within_24h,
+                    backlog_hours: p.targets.backlog_hours,
+                }),
             })
             .collect();
         Ok(Response::new(ListProgramsResponse { programs }))

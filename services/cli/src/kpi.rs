@@ -30,6 +30,7 @@ pub async fn fetch(cases: &Peer, ask: &Ask) -> anyhow::Result<GetKpisResponse> {
             program_ids: ask.programs.clone(),
             from_day: ask.from.clone(),
             to_day: ask.to.clone(),
+            ..GetKpisRequest::default()
         })
         .await
         .map_err(|status| anyhow::anyhow!("GetKpis: {}", status.message()))?

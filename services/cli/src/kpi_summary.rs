@@ -273,6 +273,7 @@ mod tests {
                 kind: "adverse_event".into(),
                 open: 1,
                 overdue: 1,
+                due_soon: 0,
             }],
             ..GetKpisResponse::default()
         };

@@ -7,11 +7,13 @@
 //! `run` is what the binary calls; `start` is what tests call to run the real
 //! desk on a free port.
 
+pub mod chart;
 pub mod i18n;
 pub mod jwt;
 pub mod live;
 pub mod mask;
 pub mod oidc;
+pub mod ops;
 pub mod peers;
 pub mod store;
 pub mod user;

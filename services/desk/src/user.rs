@@ -13,8 +13,10 @@ pub enum Role {
     Coordinator,
     /// Owns cases.
     Navigator,
-    /// Leads a site.
+    /// Runs a team's day: the roster, the queues, the SLAs.
     Supervisor,
+    /// Leads a site: its KPIs against the programs' targets.
+    SiteLeader,
     /// Reviews adverse events.
     Pharmacovigilance,
     /// Audits who saw what.
@@ -28,6 +30,7 @@ impl Role {
             Role::Coordinator => "coordinator",
             Role::Navigator => "navigator",
             Role::Supervisor => "supervisor",
+            Role::SiteLeader => "site_leader",
             Role::Pharmacovigilance => "pharmacovigilance",
             Role::Compliance => "compliance",
         }
@@ -42,6 +45,7 @@ impl FromStr for Role {
             "coordinator" => Role::Coordinator,
             "navigator" => Role::Navigator,
             "supervisor" => Role::Supervisor,
+            "site_leader" => Role::SiteLeader,
             "pharmacovigilance" => Role::Pharmacovigilance,
             "compliance" => Role::Compliance,
             _ => return Err(()),

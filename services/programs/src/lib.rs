@@ -13,6 +13,7 @@ mod duration;
 pub mod fixtures;
 mod raw;
 mod states;
+mod targets;
 mod templates;
 mod validate;
 mod window;
@@ -25,6 +26,7 @@ use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
 pub use states::{StateRule, StateRules, StateRulesError, Whereabouts, us_region};
+pub use targets::Targets;
 pub use templates::{
     Audience, CAREGIVER_VARIABLES, Message, MessageFacts, RenderError, SMS_FIRST_NAME_CHARS,
     SMS_VARIABLES, Templates, VARIABLES,
@@ -48,6 +50,8 @@ pub struct Program {
     pub exemption: Option<Exemption>,
     /// The touchpoints, in order.
     pub steps: Vec<Step>,
+    /// What a site leader holds it to.
+    pub targets: Targets,
 }
 
 impl Program {

@@ -17,6 +17,18 @@ pub struct RawProgram {
     pub exemption: Option<String>,
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub targets: Option<RawTargets>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargets {
+    pub contact_rate: Option<f64>,
+    pub first_contact_hours: Option<f64>,
+    pub callbacks_within_sla: Option<f64>,
+    pub ae_reviewed_within_24h: Option<f64>,
+    pub backlog_hours: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

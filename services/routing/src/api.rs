@@ -152,7 +152,7 @@ fn member(c: &Coordinator) -> Result<Member, Status> {
     })
 }
 
-fn coordinator(m: &Member) -> Coordinator {
+fn coordinator(m: &Member, now: DateTime<Utc>) -> Coordinator {
     Coordinator {
         coordinator_id: m.id.clone(),
         role: match m.role {
@@ -175,6 +175,7 @@ fn coordinator(m: &Member) -> Coordinator {
             })
             .collect(),
         open_tasks: m.open_tasks,
+        on_shift: m.on_shift(now),
     }
 }
 
@@ -329,7 +330,7 @@ impl RoutingService for RoutingApi {
             }
         }
         store::save_member(&self.pool, &member).await?;
-        let answer = coordinator(&member);
+        let answer = coordinator(&member, self.clock.now());
         self.roster
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -360,22 +361,48 @@ impl RoutingService for RoutingApi {
             .get_mut(&member_id)
             .ok_or_else(|| Status::unavailable("the roster is reloading; try again"))?;
         member.presence = presence;
-        Ok(Response::new(coordinator(member)))
+        Ok(Response::new(coordinator(member, self.clock.now())))
     }
 
     async fn list_coordinators(
         &self,
         request: Request<ListCoordinatorsRequest>,
     ) -> Result<Response<ListCoordinatorsResponse>, Status> {
+        let scope = Scope::of(&request);
         let program = request.into_inner().program_id;
-        let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
-        let coordinators = roster
-            .members()
-            .iter()
-            .filter(|m| program.is_empty() || m.programs.contains(&program))
-            .map(coordinator)
-            .collect();
-        Ok(Response::new(ListCoordinatorsResponse { coordinators }))
+        if !program.is_empty() && !scope.sees(&program) {
+            return Err(Status::permission_denied(
+                "program_id: not one of the caller's programs",
+            ));
+        }
+        let now = self.clock.now();
+        let coordinators: Vec<Coordinator> = {
+            let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
+            roster
+                .members()
+                .iter()
+                .filter(|m| program.is_empty() || m.programs.contains(&program))
+                .map(|m| coordinator(m, now))
+                .collect()
+        };
+        // The queues the caller may see: the program's, or every one of theirs
+        // and the general queue.
+        let queues: Option<Vec<String>> = if program.is_empty() {
+            scope.programs().map(|programs| {
+                programs
+                    .iter()
+                    .map(|p| program_queue(p))
+                    .chain([GENERAL_QUEUE.to_owned()])
+                    .collect()
+            })
+        } else {
+            Some(vec![program_queue(&program)])
+        };
+        let queued = tasks::queued(&self.pool, queues.as_deref()).await?;
+        Ok(Response::new(ListCoordinatorsResponse {
+            coordinators,
+            queued,
+        }))
     }
 
     async fn list_worklist(

@@ -343,6 +343,19 @@ pub async fn program_of_task(pool: &PgPool, task_id: Uuid) -> Result<Option<Stri
     .await?)
 }
 
+/// Tasks waiting unassigned in `queues` (every queue: `None`).
+pub async fn queued(pool: &PgPool, queues: Option<&[String]>) -> Result<u32, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks
+         WHERE status <> 'done' AND member_id IS NULL AND queue IS NOT NULL
+           AND ($1::text[] IS NULL OR queue = ANY($1))",
+    )
+    .bind(queues)
+    .fetch_one(pool)
+    .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Open and claimed tasks for `member_id`: theirs and those waiting in `queues`;
 /// what may be worked at `now` first (a call outside the patient's window
 /// waits), then highest priority, earliest due, oldest.

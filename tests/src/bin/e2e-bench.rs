@@ -28,7 +28,8 @@
 //! lag of each from its due instant (p50/p99/max), that the provider took one
 //! text per patient, each service's peak RSS (`VmHWM`) in both phases, and how
 //! the run's CPU time split between the services, Tansu, PostgreSQL and this
-//! process (the provider's stand-in). A soak also prints, every minute, the
+//! process (the provider's stand-in), and how far cases' KPI projection
+//! trailed the timeline. A soak also prints, every minute, the
 //! attempts recorded in it, their lag p99 and each service's RSS. On a server
 //! whose autovacuum is off, a soak vacuums the database once a minute in its
 //! place (see `touchpoint_tests::vacuum`).
@@ -236,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     let mut last_print = Instant::now();
     let mut minutes_reported = 0;
+    let mut kpi_lag = KpiLag::new(pool.clone());
     let mut recorded = TimelineReader {
         pool: pool.clone(),
         after: first_position,
@@ -262,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
         if matches!(load, Load::Soak { .. }) {
             recorded.mark().await?;
         }
+        kpi_lag.sample().await?;
         let now = usage(&stack);
         for (name, used) in &now {
             let peak = peaks.entry(name.clone()).or_default();
@@ -299,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
         };
         tokio::time::sleep(every).await;
     }
+    let caught_up = kpi_lag.until_caught_up(limit).await?;
     let after = Snapshot::take(&stack, &services);
     let running = usage(&stack);
     if let Some(vacuum) = vacuum {
@@ -356,6 +360,7 @@ async fn main() -> anyhow::Result<()> {
         lags.len(),
         distinct_cases.len()
     );
+    kpi_lag.print(last, caught_up);
     println!("peak RSS (VmHWM), MiB, enrolling / run (target <= 200):");
     for name in SERVICES {
         let of = |list: &[(String, ProcessUse)]| {
@@ -378,6 +383,70 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// How far cases' KPI projection trails the timeline during the run.
+#[derive(Debug)]
+struct KpiLag {
+    pool: PgPool,
+    /// The most entries recorded and not yet folded, seen at any sample.
+    max_behind: i64,
+    /// The longest a recorded entry waited to be folded, seen at any sample.
+    max_wait: TimeDelta,
+}
+
+impl KpiLag {
+    fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            max_behind: 0,
+            max_wait: TimeDelta::zero(),
+        }
+    }
+
+    /// Entries not yet folded, and when the oldest of them was recorded.
+    async fn behind(&self) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+        Ok(sqlx::query_as(
+            "SELECT count(*), min(t.recorded_at) FROM cases.timeline t, cases.kpi_cursor c
+             WHERE (t.writer_xid, t.position) > (c.writer_xid, c.position)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn sample(&mut self) -> anyhow::Result<()> {
+        let (behind, oldest) = self.behind().await?;
+        self.max_behind = self.max_behind.max(behind);
+        if let Some(oldest) = oldest {
+            self.max_wait = self.max_wait.max(Utc::now() - oldest);
+        }
+        Ok(())
+    }
+
+    /// Samples until the projection has folded everything; returns when.
+    async fn until_caught_up(&mut self, limit: Duration) -> anyhow::Result<DateTime<Utc>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.sample().await?;
+            if self.behind().await?.0 == 0 {
+                return Ok(Utc::now());
+            }
+            if Instant::now() > deadline {
+                bail!("the KPI projection had not caught up after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn print(&self, last_sent: DateTime<Utc>, caught_up: DateTime<Utc>) {
+        println!(
+            "kpi: the projection had folded every entry {:.2} s after the last AttemptSent was \
+             recorded; at most {} entries behind, the oldest waiting {:.2} s, while the run went",
+            (caught_up - last_sent).num_milliseconds().max(0) as f64 / 1000.0,
+            self.max_behind,
+            self.max_wait.num_milliseconds() as f64 / 1000.0
+        );
+    }
 }
 
 /// Reads the `AttemptSent` entries recorded during the run.

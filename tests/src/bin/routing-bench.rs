@@ -301,5 +301,6 @@ fn member(i: usize) -> Coordinator {
             })
             .collect(),
         open_tasks: 0,
+        on_shift: false,
     }
 }

@@ -16,6 +16,8 @@ use super::store;
 pub const DEFAULT_DAYS: i64 = 30;
 /// The longest range one call may ask for.
 pub const MAX_DAYS: i64 = 400;
+/// Open work due within this is `due_soon`.
+const DUE_SOON: TimeDelta = TimeDelta::hours(2);
 /// How far `behind` counts.
 const BEHIND_CAP: i64 = 100_000;
 
@@ -75,9 +77,25 @@ pub async fn answer(
 ) -> Result<GetKpisResponse, Status> {
     let range = range(request, day_of(zone, now), scope)?;
     let programs = range.programs.as_deref();
-    let figures = store::figures(pool, programs, range.from, range.to).await?;
+    let channels: Vec<String> = request
+        .channels
+        .iter()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let figures = store::figures(
+        pool,
+        store::Selection {
+            programs,
+            channels: Some(channels.as_slice()).filter(|c| !c.is_empty()),
+            from: range.from,
+            to: range.to,
+            sum_programs: request.sum_programs,
+        },
+    )
+    .await?;
     let backlog = store::backlog(pool, programs, now).await?;
-    let open_work = store::open_work(pool, programs, now).await?;
+    let open_work = store::open_work(pool, programs, now, DUE_SOON).await?;
     let (through, behind) = store::position(pool, BEHIND_CAP).await?;
     Ok(GetKpisResponse {
         figures: figures
@@ -106,11 +124,12 @@ pub async fn answer(
         behind: behind.max(0) as u64,
         open_work: open_work
             .into_iter()
-            .map(|(program_id, kind, open, overdue)| OpenWork {
+            .map(|(program_id, kind, open, overdue, due_soon)| OpenWork {
                 program_id,
                 kind,
                 open: open.max(0) as u64,
                 overdue: overdue.max(0) as u64,
+                due_soon: due_soon.max(0) as u64,
             })
             .collect(),
     })
@@ -129,6 +148,7 @@ mod tests {
             program_ids: programs.iter().map(|p| (*p).to_owned()).collect(),
             from_day: from.into(),
             to_day: to.into(),
+            ..GetKpisRequest::default()
         }
     }
 

@@ -379,21 +379,42 @@ pub struct FigureRow {
     pub value: i64,
 }
 
-/// The figures of `programs` (every program: `None`) from `from` to `to`.
+/// What `figures` reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    /// Only these programs; `None`: every program.
+    pub programs: Option<&'a [String]>,
+    /// Only these channels (a case's figures always); `None`: every channel.
+    pub channels: Option<&'a [String]>,
+    /// First and last day.
+    pub from: NaiveDate,
+    /// See `from`.
+    pub to: NaiveDate,
+    /// Summed over the programs (program id "").
+    pub sum_programs: bool,
+}
+
+/// The figures `selection` names.
 pub async fn figures(
     pool: &PgPool,
-    programs: Option<&[String]>,
-    from: NaiveDate,
-    to: NaiveDate,
+    selection: Selection<'_>,
 ) -> Result<Vec<FigureRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT program_id, day, channel, figure, value FROM kpi_daily
+    let program = if selection.sum_programs {
+        "''::text"
+    } else {
+        "program_id"
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {program} AS program_id, day, channel, figure, sum(value)::int8 AS value
+         FROM kpi_daily
          WHERE day BETWEEN $1 AND $2 AND ($3::text[] IS NULL OR program_id = ANY($3))
-         ORDER BY program_id, day, channel, figure",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(programs)
+           AND ($4::text[] IS NULL OR channel = '' OR channel = ANY($4))
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    ))
+    .bind(selection.from)
+    .bind(selection.to)
+    .bind(selection.programs)
+    .bind(selection.channels)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -432,19 +453,23 @@ pub async fn backlog(
     .await?)
 }
 
-/// Work open at `now` by program and kind: how much, and how much is past due.
+/// Work open at `now` by program and kind: how much, how much is past due,
+/// and how much falls due within `soon`.
 pub async fn open_work(
     pool: &PgPool,
     programs: Option<&[String]>,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+    soon: chrono::TimeDelta,
+) -> Result<Vec<(String, String, i64, i64, i64)>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT program_id, kind, count(*), count(*) FILTER (WHERE due_at < $1)
+        "SELECT program_id, kind, count(*), count(*) FILTER (WHERE due_at < $1),
+             count(*) FILTER (WHERE due_at >= $1 AND due_at < $3)
          FROM kpi_open WHERE ($2::text[] IS NULL OR program_id = ANY($2))
          GROUP BY 1, 2 ORDER BY 1, 2",
     )
     .bind(now)
     .bind(programs)
+    .bind(now + soon)
     .fetch_all(pool)
     .await?)
 }

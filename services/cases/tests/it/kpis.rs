@@ -96,6 +96,7 @@ async fn kpis(svc: &Service) -> Option<GetKpisResponse> {
             program_ids: vec![],
             from_day: "2026-11-01".into(),
             to_day: "2026-11-07".into(),
+            ..GetKpisRequest::default()
         })
         .await
         .ok()
@@ -340,6 +341,7 @@ async fn a_bad_range_is_refused_by_field() {
             program_ids: vec![],
             from_day: "2026-11-08".into(),
             to_day: "2026-11-01".into(),
+            ..GetKpisRequest::default()
         })
         .await
         .err()

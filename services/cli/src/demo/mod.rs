@@ -396,6 +396,7 @@ fn coordinator(member: &cast::Member) -> Coordinator {
             })
             .collect(),
         open_tasks: 0,
+        on_shift: false,
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod case;
+pub mod operations;
 pub mod pages;
 pub mod signin;
 pub mod task;
@@ -95,6 +96,8 @@ impl Desk {
                 user => minijinja::context! { id => &user.id, name => &user.name },
                 csrf => &signed.0.csrf,
                 is_compliance => user.is(crate::user::Role::Compliance),
+                is_supervisor => user.is(crate::user::Role::Supervisor)
+                    || user.is(crate::user::Role::SiteLeader),
                 ..page
             },
         )
@@ -165,6 +168,8 @@ pub fn router(desk: Desk) -> Router {
         .route("/cases/{case_id}/message", post(case::reply))
         .route("/search", get(access::search_page).post(access::search))
         .route("/access-log", get(access::log))
+        .route("/operations", get(operations::page))
+        .route("/operations.csv", get(operations::csv))
         .route("/tasks/{task_id}", get(task::page))
         .route("/tasks/{task_id}/claim", post(task::claim))
         .route("/tasks/{task_id}/complete", post(task::complete))

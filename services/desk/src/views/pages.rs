@@ -12,7 +12,7 @@ use crate::i18n::Catalog;
 use crate::user::Language;
 use crate::views::PageError;
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("work.html", include_str!("../../templates/work.html")),
@@ -28,6 +28,10 @@ const TEMPLATES: [(&str, &str); 9] = [
         include_str!("../../templates/access_log.html"),
     ),
     ("error.html", include_str!("../../templates/error.html")),
+    (
+        "operations.html",
+        include_str!("../../templates/operations.html"),
+    ),
 ];
 
 /// Templates and the words they are filled with.

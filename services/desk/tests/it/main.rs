@@ -7,5 +7,6 @@ mod browser;
 mod coordinator;
 mod handover;
 mod live;
+mod operations;
 mod reply;
 mod support;

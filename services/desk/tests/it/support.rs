@@ -294,6 +294,7 @@ impl Rig {
                     presence: Presence::Available as i32,
                     shifts,
                     open_tasks: 0,
+                    on_shift: false,
                 }),
             })
             .await

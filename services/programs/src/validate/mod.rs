@@ -46,13 +46,13 @@ const TCPA_START: (u32, u32) = (8, 0);
 const TCPA_END: (u32, u32) = (21, 0);
 const MAX_ATTEMPTS: i64 = 10;
 
-struct Errors<'a> {
+pub(crate) struct Errors<'a> {
     file: &'a str,
     list: Vec<ProgramError>,
 }
 
 impl Errors<'_> {
-    fn add(&mut self, step: Option<&str>, field: &str, problem: impl Into<String>) {
+    pub(crate) fn add(&mut self, step: Option<&str>, field: &str, problem: impl Into<String>) {
         self.list.push(ProgramError {
             file: self.file.to_owned(),
             step: step.map(str::to_owned),
@@ -218,6 +218,7 @@ fn check(
             "the healthcare-message exemption allows at most 1 a day and 3 a week",
         );
     }
+    let targets = crate::targets::check(raw.targets.as_ref(), errors);
     Some(Program {
         id: raw.id.clone(),
         name: raw.name.trim().to_owned(),
@@ -226,6 +227,7 @@ fn check(
         cap: cap?,
         exemption: exemption?,
         steps: steps?,
+        targets: targets?,
     })
 }
 

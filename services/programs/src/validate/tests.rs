@@ -315,3 +315,25 @@ channels = [{ channel = "sms" }]
         .unwrap_or_default();
     assert!(errors.iter().any(|e| e.field == "exemption"), "{errors:?}");
 }
+
+#[test]
+fn targets_are_read_and_an_impossible_one_is_refused_by_field() -> Result<(), Vec<ProgramError>> {
+    let with = |targets: &str| format!("{GOOD}\n[targets]\n{targets}\n");
+    let program = parse(
+        "p.toml",
+        &with("contact_rate = 0.35\nbacklog_hours = 24"),
+        &templates(),
+    )?;
+    assert_eq!(program.targets.contact_rate, Some(0.35));
+    assert_eq!(program.targets.backlog_hours, Some(24.0));
+    assert_eq!(program.targets.first_contact_hours, None);
+    assert_eq!(
+        problems(&with("contact_rate = 35\nfirst_contact_hours = 0")),
+        [
+            "p.toml: targets.contact_rate: must be a share from 0 to 1, e.g. 0.35",
+            "p.toml: targets.first_contact_hours: must be hours above 0 and at most 8760",
+        ]
+    );
+    assert_eq!(problems(&with("speed = 1")).len(), 1, "an unknown target");
+    Ok(())
+}

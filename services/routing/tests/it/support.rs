@@ -334,5 +334,6 @@ pub fn weekly(id: &str, role: CoordinatorRole, days: &[u32]) -> Coordinator {
             })
             .collect(),
         open_tasks: 0,
+        on_shift: false,
     }
 }
