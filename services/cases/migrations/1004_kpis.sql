@@ -25,7 +25,8 @@ CREATE TABLE kpi_daily (
     value      BIGINT NOT NULL,
     PRIMARY KEY (program_id, day, channel, figure)
 );
-CREATE INDEX kpi_daily_day ON kpi_daily (day);
+-- A range of days over many programs is read from this index alone.
+CREATE INDEX kpi_daily_day ON kpi_daily (day, figure) INCLUDE (program_id, channel, value);
 
 -- What the projection keeps of each case.
 CREATE TABLE kpi_cases (

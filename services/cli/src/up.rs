@@ -275,6 +275,18 @@ async fn start_all(
                 local::UNSUBSCRIBE_KEY.into(),
             ));
         }
+        // Late callbacks and adverse-event reviews are mailed to the local
+        // relay, with links to the desk.
+        own.push((
+            "dispatch",
+            "TOUCHPOINT_SLA_ALERT_TO".into(),
+            "*=supervisors@touchpoint.local".into(),
+        ));
+        own.push((
+            "dispatch",
+            "TOUCHPOINT_DESK_URL".into(),
+            "http://127.0.0.1:8080".into(),
+        ));
     }
     // The desk vouches for its signed-in users with a key made for this run;
     // the services take its vouches and no one else's.

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 /// The drawing's size in user units; the CSS scales it to the page.
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
+/// Days with a dot each at most (about a quarter).
+const MAX_DOTS: usize = 92;
 /// Room for the axis labels.
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 24.0;
@@ -120,8 +122,10 @@ pub fn svg(chart: &Chart<'_>) -> String {
             segment.join(" ")
         );
     }
-    // A dot per day with a value, titled for a pointer or a screen reader.
-    for (i, (day, value)) in chart.points.iter().enumerate() {
+    // A dot per day with a value, titled for a pointer or a screen reader;
+    // over a longer range the line alone (the CSV has each day's value).
+    let dotted = chart.points.len() <= MAX_DOTS;
+    for (i, (day, value)) in chart.points.iter().enumerate().filter(|_| dotted) {
         if let Some(v) = value {
             let _ = write!(
                 out,

@@ -56,6 +56,18 @@ impl Kpi {
         }
     }
 
+    /// The figures its value is made of.
+    pub fn figures(self) -> &'static [&'static str] {
+        match self {
+            Kpi::ContactRate => &["reached", "attempted"],
+            Kpi::FirstContactHours => &["first_contact", "first_contact_seconds"],
+            Kpi::CallbacksWithinSla => &["callbacks_in_sla", "callbacks_done"],
+            Kpi::AeReviewedWithin24h => &["ae_reviewed_in_24h", "ae_flags"],
+            Kpi::Inbound => &["inbound"],
+            Kpi::Enrolled => &["enrolled"],
+        }
+    }
+
     /// Its value from one day's (or a range's) summed figures; `None` when
     /// there is nothing to measure.
     pub fn of(self, sums: &Sums) -> Option<f64> {

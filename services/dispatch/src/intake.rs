@@ -71,6 +71,20 @@ pub enum Intake {
     },
     /// Cadence asks for an attempt.
     Requested(Box<Request>),
+    /// Routing promised work by a time: watched for an SLA alert.
+    Watch {
+        /// `callback` or `adverse_event`.
+        kind: &'static str,
+        /// Its task (or inbound contact).
+        key: String,
+        /// When it is late.
+        due_at: DateTime<Utc>,
+    },
+    /// A task was done or withdrawn: nothing of it is late any more.
+    Unwatch {
+        /// The task.
+        key: String,
+    },
 }
 
 /// A number or address on a channel, and when it said so.
@@ -182,6 +196,8 @@ impl std::fmt::Debug for Intake {
             Intake::Coordinator(_) => "Coordinator",
             Intake::Status { .. } => "Status",
             Intake::Requested(_) => "Requested",
+            Intake::Watch { .. } => "Watch",
+            Intake::Unwatch { .. } => "Unwatch",
         };
         f.write_str(kind)
     }
@@ -331,6 +347,41 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
                 to_caregiver: r.to_caregiver,
             }))
         }
+        Payload::CallbackRequested(c) => match c.due_at.as_ref().and_then(instant) {
+            Some(due_at) if !c.task_id.is_empty() => Intake::Watch {
+                kind: "callback",
+                key: c.task_id.clone(),
+                due_at,
+            },
+            _ => return Ok(None),
+        },
+        Payload::AdverseEventSuspected(flag) => {
+            let received = flag
+                .received_at
+                .as_ref()
+                .or(envelope.occurred_at.as_ref())
+                .and_then(instant)
+                .ok_or(bad("received_at"))?;
+            Intake::Watch {
+                kind: "adverse_event",
+                key: if flag.review_task_id.is_empty() {
+                    flag.inbound_id.clone()
+                } else {
+                    flag.review_task_id.clone()
+                },
+                due_at: flag
+                    .report_due_at
+                    .as_ref()
+                    .and_then(instant)
+                    .unwrap_or(received + chrono::TimeDelta::hours(24)),
+            }
+        }
+        Payload::TaskCompleted(done) => Intake::Unwatch {
+            key: done.task_id.clone(),
+        },
+        Payload::TaskWithdrawn(withdrawn) => Intake::Unwatch {
+            key: withdrawn.task_id.clone(),
+        },
         _ => return Ok(None),
     };
     Ok(Some(found))
@@ -489,6 +540,22 @@ async fn apply_to_view(
         .bind(case_id)
         .bind(status)
         .bind(paused_until),
+        // The program is the case's, as dispatch knows it; a case it has not
+        // heard of yet is the general queue's ("").
+        Intake::Watch { kind, key, due_at } => sqlx::query(
+            "INSERT INTO sla_watch (kind, key, case_id, program_id, due_at)
+             VALUES ($2, $3, $1,
+                     COALESCE((SELECT program_id FROM case_views WHERE case_id = $1), ''), $4)
+             ON CONFLICT (key, kind) DO NOTHING",
+        )
+        .bind(case_id)
+        .bind(kind)
+        .bind(key)
+        .bind(due_at),
+        Intake::Unwatch { key } => sqlx::query(
+            "UPDATE sla_watch SET state = 'closed' WHERE key = $1 AND state = 'watching'",
+        )
+        .bind(key),
         Intake::Requested(_) => return Ok(()),
     };
     query.execute(&mut *tx).await?;

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod outcomes;
 pub mod providers;
 pub mod sender;
+pub mod sla;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -114,6 +115,31 @@ pub struct Config {
     /// SMS and fax providers' `https://` URLs may also be signed by (a private
     /// CA, or the sandbox's development one), beside the public web's roots.
     pub provider_roots: Option<String>,
+    /// SLA alerts by email (`sla.rs`).
+    pub sla: SlaConfig,
+}
+
+/// Who is mailed late callbacks and adverse-event reviews, and how often
+/// dispatch looks.
+#[derive(Debug, Clone)]
+pub struct SlaConfig {
+    /// `TOUCHPOINT_SLA_ALERT_TO`: `program=address+address,...` (`*`: any
+    /// other program). Empty: alerts are only logged.
+    pub recipients: sla::Recipients,
+    /// `TOUCHPOINT_DESK_URL`: the desk's URL, for links in alerts.
+    pub desk_url: Option<String>,
+    /// `TOUCHPOINT_SLA_POLL_MS` (5000).
+    pub poll: Duration,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            recipients: sla::Recipients::default(),
+            desk_url: None,
+            poll: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The Phaxio-speaking fax provider's settings.
@@ -355,6 +381,11 @@ impl Config {
             fax: FaxProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
             provider_roots: authorities(env, "TOUCHPOINT_PROVIDER_CA_FILE")?,
+            sla: SlaConfig {
+                recipients: sla::Recipients::parse(&env.string("TOUCHPOINT_SLA_ALERT_TO", ""))?,
+                desk_url: env.raw("TOUCHPOINT_DESK_URL"),
+                poll: env.millis("TOUCHPOINT_SLA_POLL_MS", 5000)?,
+            },
         })
     }
 
@@ -377,6 +408,7 @@ impl Config {
             fax: None,
             provider_timeout: Duration::from_secs(10),
             provider_roots: None,
+            sla: SlaConfig::default(),
         }
     }
 }
@@ -520,6 +552,14 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             .and_then(|f| f.rate)
             .map(Throttle::per_second),
     });
+    let alerts = sla::SlaAlerts {
+        pool: platform.pool.clone(),
+        clock: platform.clock.clone(),
+        mailer: providers.email.clone(),
+        recipients: config.sla.recipients.clone(),
+        desk_url: config.sla.desk_url.clone(),
+    };
+    shutdown.supervise("SLA alerts", alerts.run(config.sla.poll, shutdown.token()));
     let attempts_topic = platform.topics.name(Stream::Attempt);
     let routes = callbacks::router(
         platform.pool.clone(),

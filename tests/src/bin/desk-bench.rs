@@ -110,6 +110,13 @@ async fn main() -> anyhow::Result<()> {
         "loaded {kpi_rows} daily KPI figures: {} programs x 365 days",
         kpi_programs.len()
     );
+    // The projection is current: the seeded history holds no figure to fold.
+    sqlx::query(
+        "UPDATE kpi_cursor SET (writer_xid, position) =
+             (SELECT writer_xid, position FROM timeline ORDER BY writer_xid DESC, position DESC LIMIT 1)",
+    )
+    .execute(&schema("cases")?)
+    .await?;
     let mut routing = RoutingServiceClient::new(testkit::channel(hub.routing).await);
     let ids: Vec<String> = (0..coordinators).map(|i| format!("coord-{i:04}")).collect();
     for id in &ids {

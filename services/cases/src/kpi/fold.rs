@@ -215,7 +215,9 @@ impl Fold {
             return;
         }
         if !self.cases.contains_key(case_id) {
-            self.unknown_case += 1;
+            if counted(payload) {
+                self.unknown_case += 1;
+            }
             return;
         }
         match payload {
@@ -503,6 +505,25 @@ impl Fold {
             ))
             .or_default() += by;
     }
+}
+
+/// Whether a figure counts `payload` (the rest of a case's story does not).
+fn counted(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::OutreachRequested(_)
+            | Payload::AttemptSent(_)
+            | Payload::CallTaskRequested(_)
+            | Payload::AttemptFailed(_)
+            | Payload::AttemptSuppressed(_)
+            | Payload::OutreachExpired(_)
+            | Payload::InboundReceived(_)
+            | Payload::OptOutReceived(_)
+            | Payload::AdverseEventSuspected(_)
+            | Payload::CallbackRequested(_)
+            | Payload::TaskCompleted(_)
+            | Payload::TaskWithdrawn(_)
+    )
 }
 
 /// The day `at` falls on in `zone`.

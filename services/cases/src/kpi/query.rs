@@ -43,8 +43,11 @@ pub fn range(request: &GetKpisRequest, today: NaiveDate, scope: &Scope) -> Resul
             .map_err(|_| Status::invalid_argument(format!("{field}: expected YYYY-MM-DD")))
     };
     let to = day(&request.to_day, "to_day")?.unwrap_or(today);
-    let from =
-        day(&request.from_day, "from_day")?.unwrap_or(to - TimeDelta::days(DEFAULT_DAYS - 1));
+    let days = match i64::from(request.days) {
+        0 => DEFAULT_DAYS,
+        n => n,
+    };
+    let from = day(&request.from_day, "from_day")?.unwrap_or(to - TimeDelta::days(days - 1));
     if from > to {
         return Err(Status::invalid_argument("from_day: after to_day"));
     }
@@ -83,14 +86,22 @@ pub async fn answer(
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty())
         .collect();
+    let names: Vec<String> = request
+        .figures
+        .iter()
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect();
     let figures = store::figures(
         pool,
         store::Selection {
             programs,
             channels: Some(channels.as_slice()).filter(|c| !c.is_empty()),
+            figures: Some(names.as_slice()).filter(|f| !f.is_empty()),
             from: range.from,
             to: range.to,
             sum_programs: request.sum_programs,
+            sum_channels: request.sum_channels,
         },
     )
     .await?;
@@ -163,6 +174,16 @@ mod tests {
                 programs: None,
             })
         );
+    }
+
+    #[test]
+    fn days_count_back_from_the_last_day() {
+        let request = GetKpisRequest {
+            days: 1,
+            ..GetKpisRequest::default()
+        };
+        let got = range(&request, day("2027-03-31"), &Scope::all()).map(|r| (r.from, r.to));
+        assert_eq!(got.ok(), Some((day("2027-03-31"), day("2027-03-31"))));
     }
 
     #[test]

@@ -386,12 +386,16 @@ pub struct Selection<'a> {
     pub programs: Option<&'a [String]>,
     /// Only these channels (a case's figures always); `None`: every channel.
     pub channels: Option<&'a [String]>,
+    /// Only these figures; `None`: every one.
+    pub figures: Option<&'a [String]>,
     /// First and last day.
     pub from: NaiveDate,
     /// See `from`.
     pub to: NaiveDate,
     /// Summed over the programs (program id "").
     pub sum_programs: bool,
+    /// Summed over the channels (channel "").
+    pub sum_channels: bool,
 }
 
 /// The figures `selection` names.
@@ -404,17 +408,25 @@ pub async fn figures(
     } else {
         "program_id"
     };
+    let channel = if selection.sum_channels {
+        "''::text"
+    } else {
+        "channel"
+    };
     let rows = sqlx::query(&format!(
-        "SELECT {program} AS program_id, day, channel, figure, sum(value)::int8 AS value
+        "SELECT {program} AS program_id, day, {channel} AS channel, figure,
+             sum(value)::int8 AS value
          FROM kpi_daily
          WHERE day BETWEEN $1 AND $2 AND ($3::text[] IS NULL OR program_id = ANY($3))
            AND ($4::text[] IS NULL OR channel = '' OR channel = ANY($4))
+           AND ($5::text[] IS NULL OR figure = ANY($5))
          GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     ))
     .bind(selection.from)
     .bind(selection.to)
     .bind(selection.programs)
     .bind(selection.channels)
+    .bind(selection.figures)
     .fetch_all(pool)
     .await?;
     rows.iter()

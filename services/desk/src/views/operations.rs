@@ -27,6 +27,8 @@ use crate::views::{Desk, PageError, Signed};
 
 /// The ranges a supervisor may choose, in days.
 const RANGES: [i64; 4] = [7, 30, 90, 365];
+/// Team members on shift the page lists at most.
+const TEAM_SHOWN: usize = 100;
 /// The channels a supervisor may narrow to.
 const CHANNELS: [&str; 4] = ["sms", "email", "voice", "fax"];
 
@@ -141,28 +143,29 @@ struct Figures {
 async fn figures(desk: &Desk, signed: &Signed, chosen: &Chosen) -> Result<Figures, PageError> {
     let programs: Vec<String> = chosen.program.iter().cloned().collect();
     let channels: Vec<String> = chosen.channel.iter().map(|c| (*c).to_owned()).collect();
-    // Today per program, with the backlog and the open work as they are now.
+    let names: Vec<String> = Kpi::ALL
+        .iter()
+        .flat_map(|k| k.figures())
+        .map(|f| (*f).to_owned())
+        .collect();
+    // Today by program, with the backlog and the open work as they are now.
     let now = kpis(
         desk,
         signed,
         GetKpisRequest {
             program_ids: programs.clone(),
-            from_day: String::new(),
-            to_day: String::new(),
             channels: channels.clone(),
-            sum_programs: false,
+            figures: names.clone(),
+            sum_channels: true,
+            days: 1,
+            ..GetKpisRequest::default()
         },
     )
     .await?;
     let to = today(&now).ok_or(PageError::Unavailable)?;
     let from = to - TimeDelta::days(chosen.days - 1);
-    let today_only: Vec<_> = now
-        .figures
-        .iter()
-        .filter(|f| f.day == now.to_day)
-        .cloned()
-        .collect();
-    // The range, one value a day: summed in the database over the programs.
+    // The range, one value a day: summed in the database over the programs
+    // and channels, and only the figures the page shows.
     let range = kpis(
         desk,
         signed,
@@ -172,14 +175,17 @@ async fn figures(desk: &Desk, signed: &Signed, chosen: &Chosen) -> Result<Figure
             to_day: to.to_string(),
             channels,
             sum_programs: true,
+            figures: names,
+            sum_channels: true,
+            days: 0,
         },
     )
     .await?;
     Ok(Figures {
         from,
         to,
-        daily: ops::by_day(&range.figures, from, to, chosen.channel),
-        today: ops::by_program(&today_only, chosen.channel),
+        daily: ops::by_day(&range.figures, from, to, None),
+        today: ops::by_program(&now.figures, None),
         now,
     })
 }
@@ -317,11 +323,13 @@ async fn team(
         .coordinators
         .iter()
         .filter(|c| allowed.is_empty() || c.program_ids.iter().any(|p| allowed.contains(p)))
+        // Who is on shift now, up to a page's worth.
+        .filter(|c| c.on_shift)
+        .take(TEAM_SHOWN)
         .map(|c| {
             let available = c.on_shift && c.presence == Presence::Available as i32;
             context! {
                 id => &c.coordinator_id,
-                on_shift => c.on_shift,
                 available => available,
                 presence => presence_name(c.presence),
                 open_tasks => c.open_tasks,

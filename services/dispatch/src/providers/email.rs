@@ -175,6 +175,45 @@ impl Mailer {
         })
     }
 
+    /// Sends a notice to staff (`to`): plain text, no unsubscribe (it is not
+    /// marketing, and its readers are the hub's own people). An error says
+    /// what the relay answered, never the recipients.
+    pub async fn send_notice(
+        &self,
+        to: &[String],
+        subject: &str,
+        text: &str,
+    ) -> Result<(), String> {
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(subject);
+        for address in to {
+            let mailbox: Mailbox = address
+                .parse()
+                .map_err(|_| "a recipient is not a valid mailbox".to_owned())?;
+            builder = builder.to(mailbox);
+        }
+        let email = builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(text.to_owned())
+            .map_err(|e| format!("the notice could not be built: {e}"))?;
+        let _permit = self
+            .connections
+            .acquire()
+            .await
+            .map_err(|_| "the mailer is shutting down".to_owned())?;
+        match tokio::time::timeout(self.timeout, self.transport.send(email)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!(
+                "the relay refused: {}",
+                error
+                    .status()
+                    .map_or_else(|| "no reply".to_owned(), |c| c.to_string())
+            )),
+            Err(_) => Err("the relay did not answer in time".to_owned()),
+        }
+    }
+
     /// Sends `message` to `to` for `attempt_id` of `case_id`.
     pub async fn send(
         &self,

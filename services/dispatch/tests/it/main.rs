@@ -7,5 +7,6 @@ mod fax;
 mod preview;
 mod process;
 mod sending;
+mod sla;
 mod sms;
 mod support;
