@@ -149,6 +149,7 @@ fn member(c: &Coordinator) -> Result<Member, Status> {
         },
         shifts,
         last_assigned_at: None,
+        updated_by: String::new(),
     })
 }
 
@@ -176,6 +177,7 @@ fn coordinator(m: &Member, now: DateTime<Utc>) -> Coordinator {
             .collect(),
         open_tasks: m.open_tasks,
         on_shift: m.on_shift(now),
+        updated_by: m.updated_by.clone(),
     }
 }
 
@@ -312,17 +314,29 @@ impl RoutingService for RoutingApi {
         &self,
         request: Request<UpsertCoordinatorRequest>,
     ) -> Result<Response<Coordinator>, Status> {
+        let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
         let given = request
             .into_inner()
             .coordinator
             .ok_or_else(|| Status::invalid_argument("coordinator: required"))?;
         let mut member = member(&given)?;
-        if let Some(known) = self
+        member.updated_by = caller;
+        let known = self
             .roster
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&member.id)
-        {
+            .cloned();
+        // A person (a supervisor through the desk) changes only people of
+        // their programs, and gives them only programs of theirs.
+        let outside = |programs: &BTreeSet<String>| programs.iter().any(|p| !scope.sees(p));
+        if outside(&member.programs) || known.as_ref().is_some_and(|k| outside(&k.programs)) {
+            return Err(Status::permission_denied(
+                "program_ids: not one of the caller's programs",
+            ));
+        }
+        if let Some(known) = &known {
             member.open_tasks = known.open_tasks;
             member.last_assigned_at = known.last_assigned_at;
             if given.presence == 0 {

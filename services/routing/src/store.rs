@@ -131,13 +131,22 @@ pub async fn save_member(pool: &PgPool, member: &Member) -> Result<(), StoreErro
         })
         .collect();
     let shifts = serde_json::to_value(shifts).map_err(|_| StoreError::Corrupt("shifts"))?;
+    // The member and the record of the change, in one statement.
     sqlx::query(
-        "INSERT INTO members (member_id, role, time_zone, programs, languages, skills,
-                              capacity, presence, shifts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (member_id) DO UPDATE SET
-             role = $2, time_zone = $3, programs = $4, languages = $5, skills = $6,
-             capacity = $7, presence = $8, shifts = $9, updated_at = now()",
+        "WITH saved AS (
+             INSERT INTO members (member_id, role, time_zone, programs, languages, skills,
+                                  capacity, presence, shifts, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (member_id) DO UPDATE SET
+                 role = $2, time_zone = $3, programs = $4, languages = $5, skills = $6,
+                 capacity = $7, presence = $8, shifts = $9, updated_by = $10,
+                 updated_at = now()
+             RETURNING member_id)
+         INSERT INTO roster_changes (member_id, changed_by, settings)
+         SELECT member_id, $10, jsonb_build_object('role', $2::text, 'time_zone', $3::text,
+                    'programs', $4::text[], 'languages', $5::text[], 'skills', $6::text[],
+                    'capacity', $7::int, 'presence', $8::text, 'shifts', $9::jsonb)
+         FROM saved",
     )
     .bind(&member.id)
     .bind(role_name(member.role))
@@ -154,6 +163,7 @@ pub async fn save_member(pool: &PgPool, member: &Member) -> Result<(), StoreErro
     .bind(member.capacity as i32)
     .bind(presence_name(member.presence))
     .bind(shifts)
+    .bind(&member.updated_by)
     .execute(pool)
     .await?;
     Ok(())
@@ -174,7 +184,7 @@ pub async fn set_presence(pool: &PgPool, id: &str, presence: Presence) -> Result
 pub async fn load_members(pool: &PgPool) -> Result<Vec<Member>, StoreError> {
     let rows = sqlx::query(
         "SELECT member_id, role, time_zone, programs, languages, skills, capacity, presence,
-                shifts, open_tasks, last_assigned_at
+                shifts, open_tasks, last_assigned_at, updated_by
          FROM members ORDER BY member_id",
     )
     .fetch_all(pool)
@@ -221,6 +231,7 @@ pub async fn load_members(pool: &PgPool) -> Result<Vec<Member>, StoreError> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or(StoreError::Corrupt("shifts"))?,
                 last_assigned_at: row.try_get("last_assigned_at")?,
+                updated_by: row.try_get("updated_by")?,
             })
         })
         .collect()

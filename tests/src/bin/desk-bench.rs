@@ -366,6 +366,7 @@ fn coordinator(id: &str) -> Coordinator {
             .collect(),
         open_tasks: 0,
         on_shift: false,
+        updated_by: String::new(),
     }
 }
 

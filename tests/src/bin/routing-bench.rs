@@ -302,5 +302,6 @@ fn member(i: usize) -> Coordinator {
             .collect(),
         open_tasks: 0,
         on_shift: false,
+        updated_by: String::new(),
     }
 }

@@ -397,6 +397,7 @@ fn coordinator(member: &cast::Member) -> Coordinator {
             .collect(),
         open_tasks: 0,
         on_shift: false,
+        updated_by: String::new(),
     }
 }
 

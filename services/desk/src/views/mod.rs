@@ -10,6 +10,7 @@ pub mod access;
 pub mod case;
 pub mod operations;
 pub mod pages;
+pub mod roster;
 pub mod signin;
 pub mod task;
 pub mod work;
@@ -170,6 +171,8 @@ pub fn router(desk: Desk) -> Router {
         .route("/access-log", get(access::log))
         .route("/operations", get(operations::page))
         .route("/operations.csv", get(operations::csv))
+        .route("/roster", get(roster::page))
+        .route("/roster/{id}", get(roster::edit).post(roster::save))
         .route("/tasks/{task_id}", get(task::page))
         .route("/tasks/{task_id}/claim", post(task::claim))
         .route("/tasks/{task_id}/complete", post(task::complete))

@@ -12,7 +12,7 @@ use crate::i18n::Catalog;
 use crate::user::Language;
 use crate::views::PageError;
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("work.html", include_str!("../../templates/work.html")),
@@ -31,6 +31,11 @@ const TEMPLATES: [(&str, &str); 10] = [
     (
         "operations.html",
         include_str!("../../templates/operations.html"),
+    ),
+    ("roster.html", include_str!("../../templates/roster.html")),
+    (
+        "roster_member.html",
+        include_str!("../../templates/roster_member.html"),
     ),
 ];
 

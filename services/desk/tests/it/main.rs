@@ -9,4 +9,5 @@ mod handover;
 mod live;
 mod operations;
 mod reply;
+mod roster;
 mod support;

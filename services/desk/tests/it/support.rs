@@ -250,6 +250,30 @@ impl Rig {
         (rig, case_id, browser)
     }
 
+    /// Waits until routing has taken in `case_id` with its number and its
+    /// coordinator: a text from the patient then finds the case.
+    pub async fn routing_knows(&self, case_id: &str) {
+        let pool = sqlx::PgPool::connect(&self.hub.database.url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        testkit::eventually("routing to know the case", WAIT, || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM routing.case_views v
+                         JOIN routing.case_contacts c USING (case_id)
+                         WHERE v.case_id = $1 AND v.coordinator_id <> '')",
+                )
+                .bind(case_id)
+                .fetch_one(&pool)
+                .await
+                .ok()
+                .filter(|known| *known)
+            }
+        })
+        .await;
+    }
+
     /// `path` on the desk.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.desk)
@@ -295,6 +319,7 @@ impl Rig {
                     shifts,
                     open_tasks: 0,
                     on_shift: false,
+                    updated_by: String::new(),
                 }),
             })
             .await

@@ -264,6 +264,7 @@ mod tests {
             })
             .collect(),
             last_assigned_at: None,
+            updated_by: String::new(),
         }
     }
 

@@ -72,6 +72,8 @@ pub struct Member {
     pub shifts: Vec<Shift>,
     /// When they were last given a contact by the skills rule.
     pub last_assigned_at: Option<DateTime<Utc>>,
+    /// Who last changed their settings ("" before anyone did).
+    pub updated_by: String,
 }
 
 impl Member {
@@ -216,6 +218,7 @@ mod tests {
             presence: Presence::Available,
             shifts: Vec::new(),
             last_assigned_at: None,
+            updated_by: String::new(),
         }
     }
 

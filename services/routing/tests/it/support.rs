@@ -335,5 +335,6 @@ pub fn weekly(id: &str, role: CoordinatorRole, days: &[u32]) -> Coordinator {
             .collect(),
         open_tasks: 0,
         on_shift: false,
+        updated_by: String::new(),
     }
 }
