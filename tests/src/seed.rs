@@ -137,5 +137,21 @@ pub async fn kpi_year(
     .execute(cases)
     .await?
     .rows_affected();
+    // The totals over every program and the programs seen, as the projection
+    // keeps them beside the figures.
+    sqlx::query(
+        "INSERT INTO kpi_daily_all (day, channel, figure, value)
+         SELECT day, channel, figure, sum(value) FROM kpi_daily GROUP BY 1, 2, 3
+         ON CONFLICT (day, figure, channel) DO UPDATE SET value = EXCLUDED.value",
+    )
+    .execute(cases)
+    .await?;
+    sqlx::query(
+        "INSERT INTO kpi_programs (program_id) SELECT p FROM UNNEST($1::text[]) AS p
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(programs)
+    .execute(cases)
+    .await?;
     Ok(written)
 }

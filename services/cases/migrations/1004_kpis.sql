@@ -28,6 +28,22 @@ CREATE TABLE kpi_daily (
 -- A range of days over many programs is read from this index alone.
 CREATE INDEX kpi_daily_day ON kpi_daily (day, figure) INCLUDE (program_id, channel, value);
 
+-- The same figures summed over every program, kept beside them: a plot of
+-- every program over a year reads a row a day and figure, not one per program.
+CREATE TABLE kpi_daily_all (
+    day     DATE   NOT NULL,
+    channel TEXT   NOT NULL,
+    figure  TEXT   NOT NULL,
+    value   BIGINT NOT NULL,
+    PRIMARY KEY (day, figure, channel)
+);
+
+-- The programs the projection has seen a case of: a caller whose programs
+-- cover them all reads kpi_daily_all.
+CREATE TABLE kpi_programs (
+    program_id TEXT PRIMARY KEY
+);
+
 -- What the projection keeps of each case.
 CREATE TABLE kpi_cases (
     case_id          TEXT        PRIMARY KEY,

@@ -55,9 +55,11 @@ pub async fn reset(pool: &PgPool) -> Result<(), StoreError> {
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query("TRUNCATE kpi_daily, kpi_cases, kpi_attempts, kpi_open")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "TRUNCATE kpi_daily, kpi_daily_all, kpi_programs, kpi_cases, kpi_attempts, kpi_open",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -217,6 +219,13 @@ async fn save_cases(tx: &mut PgConnection, fold: &Fold, loaded: &Loaded) -> Resu
     .bind(&opted_out)
     .execute(&mut *tx)
     .await?;
+    sqlx::query(
+        "INSERT INTO kpi_programs (program_id) SELECT DISTINCT p FROM UNNEST($1::text[]) AS p
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&programs)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -361,6 +370,22 @@ async fn add_figures(tx: &mut PgConnection, fold: &Fold) -> Result<(), StoreErro
     .bind(&values)
     .execute(&mut *tx)
     .await?;
+    // And over every program.
+    sqlx::query(
+        "INSERT INTO kpi_daily_all (day, channel, figure, value)
+         SELECT day, channel, figure, sum(value)
+         FROM UNNEST($1::date[], $2::text[], $3::text[], $4::int8[])
+              AS f(day, channel, figure, value)
+         GROUP BY 1, 2, 3
+         ON CONFLICT (day, figure, channel)
+         DO UPDATE SET value = kpi_daily_all.value + EXCLUDED.value",
+    )
+    .bind(&days)
+    .bind(&channels)
+    .bind(&names)
+    .bind(&values)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -413,6 +438,37 @@ pub async fn figures(
     } else {
         "channel"
     };
+    // Summed over programs that are every program the projection has seen:
+    // the totals kept for that.
+    let every_program =
+        selection.sum_programs
+            && match selection.programs {
+                None => true,
+                Some(programs) => sqlx::query_scalar::<_, bool>(
+                    "SELECT NOT EXISTS (SELECT 1 FROM kpi_programs WHERE program_id <> ALL($1))",
+                )
+                .bind(programs)
+                .fetch_one(pool)
+                .await?,
+            };
+    if every_program {
+        let rows = sqlx::query(&format!(
+            "SELECT ''::text AS program_id, day, {channel} AS channel, figure,
+                 sum(value)::int8 AS value
+             FROM kpi_daily_all
+             WHERE day BETWEEN $1 AND $2
+               AND ($3::text[] IS NULL OR channel = '' OR channel = ANY($3))
+               AND ($4::text[] IS NULL OR figure = ANY($4))
+             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+        ))
+        .bind(selection.from)
+        .bind(selection.to)
+        .bind(selection.channels)
+        .bind(selection.figures)
+        .fetch_all(pool)
+        .await?;
+        return rows.iter().map(figure_row).collect();
+    }
     let rows = sqlx::query(&format!(
         "SELECT {program} AS program_id, day, {channel} AS channel, figure,
              sum(value)::int8 AS value
@@ -429,17 +485,17 @@ pub async fn figures(
     .bind(selection.figures)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(FigureRow {
-                program_id: row.try_get("program_id")?,
-                day: row.try_get("day")?,
-                channel: row.try_get("channel")?,
-                figure: row.try_get("figure")?,
-                value: row.try_get("value")?,
-            })
-        })
-        .collect()
+    rows.iter().map(figure_row).collect()
+}
+
+fn figure_row(row: &sqlx::postgres::PgRow) -> Result<FigureRow, StoreError> {
+    Ok(FigureRow {
+        program_id: row.try_get("program_id")?,
+        day: row.try_get("day")?,
+        channel: row.try_get("channel")?,
+        figure: row.try_get("figure")?,
+        value: row.try_get("value")?,
+    })
 }
 
 /// The backlog at `now`: touchpoints due and not attempted, by program,

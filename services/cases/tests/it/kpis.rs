@@ -321,6 +321,35 @@ async fn each_kpi_of_a_worked_week_and_the_same_after_a_rebuild() {
     );
     assert!(first.projected_through.is_some());
 
+    // Summed over every program (the totals kept beside the figures), for
+    // SMS: each day's figure once, a case's figures kept.
+    let summed = svc
+        .clone_client()
+        .0
+        .get_kpis(GetKpisRequest {
+            from_day: "2026-11-01".into(),
+            to_day: "2026-11-07".into(),
+            channels: vec!["sms".into()],
+            sum_programs: true,
+            ..GetKpisRequest::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let summed: Figures = summed
+        .figures
+        .iter()
+        .map(|f| {
+            assert!(f.program_id.is_empty() && f.channel != "email", "{f:?}");
+            (
+                (f.day.clone(), f.channel.clone(), f.figure.clone()),
+                f.value,
+            )
+        })
+        .collect();
+    assert_eq!(summed.get(&day("3", "sms", "attempted", 0).0), Some(&2));
+    assert_eq!(summed.get(&day("2", "", "enrolled", 0).0), Some(&2));
+
     let rebuild = svc
         .client
         .rebuild_kpis(RebuildKpisRequest {})
