@@ -4,6 +4,7 @@
 
 mod inbound;
 mod opt_out;
+mod roster;
 mod support;
 mod tasks;
 mod withdrawn;

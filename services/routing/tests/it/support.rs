@@ -38,6 +38,8 @@ pub const UNSUBSCRIBE_KEY: &str = "unsubscribe-key";
 pub const PROGRAMS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs");
 /// The API token of the coordinator `carla` herself.
 pub const CARLA_TOKEN: &str = "carla-own-token";
+/// Rita's: a supervisor of the refill program only.
+pub const RITA_TOKEN: &str = "rita-refill-token";
 
 /// A test's database, topics and the running service.
 pub struct World {
@@ -71,6 +73,10 @@ impl World {
             .access
             .tokens
             .push(ApiToken::new("carla", Role::Write, CARLA_TOKEN));
+        platform
+            .access
+            .tokens
+            .push(ApiToken::new("rita", Role::Write, RITA_TOKEN).scoped_to(&["refill-reminder"]));
         let mut config = touchpoint_routing::Config::new(platform, PROGRAMS);
         config.secrets = Secrets {
             sms_auth_token: Some(SMS_TOKEN.into()),
