@@ -345,7 +345,8 @@ async fn start_desk(processes: &mut Stack, services: &stack::Services) -> anyhow
     );
     println!(
         "\nThe desk: http://{DESK_ADDR} (development sign-in: roster id coord-maria, \
-         role coordinator, programs adherence, refill-reminder)\n"
+         role coordinator, programs adherence, refill-reminder; role supervisor for the \
+         operations page and the roster)\n"
     );
     Ok(())
 }
