@@ -67,6 +67,8 @@ CREATE TABLE kpi_attempts (
     reached      BOOLEAN NOT NULL
 );
 CREATE INDEX kpi_attempts_backlog ON kpi_attempts (due_at) WHERE NOT settled;
+-- Attempts are forgotten 90 days after they were made (src/kpi/projector.rs).
+CREATE INDEX kpi_attempts_made ON kpi_attempts (attempted_on) WHERE settled;
 
 -- Work open on a case that a figure waits on: callbacks, adverse-event flags,
 -- inbound contacts nobody has answered yet. Deleted when closed.

@@ -13,3 +13,5 @@ CREATE TABLE sla_watch (
     PRIMARY KEY (key, kind)
 );
 CREATE INDEX sla_watch_due ON sla_watch (due_at) WHERE state = 'watching';
+-- Rows mailed or closed are deleted a month after their due time.
+CREATE INDEX sla_watch_done ON sla_watch (due_at) WHERE state IN ('sent', 'closed');

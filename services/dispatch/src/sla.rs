@@ -25,6 +25,8 @@ use crate::providers::email::Mailer;
 
 /// Alerts claimed per round.
 const BATCH: i64 = 200;
+/// How long a mailed or closed watch is kept after its due time.
+const KEPT: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// Who is told of each program's alerts: `TOUCHPOINT_SLA_ALERT_TO`, e.g.
 /// `adherence=lead@hub.example+nurse@hub.example,*=ops@hub.example` (`*`:
@@ -165,9 +167,13 @@ impl SlaAlerts {
     }
 
     /// Claims what is due, mails it by program, marks it sent; returns how
-    /// many were claimed.
+    /// many were claimed. Forgets what was mailed or closed a month ago.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
         let now = self.clock.now();
+        sqlx::query("DELETE FROM sla_watch WHERE state IN ('sent', 'closed') AND due_at < $1")
+            .bind(now - KEPT)
+            .execute(&self.pool)
+            .await?;
         let claimed: Vec<(String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
             "UPDATE sla_watch w SET state = 'sending'
              FROM (SELECT kind, key FROM sla_watch

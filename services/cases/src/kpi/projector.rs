@@ -17,6 +17,11 @@ use crate::timeline;
 
 /// Entries folded per transaction.
 const BATCH: i64 = 1000;
+/// How long an attempt made is remembered: an answer after this is not
+/// credited to it (the table would otherwise grow with every attempt ever).
+const ATTEMPT_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(90);
+/// How often the forgetting runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Folds the timeline into the projection until `shutdown`, polling every
 /// `poll` when caught up.
@@ -26,7 +31,18 @@ pub async fn run(
     poll: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            match store::prune_attempts(&pool, chrono::Utc::now() - ATTEMPT_RETENTION).await {
+                Ok(removed) if removed > 0 => {
+                    tracing::info!(removed, "KPI projection forgot attempts past retention");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "KPI attempt retention failed"),
+            }
+            pruned_at = Some(tokio::time::Instant::now());
+        }
         let wait = match pass(&pool, zone).await {
             Ok(folded) if folded as i64 == BATCH => Duration::ZERO,
             Ok(_) => poll,

@@ -92,22 +92,23 @@ pub async fn answer(
         .map(|f| f.trim().to_owned())
         .filter(|f| !f.is_empty())
         .collect();
-    let figures = store::figures(
-        pool,
-        store::Selection {
-            programs,
-            channels: Some(channels.as_slice()).filter(|c| !c.is_empty()),
-            figures: Some(names.as_slice()).filter(|f| !f.is_empty()),
-            from: range.from,
-            to: range.to,
-            sum_programs: request.sum_programs,
-            sum_channels: request.sum_channels,
-        },
-    )
-    .await?;
-    let backlog = store::backlog(pool, programs, now).await?;
-    let open_work = store::open_work(pool, programs, now, DUE_SOON).await?;
-    let (through, behind) = store::position(pool, BEHIND_CAP).await?;
+    let selection = store::Selection {
+        programs,
+        channels: Some(channels.as_slice()).filter(|c| !c.is_empty()),
+        figures: Some(names.as_slice()).filter(|f| !f.is_empty()),
+        from: range.from,
+        to: range.to,
+        sum_programs: request.sum_programs,
+        sum_channels: request.sum_channels,
+    };
+    // Each on a connection of its own, at once: the answer waits for the
+    // slowest, not for their sum.
+    let (figures, backlog, open_work, (through, behind)) = tokio::try_join!(
+        store::figures(pool, selection),
+        store::backlog(pool, programs, now),
+        store::open_work(pool, programs, now, DUE_SOON),
+        store::position(pool, BEHIND_CAP),
+    )?;
     Ok(GetKpisResponse {
         figures: figures
             .into_iter()

@@ -64,6 +64,18 @@ pub async fn reset(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Forgets attempts made before `before` (their day in UTC); returns how
+/// many. Their figures stay; only a very late answer goes uncredited.
+pub async fn prune_attempts(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    Ok(
+        sqlx::query("DELETE FROM kpi_attempts WHERE settled AND attempted_on < $1")
+            .bind(before.date_naive())
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// The facts `events` read: their cases, the attempts they name, the work
 /// open on their cases.
 pub async fn load(

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{NaiveDate, TimeDelta};
+use chrono::NaiveDate;
 use minijinja::{Value, context};
 use serde::Deserialize;
 use touchpoint_proto::v1::{
@@ -148,39 +148,26 @@ async fn figures(desk: &Desk, signed: &Signed, chosen: &Chosen) -> Result<Figure
         .flat_map(|k| k.figures())
         .map(|f| (*f).to_owned())
         .collect();
-    // Today by program, with the backlog and the open work as they are now.
-    let now = kpis(
-        desk,
-        signed,
-        GetKpisRequest {
-            program_ids: programs.clone(),
-            channels: channels.clone(),
-            figures: names.clone(),
-            sum_channels: true,
-            days: 1,
-            ..GetKpisRequest::default()
-        },
-    )
-    .await?;
-    let to = today(&now).ok_or(PageError::Unavailable)?;
-    let from = to - TimeDelta::days(chosen.days - 1);
-    // The range, one value a day: summed in the database over the programs
-    // and channels, and only the figures the page shows.
-    let range = kpis(
-        desk,
-        signed,
-        GetKpisRequest {
-            program_ids: programs,
-            from_day: from.to_string(),
-            to_day: to.to_string(),
-            channels,
-            sum_programs: true,
-            figures: names,
-            sum_channels: true,
-            days: 0,
-        },
-    )
-    .await?;
+    let ask = |days: u32, sum_programs: bool| GetKpisRequest {
+        program_ids: programs.clone(),
+        channels: channels.clone(),
+        figures: names.clone(),
+        sum_channels: true,
+        sum_programs,
+        days,
+        ..GetKpisRequest::default()
+    };
+    // Both at once, each counting its days back from the site's today:
+    // today by program (with the backlog and the open work as they are now),
+    // and the range summed in the database over the programs and channels.
+    let days = u32::try_from(chosen.days).unwrap_or(30);
+    let (now, range) = tokio::try_join!(
+        kpis(desk, signed, ask(1, false)),
+        kpis(desk, signed, ask(days, true)),
+    )?;
+    let to = today(&range).ok_or(PageError::Unavailable)?;
+    let from = NaiveDate::parse_from_str(&range.from_day, "%Y-%m-%d")
+        .map_err(|_| PageError::Unavailable)?;
     Ok(Figures {
         from,
         to,
@@ -188,6 +175,23 @@ async fn figures(desk: &Desk, signed: &Signed, chosen: &Chosen) -> Result<Figure
         today: ops::by_program(&now.figures, None),
         now,
     })
+}
+
+/// What the CSV starts from, for a supervisor or site leader: their programs
+/// with targets, the filter checked, the figures.
+async fn prepare(
+    desk: &Desk,
+    signed: &Signed,
+    filter: &Filter,
+) -> Result<(BTreeMap<String, (String, ProgramTargets)>, Chosen, Figures), PageError> {
+    if !may_see(signed) {
+        return Err(PageError::Forbidden(signed.language()));
+    }
+    let programs = programs(desk, signed).await?;
+    let ids: Vec<String> = programs.keys().cloned().collect();
+    let chosen = filter.check(&ids, signed)?;
+    let figures = figures(desk, signed, &chosen).await?;
+    Ok((programs, chosen, figures))
 }
 
 /// The operations page.
@@ -203,7 +207,10 @@ pub async fn page(
     let programs = programs(&desk, &signed).await?;
     let ids: Vec<String> = programs.keys().cloned().collect();
     let chosen = filter.check(&ids, &signed)?;
-    let figures = figures(&desk, &signed, &chosen).await?;
+    let (figures, (team, queued)) = tokio::try_join!(
+        figures(&desk, &signed, &chosen),
+        team(&desk, &signed, chosen.program.as_deref()),
+    )?;
     let catalog = &desk.pages.catalog;
     let targets_of = |program: &str| programs.get(program).map(|(_, t)| t);
     // The chosen program's targets are drawn on its lines.
@@ -267,7 +274,6 @@ pub async fn page(
         })
         .collect();
 
-    let (team, queued) = team(&desk, &signed, chosen.program.as_deref()).await?;
     let backlog: u64 = figures.now.backlog.iter().map(|b| b.count).sum();
     let kpi_names: Vec<Value> = Kpi::ALL
         .iter()
@@ -358,13 +364,7 @@ pub async fn csv(
     Query(filter): Query<Filter>,
 ) -> Result<Response, PageError> {
     let language = signed.language();
-    if !may_see(&signed) {
-        return Err(PageError::Forbidden(language));
-    }
-    let programs = programs(&desk, &signed).await?;
-    let ids: Vec<String> = programs.keys().cloned().collect();
-    let chosen = filter.check(&ids, &signed)?;
-    let figures = figures(&desk, &signed, &chosen).await?;
+    let (programs, chosen, figures) = prepare(&desk, &signed, &filter).await?;
     let header: Vec<&str> = Kpi::ALL.iter().map(|k| k.name()).collect();
     let value =
         |kpi: &Kpi, sums: &ops::Sums| kpi.of(sums).map_or_else(String::new, |v| format!("{v:.4}"));

@@ -15,19 +15,10 @@ use touchpoint_proto::v1::{
 };
 
 use crate::browser::{Browser, WAIT};
-use crate::support::{Account, CARLA, NewPatient, Rig};
+use crate::support::{CARLA, NewPatient, Rig, SAM};
 
 /// Sunday 31 January 2027, 10:00 in New York.
 const NOW: &str = "2027-01-31T15:00:00Z";
-
-/// Sam: supervises the adherence program.
-const SAM: Account = Account {
-    id: "sam",
-    name: "Sam Okafor",
-    roles: &["supervisor"],
-    programs: &["adherence"],
-    locale: "en-US",
-};
 
 fn at(day: i64, hour: i64) -> chrono::DateTime<chrono::Utc> {
     utc("2027-01-01T00:00:00Z") + TimeDelta::days(day - 1) + TimeDelta::hours(hour)

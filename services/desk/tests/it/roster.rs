@@ -2,26 +2,15 @@
 //! next text from her patient no longer reaches her; routing records who made
 //! the change. A supervisor of another program cannot change her.
 
-use chrono::TimeDelta;
-use touchpoint_platform::testkit::events::{EMAIL, MOBILE, person};
-use touchpoint_platform::testkit::{self, utc};
+use touchpoint_platform::testkit::{self, events::MOBILE};
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, ContactRouted, GetTimelineRequest, Language};
+use touchpoint_proto::v1::{ContactRouted, GetTimelineRequest};
 
 use crate::browser::{Browser, WAIT};
-use crate::support::{Account, CARLA, NewPatient, Rig};
+use crate::support::{Account, CARLA, Rig, SAM};
 
 /// A Tuesday, 10:00 in New York.
 const NOW: &str = "2027-01-05T15:00:00Z";
-
-/// Sam: supervises the adherence program.
-const SAM: Account = Account {
-    id: "sam",
-    name: "Sam Okafor",
-    roles: &["supervisor"],
-    programs: &["adherence"],
-    locale: "en-US",
-};
 
 /// Rita: supervises the refill program only.
 const RITA: Account = Account {
@@ -57,19 +46,7 @@ async fn routed(rig: &Rig, case_id: &str) -> Vec<ContactRouted> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_changes_a_shift_and_the_next_routed_text_follows_it() {
     let mut rig = Rig::start(NOW, &[SAM, RITA, CARLA]).await;
-    rig.on_roster(&CARLA).await;
-    let enrolled = (utc(NOW) - TimeDelta::hours(1)).to_rfc3339();
-    let case_id = rig
-        .open_case(NewPatient {
-            key: "ben",
-            program: "adherence",
-            person: person("Ben", "Okafor", MOBILE, EMAIL),
-            language: Language::En,
-            enrolled: &enrolled,
-            channels: &[Channel::Sms],
-            coordinator: CARLA.id,
-        })
-        .await;
+    let case_id = rig.ben_with_carla(NOW).await;
     rig.routing_knows(&case_id).await;
     // On shift around the clock: Ben's text reaches Carla.
     assert_eq!(

@@ -110,6 +110,15 @@ pub const CORA: Account = Account {
     locale: "en-US",
 };
 
+/// Sam: supervises the adherence program.
+pub const SAM: Account = Account {
+    id: "sam",
+    name: "Sam Okafor",
+    roles: &["supervisor"],
+    programs: &["adherence"],
+    locale: "en-US",
+};
+
 impl Rig {
     /// Everything, on a clock standing at `now`, with `accounts` at the provider.
     pub async fn start(now: &str, accounts: &[Account]) -> Self {
@@ -232,22 +241,27 @@ impl Rig {
     /// in on her worklist: the case id and her browser.
     pub async fn carla_and_ben(now: &str) -> (Self, String, Browser) {
         let mut rig = Rig::start(now, &[CARLA]).await;
-        rig.on_roster(&CARLA).await;
-        let enrolled = (utc(now) - chrono::TimeDelta::hours(1)).to_rfc3339();
-        let case_id = rig
-            .open_case(NewPatient {
-                key: "ben",
-                program: "adherence",
-                person: person("Ben", "Okafor", MOBILE, EMAIL),
-                language: Language::En,
-                enrolled: &enrolled,
-                channels: &[Channel::Sms],
-                coordinator: CARLA.id,
-            })
-            .await;
+        let case_id = rig.ben_with_carla(now).await;
         let browser = Browser::start().await;
         rig.sign_in(&browser, &CARLA).await;
         (rig, case_id, browser)
+    }
+
+    /// Carla on the roster and her English patient Ben (SMS consent,
+    /// enrolled an hour before `now`); Ben's case id.
+    pub async fn ben_with_carla(&mut self, now: &str) -> String {
+        self.on_roster(&CARLA).await;
+        let enrolled = (utc(now) - chrono::TimeDelta::hours(1)).to_rfc3339();
+        self.open_case(NewPatient {
+            key: "ben",
+            program: "adherence",
+            person: person("Ben", "Okafor", MOBILE, EMAIL),
+            language: Language::En,
+            enrolled: &enrolled,
+            channels: &[Channel::Sms],
+            coordinator: CARLA.id,
+        })
+        .await
     }
 
     /// Waits until routing has taken in `case_id` with its number and its
