@@ -72,6 +72,19 @@ impl v1::Channel {
         v1::Channel::Fax,
         v1::Channel::Mail,
     ];
+
+    /// The channel in lower case: `sms`, `voice`, `email`, `fax`, `mail`,
+    /// `unspecified` (template file names, metric labels, KPI figures).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            v1::Channel::Sms => "sms",
+            v1::Channel::Voice => "voice",
+            v1::Channel::Email => "email",
+            v1::Channel::Fax => "fax",
+            v1::Channel::Mail => "mail",
+            v1::Channel::Unspecified => "unspecified",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -86,11 +86,8 @@ impl Tally {
 /// A channel's short name.
 pub fn channel_name(channel: i32) -> &'static str {
     match Channel::try_from(channel) {
-        Ok(Channel::Sms) => "sms",
-        Ok(Channel::Email) => "email",
-        Ok(Channel::Voice) => "voice",
-        Ok(Channel::Fax) => "fax",
-        _ => "other",
+        Ok(Channel::Mail | Channel::Unspecified) | Err(_) => "other",
+        Ok(channel) => channel.short_name(),
     }
 }
 

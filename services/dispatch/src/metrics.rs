@@ -54,7 +54,7 @@ pub fn committed(events: &[OutgoingEvent]) {
         ATTEMPTS.add(
             1,
             &[
-                KeyValue::new("channel", channel_name(channel)),
+                KeyValue::new("channel", channel.short_name()),
                 KeyValue::new("outcome", outcome),
             ],
         );
@@ -68,22 +68,10 @@ pub fn provider_answered(provider: &str, channel: Channel, result: &'static str,
         took.as_secs_f64(),
         &[
             KeyValue::new("provider", provider.to_owned()),
-            KeyValue::new("channel", channel_name(channel)),
+            KeyValue::new("channel", channel.short_name()),
             KeyValue::new("result", result),
         ],
     );
-}
-
-/// `sms`, `voice`, `email`, `fax`, `mail`: the channel in lower case.
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Sms => "sms",
-        Channel::Voice => "voice",
-        Channel::Email => "email",
-        Channel::Fax => "fax",
-        Channel::Mail => "mail",
-        Channel::Unspecified => "unspecified",
-    }
 }
 
 #[cfg(test)]

@@ -165,12 +165,8 @@ pub struct Fold {
 /// The key of `channel` in figures.
 pub fn channel_key(channel: i32) -> &'static str {
     match Channel::try_from(channel) {
-        Ok(Channel::Sms) => "sms",
-        Ok(Channel::Voice) => "voice",
-        Ok(Channel::Email) => "email",
-        Ok(Channel::Fax) => "fax",
-        Ok(Channel::Mail) => "mail",
         Ok(Channel::Unspecified) | Err(_) => "other",
+        Ok(channel) => channel.short_name(),
     }
 }
 

@@ -241,7 +241,7 @@ impl Templates {
                 if !WRITTEN.contains(&channel) || !checked.insert((&step.template, channel)) {
                     continue;
                 }
-                let name = channel_name(channel);
+                let name = channel.short_name();
                 let lang = language_code(self.default_language);
                 if TO_CAREGIVERS.contains(&channel)
                     && self
@@ -427,7 +427,7 @@ impl Templates {
                         .file_for(template, audience, fallback, channel, Part::Text)
                         .ok_or_else(|| RenderError::Missing {
                             template: template.to_owned(),
-                            channel: channel_name(channel),
+                            channel: channel.short_name(),
                         })?;
                     (fallback, file, true)
                 }
@@ -539,17 +539,6 @@ fn parse_name(name: &str) -> Result<Key, String> {
         channel,
         part,
     })
-}
-
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Sms => "sms",
-        Channel::Email => "email",
-        Channel::Fax => "fax",
-        Channel::Voice => "voice",
-        Channel::Mail => "mail",
-        Channel::Unspecified => "unspecified",
-    }
 }
 
 fn language_code(language: Language) -> &'static str {
