@@ -127,6 +127,12 @@ impl User {
         self.roles.contains(&role)
     }
 
+    /// Whether they run the operation of their programs (supervisor or site
+    /// leader): the operations page and the roster.
+    pub fn leads(&self) -> bool {
+        self.is(Role::Supervisor) || self.is(Role::SiteLeader)
+    }
+
     /// Whether they may see the cases of `program_id`.
     pub fn sees(&self, program_id: &str) -> bool {
         self.programs.iter().any(|p| p == program_id)

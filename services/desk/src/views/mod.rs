@@ -97,8 +97,7 @@ impl Desk {
                 user => minijinja::context! { id => &user.id, name => &user.name },
                 csrf => &signed.0.csrf,
                 is_compliance => user.is(crate::user::Role::Compliance),
-                is_supervisor => user.is(crate::user::Role::Supervisor)
-                    || user.is(crate::user::Role::SiteLeader),
+                is_supervisor => user.leads(),
                 ..page
             },
         )

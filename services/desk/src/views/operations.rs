@@ -16,14 +16,12 @@ use chrono::NaiveDate;
 use minijinja::{Value, context};
 use serde::Deserialize;
 use touchpoint_proto::v1::{
-    GetKpisRequest, GetKpisResponse, ListCoordinatorsRequest, ListProgramsRequest, Presence,
-    ProgramTargets,
+    GetKpisRequest, GetKpisResponse, ListProgramsRequest, Presence, ProgramTargets,
 };
 
 use crate::chart::{self, Chart};
 use crate::ops::{self, Kpi};
-use crate::user::Role;
-use crate::views::{Desk, PageError, Signed};
+use crate::views::{Desk, PageError, Signed, roster};
 
 /// The ranges a supervisor may choose, in days.
 const RANGES: [i64; 4] = [7, 30, 90, 365];
@@ -81,11 +79,6 @@ impl Filter {
             days,
         })
     }
-}
-
-fn may_see(signed: &Signed) -> bool {
-    let user = &signed.0.user;
-    user.is(Role::Supervisor) || user.is(Role::SiteLeader)
 }
 
 /// The programs the user may see, with their targets.
@@ -184,7 +177,7 @@ async fn prepare(
     signed: &Signed,
     filter: &Filter,
 ) -> Result<(BTreeMap<String, (String, ProgramTargets)>, Chosen, Figures), PageError> {
-    if !may_see(signed) {
+    if !signed.0.user.leads() {
         return Err(PageError::Forbidden(signed.language()));
     }
     let programs = programs(desk, signed).await?;
@@ -201,7 +194,7 @@ pub async fn page(
     Query(filter): Query<Filter>,
 ) -> Result<Html<String>, PageError> {
     let language = signed.language();
-    if !may_see(&signed) {
+    if !signed.0.user.leads() {
         return Err(PageError::Forbidden(language));
     }
     let programs = programs(&desk, &signed).await?;
@@ -311,24 +304,9 @@ async fn team(
     signed: &Signed,
     program: Option<&str>,
 ) -> Result<(Vec<Value>, u32), PageError> {
-    let answer = desk
-        .peers
-        .routing
-        .clone()
-        .list_coordinators(desk.vouched(
-            signed,
-            ListCoordinatorsRequest {
-                program_id: program.unwrap_or_default().to_owned(),
-            },
-        ))
-        .await
-        .map_err(|status| PageError::from_status(&status, signed.language()))?
-        .into_inner();
-    let allowed = &signed.0.user.programs;
-    let team = answer
-        .coordinators
+    let (people, queued) = roster::people(desk, signed, program).await?;
+    let team = people
         .iter()
-        .filter(|c| allowed.is_empty() || c.program_ids.iter().any(|p| allowed.contains(p)))
         // Who is on shift now, up to a page's worth.
         .filter(|c| c.on_shift)
         .take(TEAM_SHOWN)
@@ -343,7 +321,7 @@ async fn team(
             }
         })
         .collect();
-    Ok((team, answer.queued))
+    Ok((team, queued))
 }
 
 /// The locale key under `presence.` of `presence`.

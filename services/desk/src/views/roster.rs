@@ -13,33 +13,43 @@ use touchpoint_proto::v1::{
     Coordinator, Language, ListCoordinatorsRequest, Shift, UpsertCoordinatorRequest,
 };
 
-use crate::user::{Language as DeskLanguage, Role};
+use crate::user::Language as DeskLanguage;
 use crate::views::{Desk, PageError, Saved, Signed};
 
 /// The weekdays as routing numbers them, Monday first.
 const WEEKDAYS: [u32; 7] = [1, 2, 3, 4, 5, 6, 7];
 
-fn may_edit(signed: &Signed) -> bool {
-    let user = &signed.0.user;
-    user.is(Role::Supervisor) || user.is(Role::SiteLeader)
-}
-
-/// The people of the user's programs.
-async fn team(desk: &Desk, signed: &Signed) -> Result<Vec<Coordinator>, PageError> {
-    let listed = desk
+/// The people of the user's programs (of `program` alone when given), and how
+/// many tasks wait unassigned in those programs' queues.
+pub async fn people(
+    desk: &Desk,
+    signed: &Signed,
+    program: Option<&str>,
+) -> Result<(Vec<Coordinator>, u32), PageError> {
+    let answer = desk
         .peers
         .routing
         .clone()
-        .list_coordinators(desk.vouched(signed, ListCoordinatorsRequest::default()))
+        .list_coordinators(desk.vouched(
+            signed,
+            ListCoordinatorsRequest {
+                program_id: program.unwrap_or_default().to_owned(),
+            },
+        ))
         .await
         .map_err(|status| PageError::from_status(&status, signed.language()))?
-        .into_inner()
-        .coordinators;
+        .into_inner();
     let allowed = &signed.0.user.programs;
-    Ok(listed
+    let people = answer
+        .coordinators
         .into_iter()
         .filter(|c| allowed.is_empty() || c.program_ids.iter().any(|p| allowed.contains(p)))
-        .collect())
+        .collect();
+    Ok((people, answer.queued))
+}
+
+async fn team(desk: &Desk, signed: &Signed) -> Result<Vec<Coordinator>, PageError> {
+    Ok(people(desk, signed, None).await?.0)
 }
 
 fn shifts_of(c: &Coordinator) -> Vec<Value> {
@@ -62,7 +72,7 @@ pub async fn page(
     signed: Signed,
     Query(saved): Query<Saved>,
 ) -> Result<Html<String>, PageError> {
-    if !may_edit(&signed) {
+    if !signed.0.user.leads() {
         return Err(PageError::Forbidden(signed.language()));
     }
     let people: Vec<Value> = team(&desk, &signed)
@@ -107,7 +117,7 @@ pub async fn edit(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    if !may_edit(&signed) {
+    if !signed.0.user.leads() {
         return Err(PageError::Forbidden(signed.language()));
     }
     let person = team(&desk, &signed)
@@ -188,7 +198,7 @@ pub async fn save(
 ) -> Result<Redirect, PageError> {
     signed.check(&form.csrf)?;
     let language: DeskLanguage = signed.language();
-    if !may_edit(&signed) {
+    if !signed.0.user.leads() {
         return Err(PageError::Forbidden(language));
     }
     let bad = |reason: String| PageError::BadRequest(language, reason);
