@@ -414,21 +414,21 @@ impl KpiLag {
         .await?)
     }
 
-    async fn sample(&mut self) -> anyhow::Result<()> {
+    /// Notes how far behind the projection is; returns the entries behind.
+    async fn sample(&mut self) -> anyhow::Result<i64> {
         let (behind, oldest) = self.behind().await?;
         self.max_behind = self.max_behind.max(behind);
         if let Some(oldest) = oldest {
             self.max_wait = self.max_wait.max(Utc::now() - oldest);
         }
-        Ok(())
+        Ok(behind)
     }
 
     /// Samples until the projection has folded everything; returns when.
     async fn until_caught_up(&mut self, limit: Duration) -> anyhow::Result<DateTime<Utc>> {
         let deadline = Instant::now() + limit;
         loop {
-            self.sample().await?;
-            if self.behind().await?.0 == 0 {
+            if self.sample().await? == 0 {
                 return Ok(Utc::now());
             }
             if Instant::now() > deadline {

@@ -29,6 +29,15 @@ pub async fn lock_cursor(tx: &mut PgConnection) -> Result<Cursor, StoreError> {
     Ok(Cursor::new(writer_xid, position))
 }
 
+/// The cursor as it stands, without a lock.
+pub async fn cursor<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<Cursor, StoreError> {
+    let (writer_xid, position): (i64, i64) =
+        sqlx::query_as("SELECT writer_xid, position FROM kpi_cursor")
+            .fetch_one(db)
+            .await?;
+    Ok(Cursor::new(writer_xid, position))
+}
+
 /// Moves the cursor past `cursor`, the last entry folded, recorded at `through`.
 pub async fn advance(
     tx: &mut PgConnection,
@@ -463,40 +472,34 @@ pub async fn figures(
                 .fetch_one(pool)
                 .await?,
             };
-    if every_program {
-        let rows = sqlx::query(&format!(
-            "SELECT ''::text AS program_id, day, {channel} AS channel, figure,
-                 sum(value)::int8 AS value
-             FROM kpi_daily_all
-             WHERE day BETWEEN $1 AND $2
-               AND ($3::text[] IS NULL OR channel = '' OR channel = ANY($3))
-               AND ($4::text[] IS NULL OR figure = ANY($4))
-             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-        ))
+    // The sums over every program, or the rows of the programs asked for.
+    let (table, program, programs) = if every_program {
+        ("kpi_daily_all", "''::text", "")
+    } else {
+        (
+            "kpi_daily",
+            program,
+            "AND ($5::text[] IS NULL OR program_id = ANY($5))",
+        )
+    };
+    let sql = format!(
+        "SELECT {program} AS program_id, day, {channel} AS channel, figure,
+             sum(value)::int8 AS value
+         FROM {table}
+         WHERE day BETWEEN $1 AND $2
+           AND ($3::text[] IS NULL OR channel = '' OR channel = ANY($3))
+           AND ($4::text[] IS NULL OR figure = ANY($4)) {programs}
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    );
+    let mut query = sqlx::query(&sql)
         .bind(selection.from)
         .bind(selection.to)
         .bind(selection.channels)
-        .bind(selection.figures)
-        .fetch_all(pool)
-        .await?;
-        return rows.iter().map(figure_row).collect();
+        .bind(selection.figures);
+    if !every_program {
+        query = query.bind(selection.programs);
     }
-    let rows = sqlx::query(&format!(
-        "SELECT {program} AS program_id, day, {channel} AS channel, figure,
-             sum(value)::int8 AS value
-         FROM kpi_daily
-         WHERE day BETWEEN $1 AND $2 AND ($3::text[] IS NULL OR program_id = ANY($3))
-           AND ($4::text[] IS NULL OR channel = '' OR channel = ANY($4))
-           AND ($5::text[] IS NULL OR figure = ANY($5))
-         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-    ))
-    .bind(selection.from)
-    .bind(selection.to)
-    .bind(selection.programs)
-    .bind(selection.channels)
-    .bind(selection.figures)
-    .fetch_all(pool)
-    .await?;
+    let rows = query.fetch_all(pool).await?;
     rows.iter().map(figure_row).collect()
 }
 
