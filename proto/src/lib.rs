@@ -30,6 +30,7 @@ impl Payload {
             Payload::TherapyEventRecorded(_) => "touchpoint.v1.TherapyEventRecorded",
             Payload::CaseStatusChanged(_) => "touchpoint.v1.CaseStatusChanged",
             Payload::NoteAdded(_) => "touchpoint.v1.NoteAdded",
+            Payload::AdverseEventReported(_) => "touchpoint.v1.AdverseEventReported",
             Payload::OutreachRequested(_) => "touchpoint.v1.OutreachRequested",
             Payload::OutreachHeld(_) => "touchpoint.v1.OutreachHeld",
             Payload::OutreachResumed(_) => "touchpoint.v1.OutreachResumed",

@@ -198,6 +198,7 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         Payload::CallbackRequested(_) | Payload::TaskCompleted(_) => Ok(Reaction::Ignore),
         Payload::CoordinatorAssigned(_)
         | Payload::NoteAdded(_)
+        | Payload::AdverseEventReported(_)
         | Payload::OutreachRequested(_)
         | Payload::OutreachHeld(_)
         | Payload::OutreachResumed(_)

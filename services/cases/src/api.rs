@@ -11,18 +11,21 @@ use touchpoint_platform::access::{Caller, Scope};
 use touchpoint_platform::envelope;
 use touchpoint_platform::input;
 use touchpoint_proto::v1::case_service_server::CaseService;
+use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AddNoteRequest, AssignCoordinatorRequest, Case, CaseStatus, Channel, CommandMeta,
     CommandResult, ConsentSource, ContactPoint, ContactPoints, FindCasesByContactRequest,
     FindCasesByContactResponse, GetCaseRequest, GetKpisRequest, GetKpisResponse,
-    GetTimelineRequest, GetTimelineResponse, OpenCaseRequest, Person, RebuildKpisRequest,
-    RebuildKpisResponse, RecordConsentRequest, RecordTherapyEventRequest, RevokeConsentRequest,
-    SetStatusRequest, TherapyEventKind, UpdateContactPointsRequest, WatchCaseRequest,
-    WatchEventsRequest, contact_point,
+    GetTimelineRequest, GetTimelineResponse, ListAdverseEventsRequest, ListAdverseEventsResponse,
+    OpenCaseRequest, Person, RebuildKpisRequest, RebuildKpisResponse, RecordConsentRequest,
+    RecordTherapyEventRequest, ReportAdverseEventRequest, RevokeConsentRequest, SetStatusRequest,
+    TherapyEventKind, UpdateContactPointsRequest, WatchCaseRequest, WatchEventsRequest,
+    contact_point,
 };
 use uuid::Uuid;
 
 use crate::domain::FieldError;
+use crate::domain::adverse_event;
 use crate::domain::case::{
     Command, ConsentChange, Contact, ContactUpdate, NewCase, PersonDetails, Rejection,
     StatusChange, TherapyFact,
@@ -219,6 +222,78 @@ impl CaseService for CaseApi {
         Ok(Response::new(RebuildKpisResponse {
             entries: entries.max(0) as u64,
         }))
+    }
+
+    async fn report_adverse_event(
+        &self,
+        request: Request<ReportAdverseEventRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let scope = Scope::of(&request);
+        let by = Caller::name_of(&request);
+        let r = request.into_inner();
+        let case_id = self.case_in_scope(&scope, &r.case_id).await?;
+        let key = input::id("review_task_id", &r.review_task_id)?;
+        let today = self.store.now().with_timezone(&self.kpi_zone).date_naive();
+        let decision = adverse_event::decision(&r, today)?;
+        let mut flag = None;
+        for event in timeline::events_of(
+            self.store.pool(),
+            &case_id,
+            &[
+                "touchpoint.v1.AdverseEventSuspected",
+                "touchpoint.v1.AdverseEventReported",
+            ],
+        )
+        .await?
+        {
+            match event.payload {
+                Some(Payload::AdverseEventSuspected(raised))
+                    if raised.review_task_id == key
+                        || (raised.review_task_id.is_empty() && raised.inbound_id == key) =>
+                {
+                    flag = Some(adverse_event::Flag {
+                        received_at: raised
+                            .received_at
+                            .as_ref()
+                            .and_then(envelope::instant)
+                            .or_else(|| event.occurred_at.as_ref().and_then(envelope::instant))
+                            .ok_or(StoreError::Corrupt)?,
+                        review_task_id: raised.review_task_id,
+                        inbound_id: raised.inbound_id,
+                    });
+                }
+                Some(Payload::AdverseEventReported(decided))
+                    if decided.review_task_id == key
+                        || (decided.review_task_id.is_empty() && decided.inbound_id == key) =>
+                {
+                    return Err(Status::failed_precondition(
+                        "review_task_id: the flag already has a decision",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let flag = flag.ok_or_else(|| {
+            Status::failed_precondition("review_task_id: the case has no such adverse-event flag")
+        })?;
+        let event = adverse_event::reported(&flag, decision, &by);
+        self.run(
+            &scope,
+            &case_id,
+            r.meta,
+            Command::DecideAdverseEvent(Box::new(event)),
+        )
+        .await
+    }
+
+    async fn list_adverse_events(
+        &self,
+        request: Request<ListAdverseEventsRequest>,
+    ) -> Result<Response<ListAdverseEventsResponse>, Status> {
+        let scope = Scope::of(&request);
+        kpi::flags::answer(self.store.pool(), self.kpi_zone, request.get_ref(), &scope)
+            .await
+            .map(Response::new)
     }
 
     async fn open_case(

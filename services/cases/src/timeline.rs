@@ -117,6 +117,25 @@ impl PageToken {
     }
 }
 
+/// Every event of `case_id` of the given kinds (full names), in the order they
+/// were recorded: for a case's few events of a rare kind.
+pub async fn events_of(
+    pool: &PgPool,
+    case_id: &str,
+    kinds: &[&str],
+) -> Result<Vec<Envelope>, StoreError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT envelope FROM timeline WHERE case_id = $1 AND kind = ANY($2) ORDER BY position",
+    )
+    .bind(case_id)
+    .bind(kinds)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|bytes| Envelope::decode(bytes.as_slice()).map_err(|_| StoreError::Corrupt))
+        .collect()
+}
+
 /// About `page_size` entries of `case_id` after `after`, in the order they
 /// happened, of the given kinds (all if empty), and the token of the next page
 /// when there may be more. A page runs to the end of its last instant, so it

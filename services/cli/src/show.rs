@@ -44,6 +44,10 @@ pub fn describe(payload: &Payload) -> String {
         Payload::TherapyEventRecorded(_) => "therapy event recorded".into(),
         Payload::CaseStatusChanged(_) => "status changed".into(),
         Payload::NoteAdded(_) => "note added".into(),
+        Payload::AdverseEventReported(r) if r.decision == "reported" => {
+            "adverse event reported".into()
+        }
+        Payload::AdverseEventReported(_) => "adverse event ruled out".into(),
         Payload::OutreachRequested(o) if o.step_id == "keyword-reply" => {
             "keyword answer requested (sms)".into()
         }

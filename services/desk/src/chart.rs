@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use crate::xml::escape;
+
 /// The drawing's size in user units; the CSS scales it to the page.
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
@@ -162,13 +164,6 @@ fn nice_ceiling(value: f64) -> f64 {
         .map(|m| m * power)
         .find(|c| *c >= value)
         .unwrap_or(10.0 * power)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! desk on a free port.
 
 pub mod chart;
+pub mod e2b;
 pub mod i18n;
 pub mod jwt;
 pub mod live;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod user;
 pub mod views;
 pub mod words;
+pub mod xml;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

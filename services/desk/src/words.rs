@@ -192,6 +192,14 @@ pub fn describe(entry: &TimelineEntry) -> Option<Phrase> {
         Payload::NoteAdded(note) => Phrase::new("timeline.note_added")
             .with("author", text(&note.author))
             .with("text", text(&note.text)),
+        Payload::AdverseEventReported(r) if r.decision == "reported" => {
+            Phrase::new("timeline.adverse_event_reported")
+                .with("by", text(&r.decided_by))
+                .with("reference", text(&r.safety_reference))
+        }
+        Payload::AdverseEventReported(r) => {
+            Phrase::new("timeline.adverse_event_ruled_out").with("by", text(&r.decided_by))
+        }
         Payload::OutreachRequested(o) => Phrase::new("timeline.outreach_requested")
             .with("step", text(&o.step_id))
             .with("channel", Arg::Word(channel(o.channel)))

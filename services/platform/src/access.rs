@@ -87,8 +87,9 @@ pub enum Needs {
 }
 
 /// Touchpoint's methods that change nothing.
-const READ_METHODS: [&str; 15] = [
+const READ_METHODS: [&str; 16] = [
     "/touchpoint.v1.CaseService/GetCase",
+    "/touchpoint.v1.CaseService/ListAdverseEvents",
     "/touchpoint.v1.CaseService/GetKpis",
     "/touchpoint.v1.CaseService/FindCasesByContact",
     "/touchpoint.v1.CaseService/GetTimeline",

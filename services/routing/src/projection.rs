@@ -2,7 +2,8 @@
 //! inbox: from `touchpoint.case.v1` each case's program, language, assigned
 //! coordinator and navigator and the contact points that reach it; from
 //! `touchpoint.attempt.v1` the latest attempt sent per case and channel (a reply
-//! names it) and the call tasks dispatch asks for; from any of them and from
+//! names it) and the call tasks dispatch asks for; the decisions on possible
+//! adverse events, which complete their review tasks; from any of them and from
 //! routing's own `touchpoint.inbound.v1`, what withdraws open work
 //! ([`crate::withdrawal`]).
 //!
@@ -232,6 +233,27 @@ impl Handler for Projector {
                     },
                 )
                 .await?;
+            }
+            Payload::AdverseEventReported(decided) => {
+                // A flag without a review task has nothing to complete here.
+                let Ok(task_id) = Uuid::parse_str(&decided.review_task_id) else {
+                    return Ok(());
+                };
+                let at = envelope
+                    .occurred_at
+                    .as_ref()
+                    .and_then(instant)
+                    .unwrap_or_else(Utc::now);
+                let completed =
+                    tasks::complete_review(tx, task_id, &decided.decided_by, at, &self.topic)
+                        .await
+                        .map_err(|e| match e {
+                            tasks::TaskError::Store(store) => HandlerError::from(store),
+                            other => HandlerError::Transient(other.to_string()),
+                        })?;
+                outbox::append(tx, &completed.into_iter().collect::<Vec<_>>())
+                    .await
+                    .map_err(StoreError::from)?;
             }
             _ => {}
         }

@@ -631,27 +631,7 @@ pub async fn complete(
     if !fits {
         return Err(TaskError::Unavailable("not completed that way"));
     }
-    let row = sqlx::query(&format!(
-        "UPDATE tasks SET member_id = $2, status = 'done', outcome = $3, completed_at = $4
-         WHERE task_id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(task_id)
-    .bind(member_id)
-    .bind(outcome.as_str())
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    let done = task(&row)?;
-    // Only a task that was someone's counted against them (and it was this
-    // member's: another's was refused above).
-    let released = found.member_id.is_some();
-    if released {
-        release_capacity(&mut tx, member_id).await?;
-    }
-    let story = Envelope {
-        correlation_id: done.correlation_id.clone(),
-        ..Envelope::default()
-    };
+    let (done, completed) = mark_done(&mut tx, &found, member_id, outcome, now, topic).await?;
     let mut events = Vec::new();
     if outcome == Outcome::OptedOut {
         events = match done.kind {
@@ -659,27 +639,94 @@ pub async fn complete(
             _ => reviewed_opt_out(&mut tx, &done, scope, now, topic).await?,
         };
     }
-    if !done.case_id.is_empty() {
-        let envelope = new_envelope(
-            &done.case_id,
-            crate::SPEC.name,
-            now,
-            Payload::TaskCompleted(TaskCompleted {
-                task_id: done.task_id.to_string(),
-                kind: done.kind.as_str().into(),
-                outcome: outcome.as_str().into(),
-                attempt_id: done.attempt_id.clone().unwrap_or_default(),
-                coordinator_id: member_id.to_owned(),
-            }),
-            Some(&story).filter(|s| !s.correlation_id.is_empty()),
-        );
-        events.insert(0, OutgoingEvent::new(topic, envelope));
-    }
+    events.splice(0..0, completed);
     outbox::append(&mut tx, &events)
         .await
         .map_err(|e| TaskError::Store(e.into()))?;
     tx.commit().await?;
-    Ok((done, released))
+    // Only a task that was someone's counted against them.
+    Ok((done, found.member_id.is_some()))
+}
+
+/// Marks `found` (locked) done by `member_id` with `outcome` and gives its
+/// holder's capacity back: the done task, and its `TaskCompleted` for `topic`
+/// (none for a task about no case).
+async fn mark_done(
+    tx: &mut PgConnection,
+    found: &Task,
+    member_id: &str,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<(Task, Option<OutgoingEvent>), TaskError> {
+    let row = sqlx::query(&format!(
+        "UPDATE tasks SET member_id = $2, status = 'done', outcome = $3, completed_at = $4
+         WHERE task_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(found.task_id)
+    .bind(member_id)
+    .bind(outcome.as_str())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let done = task(&row)?;
+    if let Some(holder) = found.member_id.as_deref() {
+        release_capacity(tx, holder).await?;
+    }
+    if done.case_id.is_empty() {
+        return Ok((done, None));
+    }
+    let story = Envelope {
+        correlation_id: done.correlation_id.clone(),
+        ..Envelope::default()
+    };
+    let envelope = new_envelope(
+        &done.case_id,
+        crate::SPEC.name,
+        now,
+        Payload::TaskCompleted(TaskCompleted {
+            task_id: done.task_id.to_string(),
+            kind: done.kind.as_str().into(),
+            outcome: outcome.as_str().into(),
+            attempt_id: done.attempt_id.clone().unwrap_or_default(),
+            coordinator_id: member_id.to_owned(),
+        }),
+        Some(&story).filter(|s| !s.correlation_id.is_empty()),
+    );
+    Ok((done, Some(OutgoingEvent::new(topic, envelope))))
+}
+
+/// A decision on a possible adverse event (`AdverseEventReported`) was
+/// recorded by `by`: its review task is done, whoever held it. The
+/// `TaskCompleted` to publish; nothing for a task already done, withdrawn or
+/// unknown here.
+pub async fn complete_review(
+    tx: &mut PgConnection,
+    task_id: Uuid,
+    by: &str,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<Option<OutgoingEvent>, TaskError> {
+    let found = match lock(tx, task_id).await {
+        Ok(found) => found,
+        Err(TaskError::NotFound) => return Ok(None),
+        Err(other) => return Err(other),
+    };
+    if found.kind != Kind::AdverseEventReview
+        || matches!(found.status.as_str(), "done" | "withdrawn")
+    {
+        return Ok(None);
+    }
+    let member = if by.trim().is_empty() {
+        found.member_id.clone().unwrap_or_default()
+    } else {
+        by.to_owned()
+    };
+    Ok(
+        mark_done(tx, &found, &member, Outcome::Resolved, now, topic)
+            .await?
+            .1,
+    )
 }
 
 /// The opt-outs a keyword review decided: one `OptOutReceived` for each case

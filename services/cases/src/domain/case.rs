@@ -8,9 +8,10 @@ use touchpoint_platform::envelope::{instant, timestamp};
 use touchpoint_proto::Timestamp;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Case, CaseOpened, CaseStatus, CaseStatusChanged, Channel, Consent, ConsentRecorded,
-    ConsentRevoked, ConsentSource, ConsentState, ContactPoint, ContactPoints, ContactPointsUpdated,
-    CoordinatorAssigned, Fill, NoteAdded, Person, Therapy, TherapyEventKind, TherapyEventRecorded,
+    AdverseEventReported, Case, CaseOpened, CaseStatus, CaseStatusChanged, Channel, Consent,
+    ConsentRecorded, ConsentRevoked, ConsentSource, ConsentState, ContactPoint, ContactPoints,
+    ContactPointsUpdated, CoordinatorAssigned, Fill, NoteAdded, Person, Therapy, TherapyEventKind,
+    TherapyEventRecorded,
 };
 
 use super::contact::{ContactKey, EmailAddress, PhoneNumber};
@@ -175,6 +176,9 @@ pub enum Command {
         /// The note.
         text: String,
     },
+    /// Record a decision on a possible adverse event
+    /// ([`super::adverse_event::reported`] builds it).
+    DecideAdverseEvent(Box<AdverseEventReported>),
 }
 
 /// Consent given or revoked.
@@ -234,9 +238,12 @@ pub fn decide(state: Option<&Case>, command: &Command) -> Result<Vec<Payload>, R
         (Some(case), _) => case,
     };
     let closed = case.status == CaseStatus::Closed as i32;
-    // A revocation must always be honoured, and notes keep the audit trail going.
-    let allowed_when_closed =
-        matches!(command, Command::RevokeConsent(_) | Command::AddNote { .. });
+    // A revocation must always be honoured, notes keep the audit trail going,
+    // and a possible adverse event is reported whatever became of the case.
+    let allowed_when_closed = matches!(
+        command,
+        Command::RevokeConsent(_) | Command::AddNote { .. } | Command::DecideAdverseEvent(_)
+    );
     if closed && !allowed_when_closed {
         return Err(Rejection::Closed);
     }
@@ -292,6 +299,7 @@ pub fn decide(state: Option<&Case>, command: &Command) -> Result<Vec<Payload>, R
             author: author.clone(),
             text: text.clone(),
         }),
+        Command::DecideAdverseEvent(decided) => Payload::AdverseEventReported((**decided).clone()),
     };
     Ok(vec![event])
 }

@@ -2,6 +2,7 @@
 //! aggregate's rules (which commands are allowed, which events they produce, and how
 //! events fold into the case's state).
 
+pub mod adverse_event;
 pub mod case;
 /// Contact points, shared with routing (which looks cases up by them).
 pub mod contact {

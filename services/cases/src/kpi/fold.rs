@@ -64,6 +64,13 @@ pub mod figure {
     pub const AE_REVIEWED: &str = "ae_reviewed";
     /// See [`AE_REVIEWED`].
     pub const AE_REVIEWED_IN_24H: &str = "ae_reviewed_in_24h";
+    /// Flags reported to the safety database, and of those within 24 hours
+    /// of day zero (the message's first receipt), on the day of the report.
+    pub const AE_REPORTED: &str = "ae_reported";
+    /// See [`AE_REPORTED`].
+    pub const AE_REPORTED_IN_24H: &str = "ae_reported_in_24h";
+    /// Flags decided not to be adverse events.
+    pub const AE_NOT_AE: &str = "ae_not_ae";
 }
 
 /// What the projection keeps of a case.
@@ -147,6 +154,55 @@ pub struct OpenItem {
 /// A daily figure's key: program, day, channel ("" for the case), figure.
 pub type FigureKey = (String, NaiveDate, String, String);
 
+/// What happened to a possible adverse event, for the reconciliation list
+/// (`store::save_flags` keeps one row per case and flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagChange {
+    /// A case was flagged.
+    Raised {
+        /// The case.
+        case_id: String,
+        /// Its review task, or its message when it has none.
+        key: String,
+        /// The message.
+        inbound_id: String,
+        /// Day zero.
+        received_at: DateTime<Utc>,
+        /// When the report is due.
+        due_at: DateTime<Utc>,
+    },
+    /// A person reported it, or decided it is not an adverse event.
+    Decided {
+        /// The case.
+        case_id: String,
+        /// See `Raised`.
+        key: String,
+        /// The message.
+        inbound_id: String,
+        /// Day zero, as the decision carries it.
+        aware_at: DateTime<Utc>,
+        /// "reported" or "not_adverse_event".
+        decision: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// Who.
+        by: String,
+        /// The safety database's reference.
+        safety_reference: String,
+        /// Why it is not one.
+        reason: String,
+    },
+    /// Its review task was completed (with or without a report).
+    Reviewed {
+        /// The task.
+        key: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// Who.
+        by: String,
+    },
+}
+
 /// The facts a batch reads and changes, and the figures it adds.
 #[derive(Debug, Default)]
 pub struct Fold {
@@ -160,6 +216,8 @@ pub struct Fold {
     pub figures: BTreeMap<FigureKey, i64>,
     /// Events of a case the projection does not know, skipped.
     pub unknown_case: u64,
+    /// What happened to possible adverse events, in order.
+    pub flags: Vec<FlagChange>,
 }
 
 /// The key of `channel` in figures.
@@ -298,6 +356,45 @@ impl Fold {
                     }),
                 );
                 self.count(case_id, zone, received, "", figure::AE_FLAGS, 1);
+                self.flags.push(FlagChange::Raised {
+                    case_id: case_id.to_owned(),
+                    key: key.clone(),
+                    inbound_id: flag.inbound_id.clone(),
+                    received_at: received,
+                    due_at: flag
+                        .report_due_at
+                        .as_ref()
+                        .and_then(instant)
+                        .unwrap_or(received + AE_REPORT_WINDOW),
+                });
+            }
+            Payload::AdverseEventReported(decided) => {
+                let key = if decided.review_task_id.is_empty() {
+                    &decided.inbound_id
+                } else {
+                    &decided.review_task_id
+                };
+                let aware_at = decided.aware_at.as_ref().and_then(instant).unwrap_or(at);
+                self.review_done(case_id, zone, at, key);
+                if decided.decision == "reported" {
+                    self.count(case_id, zone, at, "", figure::AE_REPORTED, 1);
+                    if at <= aware_at + AE_REPORT_WINDOW {
+                        self.count(case_id, zone, at, "", figure::AE_REPORTED_IN_24H, 1);
+                    }
+                } else {
+                    self.count(case_id, zone, at, "", figure::AE_NOT_AE, 1);
+                }
+                self.flags.push(FlagChange::Decided {
+                    case_id: case_id.to_owned(),
+                    key: key.clone(),
+                    inbound_id: decided.inbound_id.clone(),
+                    aware_at,
+                    decision: decided.decision.clone(),
+                    at,
+                    by: decided.decided_by.clone(),
+                    safety_reference: decided.safety_reference.clone(),
+                    reason: decided.reason.clone(),
+                });
             }
             Payload::CallbackRequested(callback) => {
                 self.open.insert(
@@ -347,7 +444,21 @@ impl Fold {
                 self.first_contact(case_id, zone, at);
             }
         }
-        if let Some(slot) = self.open.get_mut(&(OpenKind::AdverseEvent, key))
+        if done.kind == "adverse_event_review" {
+            self.flags.push(FlagChange::Reviewed {
+                key: key.clone(),
+                at,
+                by: done.coordinator_id.clone(),
+            });
+        }
+        self.review_done(case_id, zone, at, &key);
+        self.answer_inbound(case_id, zone, at);
+    }
+
+    /// The possible adverse event `key` was reviewed at `at`: counted once,
+    /// by its report or its review task, whichever comes first.
+    fn review_done(&mut self, case_id: &str, zone: Tz, at: DateTime<Utc>, key: &str) {
+        if let Some(slot) = self.open.get_mut(&(OpenKind::AdverseEvent, key.to_owned()))
             && let Some(item) = slot.take()
         {
             self.count(case_id, zone, at, "", figure::AE_REVIEWED, 1);
@@ -355,7 +466,6 @@ impl Fold {
                 self.count(case_id, zone, at, "", figure::AE_REVIEWED_IN_24H, 1);
             }
         }
-        self.answer_inbound(case_id, zone, at);
     }
 
     /// The attempt `attempt_id`, known from now on.
@@ -516,6 +626,7 @@ fn counted(payload: &Payload) -> bool {
             | Payload::InboundReceived(_)
             | Payload::OptOutReceived(_)
             | Payload::AdverseEventSuspected(_)
+            | Payload::AdverseEventReported(_)
             | Payload::CallbackRequested(_)
             | Payload::TaskCompleted(_)
             | Payload::TaskWithdrawn(_)
@@ -714,5 +825,69 @@ mod tests {
         );
         assert!(fold.figures.is_empty());
         assert_eq!(fold.unknown_case, 1);
+    }
+
+    #[test]
+    fn a_report_within_24_hours_closes_the_flag_once_and_is_counted_as_reported() {
+        let mut fold = Fold::default();
+        opened(&mut fold, "a");
+        for (key, on) in [("review-1", 2), ("review-2", 2)] {
+            fold.add(
+                ZONE,
+                &event(
+                    "a",
+                    day(on),
+                    Payload::AdverseEventSuspected(AdverseEventSuspected {
+                        inbound_id: format!("in-{key}"),
+                        received_at: Some(timestamp(day(on))),
+                        review_task_id: key.into(),
+                        ..AdverseEventSuspected::default()
+                    }),
+                ),
+            );
+        }
+        let decided = |key: &str, at, decision: &str| {
+            event(
+                "a",
+                at,
+                Payload::AdverseEventReported(touchpoint_proto::v1::AdverseEventReported {
+                    review_task_id: key.into(),
+                    aware_at: Some(timestamp(day(2))),
+                    decision: decision.into(),
+                    decided_by: "paula".into(),
+                    ..touchpoint_proto::v1::AdverseEventReported::default()
+                }),
+            )
+        };
+        // Reported 20 hours after receipt; routing then completes the task.
+        let reported_at = day(2) + TimeDelta::hours(20);
+        fold.add(ZONE, &decided("review-1", reported_at, "reported"));
+        fold.add(
+            ZONE,
+            &done("a", reported_at, "review-1", "adverse_event_review"),
+        );
+        // Ruled out two days later.
+        fold.add(ZONE, &decided("review-2", day(4), "not_adverse_event"));
+        assert_eq!(total(&fold, figure::AE_FLAGS), 2);
+        assert_eq!(total(&fold, figure::AE_REVIEWED), 2);
+        assert_eq!(total(&fold, figure::AE_REVIEWED_IN_24H), 1);
+        assert_eq!(total(&fold, figure::AE_REPORTED), 1);
+        assert_eq!(total(&fold, figure::AE_REPORTED_IN_24H), 1);
+        assert_eq!(total(&fold, figure::AE_NOT_AE), 1);
+        assert!(fold.open.values().all(Option::is_none));
+        let decisions: Vec<(&str, &str)> = fold
+            .flags
+            .iter()
+            .filter_map(|change| match change {
+                FlagChange::Decided { key, decision, .. } => {
+                    Some((key.as_str(), decision.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            decisions,
+            [("review-1", "reported"), ("review-2", "not_adverse_event")]
+        );
     }
 }

@@ -7,8 +7,11 @@
 //! days: a rebuild from the topics would lose the older figures.
 //!
 //! `fold` is the arithmetic (pure), `store` its tables, `projector` the loop
-//! that keeps it current, `query` what `GetKpis` answers.
+//! that keeps it current, `query` what `GetKpis` answers, `flags` what
+//! `ListAdverseEvents` answers (the possible adverse events and their
+//! decisions, kept beside the figures).
 
+pub mod flags;
 pub mod fold;
 pub mod projector;
 pub mod query;

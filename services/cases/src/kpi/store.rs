@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_proto::v1::Envelope;
 use touchpoint_proto::v1::envelope::Payload;
 
-use super::fold::{AttemptFacts, CaseFacts, Fold, OpenItem, OpenKind};
+use super::fold::{AttemptFacts, CaseFacts, FlagChange, Fold, OpenItem, OpenKind};
 use crate::store::StoreError;
 use crate::timeline::Cursor;
 
@@ -65,7 +65,8 @@ pub async fn reset(pool: &PgPool) -> Result<(), StoreError> {
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "TRUNCATE kpi_daily, kpi_daily_all, kpi_programs, kpi_cases, kpi_attempts, kpi_open",
+        "TRUNCATE kpi_daily, kpi_daily_all, kpi_programs, kpi_cases, kpi_attempts, kpi_open,
+             ae_flags",
     )
     .execute(&mut *tx)
     .await?;
@@ -152,6 +153,10 @@ pub async fn load(
         .filter_map(|e| match e.payload.as_ref()? {
             Payload::TaskCompleted(done) => Some(done.task_id.as_str()),
             Payload::TaskWithdrawn(withdrawn) => Some(withdrawn.task_id.as_str()),
+            Payload::AdverseEventReported(decided) if decided.review_task_id.is_empty() => {
+                Some(decided.inbound_id.as_str())
+            }
+            Payload::AdverseEventReported(decided) => Some(decided.review_task_id.as_str()),
             _ => None,
         })
         .collect();
@@ -204,7 +209,93 @@ pub async fn save(tx: &mut PgConnection, fold: &Fold, loaded: &Loaded) -> Result
     save_cases(tx, fold, loaded).await?;
     save_attempts(tx, fold, loaded).await?;
     save_open(tx, fold).await?;
+    save_flags(tx, fold).await?;
     add_figures(tx, fold).await
+}
+
+/// Records what happened to possible adverse events, in order. A decision
+/// replaces a bare review; a review never replaces a decision; the first
+/// decision stands.
+async fn save_flags(tx: &mut PgConnection, fold: &Fold) -> Result<(), StoreError> {
+    let program_of = |case_id: &str| {
+        fold.cases
+            .get(case_id)
+            .map_or("", |c| c.program_id.as_str())
+            .to_owned()
+    };
+    // Flags are rare: a statement each.
+    for change in &fold.flags {
+        match change {
+            FlagChange::Raised {
+                case_id,
+                key,
+                inbound_id,
+                received_at,
+                due_at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO ae_flags (case_id, key, program_id, inbound_id, received_at,
+                         due_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(case_id)
+                .bind(key)
+                .bind(program_of(case_id))
+                .bind(inbound_id)
+                .bind(received_at)
+                .bind(due_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FlagChange::Decided {
+                case_id,
+                key,
+                inbound_id,
+                aware_at,
+                decision,
+                at,
+                by,
+                safety_reference,
+                reason,
+            } => {
+                sqlx::query(
+                    "INSERT INTO ae_flags AS f (case_id, key, program_id, inbound_id,
+                         received_at, due_at, decision, decided_at, decided_by,
+                         safety_reference, reason)
+                     VALUES ($1, $2, $3, $4, $5, $5 + interval '24 hours', $6, $7, $8, $9, $10)
+                     ON CONFLICT (case_id, key) DO UPDATE SET decision = EXCLUDED.decision,
+                         decided_at = EXCLUDED.decided_at, decided_by = EXCLUDED.decided_by,
+                         safety_reference = EXCLUDED.safety_reference,
+                         reason = EXCLUDED.reason
+                     WHERE f.decision IS NULL OR f.decision = 'reviewed'",
+                )
+                .bind(case_id)
+                .bind(key)
+                .bind(program_of(case_id))
+                .bind(inbound_id)
+                .bind(aware_at)
+                .bind(decision)
+                .bind(at)
+                .bind(by)
+                .bind(safety_reference)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FlagChange::Reviewed { key, at, by } => {
+                sqlx::query(
+                    "UPDATE ae_flags SET decision = 'reviewed', decided_at = $2, decided_by = $3
+                     WHERE key = $1 AND decision IS NULL",
+                )
+                .bind(key)
+                .bind(at)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn save_cases(tx: &mut PgConnection, fold: &Fold, loaded: &Loaded) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@ pub mod case;
 pub mod operations;
 pub mod pages;
 pub mod roster;
+pub mod safety;
 pub mod signin;
 pub mod task;
 pub mod work;
@@ -98,6 +99,7 @@ impl Desk {
                 csrf => &signed.0.csrf,
                 is_compliance => user.is(crate::user::Role::Compliance),
                 is_supervisor => user.leads(),
+                is_pharmacovigilance => user.is(crate::user::Role::Pharmacovigilance),
                 ..page
             },
         )
@@ -170,6 +172,17 @@ pub fn router(desk: Desk) -> Router {
         .route("/access-log", get(access::log))
         .route("/operations", get(operations::page))
         .route("/operations.csv", get(operations::csv))
+        .route("/safety", get(safety::page))
+        .route("/safety/reconciliation", get(safety::reconciliation))
+        .route(
+            "/safety/reconciliation.csv",
+            get(safety::reconciliation_csv),
+        )
+        .route(
+            "/safety/{case_id}/{key}",
+            get(safety::form).post(safety::submit),
+        )
+        .route("/safety/{case_id}/{key}/e2b.xml", get(safety::export))
         .route("/roster", get(roster::page))
         .route("/roster/{id}", get(roster::edit).post(roster::save))
         .route("/tasks/{task_id}", get(task::page))

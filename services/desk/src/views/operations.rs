@@ -391,7 +391,7 @@ pub async fn csv(
 
 /// A program id as a CSV cell: quoted when it holds a separator or quote,
 /// and never read as a formula by a spreadsheet.
-fn csv_cell(text: &str) -> String {
+pub(crate) fn csv_cell(text: &str) -> String {
     let text = if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {

@@ -12,7 +12,7 @@ use crate::i18n::Catalog;
 use crate::user::Language;
 use crate::views::PageError;
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("work.html", include_str!("../../templates/work.html")),
@@ -36,6 +36,15 @@ const TEMPLATES: [(&str, &str); 12] = [
     (
         "roster_member.html",
         include_str!("../../templates/roster_member.html"),
+    ),
+    ("safety.html", include_str!("../../templates/safety.html")),
+    (
+        "safety_report.html",
+        include_str!("../../templates/safety_report.html"),
+    ),
+    (
+        "reconciliation.html",
+        include_str!("../../templates/reconciliation.html"),
     ),
 ];
 

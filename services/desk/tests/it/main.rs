@@ -10,4 +10,5 @@ mod live;
 mod operations;
 mod reply;
 mod roster;
+mod safety;
 mod support;
