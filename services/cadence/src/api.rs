@@ -16,17 +16,23 @@ use touchpoint_platform::outbox::{self, OutgoingEvent};
 use touchpoint_proto::v1::cadence_service_server::CadenceService;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Channel, GetPlanRequest, Language, ListProgramsRequest, ListProgramsResponse,
-    PauseOutreachRequest, Plan, PlannedTouchpoint, PreviewCase, PreviewProgramRequest,
-    PreviewProgramResponse, PreviewedTouchpoint, ProgramProblem, ProgramSummary, ProgramTargets,
-    ResumeOutreachRequest, StepPlan, StepState, ValidateProgramRequest, ValidateProgramResponse,
+    Channel, GetPlanRequest, Language, ListProgramVersionsRequest, ListProgramVersionsResponse,
+    ListProgramsRequest, ListProgramsResponse, MigrateEnrolmentsRequest, MigrateEnrolmentsResponse,
+    MigrationPreview, PauseOutreachRequest, Plan, PlannedTouchpoint, PreviewCase,
+    PreviewProgramRequest, PreviewProgramResponse, PreviewedTouchpoint, ProgramProblem,
+    ProgramSummary, ProgramTargets, ProgramVersion, ResumeOutreachRequest, StepPlan, StepState,
+    ValidateProgramRequest, ValidateProgramResponse,
 };
 
 use crate::enrolment::{CaseStatus, Change, Enrolment, RunState, V7Ids};
 use crate::holds;
+use crate::library::Library;
 use crate::preview::{self, DEFAULT_HORIZON, MAX_HORIZON};
-use crate::program::{self, Catalogue, Program};
+use crate::program::{self, Program};
 use crate::store::{self, Saved, StoreError};
+
+/// Most enrolments one `MigrateEnrolments` moves.
+const MAX_MIGRATE: usize = 500;
 
 /// Longest program file `ValidateProgram` accepts.
 const MAX_PROGRAM_TEXT: usize = 256 * 1024;
@@ -35,18 +41,18 @@ const MAX_PROGRAM_TEXT: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct CadenceApi {
     pool: PgPool,
-    catalogue: Arc<Catalogue>,
+    library: Arc<Library>,
     clock: SharedClock,
     topic: String,
 }
 
 impl CadenceApi {
-    /// Serves enrolments in `pool` planned with `catalogue`; a pause and its
-    /// end are published to `topic`.
-    pub fn new(pool: PgPool, catalogue: Arc<Catalogue>, clock: SharedClock, topic: String) -> Self {
+    /// Serves enrolments in `pool` planned with `library`'s programs; a pause
+    /// and its end are published to `topic`.
+    pub fn new(pool: PgPool, library: Arc<Library>, clock: SharedClock, topic: String) -> Self {
         Self {
             pool,
-            catalogue,
+            library,
             clock,
             topic,
         }
@@ -73,7 +79,8 @@ impl CadenceApi {
         let mut locked = store::lock(&mut tx, &ids).await?;
         let enrolment = locked.get_mut(case_id).ok_or_else(not_enrolled)?;
         let now = self.clock.now();
-        let program = enrolment.program(&self.catalogue);
+        let shelf = self.library.shelf();
+        let program = enrolment.program(&shelf);
         enrolment.apply(program, change, now, &mut V7Ids);
         let saved = Saved {
             case_id,
@@ -96,10 +103,12 @@ impl CadenceService for CadenceApi {
         &self,
         _request: Request<ListProgramsRequest>,
     ) -> Result<Response<ListProgramsResponse>, Status> {
-        let programs = self
-            .catalogue
+        let shelf = self.library.shelf();
+        let programs = shelf
+            .newest()
             .iter()
             .map(|p| ProgramSummary {
+                version: shelf.newest_version(&p.id),
                 program_id: p.id.clone(),
                 name: p.name.clone(),
                 languages: p.languages.iter().map(|l| *l as i32).collect(),
@@ -113,7 +122,10 @@ impl CadenceService for CadenceApi {
                 }),
             })
             .collect();
-        Ok(Response::new(ListProgramsResponse { programs }))
+        Ok(Response::new(ListProgramsResponse {
+            programs,
+            refused_change: self.library.refused().unwrap_or_default(),
+        }))
     }
 
     async fn validate_program(
@@ -150,8 +162,121 @@ impl CadenceService for CadenceApi {
             .await?
             .filter(|e| scope.sees(&e.program_id))
             .ok_or_else(not_enrolled)?;
-        let program = enrolment.program(&self.catalogue);
+        let shelf = self.library.shelf();
+        let program = enrolment.program(&shelf);
         Ok(Response::new(plan(&case_id, &enrolment, program)))
+    }
+
+    async fn list_program_versions(
+        &self,
+        request: Request<ListProgramVersionsRequest>,
+    ) -> Result<Response<ListProgramVersionsResponse>, Status> {
+        let scope = Scope::of(&request);
+        let only = request.into_inner().program_id;
+        let shelf = self.library.shelf();
+        let cases = self
+            .library
+            .cases_by_version()
+            .await
+            .map_err(StoreError::from)?;
+        let versions = shelf
+            .published()
+            .iter()
+            .filter(|v| scope.sees(&v.program_id))
+            .filter(|v| only.trim().is_empty() || v.program_id == only.trim())
+            .map(|v| ProgramVersion {
+                program_id: v.program_id.clone(),
+                version: v.version,
+                published_at: Some(timestamp(v.published_at)),
+                published_by: v.published_by.clone(),
+                cases: cases
+                    .get(&(v.program_id.clone(), v.version))
+                    .copied()
+                    .unwrap_or(0),
+                newest: shelf.newest_version(&v.program_id) == v.version,
+                step_ids: v.step_ids.clone(),
+            })
+            .collect();
+        Ok(Response::new(ListProgramVersionsResponse { versions }))
+    }
+
+    async fn migrate_enrolments(
+        &self,
+        request: Request<MigrateEnrolmentsRequest>,
+    ) -> Result<Response<MigrateEnrolmentsResponse>, Status> {
+        let scope = Scope::of(&request);
+        let by = Caller::name_of(&request);
+        let r = request.into_inner();
+        let program_id = input::id("program_id", &r.program_id)?;
+        if !scope.sees(&program_id) {
+            return Err(Status::permission_denied(
+                "program_id: not one of the caller's programs",
+            ));
+        }
+        let shelf = self.library.shelf();
+        let to = match r.to_version {
+            0 => shelf.newest_version(&program_id),
+            v => v,
+        };
+        if shelf.at(&program_id, to).is_none() {
+            return Err(Status::not_found(
+                "to_version: no such version of the program is loaded",
+            ));
+        }
+        if r.case_ids.len() > MAX_MIGRATE {
+            return Err(invalid("case_ids", "at most 500 at a time"));
+        }
+        let asked = r
+            .case_ids
+            .iter()
+            .map(|c| case_id(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let ids = if asked.is_empty() {
+            store::on_other_versions(&mut tx, &program_id, to, MAX_MIGRATE).await?
+        } else {
+            asked
+        };
+        let mut locked = store::lock(&mut tx, &ids).await?;
+        let now = self.clock.now();
+        let mut cases = Vec::with_capacity(locked.len());
+        for (case_id, enrolment) in &mut locked {
+            if enrolment.program_id != program_id || enrolment.program_version == to {
+                continue;
+            }
+            let from_version = enrolment.program_version;
+            enrolment.program_version = to;
+            let program = enrolment.program(&shelf);
+            if let Some(program) = program {
+                enrolment.replan(program, now, &mut V7Ids);
+            }
+            cases.push(MigrationPreview {
+                case_id: case_id.clone(),
+                from_version,
+                plan: Some(plan(case_id, enrolment, program)),
+            });
+        }
+        let mut migrated = 0;
+        if r.apply {
+            let rows: Vec<Saved<'_>> = locked
+                .iter()
+                .filter(|(id, _)| cases.iter().any(|c| c.case_id == **id))
+                .map(|(case_id, enrolment)| Saved {
+                    case_id,
+                    enrolment,
+                    wake_at: store::timer(enrolment, true, now),
+                })
+                .collect();
+            store::save(&mut tx, &rows).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            migrated = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+            tracing::info!(program = %program_id, to, migrated, by = %by, "enrolments migrated");
+        }
+        Ok(Response::new(MigrateEnrolmentsResponse {
+            to_version: to,
+            cases,
+            migrated,
+        }))
     }
 
     async fn preview_program(
@@ -159,8 +284,9 @@ impl CadenceService for CadenceApi {
         request: Request<PreviewProgramRequest>,
     ) -> Result<Response<PreviewProgramResponse>, Status> {
         let r = request.into_inner();
-        let program = self
-            .catalogue
+        let shelf = self.library.shelf();
+        let program = shelf
+            .newest()
             .get(&r.program_id)
             .ok_or_else(|| Status::not_found("program_id: no such program is loaded"))?;
         let case = preview_case(r.case_facts.as_ref())?;
@@ -307,6 +433,7 @@ fn plan(case_id: &str, enrolment: &Enrolment, program: Option<&Program>) -> Plan
         adverse_event_reviews: enrolment.safety_reviews.iter().cloned().collect(),
         steps,
         upcoming,
+        program_version: enrolment.program_version,
     }
 }
 

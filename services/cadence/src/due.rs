@@ -25,7 +25,7 @@ use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{OutreachExpired, OutreachPurpose, OutreachRequested};
 
 use crate::enrolment::{Request, V7Ids};
-use crate::program::Catalogue;
+use crate::library::Library;
 use crate::store::{self, Saved, StoreError};
 
 /// The `source` of every event this service emits.
@@ -49,7 +49,7 @@ pub enum DueError {
 #[derive(Debug, Clone)]
 pub struct DueLoop {
     pool: PgPool,
-    catalogue: Arc<Catalogue>,
+    library: Arc<Library>,
     clock: SharedClock,
     topic: String,
     batch: usize,
@@ -61,7 +61,7 @@ impl DueLoop {
     /// enrolments a round and polling every `poll` when idle.
     pub fn new(
         pool: PgPool,
-        catalogue: Arc<Catalogue>,
+        library: Arc<Library>,
         clock: SharedClock,
         topic: String,
         batch: usize,
@@ -69,7 +69,7 @@ impl DueLoop {
     ) -> Self {
         Self {
             pool,
-            catalogue,
+            library,
             clock,
             topic,
             batch,
@@ -102,8 +102,9 @@ impl DueLoop {
         store::park(&mut tx, &unreadable).await?;
         let mut events = Vec::new();
         let mut wakes = Vec::with_capacity(claimed.len());
+        let shelf = self.library.shelf();
         for (case_id, enrolment) in &mut claimed {
-            let program = enrolment.program(&self.catalogue);
+            let program = enrolment.program(&shelf);
             if let Some(program) = program {
                 // Plans what a program change added before waking.
                 enrolment.replan(program, now, &mut V7Ids);

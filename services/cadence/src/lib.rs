@@ -11,6 +11,7 @@ pub mod due;
 pub mod enrolment;
 pub mod events;
 pub mod holds;
+pub mod library;
 pub mod plan;
 pub mod preview;
 pub use touchpoint_programs as program;
@@ -33,7 +34,7 @@ use touchpoint_proto::v1::cadence_service_server::CadenceServiceServer;
 
 use crate::api::CadenceApi;
 use crate::due::DueLoop;
-use crate::program::Catalogue;
+use crate::library::{Library, LibraryError};
 use crate::reactions::Reactions;
 
 /// The service's name, schema and migrations.
@@ -64,8 +65,12 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub struct Config {
     /// What every service needs.
     pub platform: PlatformConfig,
-    /// `TOUCHPOINT_PROGRAMS_DIR`: the program folders, loaded and validated at start.
+    /// `TOUCHPOINT_PROGRAMS_DIR`: the program folders, loaded and validated at
+    /// start, and read again while it runs ([`library`]).
     pub programs_dir: PathBuf,
+    /// `TOUCHPOINT_PROGRAMS_RELOAD_MS`: how often the programs folder is read
+    /// again for changes (0: never).
+    pub programs_reload: Duration,
     /// `TOUCHPOINT_DUE_BATCH`: enrolments the due loop claims per round.
     pub due_batch: usize,
     /// `TOUCHPOINT_DUE_POLL_MS`: how often an idle due loop looks for due timers.
@@ -81,6 +86,8 @@ impl Config {
         Ok(Self {
             platform: PlatformConfig::from_env(env, SPEC.name, DEFAULT_GRPC_PORT)?,
             programs_dir: PathBuf::from(env.string("TOUCHPOINT_PROGRAMS_DIR", "programs")),
+            programs_reload: env
+                .millis("TOUCHPOINT_PROGRAMS_RELOAD_MS", program::DEFAULT_RELOAD_MS)?,
             due_batch: env.count("TOUCHPOINT_DUE_BATCH", DEFAULT_DUE_BATCH, 10_000)?,
             due_poll: env.millis("TOUCHPOINT_DUE_POLL_MS", DEFAULT_DUE_POLL_MS)?,
         })
@@ -91,6 +98,7 @@ impl Config {
         Self {
             platform,
             programs_dir: programs_dir.into(),
+            programs_reload: Duration::from_millis(program::DEFAULT_RELOAD_MS),
             due_batch: DEFAULT_DUE_BATCH,
             due_poll: Duration::from_millis(DEFAULT_DUE_POLL_MS),
         }
@@ -108,6 +116,9 @@ pub enum CadenceStartError {
         /// One problem per line: `file: step: field: problem`.
         problems: String,
     },
+    /// The published program versions could not be read or written.
+    #[error("program versions: {0}")]
+    Versions(sqlx::Error),
     /// What every service needs.
     #[error(transparent)]
     Platform(#[from] StartError),
@@ -115,28 +126,41 @@ pub enum CadenceStartError {
 
 /// Starts the service; returns the gRPC address. It stops when `shutdown` does.
 pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, CadenceStartError> {
-    let programs =
-        program::load_dir(&config.programs_dir).map_err(|errors| CadenceStartError::Programs {
-            dir: config.programs_dir.display().to_string(),
-            problems: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        })?;
-    tracing::info!(programs = programs.len(), "programs loaded");
-    let rules = program::StateRules::for_programs(&config.programs_dir).map_err(|e| {
-        CadenceStartError::Programs {
-            dir: config.programs_dir.display().to_string(),
-            problems: e.to_string(),
-        }
-    })?;
-    let catalogue = Arc::new(Catalogue::new(programs).with_state_rules(rules));
+    let dir = config.programs_dir.display().to_string();
+    let invalid = |problems: String| CadenceStartError::Programs {
+        dir: dir.clone(),
+        problems,
+    };
+    // Checked before anything starts: a service does not start on an invalid
+    // folder.
+    let rules = program::LiveCatalogue::load(&config.programs_dir, false)
+        .map_err(|e| invalid(e.0))?
+        .rules()
+        .clone();
 
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
+    let library = Arc::new(
+        Library::open(platform.pool.clone(), config.programs_dir.clone(), rules)
+            .await
+            .map_err(|e| match e {
+                LibraryError::Invalid(problems) => invalid(problems),
+                LibraryError::Database(e) => CadenceStartError::Versions(e),
+            })?,
+    );
+    tracing::info!(
+        programs = library.shelf().newest().iter().count(),
+        "programs loaded"
+    );
+    if !config.programs_reload.is_zero() {
+        shutdown.spawn(
+            library
+                .clone()
+                .run(config.programs_reload, shutdown.token()),
+        );
+    }
     let api = CadenceApi::new(
         platform.pool.clone(),
-        catalogue.clone(),
+        library.clone(),
         platform.clock.clone(),
         platform.topics.name(Stream::Outreach),
     );
@@ -150,7 +174,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
         TOPIC_USE.consumed(&platform.topics),
         platform.pool.clone(),
         Reactions::new(
-            catalogue.clone(),
+            library.clone(),
             platform.clock.clone(),
             platform.topics.name(Stream::Outreach),
         ),
@@ -160,7 +184,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Ca
 
     let due = DueLoop::new(
         platform.pool.clone(),
-        catalogue,
+        library,
         platform.clock.clone(),
         platform.topics.name(Stream::Outreach),
         config.due_batch,

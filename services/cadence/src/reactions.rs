@@ -20,7 +20,7 @@ use touchpoint_platform::outbox::{self, OutboxError, OutgoingEvent};
 use crate::enrolment::{Enrolment, V7Ids};
 use crate::events::{Reaction, reaction};
 use crate::holds::review_note;
-use crate::program::Catalogue;
+use crate::library::Library;
 use crate::store::{self, Saved, StoreError};
 
 /// The consumer group and inbox name.
@@ -29,17 +29,17 @@ pub const CONSUMER: &str = "cadence";
 /// Applies case changes and outcomes to enrolments.
 #[derive(Debug, Clone)]
 pub struct Reactions {
-    catalogue: Arc<Catalogue>,
+    library: Arc<Library>,
     clock: SharedClock,
     topic: String,
 }
 
 impl Reactions {
-    /// Reactions planned with `catalogue`'s programs at `clock`'s time; holds
+    /// Reactions planned with `library`'s programs at `clock`'s time; holds
     /// and their lifting are published to `topic`.
-    pub fn new(catalogue: Arc<Catalogue>, clock: SharedClock, topic: String) -> Self {
+    pub fn new(library: Arc<Library>, clock: SharedClock, topic: String) -> Self {
         Self {
-            catalogue,
+            library,
             clock,
             topic,
         }
@@ -83,6 +83,7 @@ impl Handler for Reactions {
             .collect();
         let mut enrolments = store::lock(tx, &case_ids).await.map_err(handler_error)?;
         let now = self.clock.now();
+        let shelf = self.library.shelf();
         let mut changed = BTreeSet::new();
         let mut events = Vec::new();
         for (case_id, reaction, cause) in reactions {
@@ -92,7 +93,12 @@ impl Handler for Reactions {
                         continue; // enrolled already
                     }
                     let mut enrolment = Enrolment::open(*new);
-                    match enrolment.program(&self.catalogue) {
+                    // New enrolments start on the newest version.
+                    let newest = shelf.newest_version(&enrolment.program_id);
+                    if newest > 0 {
+                        enrolment.program_version = newest;
+                    }
+                    match enrolment.program(&shelf) {
                         Some(program) => enrolment.replan(program, now, &mut V7Ids),
                         None => tracing::warn!(
                             case_id,
@@ -109,7 +115,7 @@ impl Handler for Reactions {
                     for change in changes {
                         // A change of address may move the patient under another
                         // state's rule.
-                        let program = enrolment.program(&self.catalogue);
+                        let program = enrolment.program(&shelf);
                         if let Some(note) = review_note(enrolment, &change) {
                             let envelope =
                                 new_envelope(case_id, crate::SPEC.name, now, note, Some(cause));
@@ -126,7 +132,7 @@ impl Handler for Reactions {
             .iter()
             .filter_map(|case_id| {
                 let enrolment = enrolments.get(*case_id)?;
-                let loaded = enrolment.program(&self.catalogue).is_some();
+                let loaded = enrolment.program(&shelf).is_some();
                 Some(Saved {
                     case_id,
                     enrolment,

@@ -127,6 +127,25 @@ pub async fn park(tx: &mut PgConnection, case_ids: &[String]) -> Result<(), Stor
 }
 
 /// The enrolment of `case_id`, if the case is enrolled.
+/// Up to `limit` cases of `program_id` running on a version other than `to`.
+pub async fn on_other_versions(
+    tx: &mut PgConnection,
+    program_id: &str,
+    to: u32,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT case_id FROM enrolments WHERE program_id = $1 AND program_version <> $2
+         ORDER BY case_id LIMIT $3",
+    )
+    .bind(program_id)
+    .bind(i32::try_from(to).unwrap_or(i32::MAX))
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
+/// The enrolment of `case_id`, if any.
 pub async fn get(pool: &PgPool, case_id: &str) -> Result<Option<Enrolment>, StoreError> {
     let row =
         sqlx::query("SELECT case_id, state::text AS state FROM enrolments WHERE case_id = $1")
@@ -170,6 +189,7 @@ pub async fn save(tx: &mut PgConnection, rows: &[Saved<'_>]) -> Result<(), Store
 struct Chunk<'a> {
     case_ids: Vec<&'a str>,
     program_ids: Vec<&'a str>,
+    versions: Vec<i32>,
     states: Vec<String>,
     wakes: Vec<Option<DateTime<Utc>>>,
     bytes: usize,
@@ -185,6 +205,8 @@ impl<'a> Chunk<'a> {
     fn push(&mut self, row: &Saved<'a>, state: String) {
         self.case_ids.push(row.case_id);
         self.program_ids.push(row.enrolment.program_id.as_str());
+        self.versions
+            .push(i32::try_from(row.enrolment.program_version).unwrap_or(i32::MAX));
         self.bytes += state.len();
         self.states.push(state);
         self.wakes.push(row.wake_at);
@@ -196,18 +218,19 @@ impl<'a> Chunk<'a> {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO enrolments (case_id, program_id, state, wake_at)
-             SELECT case_id, program_id, state::jsonb, wake_at
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                  AS u(case_id, program_id, state, wake_at)
+            "INSERT INTO enrolments (case_id, program_id, program_version, state, wake_at)
+             SELECT case_id, program_id, program_version, state::jsonb, wake_at
+             FROM UNNEST($1::text[], $2::text[], $5::int[], $3::text[], $4::timestamptz[])
+                  AS u(case_id, program_id, program_version, state, wake_at)
              ON CONFLICT (case_id) DO UPDATE
-             SET program_id = EXCLUDED.program_id, state = EXCLUDED.state,
-                 wake_at = EXCLUDED.wake_at, updated_at = now()",
+             SET program_id = EXCLUDED.program_id, program_version = EXCLUDED.program_version,
+                 state = EXCLUDED.state, wake_at = EXCLUDED.wake_at, updated_at = now()",
         )
         .bind(&self.case_ids)
         .bind(&self.program_ids)
         .bind(&self.states)
         .bind(&self.wakes)
+        .bind(&self.versions)
         .execute(&mut *tx)
         .await?;
         *self = Chunk::default();

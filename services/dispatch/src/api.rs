@@ -11,7 +11,7 @@ use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::contact::{EmailAddress, PhoneNumber};
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_platform::input;
-use touchpoint_programs::{Audience, Catalogue, MessageFacts, RenderError};
+use touchpoint_programs::{Audience, Catalogue, LiveCatalogue, MessageFacts, RenderError};
 use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
     Channel, GetAttemptRequest, GetAttemptResponse, Language, ListAttemptsRequest,
@@ -28,13 +28,13 @@ use crate::domain::sms::{self, Encoding};
 #[derive(Debug, Clone)]
 pub struct DispatchApi {
     pool: PgPool,
-    catalogue: Arc<Catalogue>,
+    catalogue: Arc<LiveCatalogue>,
     clock: SharedClock,
 }
 
 impl DispatchApi {
     /// Serves the attempts in `pool` and previews of `catalogue`'s templates.
-    pub fn new(pool: PgPool, catalogue: Arc<Catalogue>, clock: SharedClock) -> Self {
+    pub fn new(pool: PgPool, catalogue: Arc<LiveCatalogue>, clock: SharedClock) -> Self {
         Self {
             pool,
             catalogue,
@@ -247,7 +247,7 @@ impl DispatchService for DispatchApi {
             return Err(Status::not_found("program_id: no such program is loaded"));
         }
         let today = self.clock.now().date_naive();
-        let messages = preview(&self.catalogue, request.get_ref(), today)?;
+        let messages = preview(&self.catalogue.current(), request.get_ref(), today)?;
         Ok(Response::new(RenderPreviewResponse { messages }))
     }
 

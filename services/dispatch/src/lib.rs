@@ -33,7 +33,7 @@ use touchpoint_platform::secret::SecretString;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::topics::{Stream, TopicUse};
-use touchpoint_programs::{Catalogue, StateRules};
+use touchpoint_programs::LiveCatalogue;
 use touchpoint_proto::v1::dispatch_service_server::DispatchServiceServer;
 
 use crate::api::DispatchApi;
@@ -90,6 +90,9 @@ pub struct Config {
     pub platform: PlatformConfig,
     /// `TOUCHPOINT_PROGRAMS_DIR`: the programs and their templates.
     pub programs_dir: PathBuf,
+    /// `TOUCHPOINT_PROGRAMS_RELOAD_MS`: how often the folder is read again
+    /// for changes (0: never).
+    pub programs_reload: Duration,
     /// The sender: `TOUCHPOINT_SEND_BATCH`, `TOUCHPOINT_SEND_POLL_MS`,
     /// `TOUCHPOINT_SEND_MAX_TRIES` (per provider), `TOUCHPOINT_SENDING_TIMEOUT_MS`,
     /// `TOUCHPOINT_DESTINATION_CAP_PER_DAY` (3: texts and calls to one phone
@@ -353,6 +356,10 @@ impl Config {
         Ok(Self {
             platform: PlatformConfig::from_env(env, SPEC.name, DEFAULT_GRPC_PORT)?,
             programs_dir: PathBuf::from(env.string("TOUCHPOINT_PROGRAMS_DIR", "programs")),
+            programs_reload: env.millis(
+                "TOUCHPOINT_PROGRAMS_RELOAD_MS",
+                touchpoint_programs::DEFAULT_RELOAD_MS,
+            )?,
             sender: SenderConfig {
                 batch: env.count("TOUCHPOINT_SEND_BATCH", 200, 10_000)?,
                 poll: env.millis("TOUCHPOINT_SEND_POLL_MS", 100)?,
@@ -394,6 +401,7 @@ impl Config {
         Self {
             platform,
             programs_dir: programs_dir.into(),
+            programs_reload: Duration::from_millis(touchpoint_programs::DEFAULT_RELOAD_MS),
             sender: SenderConfig {
                 batch: 200,
                 poll: Duration::from_millis(100),
@@ -446,24 +454,22 @@ pub enum DispatchStartError {
 
 /// Starts the service; returns the gRPC address. It stops when `shutdown` does.
 pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, DispatchStartError> {
-    let loaded =
-        touchpoint_programs::load_dir_with_templates(&config.programs_dir).map_err(|errors| {
+    let catalogue = Arc::new(
+        LiveCatalogue::load(&config.programs_dir, true).map_err(|e| {
             DispatchStartError::Programs {
                 dir: config.programs_dir.display().to_string(),
-                problems: errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                problems: e.to_string(),
             }
-        })?;
-    let rules = StateRules::for_programs(&config.programs_dir).map_err(|e| {
-        DispatchStartError::Programs {
-            dir: config.programs_dir.display().to_string(),
-            problems: e.to_string(),
-        }
-    })?;
-    let catalogue = Arc::new(Catalogue::with_templates(loaded).with_state_rules(rules.clone()));
+        })?,
+    );
+    let rules = catalogue.rules().clone();
+    if !config.programs_reload.is_zero() {
+        shutdown.spawn(
+            catalogue
+                .clone()
+                .run(config.programs_reload, shutdown.token()),
+        );
+    }
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
     platform
         .grpc

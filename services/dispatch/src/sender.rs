@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::outbox::{self, OutboxError};
 use touchpoint_platform::rounds;
-use touchpoint_programs::{Audience, Catalogue, Message, MessageFacts};
+use touchpoint_programs::{Audience, LiveCatalogue, Message, MessageFacts};
 use touchpoint_proto::v1::{Channel, SuppressionReason};
 
 use crate::attempts::{self, Attempt, AttemptsError, Settled, State};
@@ -84,7 +84,7 @@ pub enum SenderError {
 #[derive(Debug, Clone)]
 pub struct Sender {
     pool: PgPool,
-    catalogue: Arc<Catalogue>,
+    catalogue: Arc<LiveCatalogue>,
     clock: SharedClock,
     topic: String,
     providers: Arc<Providers>,
@@ -104,7 +104,7 @@ impl Sender {
     /// A sender over `pool`'s attempts, publishing outcomes to `topic`.
     pub fn new(
         pool: PgPool,
-        catalogue: Arc<Catalogue>,
+        catalogue: Arc<LiveCatalogue>,
         clock: SharedClock,
         topic: String,
         providers: Arc<Providers>,
@@ -147,10 +147,11 @@ impl Sender {
         let mut handing = Vec::new();
         let count = claimed.len();
         let topic = self.topic.as_str();
+        let catalogue = self.catalogue.current();
         for attempt in claimed {
             // The program as it applies in the patient's state, if a rule does.
             let us_state = attempt.view.as_ref().and_then(|v| v.us_state.as_deref());
-            let program = self.catalogue.in_state(&attempt.program_id, us_state);
+            let program = catalogue.in_state(&attempt.program_id, us_state);
             let verdict = if attempt.keyword_reply {
                 // Carrier rules require the answer to STOP, START and HELP,
                 // whatever consent, opt-out, window or cap say.
@@ -492,8 +493,8 @@ impl Sender {
 
     /// The message for `attempt`, or the code of why it cannot be written.
     fn render(&self, attempt: &Attempt) -> Result<Message, &'static str> {
-        let program = self
-            .catalogue
+        let catalogue = self.catalogue.current();
+        let program = catalogue
             .get(&attempt.program_id)
             .ok_or("program_not_loaded")?;
         // A coordinator's own words go out as written.
@@ -511,8 +512,7 @@ impl Sender {
                 fell_back: false,
             });
         }
-        let templates = self
-            .catalogue
+        let templates = catalogue
             .templates(&attempt.program_id)
             .ok_or("program_not_loaded")?;
         // A caregiver's message is written without the patient's name.
@@ -551,7 +551,8 @@ impl Sender {
         if attempt.channel != Channel::Fax {
             return None;
         }
-        let program = self.catalogue.get(&attempt.program_id)?;
+        let catalogue = self.catalogue.current();
+        let program = catalogue.get(&attempt.program_id)?;
         let to = format!("{} {}", attempt.first_name, attempt.last_name);
         let cover = Cover {
             to: to.trim(),

@@ -87,7 +87,7 @@ pub enum Needs {
 }
 
 /// Touchpoint's methods that change nothing.
-const READ_METHODS: [&str; 16] = [
+const READ_METHODS: [&str; 17] = [
     "/touchpoint.v1.CaseService/GetCase",
     "/touchpoint.v1.CaseService/ListAdverseEvents",
     "/touchpoint.v1.CaseService/GetKpis",
@@ -96,6 +96,7 @@ const READ_METHODS: [&str; 16] = [
     "/touchpoint.v1.CaseService/WatchCase",
     "/touchpoint.v1.CaseService/WatchEvents",
     "/touchpoint.v1.CadenceService/ListPrograms",
+    "/touchpoint.v1.CadenceService/ListProgramVersions",
     "/touchpoint.v1.CadenceService/ValidateProgram",
     "/touchpoint.v1.CadenceService/GetPlan",
     "/touchpoint.v1.CadenceService/PreviewProgram",

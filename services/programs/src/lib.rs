@@ -11,6 +11,7 @@ mod cap;
 mod duration;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+mod live;
 mod raw;
 mod states;
 mod targets;
@@ -25,6 +26,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc, Weekday};
 use touchpoint_proto::v1::{Channel, Language};
 
 pub use duration::parse_offset;
+pub use live::{DEFAULT_RELOAD_MS, FolderError, LiveCatalogue, load_folder};
 pub use states::{StateRule, StateRules, StateRulesError, Whereabouts, us_region};
 pub use targets::Targets;
 pub use templates::{
@@ -52,6 +54,8 @@ pub struct Program {
     pub steps: Vec<Step>,
     /// What a site leader holds it to.
     pub targets: Targets,
+    /// Who publishes this version of it (`published_by`), when the file says.
+    pub published_by: Option<String>,
 }
 
 impl Program {

@@ -19,6 +19,8 @@ pub struct RawProgram {
     pub steps: Vec<RawStep>,
     #[serde(default)]
     pub targets: Option<RawTargets>,
+    #[serde(default)]
+    pub published_by: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

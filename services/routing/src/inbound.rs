@@ -28,7 +28,7 @@ use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::{NO_CASE, new_envelope, timestamp};
 use touchpoint_platform::outbox::OutgoingEvent;
 use touchpoint_platform::trace_context::current_traceparent;
-use touchpoint_programs::{Catalogue, ContactWindow};
+use touchpoint_programs::{ContactWindow, LiveCatalogue};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AdverseEventSuspected, CallbackRequested, Channel, ContactPoint, ContactRouted,
@@ -119,7 +119,7 @@ pub struct Inbound {
     roster: Arc<RwLock<Roster>>,
     lexicon: Arc<Lexicon>,
     phrases: Arc<Phrases>,
-    catalogue: Arc<Catalogue>,
+    catalogue: Arc<LiveCatalogue>,
     topic: String,
     outreach_topic: String,
     settings: Settings,
@@ -134,7 +134,7 @@ impl Inbound {
     /// callbacks kept inside the contact windows of `catalogue`'s programs.
     pub fn new(
         pool: PgPool,
-        (roster, catalogue): (Arc<RwLock<Roster>>, Arc<Catalogue>),
+        (roster, catalogue): (Arc<RwLock<Roster>>, Arc<LiveCatalogue>),
         (lexicon, phrases): (Arc<Lexicon>, Arc<Phrases>),
         topics: (String, String),
         settings: Settings,
@@ -161,11 +161,10 @@ impl Inbound {
 
     /// The patient's zone and contact window for `case`: the program's,
     /// narrowed by the patient's state's rule.
-    fn window_of(&self, case: &FoundCase) -> Option<(Tz, &ContactWindow)> {
-        let program = self
-            .catalogue
-            .in_state(&case.routing.program_id, case.us_state.as_deref())?;
-        Some((case.time_zone?, &program.window))
+    fn window_of(&self, case: &FoundCase) -> Option<(Tz, ContactWindow)> {
+        let catalogue = self.catalogue.current();
+        let program = catalogue.in_state(&case.routing.program_id, case.us_state.as_deref())?;
+        Some((case.time_zone?, program.window.clone()))
     }
 
     /// Whether a patient of `program_id` in `time_zone` (under `us_state`'s
@@ -177,7 +176,8 @@ impl Inbound {
         time_zone: Tz,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<bool> {
-        let program = self.catalogue.in_state(program_id, us_state)?;
+        let catalogue = self.catalogue.current();
+        let program = catalogue.in_state(program_id, us_state)?;
         Some(program.window.allows(time_zone, at))
     }
 
@@ -234,12 +234,13 @@ impl Inbound {
         let owner = cases.first();
         let decision = keyword.is_none().then(|| {
             let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
+            let window = owner.and_then(|c| self.window_of(c));
             decide(
                 owner.map(|c| &c.routing),
                 &roster,
                 contact.received_at,
                 self.settings.callback_after,
-                owner.and_then(|c| self.window_of(c)),
+                window.as_ref().map(|(zone, window)| (*zone, window)),
             )
         });
 

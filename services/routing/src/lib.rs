@@ -28,7 +28,7 @@ use touchpoint_platform::inbox::InboxConsumer;
 use touchpoint_platform::service::{Platform, ServiceSpec, StartError};
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::topics::{Stream, TopicUse};
-use touchpoint_programs::{Catalogue, StateRules};
+use touchpoint_programs::LiveCatalogue;
 use touchpoint_proto::v1::routing_service_server::RoutingServiceServer;
 
 use crate::api::RoutingApi;
@@ -94,6 +94,9 @@ pub struct Config {
     /// `TOUCHPOINT_PROGRAMS_DIR`: the programs (and their state rules), whose
     /// contact windows callbacks are kept inside.
     pub programs_dir: PathBuf,
+    /// `TOUCHPOINT_PROGRAMS_RELOAD_MS`: how often the folder is read again
+    /// for changes (0: never).
+    pub programs_reload: Duration,
 }
 
 impl Config {
@@ -135,6 +138,10 @@ impl Config {
                 .map(PathBuf::from),
             roster_refresh: env.millis("TOUCHPOINT_ROSTER_REFRESH_MS", 2000)?,
             programs_dir: PathBuf::from(env.string("TOUCHPOINT_PROGRAMS_DIR", "programs")),
+            programs_reload: env.millis(
+                "TOUCHPOINT_PROGRAMS_RELOAD_MS",
+                touchpoint_programs::DEFAULT_RELOAD_MS,
+            )?,
         })
     }
 
@@ -155,6 +162,7 @@ impl Config {
             phrases_file: None,
             roster_refresh: Duration::from_secs(2),
             programs_dir: programs_dir.into(),
+            programs_reload: Duration::from_millis(touchpoint_programs::DEFAULT_RELOAD_MS),
         }
     }
 }
@@ -250,30 +258,25 @@ fn phrases(config: &Config) -> Result<Phrases, RoutingStartError> {
     Ok(Phrases::parse(&text)?)
 }
 
-/// The programs in `dir` with their state rules, for the patients' windows.
-fn catalogue(dir: &std::path::Path) -> Result<Catalogue, RoutingStartError> {
-    let invalid = |problems: String| RoutingStartError::Programs {
-        dir: dir.display().to_string(),
-        problems,
-    };
-    let programs = touchpoint_programs::load_dir(dir).map_err(|errors| {
-        invalid(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
-    let rules = StateRules::for_programs(dir).map_err(|e| invalid(e.to_string()))?;
-    Ok(Catalogue::new(programs).with_state_rules(rules))
-}
-
 /// Starts the service; returns where it listens. It stops when `shutdown` does.
 pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, RoutingStartError> {
     let lexicon = Arc::new(lexicon(&config)?);
     let phrases = Arc::new(phrases(&config)?);
-    let catalogue = Arc::new(catalogue(&config.programs_dir)?);
+    let catalogue = Arc::new(
+        LiveCatalogue::load(&config.programs_dir, false).map_err(|e| {
+            RoutingStartError::Programs {
+                dir: config.programs_dir.display().to_string(),
+                problems: e.0,
+            }
+        })?,
+    );
+    if !config.programs_reload.is_zero() {
+        shutdown.spawn(
+            catalogue
+                .clone()
+                .run(config.programs_reload, shutdown.token()),
+        );
+    }
     let mut platform = Platform::start(SPEC, config.platform, shutdown.clone()).await?;
     let roster = Arc::new(RwLock::new(Roster::new(
         store::load_members(&platform.pool).await?,

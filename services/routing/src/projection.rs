@@ -19,7 +19,7 @@ use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
 use touchpoint_platform::outbox;
-use touchpoint_programs::{Catalogue, Whereabouts};
+use touchpoint_programs::{LiveCatalogue, Whereabouts};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{CallTaskRequested, Channel, ContactPoints, Language};
 use uuid::Uuid;
@@ -38,13 +38,14 @@ pub struct Projector {
     /// Where `TaskWithdrawn` is published.
     pub topic: String,
     /// The programs' state rules, to place each patient.
-    pub catalogue: Arc<Catalogue>,
+    pub catalogue: Arc<LiveCatalogue>,
 }
 
 impl Projector {
     /// The state whose rule applies to a patient with `contact`, if any.
     fn us_state(&self, contact: Option<&ContactPoints>) -> Option<String> {
         self.catalogue
+            .current()
             .state_of(Whereabouts::of(contact?))
             .map(|rule| rule.code.clone())
     }

@@ -30,11 +30,12 @@ use uuid::Uuid;
 
 pub use destinations::{Destinations, PersonContacts, Point};
 
+use crate::library::Shelf;
 use crate::plan::{
     Attempt, CaseFacts, anchor_instant, answer_wait, deliverable_at, first_attempt, follow_up,
     next_attempt, next_channel,
 };
-use crate::program::{Anchor, Catalogue, ExitRule, Program, Step};
+use crate::program::{Anchor, ExitRule, Program, Step};
 
 /// How long sends are remembered for the frequency cap (its week, and a margin).
 const SENT_MEMORY: TimeDelta = TimeDelta::days(8);
@@ -406,6 +407,10 @@ pub enum Change {
 pub struct Enrolment {
     /// The program.
     pub program_id: String,
+    /// The version of the program it runs on (enrolments from before versions:
+    /// the first).
+    #[serde(default = "first_version")]
+    pub program_version: u32,
     /// The case's preferred language.
     #[serde(with = "crate::stored::language")]
     pub language: Language,
@@ -441,11 +446,18 @@ pub struct Enrolment {
     pub sent: Vec<DateTime<Utc>>,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 impl Enrolment {
-    /// A new enrolment; call [`Enrolment::replan`] to plan its steps.
+    /// A new enrolment on the program's first version; set
+    /// [`Enrolment::program_version`] to the newest, then call
+    /// [`Enrolment::replan`] to plan its steps.
     pub fn open(new: NewEnrolment) -> Self {
         Self {
             program_id: new.program_id,
+            program_version: first_version(),
             language: new.language,
             time_zone: new.time_zone,
             enrolled_at: new.enrolled_at,
@@ -472,10 +484,13 @@ impl Enrolment {
         }
     }
 
-    /// The enrolment's program from `catalogue`, as it applies in the patient's
-    /// state (the strictest of the program and the state's rule).
-    pub fn program<'c>(&self, catalogue: &'c Catalogue) -> Option<&'c Program> {
-        catalogue.for_patient(&self.program_id, self.destinations.patient.whereabouts())
+    /// The version of its program the enrolment runs on, from `shelf`, as it
+    /// applies in the patient's state (the strictest of the program and the
+    /// state's rule).
+    pub fn program<'s>(&self, shelf: &'s Shelf) -> Option<&'s Program> {
+        shelf
+            .at(&self.program_id, self.program_version)?
+            .for_patient(&self.program_id, self.destinations.patient.whereabouts())
     }
 
     /// Whether `channel` may be used now: consented, not opted out, and with a

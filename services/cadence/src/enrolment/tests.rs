@@ -994,9 +994,12 @@ template = "t"
 channels = [{ channel = "sms" }]
 "#;
 
-/// `BUSY` under the shipped state rules.
-fn busy_catalogue() -> Catalogue {
-    Catalogue::new(vec![fixtures::program(BUSY, &["t"])]).with_state_rules(fixtures::state_rules())
+/// `BUSY` under the shipped state rules, as its first version.
+fn busy_catalogue() -> Shelf {
+    Shelf::first(
+        vec![fixtures::program(BUSY, &["t"])],
+        &fixtures::state_rules(),
+    )
 }
 
 #[test]

@@ -7,3 +7,4 @@ mod due;
 mod outcomes;
 mod store;
 mod support;
+mod versions;

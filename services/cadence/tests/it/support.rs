@@ -122,6 +122,7 @@ impl World {
         let mut config = touchpoint_cadence::Config::new(self.platform(), programs);
         config.due_batch = due_batch;
         config.due_poll = Duration::from_millis(50);
+        config.programs_reload = Duration::from_millis(100);
         let shutdown = Shutdown::new();
         let addr = touchpoint_cadence::start(config, &shutdown)
             .await

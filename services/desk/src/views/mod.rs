@@ -172,6 +172,10 @@ pub fn router(desk: Desk) -> Router {
         .route("/access-log", get(access::log))
         .route("/operations", get(operations::page))
         .route("/operations.csv", get(operations::csv))
+        .route(
+            "/operations/migrate",
+            get(operations::migration_preview).post(operations::migrate_apply),
+        )
         .route("/safety", get(safety::page))
         .route("/safety/reconciliation", get(safety::reconciliation))
         .route(

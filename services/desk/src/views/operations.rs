@@ -9,19 +9,21 @@
 
 use std::collections::BTreeMap;
 
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::NaiveDate;
 use minijinja::{Value, context};
 use serde::Deserialize;
 use touchpoint_proto::v1::{
-    GetKpisRequest, GetKpisResponse, ListProgramsRequest, Presence, ProgramTargets,
+    GetKpisRequest, GetKpisResponse, ListProgramVersionsRequest, ListProgramsRequest,
+    MigrateEnrolmentsRequest, MigrateEnrolmentsResponse, Presence, ProgramTargets,
 };
 
 use crate::chart::{self, Chart};
 use crate::ops::{self, Kpi};
-use crate::views::{Desk, PageError, Signed, roster};
+use crate::views::{Desk, PageError, Saved, Signed, roster};
 
 /// The ranges a supervisor may choose, in days.
 const RANGES: [i64; 4] = [7, 30, 90, 365];
@@ -192,6 +194,7 @@ pub async fn page(
     State(desk): State<Desk>,
     signed: Signed,
     Query(filter): Query<Filter>,
+    Query(saved): Query<Saved>,
 ) -> Result<Html<String>, PageError> {
     let language = signed.language();
     if !signed.0.user.leads() {
@@ -200,9 +203,10 @@ pub async fn page(
     let programs = programs(&desk, &signed).await?;
     let ids: Vec<String> = programs.keys().cloned().collect();
     let chosen = filter.check(&ids, &signed)?;
-    let (figures, (team, queued)) = tokio::try_join!(
+    let (figures, (team, queued), versions) = tokio::try_join!(
         figures(&desk, &signed, &chosen),
         team(&desk, &signed, chosen.program.as_deref()),
+        versions(&desk, &signed, chosen.program.as_deref()),
     )?;
     let catalog = &desk.pages.catalog;
     let targets_of = |program: &str| programs.get(program).map(|(_, t)| t);
@@ -293,8 +297,166 @@ pub async fn page(
             queued => queued,
             backlog => backlog,
             behind => figures.now.behind,
+            versions => versions,
+            flash => (saved.saved.as_deref() == Some("migrated"))
+                .then(|| catalog.text(language, "ops.migrated")),
         },
     )
+}
+
+/// Each version of the programs shown: when, by whom, how many cases run on
+/// it; and, for a program with cases on an older version, the migration to
+/// offer.
+async fn versions(
+    desk: &Desk,
+    signed: &Signed,
+    program: Option<&str>,
+) -> Result<Vec<Value>, PageError> {
+    let listed = desk
+        .peers
+        .cadence
+        .clone()
+        .list_program_versions(desk.vouched(
+            signed,
+            ListProgramVersionsRequest {
+                program_id: program.unwrap_or_default().to_owned(),
+            },
+        ))
+        .await
+        .map_err(|status| PageError::from_status(&status, signed.language()))?
+        .into_inner()
+        .versions;
+    let behind: BTreeMap<&str, u64> =
+        listed
+            .iter()
+            .filter(|v| !v.newest)
+            .fold(BTreeMap::new(), |mut behind, v| {
+                *behind.entry(v.program_id.as_str()).or_default() += v.cases;
+                behind
+            });
+    Ok(listed
+        .iter()
+        .map(|v| {
+            context! {
+                program => &v.program_id,
+                version => v.version,
+                published_at => crate::words::instant(v.published_at.as_ref())
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+                published_by => &v.published_by,
+                cases => v.cases,
+                newest => v.newest,
+                migrate => v.newest && behind.get(v.program_id.as_str()).is_some_and(|n| *n > 0),
+            }
+        })
+        .collect())
+}
+
+/// `/operations/migrate?program=<id>`: the program whose cases to move.
+#[derive(Debug, Deserialize)]
+pub struct MigrateQuery {
+    #[serde(default)]
+    program: String,
+}
+
+/// What moving a program's running cases to its newest version would do:
+/// each case, the version it runs on, and what it would receive next.
+pub async fn migration_preview(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Query(query): Query<MigrateQuery>,
+) -> Result<Html<String>, PageError> {
+    let language = signed.language();
+    if !signed.0.user.leads() {
+        return Err(PageError::Forbidden(language));
+    }
+    let preview = migrate(&desk, &signed, &query.program, 0, false).await?;
+    let cases: Vec<Value> = preview
+        .cases
+        .iter()
+        .map(|c| {
+            let plan = c.plan.clone().unwrap_or_default();
+            let next = plan.upcoming.first().map(|t| {
+                context! {
+                    step => &t.step_id,
+                    channel => desk.pages.catalog.text(language, crate::words::channel(t.channel)),
+                    at => &t.send_at_local,
+                }
+            });
+            context! { case_id => &c.case_id, from => c.from_version, next => next }
+        })
+        .collect();
+    desk.page(
+        "migrate.html",
+        &signed,
+        context! {
+            program => &query.program,
+            to => preview.to_version,
+            cases => cases,
+        },
+    )
+}
+
+/// The migration form: the program and the version previewed.
+#[derive(Debug, Deserialize)]
+pub struct MigrateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    program: String,
+    #[serde(default)]
+    to_version: u32,
+}
+
+/// Moves the program's running cases to the version the preview showed.
+pub async fn migrate_apply(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Form(form): Form<MigrateForm>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    if !signed.0.user.leads() {
+        return Err(PageError::Forbidden(signed.language()));
+    }
+    if form.to_version == 0 {
+        return Err(PageError::BadRequest(
+            signed.language(),
+            "to_version: the version previewed".into(),
+        ));
+    }
+    let done = migrate(&desk, &signed, &form.program, form.to_version, true).await?;
+    tracing::info!(user = %signed.0.user.id, program = %form.program, to = done.to_version, migrated = done.migrated, "cases migrated");
+    Ok(Redirect::to(&format!(
+        "/operations?program={}&saved=migrated",
+        form.program
+    )))
+}
+
+async fn migrate(
+    desk: &Desk,
+    signed: &Signed,
+    program: &str,
+    to_version: u32,
+    apply: bool,
+) -> Result<MigrateEnrolmentsResponse, PageError> {
+    if !signed.0.user.sees(program) {
+        return Err(PageError::NotFound);
+    }
+    Ok(desk
+        .peers
+        .cadence
+        .clone()
+        .migrate_enrolments(desk.vouched(
+            signed,
+            MigrateEnrolmentsRequest {
+                program_id: program.to_owned(),
+                to_version,
+                case_ids: vec![],
+                apply,
+            },
+        ))
+        .await
+        .map_err(|status| PageError::from_status(&status, signed.language()))?
+        .into_inner())
 }
 
 /// Who works the program (every program: the user's), whether they can take

@@ -12,7 +12,7 @@ use crate::i18n::Catalog;
 use crate::user::Language;
 use crate::views::PageError;
 
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 16] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("work.html", include_str!("../../templates/work.html")),
@@ -38,6 +38,7 @@ const TEMPLATES: [(&str, &str); 15] = [
         include_str!("../../templates/roster_member.html"),
     ),
     ("safety.html", include_str!("../../templates/safety.html")),
+    ("migrate.html", include_str!("../../templates/migrate.html")),
     (
         "safety_report.html",
         include_str!("../../templates/safety_report.html"),

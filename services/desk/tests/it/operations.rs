@@ -1,7 +1,7 @@
 //! The operations page: a supervisor sees a program's contact rate as a line
 //! over 30 days, today's figures against the program's targets, an overdue
-//! adverse-event flag as an alert, who is on shift, and takes a table as CSV;
-//! a coordinator may not see it.
+//! adverse-event flag as an alert, who is on shift, the program's versions,
+//! and takes a table as CSV; a coordinator may not see it.
 
 use chrono::TimeDelta;
 use touchpoint_platform::envelope::{new_envelope, timestamp};
@@ -173,6 +173,14 @@ async fn a_supervisor_sees_the_contact_rate_over_thirty_days_alerts_and_the_team
         team.contains("carla") && team.contains("Available"),
         "{team}"
     );
+    // The program's versions: the shipped folder is its first, and newest.
+    let version = browser
+        .text_of("#versions [data-version='adherence-1']")
+        .await;
+    assert!(
+        version.contains("programs folder") && version.contains("newest"),
+        "{version}"
+    );
     assert_eq!(
         browser.accessibility_violations().await,
         Vec::<String>::new(),
@@ -201,6 +209,24 @@ async fn a_supervisor_sees_the_contact_rate_over_thirty_days_alerts_and_the_team
         assert!(!body.contains(secret));
     }
 
+    // Moving cases to the newest version starts with a preview; every case
+    // already runs on it.
+    browser
+        .goto(&rig.url("/operations/migrate?program=adherence"))
+        .await;
+    assert!(
+        browser
+            .text_of("#migration")
+            .await
+            .contains("Every case already runs on the newest version."),
+    );
+    assert_eq!(
+        browser
+            .fetch_status("GET", "/operations/migrate?program=refill-reminder", &[])
+            .await,
+        404
+    );
+
     // A coordinator may not see the page, nor ask for another program.
     assert_eq!(
         browser
@@ -213,4 +239,10 @@ async fn a_supervisor_sees_the_contact_rate_over_thirty_days_alerts_and_the_team
     assert!(carla.find_now("nav a[href='/operations']").await.is_none());
     assert_eq!(carla.fetch_status("GET", "/operations", &[]).await, 403);
     assert_eq!(carla.fetch_status("GET", "/operations.csv", &[]).await, 403);
+    assert_eq!(
+        carla
+            .fetch_status("GET", "/operations/migrate?program=adherence", &[])
+            .await,
+        403
+    );
 }

@@ -228,6 +228,12 @@ fn check(
         exemption: exemption?,
         steps: steps?,
         targets: targets?,
+        published_by: raw
+            .published_by
+            .as_deref()
+            .map(str::trim)
+            .filter(|by| !by.is_empty())
+            .map(|by| by.chars().take(200).collect()),
     })
 }
 
