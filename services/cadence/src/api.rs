@@ -270,6 +270,7 @@ impl CadenceService for CadenceApi {
             store::save(&mut tx, &rows).await?;
             tx.commit().await.map_err(StoreError::from)?;
             migrated = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+            self.library.forget_counts();
             tracing::info!(program = %program_id, to, migrated, by = %by, "enrolments migrated");
         }
         Ok(Response::new(MigrateEnrolmentsResponse {

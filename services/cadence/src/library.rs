@@ -15,8 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row as _};
@@ -51,6 +51,8 @@ pub struct Shelf {
     newest_version: BTreeMap<String, u32>,
     versions: HashMap<(String, u32), Catalogue>,
     published: Vec<Published>,
+    /// The stored versions it was read from (some may not have parsed).
+    rows: usize,
 }
 
 impl Shelf {
@@ -173,7 +175,17 @@ pub struct Library {
     shelf: RwLock<Arc<Shelf>>,
     /// Why the folder's latest change was refused, while it is.
     refused: RwLock<Option<String>>,
+    /// The folder as last published from.
+    seen: Mutex<Option<Vec<Folder>>>,
+    /// The cases on each version, and when they were counted.
+    counts: Mutex<Option<(Instant, CaseCounts)>>,
 }
+
+/// Cases by (program, version).
+pub type CaseCounts = Arc<HashMap<(String, u32), u64>>;
+
+/// How long a count of cases by version is reused.
+const COUNT_EVERY: Duration = Duration::from_secs(30);
 
 impl Library {
     /// Publishes what changed in `dir` and loads every version. An invalid
@@ -185,6 +197,8 @@ impl Library {
             rules,
             shelf: RwLock::new(Arc::new(Shelf::default())),
             refused: RwLock::new(None),
+            seen: Mutex::new(None),
+            counts: Mutex::new(None),
         };
         library.reload().await?;
         Ok(library)
@@ -226,11 +240,33 @@ impl Library {
             Err(other) => return Err(other),
         };
         self.set_refused(None);
-        let published = self.publish(&folder).await?;
-        let shelf = self.load().await?;
-        match self.shelf.write() {
-            Ok(mut current) => *current = Arc::new(shelf),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(shelf),
+        // An unchanged folder publishes nothing; the versions are read again
+        // only when this replica or another published one.
+        let changed = {
+            let seen = match self.seen.lock() {
+                Ok(seen) => seen.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            seen.as_ref() != Some(&folder)
+        };
+        let published = if changed {
+            self.publish(&folder).await?
+        } else {
+            Vec::new()
+        };
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM program_versions")
+            .fetch_one(&self.pool)
+            .await?;
+        if changed || usize::try_from(stored).ok() != Some(self.shelf().rows) {
+            let shelf = self.load().await?;
+            match self.shelf.write() {
+                Ok(mut current) => *current = Arc::new(shelf),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(shelf),
+            }
+        }
+        match self.seen.lock() {
+            Ok(mut seen) => *seen = Some(folder),
+            Err(poisoned) => *poisoned.into_inner() = Some(folder),
         }
         Ok(published)
     }
@@ -307,6 +343,7 @@ impl Library {
         )
         .fetch_all(&self.pool)
         .await?;
+        let stored = rows.len();
         let mut versions = Vec::with_capacity(rows.len());
         for row in rows {
             let program_id: String = row.try_get("program_id")?;
@@ -333,7 +370,9 @@ impl Library {
             };
             versions.push((listed, program));
         }
-        Ok(Shelf::of(versions, &self.rules))
+        let mut shelf = Shelf::of(versions, &self.rules);
+        shelf.rows = stored;
+        Ok(shelf)
     }
 
     /// Reads the folder every `every` until `token` is cancelled. A folder
@@ -358,22 +397,47 @@ impl Library {
         }
     }
 
-    /// How many cases run on each version, by (program, version).
-    pub async fn cases_by_version(&self) -> Result<HashMap<(String, u32), u64>, sqlx::Error> {
+    /// Forgets the counts of cases by version (cases were just moved).
+    pub fn forget_counts(&self) {
+        match self.counts.lock() {
+            Ok(mut cached) => *cached = None,
+            Err(poisoned) => *poisoned.into_inner() = None,
+        }
+    }
+
+    /// How many cases run on each version, by (program, version): counted
+    /// at most every [`COUNT_EVERY`] (a count reads every enrolment; the
+    /// figure is for people, not for planning).
+    pub async fn cases_by_version(&self) -> Result<CaseCounts, sqlx::Error> {
+        let cached = match self.counts.lock() {
+            Ok(counts) => counts.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some((at, counts)) = cached
+            && at.elapsed() < COUNT_EVERY
+        {
+            return Ok(counts);
+        }
         let rows: Vec<(String, i32, i64)> = sqlx::query_as(
             "SELECT program_id, program_version, count(*) FROM enrolments GROUP BY 1, 2",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(p, v, n)| {
-                (
-                    (p, u32::try_from(v).unwrap_or(0)),
-                    u64::try_from(n).unwrap_or(0),
-                )
-            })
-            .collect())
+        let counts: CaseCounts = Arc::new(
+            rows.into_iter()
+                .map(|(p, v, n)| {
+                    (
+                        (p, u32::try_from(v).unwrap_or(0)),
+                        u64::try_from(n).unwrap_or(0),
+                    )
+                })
+                .collect(),
+        );
+        match self.counts.lock() {
+            Ok(mut cached) => *cached = Some((Instant::now(), counts.clone())),
+            Err(poisoned) => *poisoned.into_inner() = Some((Instant::now(), counts.clone())),
+        }
+        Ok(counts)
     }
 }
 

@@ -11,6 +11,7 @@ use touchpoint_platform::access::Scope;
 use touchpoint_platform::envelope::timestamp;
 use touchpoint_proto::v1::{AdverseEventFlag, ListAdverseEventsRequest, ListAdverseEventsResponse};
 
+use super::query;
 use crate::store::StoreError;
 
 /// The longest range one call may ask for.
@@ -26,17 +27,7 @@ pub async fn answer(
     scope: &Scope,
 ) -> Result<ListAdverseEventsResponse, Status> {
     let (from, to) = window(request, zone)?;
-    let asked: Vec<String> = request
-        .program_ids
-        .iter()
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
-    let programs = match (asked.is_empty(), scope.programs()) {
-        (true, None) => None,
-        (true, Some(allowed)) => Some(allowed.to_vec()),
-        (false, _) => Some(asked.into_iter().filter(|p| scope.sees(p)).collect()),
-    };
+    let programs = query::programs(&request.program_ids, scope);
     let rows = sqlx::query(
         "SELECT case_id, program_id, key, inbound_id, received_at, due_at, decision,
              decided_at, decided_by, safety_reference, reason
@@ -73,17 +64,9 @@ type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 /// first day to the start of the day after its last; open both ends for
 /// "every open flag".
 fn window(request: &ListAdverseEventsRequest, zone: Tz) -> Result<Window, Status> {
-    let day = |raw: &str, field: &str| -> Result<Option<NaiveDate>, Status> {
-        if raw.trim().is_empty() {
-            return Ok(None);
-        }
-        NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-            .map(Some)
-            .map_err(|_| Status::invalid_argument(format!("{field}: expected YYYY-MM-DD")))
-    };
     let (from, to) = (
-        day(&request.from_day, "from_day")?,
-        day(&request.to_day, "to_day")?,
+        query::day(&request.from_day, "from_day")?,
+        query::day(&request.to_day, "to_day")?,
     );
     let (from, to) = match (from, to) {
         (None, None) if request.open_only => return Ok((None, None)),

@@ -34,14 +34,6 @@ pub struct Range {
 
 /// Reads `request` at `today` in the site's zone, within `scope`.
 pub fn range(request: &GetKpisRequest, today: NaiveDate, scope: &Scope) -> Result<Range, Status> {
-    let day = |raw: &str, field: &str| -> Result<Option<NaiveDate>, Status> {
-        if raw.trim().is_empty() {
-            return Ok(None);
-        }
-        NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-            .map(Some)
-            .map_err(|_| Status::invalid_argument(format!("{field}: expected YYYY-MM-DD")))
-    };
     let to = day(&request.to_day, "to_day")?.unwrap_or(today);
     let days = match i64::from(request.days) {
         0 => DEFAULT_DAYS,
@@ -56,18 +48,36 @@ pub fn range(request: &GetKpisRequest, today: NaiveDate, scope: &Scope) -> Resul
             "from_day: at most {MAX_DAYS} days at a time"
         )));
     }
-    let asked: Vec<String> = request
-        .program_ids
+    Ok(Range {
+        from,
+        to,
+        programs: programs(&request.program_ids, scope),
+    })
+}
+
+/// `raw` as a day (`YYYY-MM-DD`), or `None` when empty.
+pub fn day(raw: &str, field: &str) -> Result<Option<NaiveDate>, Status> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| Status::invalid_argument(format!("{field}: expected YYYY-MM-DD")))
+}
+
+/// The programs `asked` for, narrowed to `scope` (`None`: every program);
+/// none asked for is every program the caller may see.
+pub fn programs(asked: &[String], scope: &Scope) -> Option<Vec<String>> {
+    let asked: Vec<String> = asked
         .iter()
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect();
-    let programs = match (asked.is_empty(), scope.programs()) {
+    match (asked.is_empty(), scope.programs()) {
         (true, None) => None,
         (true, Some(allowed)) => Some(allowed.to_vec()),
         (false, _) => Some(asked.into_iter().filter(|p| scope.sees(p)).collect()),
-    };
-    Ok(Range { from, to, programs })
+    }
 }
 
 /// The figures and the backlog for `request` at `now`.

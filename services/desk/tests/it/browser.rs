@@ -320,6 +320,25 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// What the page's own `fetch` gets for `GET path` (a download): status,
+    /// content type and body.
+    pub async fn download(&self, path: &str) -> (u16, String, String) {
+        let got = self
+            .execute_async(
+                "const [path, done] = arguments;
+                 fetch(path, { credentials: 'same-origin' }).then(r => r.text().then(
+                   body => done([r.status, r.headers.get('content-type'), body])));",
+                json!([path]),
+            )
+            .await;
+        let text = |i: usize| got[i].as_str().unwrap_or_default().to_owned();
+        let status = got[0]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or_else(|| panic!("fetch gave no status: {got}"));
+        (status, text(1), text(2))
+    }
+
     /// The HTTP status the page's own `fetch` gets for `method path` with
     /// `form` as its body, sent with the session's cookie.
     pub async fn fetch_status(&self, method: &str, path: &str, form: &[(&str, &str)]) -> u16 {

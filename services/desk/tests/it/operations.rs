@@ -190,17 +190,10 @@ async fn a_supervisor_sees_the_contact_rate_over_thirty_days_alerts_and_the_team
     let _ = std::fs::write(std::env::temp_dir().join("desk-operations.png"), shot);
 
     // Each day's figures as CSV, without patient data.
-    let csv = browser
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             fetch('/operations.csv?table=daily&program=adherence&channel=sms&days=30')
-               .then(r => r.text().then(body => done([r.status, r.headers.get('content-type'), body])));",
-            serde_json::json!([]),
-        )
+    let (status, kind, body) = browser
+        .download("/operations.csv?table=daily&program=adherence&channel=sms&days=30")
         .await;
-    assert_eq!(csv[0], serde_json::json!(200));
-    assert_eq!(csv[1], serde_json::json!("text/csv; charset=utf-8"));
-    let body = csv[2].as_str().unwrap_or_default();
+    assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"));
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 31, "a header and 30 days");
     assert!(lines[0].starts_with("day,contact_rate,"));

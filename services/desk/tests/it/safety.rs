@@ -265,28 +265,23 @@ async fn an_overdue_adverse_event_is_reported_through_the_form_and_reconciled_wi
     let _ = std::fs::write(std::env::temp_dir().join("desk-reconciliation.png"), shot);
 
     // The report as E2B(R3) XML; the reconciliation as CSV without patient data.
-    let xml = browser
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(document.querySelector('#reconciliation a[download]').href)
-               .then(r => r.text().then(body => done([r.status, r.headers.get('content-type'), body])));",
+    let link = browser
+        .execute(
+            "return document.querySelector('#reconciliation a[download]').getAttribute('href')",
             serde_json::json!([]),
         )
         .await;
-    assert_eq!(xml[0], serde_json::json!(200));
-    assert_eq!(xml[1], serde_json::json!("application/xml; charset=utf-8"));
-    let body = xml[2].as_str().unwrap_or_default();
+    let (status, kind, body) = browser.download(link.as_str().unwrap_or_default()).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (200, "application/xml; charset=utf-8")
+    );
     assert!(body.contains("PORR_IN049016UV"), "{body}");
     assert!(body.contains(r#"<id extension="SDB-2027-0042""#), "{body}");
     assert!(body.contains("<originalText>A rash on both arms"), "{body}");
-    let csv = browser
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             fetch('/safety/reconciliation.csv?month=2027-01').then(r => r.text().then(done));",
-            serde_json::json!([]),
-        )
+    let (_, _, csv) = browser
+        .download("/safety/reconciliation.csv?month=2027-01")
         .await;
-    let csv = csv.as_str().unwrap_or_default();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     for secret in ["Dana", "Whitfield", MOBILE, EMAIL, "rash"] {
         assert!(!csv.contains(secret), "{secret} in the CSV");
