@@ -151,16 +151,25 @@ fn read_folder(dir: &Path) -> Result<Vec<Folder>, LibraryError> {
     let mut found = Vec::new();
     for program in catalogue.iter() {
         let folder = dir.join(&program.id);
-        let text = std::fs::read_to_string(folder.join("program.toml"))
+        let file = folder.join("program.toml");
+        let text = std::fs::read_to_string(&file)
             .map_err(|e| LibraryError::Invalid(format!("{}: cannot be read: {e}", program.id)))?;
+        let templates = program::templates_in(&folder);
+        // What is kept is what was read here, checked again: the file may
+        // have changed since the folder was validated.
+        let read = program::parse(&file.display().to_string(), &text, &templates)
+            .map_err(|e| LibraryError::Invalid(FolderError::of(&e).0))?;
+        if read.id != program.id {
+            return Err(LibraryError::Invalid(format!(
+                "{}: id: changed while the folder was read",
+                file.display()
+            )));
+        }
         found.push(Folder {
             program_id: program.id.clone(),
             text,
-            template_ids: program::templates_in(&folder).into_iter().collect(),
-            published_by: program
-                .published_by
-                .clone()
-                .unwrap_or_else(|| FOLDER.into()),
+            template_ids: templates.into_iter().collect(),
+            published_by: read.published_by.unwrap_or_else(|| FOLDER.into()),
         });
     }
     Ok(found)

@@ -15,6 +15,9 @@
 //! a reader that resumes after its last cursor misses nothing and sees nothing twice.
 //! A transaction left open holds the stream back until it ends.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sqlx::postgres::PgRow;
@@ -201,24 +204,70 @@ pub fn causes_first(entries: Vec<(DateTime<Utc>, TimelineEntry)>) -> Vec<Timelin
         while let Some((_, entry)) = rest.next_if(|(next, _)| *next == at) {
             instant.push(entry);
         }
-        while !instant.is_empty() {
-            // The earliest recorded whose cause is not still waiting here.
-            let waiting: Vec<&str> = instant
-                .iter()
-                .filter_map(|e| e.event.as_ref().map(|ev| ev.event_id.as_str()))
-                .collect();
-            let ready = instant
-                .iter()
-                .position(|e| {
-                    e.event
-                        .as_ref()
-                        .is_none_or(|ev| !waiting.contains(&ev.causation_id.as_str()))
-                })
-                .unwrap_or(0);
-            ordered.push(instant.remove(ready));
+        for index in instant_order(&instant) {
+            ordered.push(std::mem::take(&mut instant[index]));
         }
     }
     ordered
+}
+
+/// The order of one instant's entries: each time, the earliest recorded whose
+/// cause is not still waiting among them (with a cycle, the earliest left).
+/// Linear in the entries but for the heap: a bulk load puts a thousand
+/// entries at one instant.
+fn instant_order(instant: &[TimelineEntry]) -> Vec<usize> {
+    fn id(e: &TimelineEntry) -> &str {
+        e.event.as_ref().map_or("", |ev| ev.event_id.as_str())
+    }
+    let by_id: HashMap<&str, usize> = instant
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !id(e).is_empty())
+        .map(|(i, e)| (id(e), i))
+        .collect();
+    // Each entry's cause among them, and what each causes.
+    let mut causes: Vec<Option<usize>> = Vec::with_capacity(instant.len());
+    let mut caused: Vec<Vec<usize>> = vec![Vec::new(); instant.len()];
+    for (i, entry) in instant.iter().enumerate() {
+        let cause = entry
+            .event
+            .as_ref()
+            .and_then(|ev| by_id.get(ev.causation_id.as_str()).copied());
+        if let Some(c) = cause {
+            caused[c].push(i);
+        }
+        causes.push(cause);
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = causes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_none())
+        .map(|(i, _)| Reverse(i))
+        .collect();
+    let mut done = vec![false; instant.len()];
+    let mut order = Vec::with_capacity(instant.len());
+    while order.len() < instant.len() {
+        let next = match ready.pop() {
+            Some(Reverse(i)) => i,
+            // A cycle: the earliest left goes first.
+            None => match done.iter().position(|d| !d) {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        if done[next] {
+            continue;
+        }
+        done[next] = true;
+        order.push(next);
+        ready.extend(
+            caused[next]
+                .iter()
+                .filter(|c| !done[**c])
+                .map(|c| Reverse(*c)),
+        );
+    }
+    order
 }
 
 /// Up to `limit` of the case's own events after `after_version`, by version.
@@ -362,6 +411,46 @@ mod tests {
         ];
         let positions: Vec<u64> = causes_first(entries).iter().map(|e| e.position).collect();
         assert_eq!(positions, vec![2, 3, 1, 4]);
+    }
+
+    #[test]
+    fn a_chain_recorded_backwards_comes_out_cause_first_and_a_cycle_still_comes_out() {
+        let first = new_envelope(
+            "c",
+            "cadence",
+            at(0),
+            Payload::AttemptSent(AttemptSent::default()),
+            None,
+        );
+        let second = new_envelope(
+            "c",
+            "dispatch",
+            at(0),
+            Payload::AttemptSent(AttemptSent::default()),
+            Some(&first),
+        );
+        let third = new_envelope(
+            "c",
+            "routing",
+            at(0),
+            Payload::AttemptSent(AttemptSent::default()),
+            Some(&second),
+        );
+        let entries = vec![
+            (at(0), recorded(1, third.clone())),
+            (at(0), recorded(2, second.clone())),
+            (at(0), recorded(3, first.clone())),
+        ];
+        let positions: Vec<u64> = causes_first(entries).iter().map(|e| e.position).collect();
+        assert_eq!(positions, vec![3, 2, 1]);
+        // Two events naming each other: both come out, the earliest first.
+        let mut a = first;
+        let mut b = second;
+        a.causation_id = b.event_id.clone();
+        b.causation_id = a.event_id.clone();
+        let entries = vec![(at(0), recorded(1, a)), (at(0), recorded(2, b))];
+        let positions: Vec<u64> = causes_first(entries).iter().map(|e| e.position).collect();
+        assert_eq!(positions, vec![1, 2]);
     }
 
     #[test]

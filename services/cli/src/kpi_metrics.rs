@@ -32,7 +32,7 @@ struct Gauge(
 );
 
 /// The gauges.
-const GAUGES: [Gauge; 16] = [
+const GAUGES: [Gauge; 17] = [
     Gauge("touchpoint.kpi.cases", "{case}", "cases enrolled", |s| {
         vec![(s.enrolled as f64, None)]
     }),
@@ -148,6 +148,12 @@ const GAUGES: [Gauge; 16] = [
         "1",
         "possible adverse events reviewed within 24 hours of receipt / flagged",
         |s| vec![(ratio(s.ae_reviewed_in_24h, s.ae_flags), None)],
+    ),
+    Gauge(
+        "touchpoint.kpi.ae_reported_within_24h",
+        "1",
+        "possible adverse events reported to the safety database within 24 hours of receipt / flagged",
+        |s| vec![(ratio(s.ae_reported_in_24h, s.ae_flags), None)],
     ),
     Gauge(
         "touchpoint.kpi.ae_flags_open",

@@ -63,6 +63,8 @@ pub struct Summary {
     pub ae_reviewed: i64,
     /// See `ae_flags`.
     pub ae_reviewed_in_24h: i64,
+    /// Flags reported to the safety database within 24 hours of day zero.
+    pub ae_reported_in_24h: i64,
     /// Touchpoints due and not attempted now, by age.
     pub backlog: BTreeMap<String, u64>,
     /// Work open now, by kind: (open, past due).
@@ -104,6 +106,7 @@ impl Summary {
                 "ae_flags" => s.ae_flags += f.value,
                 "ae_reviewed" => s.ae_reviewed += f.value,
                 "ae_reviewed_in_24h" => s.ae_reviewed_in_24h += f.value,
+                "ae_reported_in_24h" => s.ae_reported_in_24h += f.value,
                 other => {
                     if let Some(reason) = other.strip_prefix("suppressed:") {
                         *s.suppressed.entry(reason.to_owned()).or_default() += f.value;
@@ -208,6 +211,10 @@ impl Summary {
         rows.push((
             "AE flags reviewed within 24 h".into(),
             share(self.ae_reviewed_in_24h, self.ae_flags),
+        ));
+        rows.push((
+            "AE flags reported within 24 h".into(),
+            share(self.ae_reported_in_24h, self.ae_flags),
         ));
         let (open, overdue) = self.open_of("adverse_event");
         rows.push((
