@@ -564,6 +564,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
         mailer: providers.email.clone(),
         recipients: config.sla.recipients.clone(),
         desk_url: config.sla.desk_url.clone(),
+        catalogue: catalogue.clone(),
     };
     shutdown.supervise("SLA alerts", alerts.run(config.sla.poll, shutdown.token()));
     let attempts_topic = platform.topics.name(Stream::Attempt);

@@ -1,6 +1,7 @@
 //! SLA alerts: a callback past its due time reaches the program's supervisors
 //! through the SMTP relay patient mail takes, once, with the case's id and a
-//! link and no patient data; one done before it was due is never mailed.
+//! link and no patient data; one done before it was due is never mailed; one
+//! due within two hours is warned of.
 
 use chrono::TimeDelta;
 use touchpoint_dispatch::SmtpRelay;
@@ -66,8 +67,8 @@ async fn an_overdue_callback_is_mailed_to_the_supervisors_once_without_patient_d
         .publish(&[
             // Due a minute ago: late at once.
             callback("case-late", "cb-late", TimeDelta::minutes(-1)),
-            // Due in an hour, and done now: never late.
-            callback("case-kept", "cb-kept", TimeDelta::hours(1)),
+            // Due in three hours, and done now: never late, nor near.
+            callback("case-kept", "cb-kept", TimeDelta::hours(3)),
             (
                 Stream::Inbound,
                 event(
@@ -119,4 +120,21 @@ async fn an_overdue_callback_is_mailed_to_the_supervisors_once_without_patient_d
         ),
         (1, 1, 0)
     );
+
+    // One due in 90 minutes is warned of once, before it is late.
+    world
+        .open_case("case-soon", &[Channel::Sms, Channel::Email])
+        .await;
+    world
+        .publish(&[callback("case-soon", "cb-soon", TimeDelta::minutes(90))])
+        .await;
+    let warning = eventually("the warning", WAIT, || async {
+        smtp.mails()
+            .into_iter()
+            .find(|m| m.data.contains("case-soon"))
+    })
+    .await;
+    let text = warning.data.replace("=\r\n", "").replace("=\n", "");
+    assert!(text.contains("Callback due within 2 hours"), "{text}");
+    assert_eq!(smtp.mails().len(), 3);
 }
