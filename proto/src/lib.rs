@@ -64,6 +64,28 @@ impl v1::ContactPoint {
     }
 }
 
+impl v1::AdverseEventSuspected {
+    /// The flag's key: its review task, or its message when it has none.
+    pub fn flag_key(&self) -> &str {
+        if self.review_task_id.is_empty() {
+            &self.inbound_id
+        } else {
+            &self.review_task_id
+        }
+    }
+}
+
+impl v1::AdverseEventReported {
+    /// The key of the flag it decides ([`v1::AdverseEventSuspected::flag_key`]).
+    pub fn flag_key(&self) -> &str {
+        if self.review_task_id.is_empty() {
+            &self.inbound_id
+        } else {
+            &self.review_task_id
+        }
+    }
+}
+
 impl v1::Channel {
     /// Every channel outreach uses: what an opt-out that names none covers.
     pub const ALL: [v1::Channel; 5] = [

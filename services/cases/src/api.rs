@@ -247,10 +247,7 @@ impl CaseService for CaseApi {
         .await?
         {
             match event.payload {
-                Some(Payload::AdverseEventSuspected(raised))
-                    if raised.review_task_id == key
-                        || (raised.review_task_id.is_empty() && raised.inbound_id == key) =>
-                {
+                Some(Payload::AdverseEventSuspected(raised)) if raised.flag_key() == key => {
                     flag = Some(adverse_event::Flag {
                         received_at: raised
                             .received_at
@@ -262,10 +259,7 @@ impl CaseService for CaseApi {
                         inbound_id: raised.inbound_id,
                     });
                 }
-                Some(Payload::AdverseEventReported(decided))
-                    if decided.review_task_id == key
-                        || (decided.review_task_id.is_empty() && decided.inbound_id == key) =>
-                {
+                Some(Payload::AdverseEventReported(decided)) if decided.flag_key() == key => {
                     return Err(Status::failed_precondition(
                         "review_task_id: the flag already has a decision",
                     ));

@@ -69,15 +69,7 @@ pub struct Icsr<'a> {
 pub fn document(icsr: &Icsr<'_>) -> Option<String> {
     let report = icsr.decided.report.as_ref()?;
     let mut x = String::with_capacity(4096);
-    let report_id = format!(
-        "TOUCHPOINT-{}-{}",
-        icsr.case_id,
-        if icsr.decided.review_task_id.is_empty() {
-            &icsr.decided.inbound_id
-        } else {
-            &icsr.decided.review_task_id
-        }
-    );
+    let report_id = format!("TOUCHPOINT-{}-{}", icsr.case_id, icsr.decided.flag_key());
     let aware = icsr
         .decided
         .aware_at

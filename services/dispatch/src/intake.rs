@@ -364,11 +364,7 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
                 .ok_or(bad("received_at"))?;
             Intake::Watch {
                 kind: "adverse_event",
-                key: if flag.review_task_id.is_empty() {
-                    flag.inbound_id.clone()
-                } else {
-                    flag.review_task_id.clone()
-                },
+                key: flag.flag_key().to_owned(),
                 due_at: flag
                     .report_due_at
                     .as_ref()

@@ -182,6 +182,27 @@ pub fn backlogs(
         .collect()
 }
 
+/// A claimed row of `sla_watch`: kind, key, case, program, due time.
+type Claimed = (String, String, String, String, DateTime<Utc>);
+
+/// Claimed rows by program, each with its key; `soon`: warnings, not late.
+fn by_program(claimed: Vec<Claimed>, soon: bool) -> BTreeMap<String, Vec<(String, Late)>> {
+    let mut by_program: BTreeMap<String, Vec<(String, Late)>> = BTreeMap::new();
+    for (kind, key, case_id, program_id, due_at) in claimed {
+        by_program.entry(program_id.clone()).or_default().push((
+            key,
+            Late {
+                kind,
+                case_id,
+                program_id,
+                due_at,
+                soon,
+            },
+        ));
+    }
+    by_program
+}
+
 /// The loop that mails alerts.
 #[derive(Debug, Clone)]
 pub struct SlaAlerts {
@@ -238,7 +259,7 @@ impl SlaAlerts {
             .bind(now - KEPT)
             .execute(&self.pool)
             .await?;
-        let claimed: Vec<(String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        let claimed: Vec<Claimed> = sqlx::query_as(
             "UPDATE sla_watch w SET state = 'sending'
              FROM (SELECT kind, key FROM sla_watch
                    WHERE state = 'watching' AND due_at <= $1
@@ -250,20 +271,8 @@ impl SlaAlerts {
         .bind(BATCH)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_program: BTreeMap<String, Vec<(String, Late)>> = BTreeMap::new();
-        for (kind, key, case_id, program_id, due_at) in claimed.iter().cloned() {
-            by_program.entry(program_id.clone()).or_default().push((
-                key,
-                Late {
-                    kind,
-                    case_id,
-                    program_id,
-                    due_at,
-                    soon: false,
-                },
-            ));
-        }
-        for (program_id, items) in &by_program {
+        let count = claimed.len();
+        for (program_id, items) in &by_program(claimed, false) {
             let late: Vec<&Late> = items.iter().map(|(_, l)| l).collect();
             let (subject, text) = message(program_id, &late, self.desk_url.as_deref());
             let sent = self.mail(program_id, &subject, &text, late.len()).await;
@@ -286,12 +295,12 @@ impl SlaAlerts {
         }
         self.warn(now).await?;
         self.backlog(now).await?;
-        Ok(claimed.len())
+        Ok(count)
     }
 
     /// Mails, once, what comes within two hours of its due time.
     async fn warn(&self, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        let claimed: Vec<(String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        let claimed: Vec<Claimed> = sqlx::query_as(
             "UPDATE sla_watch w SET warned = true
              FROM (SELECT kind, key FROM sla_watch
                    WHERE state = 'watching' AND NOT warned AND due_at > $1 AND due_at <= $2
@@ -304,20 +313,7 @@ impl SlaAlerts {
         .bind(BATCH)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_program: BTreeMap<String, Vec<(String, Late)>> = BTreeMap::new();
-        for (kind, key, case_id, program_id, due_at) in claimed {
-            by_program.entry(program_id.clone()).or_default().push((
-                key,
-                Late {
-                    kind,
-                    case_id,
-                    program_id,
-                    due_at,
-                    soon: true,
-                },
-            ));
-        }
-        for (program_id, items) in &by_program {
+        for (program_id, items) in &by_program(claimed, true) {
             let soon: Vec<&Late> = items.iter().map(|(_, l)| l).collect();
             let (subject, text) = message(program_id, &soon, self.desk_url.as_deref());
             if self

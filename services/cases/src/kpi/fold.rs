@@ -336,13 +336,9 @@ impl Fold {
             }
             Payload::AdverseEventSuspected(flag) => {
                 let received = flag.received_at.as_ref().and_then(instant).unwrap_or(at);
-                let key = if flag.review_task_id.is_empty() {
-                    &flag.inbound_id
-                } else {
-                    &flag.review_task_id
-                };
+                let key = flag.flag_key();
                 self.open.insert(
-                    (OpenKind::AdverseEvent, key.clone()),
+                    (OpenKind::AdverseEvent, key.to_owned()),
                     Some(OpenItem {
                         case_id: case_id.to_owned(),
                         channel: String::new(),
@@ -358,7 +354,7 @@ impl Fold {
                 self.count(case_id, zone, received, "", figure::AE_FLAGS, 1);
                 self.flags.push(FlagChange::Raised {
                     case_id: case_id.to_owned(),
-                    key: key.clone(),
+                    key: key.to_owned(),
                     inbound_id: flag.inbound_id.clone(),
                     received_at: received,
                     due_at: flag
@@ -369,11 +365,7 @@ impl Fold {
                 });
             }
             Payload::AdverseEventReported(decided) => {
-                let key = if decided.review_task_id.is_empty() {
-                    &decided.inbound_id
-                } else {
-                    &decided.review_task_id
-                };
+                let key = decided.flag_key();
                 let aware_at = decided.aware_at.as_ref().and_then(instant).unwrap_or(at);
                 self.review_done(case_id, zone, at, key);
                 if decided.decision == "reported" {
@@ -386,7 +378,7 @@ impl Fold {
                 }
                 self.flags.push(FlagChange::Decided {
                     case_id: case_id.to_owned(),
-                    key: key.clone(),
+                    key: key.to_owned(),
                     inbound_id: decided.inbound_id.clone(),
                     aware_at,
                     decision: decided.decision.clone(),

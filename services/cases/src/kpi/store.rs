@@ -153,10 +153,7 @@ pub async fn load(
         .filter_map(|e| match e.payload.as_ref()? {
             Payload::TaskCompleted(done) => Some(done.task_id.as_str()),
             Payload::TaskWithdrawn(withdrawn) => Some(withdrawn.task_id.as_str()),
-            Payload::AdverseEventReported(decided) if decided.review_task_id.is_empty() => {
-                Some(decided.inbound_id.as_str())
-            }
-            Payload::AdverseEventReported(decided) => Some(decided.review_task_id.as_str()),
+            Payload::AdverseEventReported(decided) => Some(decided.flag_key()),
             _ => None,
         })
         .collect();

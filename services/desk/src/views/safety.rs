@@ -177,16 +177,10 @@ async fn flag_of(
         let Some(event) = entry.event else { continue };
         let at = instant(event.occurred_at.as_ref());
         match event.payload {
-            Some(Payload::AdverseEventSuspected(raised))
-                if raised.review_task_id == key
-                    || (raised.review_task_id.is_empty() && raised.inbound_id == key) =>
-            {
+            Some(Payload::AdverseEventSuspected(raised)) if raised.flag_key() == key => {
                 flag = Some(raised);
             }
-            Some(Payload::AdverseEventReported(d))
-                if d.review_task_id == key
-                    || (d.review_task_id.is_empty() && d.inbound_id == key) =>
-            {
+            Some(Payload::AdverseEventReported(d)) if d.flag_key() == key => {
                 decided = at.map(|at| (d, at));
             }
             _ => {}
