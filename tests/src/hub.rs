@@ -1,4 +1,4 @@
-//! Cases, dispatch (with a Twilio stand-in) and routing started in this process
+//! Cases, dispatch (with Twilio and Mailgun stand-ins) and routing started in this process
 //! on a clock that stands still, on a fresh database and fresh topics: what a
 //! test of a patient's text through the three services needs. Cadence joins
 //! them when a test follows a program's plan, on a clock that runs.
@@ -14,10 +14,14 @@ use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::vouch::TrustedFronts;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_routing::domain::opt_out_scope::OptOutScope;
+use touchpoint_sandbox::mailgun::{MailgunOptions, MailgunSandbox};
 use touchpoint_sandbox::{InboundText, Sandbox, post_inbound_text};
 
 /// The auth token routing's SMS webhook checks.
 pub const SMS_TOKEN: &str = "inbound-sms-token";
+
+/// The key Mailgun signs its webhooks with (dispatch's and routing's).
+pub const MAILGUN_SIGNING_KEY: &str = "mailgun-signing-key";
 
 /// The program's sending number.
 pub const PROGRAM_NUMBER: &str = "+15005550006";
@@ -43,6 +47,10 @@ pub struct Hub {
     pub sms_webhook: String,
     /// The SMS provider's stand-in: what was texted.
     pub sms: Sandbox,
+    /// The email provider's stand-in: what was emailed. Its delivery and
+    /// failure webhooks reach dispatch, its complaint and unsubscribe
+    /// webhooks routing.
+    pub mailgun: MailgunSandbox,
     /// `touchpoint.attempt.v1`, read from the start.
     pub attempts: TopicReader,
     shutdown: Shutdown,
@@ -118,8 +126,32 @@ impl Hub {
         } else {
             None
         };
+        let mailgun = MailgunSandbox::start(MailgunOptions {
+            domain: "mg.hub.example",
+            api_key: "mailgun-key",
+            signing_key: MAILGUN_SIGNING_KEY,
+            search_delay: Duration::from_millis(500),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut dispatch = touchpoint_dispatch::Config::new(config("dispatch"), programs);
         dispatch.sender.poll = Duration::from_millis(50);
+        let dispatch_http = testkit::free_port();
+        dispatch.http_addr = SocketAddr::from(([127, 0, 0, 1], dispatch_http));
+        dispatch.mailgun = Some(touchpoint_dispatch::MailgunProvider {
+            base_url: mailgun.url(),
+            domain: "mg.hub.example".into(),
+            api_key: "mailgun-key".into(),
+            from: "Care Team <care@hub.example>"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            signing_key: MAILGUN_SIGNING_KEY.into(),
+            rate: None,
+            unsubscribe: touchpoint_dispatch::providers::email::Unsubscribe {
+                url: "https://hub.example/unsubscribe/email".into(),
+                key: "unsubscribe-key".into(),
+            },
+        });
         dispatch.sms = vec![touchpoint_dispatch::SmsProvider {
             name: "primary".into(),
             base_url: sms.url(),
@@ -133,10 +165,19 @@ impl Hub {
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
         let mut routing = touchpoint_routing::Config::new(config("routing"), programs);
         routing.secrets.sms_auth_token = Some(SMS_TOKEN.into());
+        routing.secrets.email_signing_key = Some(MAILGUN_SIGNING_KEY.into());
         routing.settings.opt_out_scope = opt_out_scope;
         let routing_addrs = touchpoint_routing::start(routing, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("routing did not start: {e}"));
+        for kind in ["delivered", "permanent_fail", "temporary_fail"] {
+            let url = format!("http://127.0.0.1:{dispatch_http}/callbacks/email/mailgun");
+            mailgun.webhook(kind, &url);
+        }
+        for kind in ["complained", "unsubscribed"] {
+            let url = format!("http://{}/inbound/email/events", routing_addrs.http);
+            mailgun.webhook(kind, &url);
+        }
         let attempts =
             TopicReader::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Attempt));
         Self {
@@ -149,6 +190,7 @@ impl Hub {
             database,
             prefix,
             sms,
+            mailgun,
             attempts,
             shutdown,
         }

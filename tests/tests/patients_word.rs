@@ -13,6 +13,8 @@
 //! - A patient in two programs texts STOP after one program's text: by default
 //!   both programs stop texting her number; where the deployment scopes
 //!   opt-outs by program, only the program whose text she answered does.
+//! - A patient marks a program email as spam: the email provider's signed
+//!   complaint revokes email to her address, and the next email is not sent.
 
 use std::time::Duration;
 
@@ -688,4 +690,86 @@ async fn scoped_by_program_a_stop_stops_only_the_program_whose_text_it_answers()
         sms_consent(case, PATIENTS[0]) == Some((ConsentState::Revoked, ConsentSource::SmsKeyword))
     })
     .await;
+}
+
+const ANA_EMAIL: &str = "ana.ruiz@example.com";
+
+/// The welcome email for `case_id` to `to`, as cadence would ask for it.
+fn program_email(case_id: &str, to: &str) -> (String, (Stream, Envelope)) {
+    let step = ("adherence", "welcome", "welcome");
+    let (attempt_id, (stream, mut envelope)) = program_text_with(case_id, to, false, step, NOW);
+    if let Some(Payload::OutreachRequested(request)) = envelope.payload.as_mut() {
+        request.channel = Channel::Email as i32;
+        request.destination = Some(ContactPoint {
+            value: Some(contact_point::Value::Email(to.into())),
+        });
+    }
+    (attempt_id, (stream, envelope))
+}
+
+/// The consent `case` holds for email to `address`: the address's own entry.
+fn email_consent(case: &Case, address: &str) -> Option<ConsentState> {
+    let point = ContactPoint {
+        value: Some(contact_point::Value::Email(address.into())),
+    };
+    case.consents
+        .iter()
+        .find(|c| c.channel() == Channel::Email && c.contact_point.as_ref() == Some(&point))
+        .map(|c| c.state())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spam_complaint_at_the_email_provider_stops_email_to_that_address() {
+    let mut hub = Hub::start(NOW).await;
+    let case_id = hub
+        .cases
+        .open_case(OpenCaseRequest {
+            meta: meta("open-ana-email"),
+            program_id: "adherence".into(),
+            language: Language::En as i32,
+            time_zone: "America/New_York".into(),
+            patient: Some(person("Ana", "Ruiz", PATIENTS[0], ANA_EMAIL)),
+            caregiver: None,
+            prescriber_fax: String::new(),
+            enrolled_at: Some(timestamp(utc(NOW) - TimeDelta::days(1))),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"))
+        .into_inner()
+        .case_id;
+    hub.cases
+        .record_consent(RecordConsentRequest {
+            meta: meta("consent-ana-email"),
+            case_id: case_id.clone(),
+            channel: Channel::Email as i32,
+            source: ConsentSource::WrittenForm as i32,
+            contact_point: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("consent: {e}"));
+
+    // The welcome goes out through the email provider, once.
+    let first = hub
+        .outcomes_of(vec![program_email(&case_id, ANA_EMAIL)])
+        .await;
+    assert_eq!(first, [SENT]);
+    let sent = hub.mailgun.received();
+    assert_eq!(sent.len(), 1);
+
+    // Ana marks it as spam: Mailgun's signed complaint reaches routing, and
+    // email to her address is revoked on her case.
+    assert_eq!(
+        hub.mailgun.report(&sent[0].id, "complained", None).await,
+        Some(200)
+    );
+    hub.case_once(&case_id, |case| {
+        email_consent(case, ANA_EMAIL) == Some(ConsentState::Revoked)
+    })
+    .await;
+    // The next email is not sent.
+    let second = hub
+        .outcomes_of(vec![program_email(&case_id, ANA_EMAIL)])
+        .await;
+    assert_eq!(second, [OPTED_OUT], "no email after a complaint");
+    assert_eq!(hub.mailgun.received().len(), 1);
 }

@@ -235,7 +235,12 @@ async fn start_all(
     let mut own = Vec::new();
     if sandboxed {
         start_sandbox(processes, state, &bin_dir)?;
-        for addr in [local::SMS_ADDR, local::FAX_ADDR, local::SMTP_ADDR] {
+        for addr in [
+            local::SMS_ADDR,
+            local::FAX_ADDR,
+            local::MAILGUN_ADDR,
+            local::SMTP_ADDR,
+        ] {
             wait_for_port(addr)
                 .await
                 .context("the provider sandbox did not start")?;
@@ -260,6 +265,13 @@ async fn start_all(
             "routing",
             "TOUCHPOINT_INBOUND_SMS_AUTH_TOKEN".into(),
             local::AUTH_TOKEN.into(),
+        ));
+        // Complaints and unsubscribes at the email provider reach routing,
+        // signed with Mailgun's webhook key.
+        own.push((
+            "routing",
+            "TOUCHPOINT_INBOUND_EMAIL_SIGNING_KEY".into(),
+            local::MAILGUN_SIGNING_KEY.into(),
         ));
         // Every email's one-click unsubscribe reaches routing, signed with a
         // key the two share.
@@ -504,6 +516,38 @@ mod tests {
                 .is_some_and(|e| e.contains("'--fast'") && e.contains("Usage: up [OPTIONS]")),
             "{unknown:?}"
         );
+    }
+
+    #[test]
+    fn the_sandbox_settings_give_dispatch_every_provider_with_mailgun_before_smtp() {
+        let dir = std::env::temp_dir().join(format!("touchpoint-up-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let ca_file = dir.join("sandbox-ca.pem");
+        let ca = touchpoint_platform::tls::DevCa::generate().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap_or_else(|e| panic!("{e}"));
+        let mut pairs = local::dispatch_env(&ca_file);
+        pairs.push((
+            "TOUCHPOINT_UNSUBSCRIBE_URL",
+            "http://127.0.0.1:8054/unsubscribe/email".into(),
+        ));
+        pairs.push(("TOUCHPOINT_UNSUBSCRIBE_KEY", local::UNSUBSCRIBE_KEY.into()));
+        let env = touchpoint_platform::config::Env::from_pairs(
+            pairs.iter().map(|(k, v)| (*k, v.as_str())),
+        );
+        let config = touchpoint_dispatch::Config::from_env(&env);
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.sms.len(), 1);
+        assert!(config.fax.is_some() && config.smtp.is_some());
+        let mailgun = config.mailgun.unwrap_or_else(|| panic!("no Mailgun"));
+        assert_eq!(mailgun.base_url, format!("https://{}", local::MAILGUN_ADDR));
+        let dispatch_http = format!(
+            "http://127.0.0.1:{}/",
+            touchpoint_dispatch::DEFAULT_HTTP_PORT
+        );
+        assert!(local::MAILGUN_DELIVERY_WEBHOOK.starts_with(&dispatch_http));
+        assert!(local::MAILGUN_DELIVERY_WEBHOOK.ends_with("/callbacks/email/mailgun"));
+        assert!(local::MAILGUN_COMPLAINT_WEBHOOK.starts_with(&format!("http://{ROUTING_HTTP}/")));
     }
 
     #[test]

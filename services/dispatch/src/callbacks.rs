@@ -3,7 +3,14 @@
 //!   `MessageStatus`, `ErrorCode`), signed with `X-Twilio-Signature`;
 //! - `POST /callbacks/fax/{attempt}` in Phaxio's format (a `fax` field holding
 //!   the fax as JSON: id, status, pages, recipients with their error), signed
-//!   with `X-Phaxio-Signature`.
+//!   with `X-Phaxio-Signature`;
+//! - `POST /callbacks/email/mailgun`: Mailgun's event webhooks (`delivered`,
+//!   `permanent_fail`, `temporary_fail`), JSON signed in its `signature`
+//!   object with the webhook signing key and refused outside a five-minute
+//!   window; the attempt is the `attempt_id` custom variable. A temporary
+//!   failure changes nothing: Mailgun retries, and reports a permanent failure
+//!   when it gives up. Complaints and unsubscribes are routing's
+//!   (`/inbound/email/events`) and are only acknowledged here.
 //!
 //! An unsigned or wrongly signed callback is refused (403) and changes nothing. A
 //! body over the size limit is refused (413). A signed callback for an attempt
@@ -31,7 +38,7 @@ use uuid::Uuid;
 use crate::attempts::{self, Settled, State as AttemptState};
 use crate::metrics;
 use crate::outcomes::{self, Written};
-use crate::providers::{Providers, phaxio, signature};
+use crate::providers::{Providers, mailgun, phaxio, signature};
 
 /// The largest callback body taken.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -62,6 +69,7 @@ pub fn router(
     Router::new()
         .route("/callbacks/sms/{provider}/{attempt}", post(sms_status))
         .route("/callbacks/fax/{attempt}", post(fax_status))
+        .route("/callbacks/email/mailgun", post(email_event))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Callbacks {
             pool,
@@ -214,6 +222,67 @@ async fn fax_status(
     .await
 }
 
+async fn email_event(State(callbacks): State<Callbacks>, body: Bytes) -> StatusCode {
+    let Some(mailgun) = callbacks.providers.mailgun.as_ref() else {
+        return StatusCode::FORBIDDEN; // no Mailgun: nobody signs these
+    };
+    // Mailgun's timestamp is real time, whatever clock the service runs on.
+    let event = match signature::email::verified_event(
+        mailgun.signing_key.expose_secret(),
+        &body,
+        chrono::Utc::now(),
+    ) {
+        Ok(event) => event,
+        Err(refused) => {
+            tracing::warn!(%refused, "email event webhook refused");
+            return StatusCode::FORBIDDEN;
+        }
+    };
+    let Some((attempt_id, message_id, report)) = email_report(&event) else {
+        // Not about an attempt of ours, or news that settles nothing: taken, so
+        // Mailgun stops sending it.
+        let kind = event
+            .get("event")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        tracing::info!(event = kind, "email event acknowledged without effect");
+        return StatusCode::OK;
+    };
+    answer(&callbacks, mailgun::NAME, attempt_id, &message_id, report).await
+}
+
+/// The attempt, Mailgun's message id and the report a verified email event
+/// carries; None for an event that settles nothing (accepted, a temporary
+/// failure, opens and clicks, complaints and unsubscribes) or names no
+/// attempt.
+fn email_report(event: &serde_json::Value) -> Option<(Uuid, String, Report)> {
+    fn text<'a>(event: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
+        event.pointer(pointer).and_then(serde_json::Value::as_str)
+    }
+    let variable = format!("/user-variables/{}", mailgun::ATTEMPT_VARIABLE);
+    let attempt_id = text(event, &variable).and_then(|id| Uuid::parse_str(id).ok())?;
+    let message_id = text(event, "/message/headers/message-id")
+        .unwrap_or_default()
+        .to_owned();
+    let report = match (text(event, "/event")?, text(event, "/severity")) {
+        ("delivered", _) => Report::Delivered { pages: 0 },
+        ("failed", Some("permanent")) => {
+            let code = event
+                .pointer("/delivery-status/code")
+                .and_then(serde_json::Value::as_u64)
+                .map(|c| format!("smtp_{c}"))
+                .or_else(|| text(event, "/reason").map(|r| format!("mailgun_{r}")))
+                .unwrap_or_else(|| "failed".into());
+            Report::Failed {
+                code,
+                permanent: true,
+            }
+        }
+        _ => return None,
+    };
+    Some((attempt_id, message_id, report))
+}
+
 async fn answer(
     callbacks: &Callbacks,
     provider: &str,
@@ -289,4 +358,49 @@ async fn apply(
     tx.commit().await?;
     metrics::committed(&events);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mailgun_events_settle_only_deliveries_and_permanent_failures_of_an_attempt() {
+        let attempt = Uuid::now_v7();
+        let event = |kind: &str, severity: Option<&str>| {
+            json!({
+                "event": kind,
+                "severity": severity,
+                "delivery-status": { "code": 550 },
+                "user-variables": { "attempt_id": attempt.to_string() },
+                "message": { "headers": { "message-id": "1.2@mg.example" } },
+            })
+        };
+        assert_eq!(
+            email_report(&event("delivered", None)),
+            Some((
+                attempt,
+                "1.2@mg.example".into(),
+                Report::Delivered { pages: 0 }
+            ))
+        );
+        assert_eq!(
+            email_report(&event("failed", Some("permanent"))).map(|(_, _, r)| r),
+            Some(Report::Failed {
+                code: "smtp_550".into(),
+                permanent: true
+            })
+        );
+        for settles_nothing in [
+            event("failed", Some("temporary")),
+            event("accepted", None),
+            event("complained", None),
+            event("opened", None),
+            json!({ "event": "delivered", "user-variables": { "attempt_id": "not-a-uuid" } }),
+            json!({ "event": "delivered" }),
+        ] {
+            assert_eq!(email_report(&settles_nothing), None, "{settles_nothing}");
+        }
+    }
 }

@@ -41,7 +41,7 @@ use crate::domain::guard::DestinationCap;
 use crate::intake::Intaker;
 use crate::providers::email::{MailTls, StartTls, Unsubscribe};
 use crate::providers::http::HttpClient;
-use crate::providers::{Mailer, Phaxio, Providers, Throttle, Twilio};
+use crate::providers::{Mailer, Mailgun, Phaxio, Providers, Throttle, Twilio};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -106,8 +106,12 @@ pub struct Config {
     /// SMS providers in failover order: `TOUCHPOINT_SMS_PRIMARY_*`, then
     /// `TOUCHPOINT_SMS_FAILOVER_*`.
     pub sms: Vec<SmsProvider>,
+    /// The HTTP email provider: `TOUCHPOINT_MAILGUN_URL`, `_DOMAIN`,
+    /// `_API_KEY`, `_FROM`, `_SIGNING_KEY`, `_RATE`. Set, it is email's first
+    /// provider and the SMTP relay its fallback.
+    pub mailgun: Option<MailgunProvider>,
     /// The SMTP relay for email: `TOUCHPOINT_SMTP_HOST`, `_PORT`, `_FROM`,
-    /// `_USERNAME`, `_PASSWORD`. Unset host: no email.
+    /// `_USERNAME`, `_PASSWORD`. Unset host and no Mailgun: no email.
     pub smtp: Option<SmtpRelay>,
     /// The fax provider: `TOUCHPOINT_FAX_URL`, `_API_KEY`, `_API_SECRET`,
     /// `_CALLBACK_TOKEN`, `_RATE`. Unset URL: no fax.
@@ -258,32 +262,102 @@ impl SmtpRelay {
                 });
             }
         };
-        let required = |var: &str| {
-            env.raw(var).ok_or_else(|| ConfigError {
-                var: var.into(),
-                reason: "required when TOUCHPOINT_SMTP_HOST is set: every email carries a one-click unsubscribe".into(),
-            })
-        };
-        let url = required("TOUCHPOINT_UNSUBSCRIBE_URL")?;
-        let printable = url.chars().all(|c| c.is_ascii_graphic());
-        if !printable || !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ConfigError {
-                var: "TOUCHPOINT_UNSUBSCRIBE_URL".into(),
-                reason: "an http(s) URL of printable ASCII, without spaces".into(),
-            });
-        }
-        let unsubscribe = Unsubscribe {
-            url,
-            key: required("TOUCHPOINT_UNSUBSCRIBE_KEY")?.into(),
-        };
         Ok(Some(Self {
-            unsubscribe,
+            unsubscribe: unsubscribe(env, "TOUCHPOINT_SMTP_HOST")?,
             host,
             port: env.parse("TOUCHPOINT_SMTP_PORT", 25, "a port number")?,
             from,
             credentials,
             rate: rate(env, "TOUCHPOINT_SMTP_RATE")?,
             tls: mail_tls(env)?,
+        }))
+    }
+}
+
+/// `TOUCHPOINT_UNSUBSCRIBE_URL` and `TOUCHPOINT_UNSUBSCRIBE_KEY`, required
+/// when `provider_var` sets up an email provider: every email carries a
+/// one-click unsubscribe.
+fn unsubscribe(env: &Env, provider_var: &str) -> Result<Unsubscribe, ConfigError> {
+    let required = |var: &str| {
+        env.raw(var).ok_or_else(|| ConfigError {
+            var: var.into(),
+            reason: format!(
+                "required when {provider_var} is set: every email carries a one-click unsubscribe"
+            ),
+        })
+    };
+    let url = required("TOUCHPOINT_UNSUBSCRIBE_URL")?;
+    let printable = url.chars().all(|c| c.is_ascii_graphic());
+    if !printable || !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError {
+            var: "TOUCHPOINT_UNSUBSCRIBE_URL".into(),
+            reason: "an http(s) URL of printable ASCII, without spaces".into(),
+        });
+    }
+    Ok(Unsubscribe {
+        url,
+        key: required("TOUCHPOINT_UNSUBSCRIBE_KEY")?.into(),
+    })
+}
+
+/// The Mailgun-speaking email provider's settings.
+#[derive(Debug, Clone)]
+pub struct MailgunProvider {
+    /// `TOUCHPOINT_MAILGUN_URL`: the API's base URL.
+    pub base_url: String,
+    /// `TOUCHPOINT_MAILGUN_DOMAIN`: the sending domain.
+    pub domain: String,
+    /// `TOUCHPOINT_MAILGUN_API_KEY`.
+    pub api_key: SecretString,
+    /// `TOUCHPOINT_MAILGUN_FROM`: the sender mailbox.
+    pub from: lettre::message::Mailbox,
+    /// `TOUCHPOINT_MAILGUN_SIGNING_KEY`: the key its event webhooks are
+    /// signed with.
+    pub signing_key: SecretString,
+    /// `TOUCHPOINT_MAILGUN_RATE`: at most this many messages a second.
+    pub rate: Option<NonZeroU32>,
+    /// `TOUCHPOINT_UNSUBSCRIBE_URL` and `TOUCHPOINT_UNSUBSCRIBE_KEY`.
+    pub unsubscribe: Unsubscribe,
+}
+
+impl MailgunProvider {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        const URL: &str = "TOUCHPOINT_MAILGUN_URL";
+        let Some(base_url) = env.raw(URL) else {
+            return Ok(None);
+        };
+        provider_url(URL, &base_url)?;
+        let required = |var: &str| {
+            env.raw(var).ok_or_else(|| ConfigError {
+                var: var.to_owned(),
+                reason: format!("required when {URL} is set"),
+            })
+        };
+        let domain = required("TOUCHPOINT_MAILGUN_DOMAIN")?;
+        if domain.is_empty()
+            || !domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        {
+            return Err(ConfigError {
+                var: "TOUCHPOINT_MAILGUN_DOMAIN".into(),
+                reason: "a domain name such as mg.hub.example".into(),
+            });
+        }
+        let from = required("TOUCHPOINT_MAILGUN_FROM")?
+            .parse()
+            .map_err(|_| ConfigError {
+                var: "TOUCHPOINT_MAILGUN_FROM".into(),
+                reason: "a mailbox such as Care Team <care@hub.example>".into(),
+            })?;
+        Ok(Some(Self {
+            base_url,
+            domain,
+            api_key: required("TOUCHPOINT_MAILGUN_API_KEY")?.into(),
+            from,
+            signing_key: required("TOUCHPOINT_MAILGUN_SIGNING_KEY")?.into(),
+            rate: rate(env, "TOUCHPOINT_MAILGUN_RATE")?,
+            unsubscribe: unsubscribe(env, URL)?,
         }))
     }
 }
@@ -384,6 +458,7 @@ impl Config {
             .into_iter()
             .flatten()
             .collect(),
+            mailgun: MailgunProvider::from_env(env)?,
             smtp: SmtpRelay::from_env(env)?,
             fax: FaxProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
@@ -412,6 +487,7 @@ impl Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             callback_base: None,
             sms: Vec::new(),
+            mailgun: None,
             smtp: None,
             fax: None,
             provider_timeout: Duration::from_secs(10),
@@ -520,6 +596,20 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
                 client: client.clone(),
             })
             .collect(),
+        mailgun: config.mailgun.as_ref().map(|m| Mailgun {
+            base_url: m.base_url.clone(),
+            domain: m.domain.clone(),
+            api_key: m.api_key.clone(),
+            from: m.from.clone(),
+            signing_key: m.signing_key.clone(),
+            unsubscribe: m.unsubscribe.clone(),
+            client: client.clone(),
+        }),
+        mailgun_pace: config
+            .mailgun
+            .as_ref()
+            .and_then(|m| m.rate)
+            .map(Throttle::per_second),
         email: config
             .smtp
             .as_ref()
@@ -714,12 +804,58 @@ mod tests {
                 "https://hub.example/unsubscribe/email",
             ),
             ("TOUCHPOINT_UNSUBSCRIBE_KEY", "unsubscribe-s3cret"),
+            ("TOUCHPOINT_MAILGUN_URL", "https://api.mailgun.net"),
+            ("TOUCHPOINT_MAILGUN_DOMAIN", "mg.hub.example"),
+            ("TOUCHPOINT_MAILGUN_API_KEY", "mailgun-s3cret"),
+            ("TOUCHPOINT_MAILGUN_FROM", "Care Team <care@hub.example>"),
+            ("TOUCHPOINT_MAILGUN_SIGNING_KEY", "signing-s3cret"),
         ]);
         let config = Config::from_env(&env).map(|c| format!("{c:?}"));
         let Ok(printed) = config else {
             panic!("refused: {config:?}");
         };
         assert!(printed.contains("sms.hub.example") && printed.contains("relay.hub.example"));
+        assert!(printed.contains("mg.hub.example"));
         assert!(!printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn mailgun_settings_that_cannot_work_are_refused_at_start_by_name() {
+        let complete = [
+            ("TOUCHPOINT_MAILGUN_URL", "https://api.mailgun.net"),
+            ("TOUCHPOINT_MAILGUN_DOMAIN", "mg.hub.example"),
+            ("TOUCHPOINT_MAILGUN_API_KEY", "key"),
+            ("TOUCHPOINT_MAILGUN_FROM", "Care Team <care@hub.example>"),
+            ("TOUCHPOINT_MAILGUN_SIGNING_KEY", "signing"),
+            (
+                "TOUCHPOINT_UNSUBSCRIBE_URL",
+                "https://hub.example/unsubscribe/email",
+            ),
+            ("TOUCHPOINT_UNSUBSCRIBE_KEY", "unsubscribe"),
+        ];
+        // The complete settings with `var` set to `value`, or removed.
+        let with = |var: &'static str, value: Option<&'static str>| {
+            let mut pairs: Vec<(&str, &str)> = complete
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != var)
+                .collect();
+            pairs.extend(value.map(|v| (var, v)));
+            MailgunProvider::from_env(&Env::from_pairs(pairs))
+                .err()
+                .map(|e| e.var)
+        };
+        let provider = MailgunProvider::from_env(&Env::from_pairs(complete));
+        assert!(matches!(provider, Ok(Some(_))), "{provider:?}");
+        for (var, bad) in [
+            ("TOUCHPOINT_MAILGUN_URL", Some("api.mailgun.net")),
+            ("TOUCHPOINT_MAILGUN_DOMAIN", Some("mg hub/example")),
+            ("TOUCHPOINT_MAILGUN_FROM", Some("not a mailbox")),
+            ("TOUCHPOINT_MAILGUN_API_KEY", None),
+            ("TOUCHPOINT_MAILGUN_SIGNING_KEY", None),
+            ("TOUCHPOINT_UNSUBSCRIBE_KEY", None),
+        ] {
+            assert_eq!(with(var, bad).as_deref(), Some(var), "{var} = {bad:?}");
+        }
     }
 }

@@ -16,7 +16,8 @@
 //! the sending timeout (longer than any hand-off takes), a round asks their
 //! provider: if it took the message they are recorded as sent; if it never saw
 //! them they are queued again; if the channel cannot tell (SMTP), they fail as
-//! `outcome_unknown` rather than risk a second message to the patient.
+//! `outcome_unknown` rather than risk a second message to the patient. Email
+//! through Mailgun can tell: it is sent exactly once, as SMS is.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -290,8 +291,11 @@ impl Sender {
             let outgoing = h.outgoing();
             match self.providers.hand_over(outgoing, h.index).await {
                 // No answer: the provider may have taken it. Ask before anything
-                // is sent again.
-                Handoff::Ambiguous { provider, code } => {
+                // is sent again (a provider whose records lag is asked by the
+                // reconciler, after the sending timeout).
+                Handoff::Ambiguous { provider, code }
+                    if self.providers.searchable_at_once(&provider) =>
+                {
                     match self
                         .providers
                         .lookup(Some(&provider), outgoing, since)

@@ -105,6 +105,64 @@ pub mod email {
         hex::decode(signature.trim())
             .is_ok_and(|given| mac(key, timestamp, token).verify_slice(&given).is_ok())
     }
+
+    /// How far a webhook's timestamp may be from now before it is refused as
+    /// a replay.
+    pub const REPLAY_WINDOW_SECS: i64 = 300;
+
+    /// Whether a Mailgun `timestamp` (seconds since the epoch) is within the
+    /// replay window of `now`.
+    pub fn is_fresh(timestamp: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        timestamp
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|secs| chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0))
+            .is_some_and(|at| (now - at).num_seconds().abs() <= REPLAY_WINDOW_SECS)
+    }
+
+    /// Why an event webhook was refused.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    pub enum Refused {
+        /// Not the JSON Mailgun posts, or not signed with the key.
+        #[error("the event webhook is not signed with the webhook signing key")]
+        Unsigned,
+        /// Signed, but its timestamp is outside the replay window.
+        #[error("the event webhook's timestamp is outside the replay window")]
+        Stale,
+    }
+
+    /// The `event-data` of a Mailgun event webhook (`{"signature": {timestamp,
+    /// token, signature}, "event-data": {...}}`), once its signature and
+    /// freshness are checked against `key` and `now` (real time).
+    pub fn verified_event(
+        key: &str,
+        body: &[u8],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<serde_json::Value, Refused> {
+        let mut posted: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| Refused::Unsigned)?;
+        let field = |name: &str| -> String {
+            match posted.pointer(&format!("/signature/{name}")) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            }
+        };
+        let (timestamp, token, signature) =
+            (field("timestamp"), field("token"), field("signature"));
+        if token.is_empty() || !verify(key, &timestamp, &token, &signature) {
+            return Err(Refused::Unsigned);
+        }
+        if !is_fresh(&timestamp, now) {
+            return Err(Refused::Stale);
+        }
+        posted
+            .get_mut("event-data")
+            .map(serde_json::Value::take)
+            .filter(serde_json::Value::is_object)
+            .ok_or(Refused::Unsigned)
+    }
 }
 
 /// One-click unsubscribe links: `<base>?case=<case id>&sig=<hex HMAC-SHA256 of

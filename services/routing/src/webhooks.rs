@@ -6,6 +6,11 @@
 //!   (`sender`, `recipient`, `subject`, `body-plain`, `Message-Id`), signed in
 //!   the body (`timestamp`, `token`, `signature`); a timestamp more than five
 //!   minutes from now is refused as a replay;
+//! - `POST /inbound/email/events`: Mailgun's event webhooks for `complained`
+//!   and `unsubscribed` (JSON, signed in its `signature` object as above): the
+//!   recipient's address opts out of email as its one-click unsubscribe does.
+//!   Mailgun's other events (delivered, failed) are dispatch's and are
+//!   acknowledged here without effect;
 //! - `POST /inbound/fax`: Phaxio's received-fax callback (a `fax` field holding
 //!   `id`, `from_number`, `num_pages` and the document's URL), signed with
 //!   `X-Phaxio-Signature`;
@@ -39,9 +44,6 @@ use crate::inbound::{Contact, Inbound};
 /// The largest webhook body taken.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// How far an email webhook's timestamp may be from now.
-const REPLAY_WINDOW_SECS: i64 = 300;
-
 /// The secrets webhooks are signed with; an unset one refuses its webhook.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
@@ -69,6 +71,7 @@ pub fn router(inbound: Inbound, clock: SharedClock, secrets: Secrets, base_url: 
     Router::new()
         .route("/inbound/sms", post(sms))
         .route("/inbound/email", post(email))
+        .route("/inbound/email/events", post(email_event))
         .route("/inbound/fax", post(fax))
         .route(
             "/unsubscribe/email",
@@ -99,16 +102,6 @@ pub fn sms_contact(params: &[(String, String)], received_at: DateTime<Utc>) -> C
         body: Some(param(params, "Body").unwrap_or_default().to_owned()),
         received_at,
     }
-}
-
-/// Whether a Mailgun `timestamp` (seconds since the epoch) is within the
-/// replay window of `now`.
-pub fn email_is_fresh(timestamp: &str, now: DateTime<Utc>) -> bool {
-    timestamp
-        .parse::<i64>()
-        .ok()
-        .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
-        .is_some_and(|at| (now - at).num_seconds().abs() <= REPLAY_WINDOW_SECS)
 }
 
 /// The contact a (verified) Mailgun route form describes.
@@ -225,7 +218,7 @@ async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
         return StatusCode::FORBIDDEN;
     }
     // The provider's timestamp is real time, whatever clock the service runs on.
-    if !email_is_fresh(timestamp, Utc::now()) {
+    if !signature::email::is_fresh(timestamp, Utc::now()) {
         tracing::warn!("inbound email outside the replay window refused");
         return StatusCode::FORBIDDEN;
     }
@@ -233,6 +226,68 @@ async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
     take(&webhooks, contact)
         .await
         .map_or_else(|status| status, |()| StatusCode::OK)
+}
+
+/// A Mailgun event webhook: a complaint (the recipient marked the email as
+/// spam) or an unsubscribe at Mailgun opts the address out of email, for every
+/// case that holds it, as its one-click unsubscribe does. Mailgun's event id
+/// makes a redelivery the same contact.
+async fn email_event(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
+    let Some(key) = webhooks
+        .secrets
+        .email_signing_key
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+    else {
+        return StatusCode::FORBIDDEN;
+    };
+    // The provider's timestamp is real time, whatever clock the service runs on.
+    let event = match signature::email::verified_event(key, &body, Utc::now()) {
+        Ok(event) => event,
+        Err(refused) => {
+            tracing::warn!(%refused, "email event webhook refused");
+            return StatusCode::FORBIDDEN;
+        }
+    };
+    fn text<'a>(event: &'a serde_json::Value, name: &str) -> &'a str {
+        event.get(name).and_then(|v| v.as_str()).unwrap_or_default()
+    }
+    let kind = text(&event, "event");
+    if !matches!(kind, "complained" | "unsubscribed") {
+        tracing::info!(event = kind, "email event that is dispatch's acknowledged");
+        return StatusCode::OK;
+    }
+    let Some(contact) = opt_out_contact(
+        text(&event, "recipient"),
+        text(&event, "id"),
+        webhooks.clock.now(),
+    ) else {
+        tracing::warn!(
+            event = kind,
+            "signed email event without a recipient or an id"
+        );
+        return StatusCode::BAD_REQUEST;
+    };
+    take(&webhooks, contact)
+        .await
+        .map_or_else(|status| status, |()| StatusCode::OK)
+}
+
+/// The contact a complaint or an unsubscribe at the email provider stands for:
+/// the recipient saying the one-click word; None without a recipient or an
+/// event id.
+fn opt_out_contact(recipient: &str, event_id: &str, at: DateTime<Utc>) -> Option<Contact> {
+    let recipient = sender_address(recipient);
+    if recipient.is_empty() || event_id.trim().is_empty() {
+        return None;
+    }
+    Some(Contact {
+        channel: Channel::Email,
+        from: recipient,
+        provider_message_id: Some(format!("email-event:{}", event_id.trim())),
+        body: Some(ONE_CLICK_WORD.to_owned()),
+        received_at: at,
+    })
 }
 
 /// The address in `Name <address>`, or the whole value.
@@ -380,6 +435,21 @@ async fn unsubscribe_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_complaint_is_the_recipient_saying_the_one_click_word_once_per_event() {
+        let at = Utc::now();
+        let contact = opt_out_contact("Ana <ana@example.com>", "ev-1", at);
+        let contact = contact.unwrap_or_else(|| panic!("no contact"));
+        assert_eq!(contact.from, "ana@example.com");
+        assert_eq!(contact.body.as_deref(), Some(ONE_CLICK_WORD));
+        assert_eq!(
+            contact.provider_message_id.as_deref(),
+            Some("email-event:ev-1")
+        );
+        assert!(opt_out_contact("", "ev-1", at).is_none());
+        assert!(opt_out_contact("ana@example.com", " ", at).is_none());
+    }
 
     #[test]
     fn the_sender_address_is_taken_from_a_display_name() {

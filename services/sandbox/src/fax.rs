@@ -211,6 +211,10 @@ async fn create(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
             return refused(status, "Refused by the sandbox");
         }
+        Some(Fault::Stall(stall)) => {
+            tokio::time::sleep(stall).await;
+            return refused(StatusCode::SERVICE_UNAVAILABLE, "Stalled by the sandbox");
+        }
         _ => {}
     }
     let content_type = headers

@@ -1,6 +1,7 @@
 //! Stand-ins for outside providers, for tests and local runs: an SMS provider
-//! speaking Twilio's API (here), a fax provider speaking Phaxio's ([`fax`]) and
-//! an SMTP server ([`smtp`]).
+//! speaking Twilio's API (here), a fax provider speaking Phaxio's ([`fax`]), an
+//! email provider speaking Mailgun's ([`mailgun`]) and an SMTP server
+//! ([`smtp`]).
 //!
 //! The SMS stand-in: It speaks the part of
 //! Twilio's Programmable Messaging API dispatch uses, so the adapter's real HTTP
@@ -16,6 +17,7 @@
 
 pub mod fax;
 pub mod https;
+pub mod mailgun;
 pub mod smtp;
 
 /// The sandbox process's addresses and development credentials, shared by
@@ -27,6 +29,21 @@ pub mod local {
     pub const FAX_ADDR: &str = "127.0.0.1:8082";
     /// The SMTP server's address.
     pub const SMTP_ADDR: &str = "127.0.0.1:2525";
+    /// The Mailgun stand-in's address.
+    pub const MAILGUN_ADDR: &str = "127.0.0.1:8083";
+    /// The Mailgun sending domain.
+    pub const MAILGUN_DOMAIN: &str = "mg.touchpoint.local";
+    /// The Mailgun API key (development only).
+    pub const MAILGUN_API_KEY: &str = "sandbox-mailgun-key";
+    /// The key Mailgun's webhooks are signed with (development only; dispatch
+    /// and routing hold the same).
+    pub const MAILGUN_SIGNING_KEY: &str = "sandbox-mailgun-signing-key";
+    /// Where the Mailgun stand-in reports deliveries and failures: dispatch's
+    /// callbacks on its default HTTP address.
+    pub const MAILGUN_DELIVERY_WEBHOOK: &str = "http://127.0.0.1:8053/callbacks/email/mailgun";
+    /// Where it reports complaints and unsubscribes: routing's webhook on the
+    /// address `touchpoint up` gives it.
+    pub const MAILGUN_COMPLAINT_WEBHOOK: &str = "http://127.0.0.1:8054/inbound/email/events";
     /// The SMS account.
     pub const ACCOUNT_SID: &str = "ACsandbox0000000000000000000000000";
     /// The SMS account's token (development only).
@@ -66,6 +83,11 @@ pub mod local {
             ("TOUCHPOINT_FAX_API_KEY", FAX_API_KEY.into()),
             ("TOUCHPOINT_FAX_API_SECRET", FAX_API_SECRET.into()),
             ("TOUCHPOINT_FAX_CALLBACK_TOKEN", FAX_CALLBACK_TOKEN.into()),
+            ("TOUCHPOINT_MAILGUN_URL", format!("https://{MAILGUN_ADDR}")),
+            ("TOUCHPOINT_MAILGUN_DOMAIN", MAILGUN_DOMAIN.into()),
+            ("TOUCHPOINT_MAILGUN_API_KEY", MAILGUN_API_KEY.into()),
+            ("TOUCHPOINT_MAILGUN_FROM", MAIL_FROM.into()),
+            ("TOUCHPOINT_MAILGUN_SIGNING_KEY", MAILGUN_SIGNING_KEY.into()),
             ("TOUCHPOINT_SMTP_HOST", smtp_host.into()),
             ("TOUCHPOINT_SMTP_PORT", smtp_port.into()),
             ("TOUCHPOINT_SMTP_FROM", MAIL_FROM.into()),
@@ -139,6 +161,9 @@ pub enum Fault {
     /// Take the message, then answer only after this long (longer than the
     /// client waits: an answer that never comes).
     AcceptThenStall(Duration),
+    /// Take nothing, and answer (503) only after this long: a request lost on
+    /// its way, as the client sees it.
+    Stall(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -420,6 +445,14 @@ async fn create(
         Some(Fault::Refuse { status, code }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
             return error(status, code, "Refused by the sandbox");
+        }
+        Some(Fault::Stall(stall)) => {
+            tokio::time::sleep(stall).await;
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                20503,
+                "Stalled by the sandbox",
+            );
         }
         _ => {}
     }

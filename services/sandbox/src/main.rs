@@ -1,14 +1,19 @@
 //! The outside providers for local runs, as one process: an SMS provider speaking
-//! Twilio's API, a fax provider speaking Phaxio's and an SMTP server. `touchpoint
-//! up` starts it and points dispatch at it. What it takes stays in memory; it
-//! logs counts, never a number, an address or a text.
+//! Twilio's API, a fax provider speaking Phaxio's, an email provider speaking
+//! Mailgun's and an SMTP server. `touchpoint up` starts it and points dispatch
+//! at it. What it takes stays in memory; it logs counts, never a number, an
+//! address or a text.
 //!
 //! Every SMS it takes is reported delivered to the message's status callback
-//! within a fraction of a second.
+//! within a fraction of a second, and every email to Mailgun's delivery
+//! webhook (dispatch's callbacks on their default address).
 //!
 //! Addresses: `TOUCHPOINT_SANDBOX_SMS_ADDR` (default 127.0.0.1:8081),
-//! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082), `TOUCHPOINT_SANDBOX_SMTP_ADDR`
-//! (127.0.0.1:2525). Credentials are the development ones in
+//! `TOUCHPOINT_SANDBOX_FAX_ADDR` (127.0.0.1:8082),
+//! `TOUCHPOINT_SANDBOX_MAILGUN_ADDR` (127.0.0.1:8083),
+//! `TOUCHPOINT_SANDBOX_SMTP_ADDR` (127.0.0.1:2525). Mailgun's webhooks go to
+//! `TOUCHPOINT_SANDBOX_MAILGUN_DELIVERY_WEBHOOK` and `_COMPLAINT_WEBHOOK`
+//! (dispatch's and routing's local addresses by default). Credentials are the development ones in
 //! [`touchpoint_sandbox::local`]. The SMTP server offers STARTTLS
 //! with a certificate from a development CA made at start. With
 //! `TOUCHPOINT_SANDBOX_CA_FILE` set, that CA's certificate is written there
@@ -24,6 +29,7 @@ use touchpoint_platform::tls::DevCa;
 use touchpoint_sandbox::Sandbox;
 use touchpoint_sandbox::fax::FaxSandbox;
 use touchpoint_sandbox::local;
+use touchpoint_sandbox::mailgun::{MailgunOptions, MailgunSandbox};
 use touchpoint_sandbox::smtp::{SmtpOptions, SmtpServer};
 
 fn addr(var: &str, default: &str) -> anyhow::Result<SocketAddr> {
@@ -38,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let sms_addr = addr("TOUCHPOINT_SANDBOX_SMS_ADDR", local::SMS_ADDR)?;
     let fax_addr = addr("TOUCHPOINT_SANDBOX_FAX_ADDR", local::FAX_ADDR)?;
     let smtp_addr = addr("TOUCHPOINT_SANDBOX_SMTP_ADDR", local::SMTP_ADDR)?;
+    let mailgun_addr = addr("TOUCHPOINT_SANDBOX_MAILGUN_ADDR", local::MAILGUN_ADDR)?;
     let ca = DevCa::generate()?;
     let identity = ca.issue(&["127.0.0.1", "localhost"])?;
     let https = match std::env::var_os(local::CA_FILE_VAR) {
@@ -60,6 +67,33 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot listen on {fax_addr}"))?;
+    let mailgun = MailgunSandbox::start_on(
+        mailgun_addr,
+        MailgunOptions {
+            domain: local::MAILGUN_DOMAIN,
+            api_key: local::MAILGUN_API_KEY,
+            signing_key: local::MAILGUN_SIGNING_KEY,
+            search_delay: Duration::from_secs(1),
+        },
+        https,
+    )
+    .await
+    .with_context(|| format!("cannot listen on {mailgun_addr}"))?;
+    let webhook = |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.into());
+    let delivery = webhook(
+        "TOUCHPOINT_SANDBOX_MAILGUN_DELIVERY_WEBHOOK",
+        local::MAILGUN_DELIVERY_WEBHOOK,
+    );
+    let complaint = webhook(
+        "TOUCHPOINT_SANDBOX_MAILGUN_COMPLAINT_WEBHOOK",
+        local::MAILGUN_COMPLAINT_WEBHOOK,
+    );
+    for kind in ["delivered", "permanent_fail", "temporary_fail"] {
+        mailgun.webhook(kind, &delivery);
+    }
+    for kind in ["complained", "unsubscribed"] {
+        mailgun.webhook(kind, &complaint);
+    }
     let smtp_options = SmtpOptions {
         credentials: Some((local::SMTP_USER.into(), local::SMTP_PASSWORD.into())),
         tls: Some(identity.clone()),
@@ -68,11 +102,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {smtp_addr}"))?;
     println!(
-        "sandbox: SMS at {}, fax at {}, SMTP (STARTTLS) at {smtp_addr}",
+        "sandbox: SMS at {}, fax at {}, Mailgun at {}, SMTP (STARTTLS) at {smtp_addr}",
         sms.url(),
-        fax.url()
+        fax.url(),
+        mailgun.url()
     );
-    let mut seen = (0, 0, 0);
+    let mut seen = (0, 0, 0, 0);
+    let mut mailed = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut reported = 0;
     let mut deliver = tokio::time::interval(Duration::from_millis(200));
@@ -83,11 +119,20 @@ async fn main() -> anyhow::Result<()> {
                 // Every message reaches its handset: reported delivered to its
                 // callback, as the provider reports.
                 sms.deliver_new(&mut reported).await;
+                mailgun.deliver_new(&mut mailed).await;
             }
             _ = tick.tick() => {
-                let now = (sms.received().len(), fax.received().len(), smtp.mails().len());
+                let now = (
+                    sms.received().len(),
+                    fax.received().len(),
+                    mailgun.received().len(),
+                    smtp.mails().len(),
+                );
                 if now != seen {
-                    println!("sandbox: took {} SMS, {} faxes, {} emails", now.0, now.1, now.2);
+                    println!(
+                        "sandbox: took {} SMS, {} faxes, {} emails through Mailgun, {} over SMTP",
+                        now.0, now.1, now.2, now.3
+                    );
                     seen = now;
                 }
             }

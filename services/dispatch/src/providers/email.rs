@@ -31,7 +31,7 @@ use super::Handoff;
 /// The provider name recorded for email.
 pub const SMTP: &str = "smtp";
 /// The subject when a template sets none.
-const DEFAULT_SUBJECT: &str = "A message from your support program";
+pub(crate) const DEFAULT_SUBJECT: &str = "A message from your support program";
 
 /// An SMTP relay.
 #[derive(Clone)]

@@ -1,13 +1,15 @@
-//! Where messages are handed over. One adapter per channel (SMS and fax over their
-//! providers' HTTP APIs, email over SMTP), chosen by configuration; a channel
-//! with none configured refuses every hand-off permanently, so its attempts fail
-//! with a clear code instead of waiting forever.
+//! Where messages are handed over. Adapters per channel (SMS and fax over their
+//! providers' HTTP APIs, email over Mailgun's HTTP API with SMTP behind it),
+//! chosen by configuration; a channel with none configured refuses every
+//! hand-off permanently, so its attempts fail with a clear code instead of
+//! waiting forever.
 //!
 //! Every hand-off carries the attempt id, as the provider's idempotency key where
 //! it takes one and in the status-callback address where it does not, so an
 //! attempt left `sending` by a crash can be looked up before anything is resent.
 
 pub mod email;
+pub mod mailgun;
 pub mod phaxio;
 pub mod throttle;
 pub mod twilio;
@@ -23,6 +25,7 @@ use crate::domain::fax::FaxDocument;
 use crate::metrics;
 
 pub use email::Mailer;
+pub use mailgun::Mailgun;
 pub use phaxio::Phaxio;
 pub use throttle::Throttle;
 /// The HTTP client adapters share.
@@ -102,6 +105,30 @@ pub enum Lookup {
     Unknowable,
 }
 
+/// What a hand-off over HTTP that did not succeed means (Phaxio's and
+/// Mailgun's APIs): a 429 (over the account's rate) or a 5xx is tried again
+/// later, any other status (a key, a number or address, a document it will not
+/// take) is final; a request that never left is tried again; one that got no
+/// answer may have been taken, and is looked up before anything is resent.
+fn not_taken(provider: &str, exchange: &http::Exchange) -> Handoff {
+    let refused = |code: String, permanent: bool| Handoff::Refused {
+        provider: provider.into(),
+        code,
+        permanent,
+    };
+    match exchange {
+        http::Exchange::Answered { status, .. } => {
+            let retry = status.as_u16() == 429 || status.is_server_error();
+            refused(format!("http_{}", status.as_u16()), !retry)
+        }
+        http::Exchange::NotSent => refused("connect".into(), false),
+        http::Exchange::Unanswered => Handoff::Ambiguous {
+            provider: provider.into(),
+            code: "timeout".into(),
+        },
+    }
+}
+
 /// The code of a hand-off refused because no provider serves the channel.
 pub const NO_PROVIDER: &str = "no_provider";
 
@@ -110,19 +137,44 @@ pub const NO_PROVIDER: &str = "no_provider";
 pub struct Providers {
     /// SMS providers in failover order.
     pub sms: Vec<Twilio>,
-    /// The SMTP relay.
+    /// The HTTP email provider: email's first, when set.
+    pub mailgun: Option<Mailgun>,
+    /// The SMTP relay: email's fallback behind Mailgun, or its only provider.
     pub email: Option<Mailer>,
     /// The fax provider.
     pub fax: Option<Phaxio>,
     /// The pace of each SMS provider (by index), where one is set.
     pub sms_pace: Vec<Option<Throttle>>,
+    /// The pace of the HTTP email provider, where one is set.
+    pub mailgun_pace: Option<Throttle>,
     /// The pace of the SMTP relay, where one is set.
     pub email_pace: Option<Throttle>,
     /// The pace of the fax provider, where one is set.
     pub fax_pace: Option<Throttle>,
 }
 
+/// One of email's providers.
+#[derive(Debug, Clone, Copy)]
+enum EmailProvider<'a> {
+    Mailgun(&'a Mailgun),
+    Smtp(&'a Mailer),
+}
+
 impl Providers {
+    /// Email's provider number `index`: Mailgun first when set, then SMTP.
+    fn email_provider(&self, index: usize) -> Option<EmailProvider<'_>> {
+        let mailgun = self.mailgun.as_ref().map(EmailProvider::Mailgun);
+        let smtp = self.email.as_ref().map(EmailProvider::Smtp);
+        mailgun.into_iter().chain(smtp).nth(index)
+    }
+
+    /// Whether `provider` can be asked about a hand-off the moment its answer
+    /// failed to come (Mailgun's events are searchable only later: its
+    /// unanswered hand-offs wait for the reconciler).
+    pub fn searchable_at_once(&self, provider: &str) -> bool {
+        provider != mailgun::NAME || Mailgun::SEARCHABLE_AT_ONCE
+    }
+
     /// No provider on any channel.
     pub fn none() -> Self {
         Self::default()
@@ -132,7 +184,9 @@ impl Providers {
     pub fn count(&self, channel: Channel) -> usize {
         match channel {
             Channel::Sms => self.sms.len(),
-            Channel::Email => usize::from(self.email.is_some()),
+            Channel::Email => {
+                usize::from(self.mailgun.is_some()) + usize::from(self.email.is_some())
+            }
             Channel::Fax => usize::from(self.fax.is_some()),
             _ => 0,
         }
@@ -143,7 +197,10 @@ impl Providers {
     pub fn admit(&self, channel: Channel, index: usize) -> Result<(), std::time::Duration> {
         let pace = match channel {
             Channel::Sms => self.sms_pace.get(index).and_then(Option::as_ref),
-            Channel::Email => self.email_pace.as_ref(),
+            Channel::Email => match self.email_provider(index) {
+                Some(EmailProvider::Mailgun(_)) => self.mailgun_pace.as_ref(),
+                _ => self.email_pace.as_ref(),
+            },
             Channel::Fax => self.fax_pace.as_ref(),
             _ => None,
         };
@@ -152,9 +209,10 @@ impl Providers {
 
     /// The name of `channel`'s provider number `index`, as events record it.
     pub fn name(&self, channel: Channel, index: usize) -> String {
-        match (channel, self.sms.get(index), &self.email) {
+        match (channel, self.sms.get(index), self.email_provider(index)) {
             (Channel::Sms, Some(twilio), _) => twilio.name.clone(),
-            (Channel::Email, _, Some(_)) if index == 0 => email::SMTP.into(),
+            (Channel::Email, _, Some(EmailProvider::Mailgun(_))) => mailgun::NAME.into(),
+            (Channel::Email, _, Some(EmailProvider::Smtp(_))) => email::SMTP.into(),
             (Channel::Fax, _, _) if index == 0 && self.fax.is_some() => phaxio::NAME.into(),
             _ => "none".into(),
         }
@@ -174,7 +232,11 @@ impl Providers {
     }
 
     async fn hand_over_to(&self, outgoing: Outgoing<'_>, index: usize) -> Handoff {
-        match (outgoing.channel, self.sms.get(index), &self.email) {
+        match (
+            outgoing.channel,
+            self.sms.get(index),
+            self.email_provider(index),
+        ) {
             (Channel::Sms, Some(twilio), _) => {
                 twilio
                     .send(
@@ -184,7 +246,17 @@ impl Providers {
                     )
                     .await
             }
-            (Channel::Email, _, Some(mailer)) if index == 0 => {
+            (Channel::Email, _, Some(EmailProvider::Mailgun(mailgun))) => {
+                mailgun
+                    .send(
+                        outgoing.attempt_id,
+                        outgoing.case_id,
+                        outgoing.destination,
+                        outgoing.message,
+                    )
+                    .await
+            }
+            (Channel::Email, _, Some(EmailProvider::Smtp(mailer))) => {
                 mailer
                     .send(
                         outgoing.attempt_id,
@@ -234,6 +306,11 @@ impl Providers {
             Channel::Fax if provider == Some(phaxio::NAME) => {
                 self.fax.as_ref()?.lookup(outgoing.attempt_id).await
             }
+            Channel::Email if provider == Some(mailgun::NAME) => match &self.mailgun {
+                Some(mailgun) => mailgun.lookup(outgoing.attempt_id, since).await,
+                // Configured away since: nobody left to ask.
+                None => Some(Lookup::Unknowable),
+            },
             // Nothing was handed to a provider that does not exist.
             _ if provider.is_none_or(|p| p == "none") => Some(Lookup::NotFound),
             _ => Some(Lookup::Unknowable),

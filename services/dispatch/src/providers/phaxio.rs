@@ -101,11 +101,6 @@ impl Phaxio {
                 body,
             )
             .await;
-        let refused = |code: String, permanent: bool| Handoff::Refused {
-            provider: NAME.into(),
-            code,
-            permanent,
-        };
         match exchange {
             Exchange::Answered { status, body } if status.is_success() => {
                 match serde_json::from_slice::<Created>(&body)
@@ -122,20 +117,7 @@ impl Phaxio {
                     },
                 }
             }
-            // 429: over the account's rate; 5xx: try again later.
-            Exchange::Answered { status, .. }
-                if status.as_u16() == 429 || status.is_server_error() =>
-            {
-                refused(format!("http_{}", status.as_u16()), false)
-            }
-            // 401 (keys), 422 (a number or document it will not take): sending the
-            // same again cannot help.
-            Exchange::Answered { status, .. } => refused(format!("http_{}", status.as_u16()), true),
-            Exchange::NotSent => refused("connect".into(), false),
-            Exchange::Unanswered => Handoff::Ambiguous {
-                provider: NAME.into(),
-                code: "timeout".into(),
-            },
+            other => super::not_taken(NAME, &other),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod email;
 mod fax;
+mod mailgun;
 mod preview;
 mod process;
 mod sending;
