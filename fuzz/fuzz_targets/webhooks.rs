@@ -1,5 +1,6 @@
 //! Any body a provider (or anyone) might POST to routing's webhooks: the
-//! signature checks, the form parsers for SMS, email and fax, and the sender's
+//! signature checks, the form parsers for SMS, email and fax, Mailgun's signed
+//! event JSON (routing's complaints, dispatch's deliveries), and the sender's
 //! identification. Each refuses or reads; none panics.
 #![no_main]
 
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
 use touchpoint_platform::contact::ContactKey;
 use touchpoint_platform::signature;
-use touchpoint_routing::webhooks::{email_contact, email_is_fresh, fax_contact, form, sms_contact};
+use touchpoint_routing::webhooks::{email_contact, fax_contact, form, sms_contact};
 
 fuzz_target!(|data: &[u8]| {
     let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
@@ -27,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
         value("token"),
         value("signature"),
     );
-    let _ = email_is_fresh(value("timestamp"), now);
+    let _ = signature::email::is_fresh(value("timestamp"), now);
+    let _ = signature::email::verified_event("key", data, now);
     let mut contacts = vec![sms_contact(&params, now), email_contact(&params, now)];
     contacts.extend(fax_contact(&params, now));
     for contact in contacts {
