@@ -32,13 +32,13 @@ use touchpoint_programs::{ContactWindow, LiveCatalogue};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
     AdverseEventSuspected, CallbackRequested, Channel, ContactPoint, ContactRouted,
-    InboundReceived, OptInReceived, OptOutReceived, OutreachPurpose, OutreachRequested,
+    InboundReceived, Language, OptInReceived, OptOutReceived, OutreachPurpose, OutreachRequested,
     contact_point,
 };
 use uuid::Uuid;
 
 use crate::batcher::Batcher;
-use crate::domain::decision::{Decision, Rule, decide};
+use crate::domain::decision::{Decision, GENERAL_QUEUE, Rule, decide, missed_call, program_queue};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::opt_out_scope::{Holder, OptOutScope, Reach};
 use crate::domain::roster::Roster;
@@ -99,6 +99,8 @@ pub struct Routed {
     pub keyword: Option<String>,
     /// Whether it had been received before.
     pub repeat: bool,
+    /// The language of the first case it reaches (unknown for a repeat).
+    pub language: Option<Language>,
 }
 
 /// Routing's settings for contacts.
@@ -203,6 +205,29 @@ impl Inbound {
 
     /// Records `contact`, routes it and publishes its events.
     pub async fn receive(&self, contact: &Contact) -> Result<Routed, StoreError> {
+        self.take_in(contact, None).await
+    }
+
+    /// A call that rang `member` (None: nobody) and was not answered: a
+    /// callback on their worklist inside the patient's window and their
+    /// shifts, with `CallbackRequested` on the case. `contact` is the missed
+    /// dial, its provider message id its own, so a repeated report is the same
+    /// callback; the call itself was received already.
+    pub async fn missed(
+        &self,
+        contact: &Contact,
+        member: Option<&str>,
+    ) -> Result<Routed, StoreError> {
+        self.take_in(contact, Some(member)).await
+    }
+
+    /// `contact` routed by the rules, or, for a missed call (`missed` names
+    /// who was rung), as a callback.
+    async fn take_in(
+        &self,
+        contact: &Contact,
+        missed: Option<Option<&str>>,
+    ) -> Result<Routed, StoreError> {
         let channel_name = contact.channel.as_str_name();
         let sender = ContactKey::parse(&contact.from, "from").ok();
         let cases = match &sender {
@@ -235,13 +260,26 @@ impl Inbound {
         let decision = keyword.is_none().then(|| {
             let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
             let window = owner.and_then(|c| self.window_of(c));
-            decide(
-                owner.map(|c| &c.routing),
-                &roster,
-                contact.received_at,
-                self.settings.callback_after,
-                window.as_ref().map(|(zone, window)| (*zone, window)),
-            )
+            let window = window.as_ref().map(|(zone, window)| (*zone, window));
+            match missed {
+                Some(member) => missed_call(
+                    member.and_then(|m| roster.get(m)),
+                    roster.members().iter(),
+                    owner.map_or_else(
+                        || GENERAL_QUEUE.to_owned(),
+                        |c| program_queue(&c.routing.program_id),
+                    ),
+                    contact.received_at,
+                    (self.settings.callback_after, window),
+                ),
+                None => decide(
+                    owner.map(|c| &c.routing),
+                    &roster,
+                    contact.received_at,
+                    self.settings.callback_after,
+                    window,
+                ),
+            }
         });
 
         let inbound_id = Uuid::now_v7();
@@ -301,7 +339,10 @@ impl Inbound {
                     .map(|e| e.with_traceparent(traceparent.clone())),
                 _ => None,
             };
-            events.push(received);
+            // A missed call was received when it rang.
+            if missed.is_none() {
+                events.push(received);
+            }
             events.extend(reply);
             events.extend(
                 word.as_ref()
@@ -468,6 +509,7 @@ impl Inbound {
         }
         Ok(Routed {
             inbound_id,
+            language: cases.first().map(|c| c.routing.language),
             case_ids: cases.into_iter().map(|c| c.case_id).collect(),
             decision,
             keyword: keyword.map(|k| k.word),
@@ -548,6 +590,7 @@ impl Inbound {
                 .transpose()?,
             keyword: None,
             repeat: true,
+            language: None,
         })
     }
 }

@@ -2,6 +2,16 @@
 //! - `POST /inbound/sms`: Twilio's incoming-message format (`MessageSid`,
 //!   `From`, `To`, `Body`), signed with `X-Twilio-Signature`; answered with an
 //!   empty TwiML response;
+//! - `POST /inbound/voice`: Twilio's incoming-call webhook (`CallSid`, `From`,
+//!   `To`), signed with `X-Twilio-Signature` and the account's auth token (the
+//!   SMS one); routed by the same rules and answered with TwiML
+//!   (`domain::voice`): the chosen person's client is rung, else the queue,
+//!   else after hours a message in the case's language and a voicemail (the
+//!   callback is on the worklist already). `POST /inbound/voice/dial?member=…`
+//!   takes the dial's outcome: answered, the call ends there; not answered
+//!   (`no-answer`, `busy`, `failed`), the call becomes a callback for the one
+//!   rung and the caller may leave a voicemail. `POST /inbound/voice/recorded`
+//!   ends the call once the voicemail is taken;
 //! - `POST /inbound/email`: a parsed message in Mailgun's route format
 //!   (`sender`, `recipient`, `subject`, `body-plain`, `Message-Id`), signed in
 //!   the body (`timestamp`, `token`, `signature`); a timestamp more than five
@@ -27,8 +37,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Query;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Html;
 use axum::response::{IntoResponse, Response};
@@ -37,8 +46,9 @@ use chrono::{DateTime, Utc};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::secret::{ExposeSecret, SecretString};
 use touchpoint_platform::signature;
-use touchpoint_proto::v1::Channel;
+use touchpoint_proto::v1::{Channel, Language};
 
+use crate::domain::voice;
 use crate::inbound::{Contact, Inbound};
 
 /// The largest webhook body taken.
@@ -70,6 +80,9 @@ struct Webhooks {
 pub fn router(inbound: Inbound, clock: SharedClock, secrets: Secrets, base_url: String) -> Router {
     Router::new()
         .route("/inbound/sms", post(sms))
+        .route("/inbound/voice", post(voice))
+        .route("/inbound/voice/dial", post(voice_dialled))
+        .route("/inbound/voice/recorded", post(voice_recorded))
         .route("/inbound/email", post(email))
         .route("/inbound/email/events", post(email_event))
         .route("/inbound/fax", post(fax))
@@ -167,26 +180,173 @@ async fn take(webhooks: &Webhooks, contact: Contact) -> Result<(), StatusCode> {
     }
 }
 
-async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
+/// The form of a request Twilio signed for `path` (with its query, as Twilio
+/// signs the full URL), or 403.
+fn twilio_form(
+    webhooks: &Webhooks,
+    (path, query): (&str, Option<&str>),
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, StatusCode> {
     let Some(token) = webhooks
         .secrets
         .sms_auth_token
         .as_ref()
         .map(ExposeSecret::expose_secret)
     else {
-        return StatusCode::FORBIDDEN.into_response();
+        return Err(StatusCode::FORBIDDEN);
     };
-    let params = form(&body);
-    let url = format!("{}/inbound/sms", webhooks.base_url);
-    if !signature::verify(
+    let params = form(body);
+    let url = match query {
+        Some(query) => format!("{}{path}?{query}", webhooks.base_url),
+        None => format!("{}{path}", webhooks.base_url),
+    };
+    if signature::verify(
         token,
         &url,
         &params,
-        header_value(&headers, signature::HEADER),
+        header_value(headers, signature::HEADER),
     ) {
-        tracing::warn!("inbound SMS with a bad signature refused");
-        return StatusCode::FORBIDDEN.into_response();
+        Ok(params)
+    } else {
+        tracing::warn!(path, "Twilio webhook with a bad signature refused");
+        Err(StatusCode::FORBIDDEN)
     }
+}
+
+fn twiml_response(twiml: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], twiml).into_response()
+}
+
+/// Where Twilio reports how a dial to `member` ended, and where it posts a
+/// voicemail.
+fn voice_urls(webhooks: &Webhooks, member: &str) -> (String, String) {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("member", member)
+        .finish();
+    (
+        format!("{}/inbound/voice/dial?{query}", webhooks.base_url),
+        format!("{}/inbound/voice/recorded", webhooks.base_url),
+    )
+}
+
+/// The contact a (verified) Twilio call webhook describes; `kind` tells the
+/// call from its missed dial.
+fn call_contact(params: &[(String, String)], kind: &str, at: DateTime<Utc>) -> Contact {
+    Contact {
+        channel: Channel::Voice,
+        from: param(params, "From").unwrap_or_default().to_owned(),
+        provider_message_id: param(params, "CallSid")
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("{kind}:{s}")),
+        body: None,
+        received_at: at,
+    }
+}
+
+/// A call rings: routed by the rules, answered with TwiML.
+async fn voice(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match twilio_form(&webhooks, ("/inbound/voice", None), &headers, &body) {
+        Ok(params) => params,
+        Err(status) => return status.into_response(),
+    };
+    let contact = call_contact(&params, "call", webhooks.clock.now());
+    let routed = match webhooks.inbound.receive(&contact).await {
+        Ok(routed) => routed,
+        Err(error) => {
+            tracing::error!(%error, "inbound call not recorded");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let Some(decision) = routed.decision else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response(); // calls carry no keyword
+    };
+    tracing::info!(
+        inbound_id = %routed.inbound_id,
+        cases = routed.case_ids.len(),
+        rule = decision.rule.as_str(),
+        repeat = routed.repeat,
+        "inbound call routed"
+    );
+    let member = decision.member_id.clone().unwrap_or_default();
+    let (dial, recorded) = voice_urls(&webhooks, &member);
+    let answer = voice::answer(&decision, routed.language, (&dial, &recorded));
+    twiml_response(voice::twiml(&answer))
+}
+
+/// How a dial ended: answered, the call is over; otherwise a callback for the
+/// one rung, and a voicemail.
+async fn voice_dialled(
+    State(webhooks): State<Webhooks>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = ("/inbound/voice/dial", query.as_deref());
+    let params = match twilio_form(&webhooks, path, &headers, &body) {
+        Ok(params) => params,
+        Err(status) => return status.into_response(),
+    };
+    if param(&params, "DialCallStatus") == Some("completed") {
+        return twiml_response(voice::goodbye());
+    }
+    let member = query.as_deref().and_then(dialled_member);
+    let contact = call_contact(&params, "missed", webhooks.clock.now());
+    let routed = match webhooks.inbound.missed(&contact, member.as_deref()).await {
+        Ok(routed) => routed,
+        Err(error) => {
+            tracing::error!(%error, "missed call not recorded");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    tracing::info!(
+        inbound_id = %routed.inbound_id,
+        cases = routed.case_ids.len(),
+        repeat = routed.repeat,
+        "missed call made a callback"
+    );
+    let (_, recorded) = voice_urls(&webhooks, "");
+    twiml_response(voice::twiml(&voice::Answer::Voicemail {
+        language: routed.language.unwrap_or(Language::En),
+        recorded,
+    }))
+}
+
+/// Who a dial rang, from its query (`member=…`); None when nobody was.
+fn dialled_member(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "member")
+        .map(|(_, v)| v.into_owned())
+        .filter(|m| !m.is_empty())
+}
+
+/// The voicemail is taken (the recording stays with the provider; its
+/// callback is on the worklist): the call ends.
+async fn voice_recorded(
+    State(webhooks): State<Webhooks>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match twilio_form(
+        &webhooks,
+        ("/inbound/voice/recorded", None),
+        &headers,
+        &body,
+    ) {
+        Ok(params) => {
+            let seconds = param(&params, "RecordingDuration").unwrap_or_default();
+            tracing::info!(seconds, "voicemail taken");
+            twiml_response(voice::goodbye())
+        }
+        Err(status) => status.into_response(),
+    }
+}
+
+async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match twilio_form(&webhooks, ("/inbound/sms", None), &headers, &body) {
+        Ok(params) => params,
+        Err(status) => return status.into_response(),
+    };
     let contact = sms_contact(&params, webhooks.clock.now());
     match take(&webhooks, contact).await {
         Ok(()) => (

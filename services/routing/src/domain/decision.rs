@@ -155,6 +155,33 @@ pub fn decide(
     decision
 }
 
+/// A call that rang `member` and was not answered: a callback on their
+/// worklist (in `queue` when nobody was rung), due `callback_after` from `now`,
+/// moved to the first instant inside the patient's window while they (or,
+/// without them, anyone in `members`) are on shift.
+pub fn missed_call<'a>(
+    member: Option<&'a Member>,
+    members: impl Iterator<Item = &'a Member> + Clone,
+    queue: String,
+    now: DateTime<Utc>,
+    (callback_after, patient_window): (TimeDelta, Option<(Tz, &ContactWindow)>),
+) -> Decision {
+    let due = now + callback_after;
+    let due = match (member, patient_window) {
+        (Some(member), Some((tz, window))) => {
+            inside_window_and_shift(std::iter::once(member), tz, window, due)
+        }
+        (None, Some((tz, window))) => inside_window_and_shift(members, tz, window, due),
+        (_, None) => due,
+    };
+    Decision {
+        rule: Rule::Callback,
+        member_id: member.map(|m| m.id.clone()),
+        queue: member.is_none().then_some(queue),
+        callback_due_at: Some(due),
+    }
+}
+
 /// How many shift starts a callback is moved across to find one inside the
 /// patient's window before it keeps its shift-based time.
 const CALLBACK_SEARCH: usize = 21;

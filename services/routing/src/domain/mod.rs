@@ -6,3 +6,4 @@ pub mod opt_out_scope;
 pub mod roster;
 pub mod screening;
 pub mod text;
+pub mod voice;

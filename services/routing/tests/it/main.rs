@@ -7,4 +7,5 @@ mod opt_out;
 mod roster;
 mod support;
 mod tasks;
+mod voice;
 mod withdrawn;
