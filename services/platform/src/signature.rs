@@ -121,15 +121,32 @@ pub mod email {
             .is_some_and(|at| (now - at).num_seconds().abs() <= REPLAY_WINDOW_SECS)
     }
 
-    /// Why an event webhook was refused.
+    /// Why a webhook was refused.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
     pub enum Refused {
-        /// Not the JSON Mailgun posts, or not signed with the key.
-        #[error("the event webhook is not signed with the webhook signing key")]
+        /// Not what Mailgun posts, or not signed with the key.
+        #[error("the webhook is not signed with the webhook signing key")]
         Unsigned,
         /// Signed, but its timestamp is outside the replay window.
-        #[error("the event webhook's timestamp is outside the replay window")]
+        #[error("the webhook's timestamp is outside the replay window")]
         Stale,
+    }
+
+    /// Whether `signature` signs `timestamp` and `token` with `key`, and
+    /// `timestamp` is within the replay window of `now` (real time): what
+    /// every Mailgun webhook, form or JSON, is checked for.
+    pub fn check(
+        key: &str,
+        (timestamp, token, signature): (&str, &str, &str),
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Refused> {
+        if !verify(key, timestamp, token, signature) {
+            return Err(Refused::Unsigned);
+        }
+        if !is_fresh(timestamp, now) {
+            return Err(Refused::Stale);
+        }
+        Ok(())
     }
 
     /// The `event-data` of a Mailgun event webhook (`{"signature": {timestamp,
@@ -151,12 +168,10 @@ pub mod email {
         };
         let (timestamp, token, signature) =
             (field("timestamp"), field("token"), field("signature"));
-        if token.is_empty() || !verify(key, &timestamp, &token, &signature) {
+        if token.is_empty() {
             return Err(Refused::Unsigned);
         }
-        if !is_fresh(&timestamp, now) {
-            return Err(Refused::Stale);
-        }
+        check(key, (&timestamp, &token, &signature), now)?;
         posted
             .get_mut("event-data")
             .map(serde_json::Value::take)

@@ -180,6 +180,14 @@ async fn take(webhooks: &Webhooks, contact: Contact) -> Result<(), StatusCode> {
     }
 }
 
+/// A webhook's secret; unset, the webhook is refused (403).
+fn secret(secret: &Option<SecretString>) -> Result<&str, StatusCode> {
+    secret
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+        .ok_or(StatusCode::FORBIDDEN)
+}
+
 /// The form of a request Twilio signed for `path` (with its query, as Twilio
 /// signs the full URL), or 403.
 fn twilio_form(
@@ -188,14 +196,7 @@ fn twilio_form(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, StatusCode> {
-    let Some(token) = webhooks
-        .secrets
-        .sms_auth_token
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-    else {
-        return Err(StatusCode::FORBIDDEN);
-    };
+    let token = secret(&webhooks.secrets.sms_auth_token)?;
     let params = form(body);
     let url = match query {
         Some(query) => format!("{}{path}?{query}", webhooks.base_url),
@@ -359,27 +360,16 @@ async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
-    let Some(key) = webhooks
-        .secrets
-        .email_signing_key
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-    else {
-        return StatusCode::FORBIDDEN;
+    let key = match secret(&webhooks.secrets.email_signing_key) {
+        Ok(key) => key,
+        Err(status) => return status,
     };
     let params = form(&body);
-    let (timestamp, token) = (
-        param(&params, "timestamp").unwrap_or_default(),
-        param(&params, "token").unwrap_or_default(),
-    );
-    let signed = param(&params, "signature").unwrap_or_default();
-    if !signature::email::verify(key, timestamp, token, signed) {
-        tracing::warn!("inbound email with a bad signature refused");
-        return StatusCode::FORBIDDEN;
-    }
+    let field = |name: &str| param(&params, name).unwrap_or_default();
+    let signed = (field("timestamp"), field("token"), field("signature"));
     // The provider's timestamp is real time, whatever clock the service runs on.
-    if !signature::email::is_fresh(timestamp, Utc::now()) {
-        tracing::warn!("inbound email outside the replay window refused");
+    if let Err(refused) = signature::email::check(key, signed, Utc::now()) {
+        tracing::warn!(%refused, "inbound email refused");
         return StatusCode::FORBIDDEN;
     }
     let contact = email_contact(&params, webhooks.clock.now());
@@ -393,13 +383,9 @@ async fn email(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
 /// case that holds it, as its one-click unsubscribe does. Mailgun's event id
 /// makes a redelivery the same contact.
 async fn email_event(State(webhooks): State<Webhooks>, body: Bytes) -> StatusCode {
-    let Some(key) = webhooks
-        .secrets
-        .email_signing_key
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-    else {
-        return StatusCode::FORBIDDEN;
+    let key = match secret(&webhooks.secrets.email_signing_key) {
+        Ok(key) => key,
+        Err(status) => return status,
     };
     // The provider's timestamp is real time, whatever clock the service runs on.
     let event = match signature::email::verified_event(key, &body, Utc::now()) {
@@ -471,13 +457,9 @@ struct ReceivedFax {
 }
 
 async fn fax(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(token) = webhooks
-        .secrets
-        .fax_callback_token
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-    else {
-        return StatusCode::FORBIDDEN;
+    let token = match secret(&webhooks.secrets.fax_callback_token) {
+        Ok(token) => token,
+        Err(status) => return status,
     };
     let params = form(&body);
     let url = format!("{}/inbound/fax", webhooks.base_url);
@@ -510,14 +492,7 @@ struct UnsubscribeLink {
 
 /// The address of `link`'s case that its proof was made for, if any.
 async fn unsubscribing(webhooks: &Webhooks, link: &UnsubscribeLink) -> Result<String, StatusCode> {
-    let Some(key) = webhooks
-        .secrets
-        .unsubscribe_key
-        .as_ref()
-        .map(ExposeSecret::expose_secret)
-    else {
-        return Err(StatusCode::FORBIDDEN);
-    };
+    let key = secret(&webhooks.secrets.unsubscribe_key)?;
     if touchpoint_platform::input::id("case", &link.case).is_err() || link.sig.len() != 64 {
         return Err(StatusCode::FORBIDDEN);
     }

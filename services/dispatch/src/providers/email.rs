@@ -57,6 +57,14 @@ pub struct Unsubscribe {
     pub key: SecretString,
 }
 
+impl Unsubscribe {
+    /// The one-click link for `address` of `case_id`: it names the case and
+    /// proves the address without showing it.
+    pub fn link(&self, case_id: &str, address: &str) -> String {
+        unsubscribe::link(&self.url, self.key.expose_secret(), case_id, address)
+    }
+}
+
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailer").finish_non_exhaustive()
@@ -231,12 +239,7 @@ impl Mailer {
             return refused("invalid_address".into(), true);
         };
         let message_id = format!("<{attempt_id}@touchpoint>");
-        let link = unsubscribe::link(
-            &self.unsubscribe.url,
-            self.unsubscribe.key.expose_secret(),
-            case_id,
-            to,
-        );
+        let link = self.unsubscribe.link(case_id, to);
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(recipient)

@@ -22,7 +22,6 @@ use http::Method;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 use touchpoint_platform::secret::{ExposeSecret as _, SecretString};
-use touchpoint_platform::signature::unsubscribe;
 use touchpoint_programs::Message;
 use uuid::Uuid;
 
@@ -134,12 +133,7 @@ impl Mailgun {
                 permanent: true,
             };
         };
-        let link = unsubscribe::link(
-            &self.unsubscribe.url,
-            self.unsubscribe.key.expose_secret(),
-            case_id,
-            to,
-        );
+        let link = self.unsubscribe.link(case_id, to);
         let attempt = attempt_id.to_string();
         // Built before any await: the serializer is not Send.
         let body = {

@@ -9,8 +9,8 @@ use touchpoint_platform::testkit::TopicReader;
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Channel, CoordinatorRole, Language, OutreachPurpose, Presence, RouteContactRequest,
-    SetPresenceRequest, TaskKind, contact_point,
+    Channel, CoordinatorRole, Language, OutreachPurpose, Presence, RouteContactRequest, TaskKind,
+    contact_point,
 };
 
 async fn route_call(world: &World, caller: &str) -> touchpoint_proto::v1::RouteContactResponse {
@@ -24,18 +24,6 @@ async fn route_call(world: &World, caller: &str) -> touchpoint_proto::v1::RouteC
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner()
-}
-
-async fn set(world: &World, coordinator: &str, presence: Presence) {
-    world
-        .client
-        .clone()
-        .set_presence(SetPresenceRequest {
-            coordinator_id: coordinator.into(),
-            presence: presence as i32,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,9 +116,9 @@ async fn coordinator_then_navigator_then_skills_then_queue_then_an_after_hours_c
     let mut seen = Vec::new();
     for step in 0..4 {
         match step {
-            1 => set(&world, "carla", Presence::Offline).await,
-            2 => set(&world, "nico", Presence::Away).await,
-            3 => set(&world, "sol", Presence::Busy).await,
+            1 => world.set_presence("carla", Presence::Offline).await,
+            2 => world.set_presence("nico", Presence::Away).await,
+            3 => world.set_presence("sol", Presence::Busy).await,
             _ => {}
         }
         let routed = route_call(&world, MOBILE).await;

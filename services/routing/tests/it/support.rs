@@ -23,7 +23,8 @@ use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::routing_service_client::RoutingServiceClient;
 use touchpoint_proto::v1::{
     CallTaskRequested, Channel, Coordinator, CoordinatorAssigned, CoordinatorRole, Envelope,
-    Language, ListWorklistRequest, Presence, Shift, Task, TaskKind, UpsertCoordinatorRequest,
+    Language, ListWorklistRequest, Presence, SetPresenceRequest, Shift, Task, TaskKind,
+    UpsertCoordinatorRequest,
 };
 use touchpoint_routing::webhooks::Secrets;
 
@@ -115,6 +116,18 @@ impl World {
 
     pub async fn publish(&self, events: &[(Stream, Envelope)]) {
         testkit::publish(&self.prefix, events).await;
+    }
+
+    /// Sets `coordinator`'s presence.
+    pub async fn set_presence(&self, coordinator: &str, presence: Presence) {
+        self.client
+            .clone()
+            .set_presence(SetPresenceRequest {
+                coordinator_id: coordinator.into(),
+                presence: presence as i32,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Adds a member to the roster.

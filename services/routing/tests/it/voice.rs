@@ -8,7 +8,7 @@ use crate::support::*;
 use http::StatusCode;
 use touchpoint_platform::signature;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{CoordinatorRole, Presence, SetPresenceRequest, TaskKind};
+use touchpoint_proto::v1::{CoordinatorRole, Presence, TaskKind};
 
 /// Posts Twilio's webhook for `path` (with its query), signed with the
 /// account's token unless `signed` is false.
@@ -52,18 +52,6 @@ async fn dial_ended(world: &World, sid: &str, member: &str, status: &str) -> (St
     twilio(world, &path, &params, true).await
 }
 
-async fn set(world: &World, coordinator: &str, presence: Presence) {
-    world
-        .client
-        .clone()
-        .set_presence(SetPresenceRequest {
-            coordinator_id: coordinator.into(),
-            presence: presence as i32,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_rings_the_coordinator_then_the_navigator_and_after_hours_takes_a_spanish_voicemail()
 {
@@ -89,7 +77,7 @@ async fn a_call_rings_the_coordinator_then_the_navigator_and_after_hours_takes_a
     let (refused, _) = twilio(&world, "/inbound/voice", &params, false).await;
     assert_eq!(refused, StatusCode::FORBIDDEN);
 
-    set(&world, "carla", Presence::Away).await;
+    world.set_presence("carla", Presence::Away).await;
     let (_, twiml) = call(&world, "CA0003").await;
     assert!(twiml.contains("<Client>nico</Client>"), "{twiml}");
 
