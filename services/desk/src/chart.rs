@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::xml::escape;
+use touchpoint_platform::xml::escape;
 
 /// The drawing's size in user units; the CSS scales it to the page.
 const WIDTH: f64 = 640.0;

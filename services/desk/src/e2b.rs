@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use touchpoint_proto::v1::{AdverseEventReport, AdverseEventReported};
 
-use crate::xml::escape;
+use touchpoint_platform::xml::escape;
 
 /// The ICH code lists and identifier roots the message uses.
 mod oid {

@@ -20,7 +20,6 @@ pub mod store;
 pub mod user;
 pub mod views;
 pub mod words;
-pub mod xml;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -28,6 +28,7 @@ pub mod tls;
 pub mod topics;
 pub mod trace_context;
 pub mod vouch;
+pub mod xml;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,4 +1,4 @@
-//! Text for XML and SVG: the five characters markup gives meaning to, escaped.
+//! Text for XML, SVG and TwiML: the five characters markup gives meaning to, escaped.
 
 /// `text` safe inside an element or a double-quoted attribute.
 pub fn escape(text: &str) -> String {
