@@ -160,6 +160,13 @@ impl Hub {
             from: PROGRAM_NUMBER.into(),
             rate: None,
         }];
+        // One Twilio account: its voice API places people's calls.
+        dispatch.voice = Some(touchpoint_dispatch::VoiceProvider {
+            base_url: sms.url(),
+            account_sid: "ACtest".into(),
+            auth_token: "test-token".into(),
+            caller_id: PROGRAM_NUMBER.into(),
+        });
         let dispatch_addr = touchpoint_dispatch::start(dispatch, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));

@@ -539,6 +539,8 @@ mod tests {
         let config = config.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.sms.len(), 1);
         assert!(config.fax.is_some() && config.smtp.is_some());
+        let voice = config.voice.unwrap_or_else(|| panic!("no voice provider"));
+        assert_eq!(voice.caller_id, local::VOICE_CALLER_ID, "a valid caller id");
         let mailgun = config.mailgun.unwrap_or_else(|| panic!("no Mailgun"));
         assert_eq!(mailgun.base_url, format!("https://{}", local::MAILGUN_ADDR));
         let dispatch_http = format!(

@@ -211,6 +211,16 @@ pub fn describe(entry: &TimelineEntry) -> Option<Phrase> {
         Payload::OutreachExpired(e) => {
             Phrase::new("timeline.outreach_expired").with("step", text(&e.step_id))
         }
+        // A person's call: placed, answered (for so long) or not.
+        Payload::AttemptSent(a) if a.channel == Channel::Voice as i32 => {
+            Phrase::new("timeline.call_placed")
+        }
+        Payload::AttemptDelivered(a) if a.channel == Channel::Voice as i32 => {
+            Phrase::new("timeline.call_answered").with("seconds", text(&a.call_seconds.to_string()))
+        }
+        Payload::AttemptFailed(a) if a.channel == Channel::Voice as i32 => {
+            Phrase::new("timeline.call_not_answered").with("code", text(&a.provider_code))
+        }
         Payload::AttemptSent(a) => {
             Phrase::new("timeline.attempt_sent").with("channel", Arg::Word(channel(a.channel)))
         }

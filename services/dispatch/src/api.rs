@@ -15,12 +15,13 @@ use touchpoint_programs::{Audience, Catalogue, LiveCatalogue, MessageFacts, Rend
 use touchpoint_proto::v1::dispatch_service_server::DispatchService;
 use touchpoint_proto::v1::{
     Channel, GetAttemptRequest, GetAttemptResponse, Language, ListAttemptsRequest,
-    ListAttemptsResponse, RenderPreviewRequest, RenderPreviewResponse, RenderedMessage,
-    SendMessageRequest, SendMessageResponse, SuppressionReason,
+    ListAttemptsResponse, PlaceCallRequest, PlaceCallResponse, RenderPreviewRequest,
+    RenderPreviewResponse, RenderedMessage, SendMessageRequest, SendMessageResponse,
+    SuppressionReason,
 };
 use uuid::Uuid;
 
-use crate::attempts::{self, OwnMessage, Summary};
+use crate::attempts::{self, CallRefused, OwnCall, OwnMessage, Summary};
 use crate::domain::fax::{self, Cover};
 use crate::domain::sms::{self, Encoding};
 
@@ -30,15 +31,46 @@ pub struct DispatchApi {
     pool: PgPool,
     catalogue: Arc<LiveCatalogue>,
     clock: SharedClock,
+    places_calls: bool,
 }
 
 impl DispatchApi {
-    /// Serves the attempts in `pool` and previews of `catalogue`'s templates.
-    pub fn new(pool: PgPool, catalogue: Arc<LiveCatalogue>, clock: SharedClock) -> Self {
+    /// Serves the attempts in `pool` and previews of `catalogue`'s templates;
+    /// places people's calls if `places_calls` (a voice provider is set).
+    pub fn new(
+        pool: PgPool,
+        catalogue: Arc<LiveCatalogue>,
+        clock: SharedClock,
+        places_calls: bool,
+    ) -> Self {
         Self {
             pool,
             catalogue,
             clock,
+            places_calls,
+        }
+    }
+
+    /// Where `attempt_id` stands once the sender has given its verdict, or
+    /// after [`VERDICT_WAIT`] if it has not yet.
+    async fn verdict(&self, attempt_id: Uuid) -> Result<(String, SuppressionReason), Status> {
+        let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
+        loop {
+            let found = attempts::get(&self.pool, attempt_id).await?;
+            let settled = found
+                .as_ref()
+                .is_some_and(|a| !matches!(a.state.as_str(), "queued" | "sending"));
+            if settled || tokio::time::Instant::now() >= deadline {
+                let found =
+                    found.ok_or_else(|| Status::internal("the attempt was not recorded"))?;
+                let suppression = found
+                    .suppression
+                    .as_deref()
+                    .and_then(SuppressionReason::from_str_name)
+                    .unwrap_or(SuppressionReason::Unspecified);
+                return Ok((found.state, suppression));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
 }
@@ -135,11 +167,15 @@ const VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long after it is asked for a coordinator's message may still go out.
 const MESSAGE_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
-/// The attempt id of `request_id`'s message on `case_id`: the same request is
-/// the same attempt, so a retry sends nothing more.
-fn own_message_id(case_id: &str, request_id: &str) -> Uuid {
+/// How long after it is asked for a person's call may still be placed.
+const CALL_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// The attempt id of `request_id`'s `kind` (`send-message`, `place-call`) on
+/// `case_id`: the same request is the same attempt, so a retry sends nothing
+/// more.
+fn own_attempt_id(kind: &str, case_id: &str, request_id: &str) -> Uuid {
     use sha2::{Digest as _, Sha256};
-    let digest = Sha256::digest(format!("send-message\n{case_id}\n{request_id}").as_bytes());
+    let digest = Sha256::digest(format!("{kind}\n{case_id}\n{request_id}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_random_bytes(bytes).into_uuid()
@@ -182,7 +218,7 @@ impl DispatchService for DispatchApi {
         let subject = input::text("subject", &r.subject, false)?;
         let now = self.clock.now();
         let message = OwnMessage {
-            attempt_id: own_message_id(&case_id, &request_id),
+            attempt_id: own_attempt_id("send-message", &case_id, &request_id),
             case_id,
             channel,
             destination,
@@ -199,28 +235,78 @@ impl DispatchService for DispatchApi {
             _ => return Err(Status::not_found("case_id: no such case")),
         }
         // The sender takes it within its poll; the answer waits for its verdict.
-        let deadline = tokio::time::Instant::now() + VERDICT_WAIT;
-        loop {
-            let found = attempts::get(&self.pool, message.attempt_id).await?;
-            let settled = found
-                .as_ref()
-                .is_some_and(|a| !matches!(a.state.as_str(), "queued" | "sending"));
-            if settled || tokio::time::Instant::now() >= deadline {
-                let found =
-                    found.ok_or_else(|| Status::internal("the message was not recorded"))?;
-                return Ok(Response::new(SendMessageResponse {
-                    attempt_id: message.attempt_id.to_string(),
-                    suppression: found
-                        .suppression
-                        .as_deref()
-                        .and_then(SuppressionReason::from_str_name)
-                        .unwrap_or(SuppressionReason::Unspecified)
-                        as i32,
-                    state: found.state,
-                }));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let (state, suppression) = self.verdict(message.attempt_id).await?;
+        Ok(Response::new(SendMessageResponse {
+            attempt_id: message.attempt_id.to_string(),
+            state,
+            suppression: suppression as i32,
+        }))
+    }
+
+    async fn place_call(
+        &self,
+        request: Request<PlaceCallRequest>,
+    ) -> Result<Response<PlaceCallResponse>, Status> {
+        // The person is the one the gate admitted: their client rings first.
+        let caller = Caller::name_of(&request);
+        let scope = Scope::of(&request);
+        let r = request.into_inner();
+        let request_id = input::id("request_id", &r.request_id)?;
+        let case_id = input::id("case_id", &r.case_id)?;
+        let destination = PhoneNumber::parse(&r.to, "to")
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .as_str()
+            .to_owned();
+        let calls_for = match r.task_attempt_id.trim() {
+            "" => None,
+            id => Some(Uuid::parse_str(id).map_err(|_| {
+                Status::invalid_argument("task_attempt_id: must be a UUID, or empty")
+            })?),
+        };
+        if !self.places_calls {
+            return Err(Status::failed_precondition(
+                "no voice provider is configured: calls cannot be placed",
+            ));
         }
+        if caller == "unauthenticated" || input::id("caller", &caller).is_err() {
+            return Err(Status::permission_denied(
+                "only a signed-in person can place a call: their own phone rings first",
+            ));
+        }
+        let now = self.clock.now();
+        let call = OwnCall {
+            attempt_id: own_attempt_id("place-call", &case_id, &request_id),
+            case_id,
+            destination,
+            caller,
+            calls_for,
+            at: now,
+            not_after: now + CALL_LIFETIME,
+        };
+        let program = match attempts::program_of_case(&self.pool, &call.case_id).await? {
+            Some(program) if scope.sees(&program) => program,
+            _ => return Err(Status::not_found("case_id: no such case")),
+        };
+        if let Some(task) = calls_for
+            && !attempts::is_call_task(&self.pool, task, &call.case_id).await?
+        {
+            return Err(Status::not_found(
+                "task_attempt_id: no call task of this case on the worklist",
+            ));
+        }
+        match attempts::record_own_call(&self.pool, &call, &program).await {
+            Ok(()) => {}
+            Err(CallRefused::Busy) => {
+                return Err(Status::failed_precondition(CallRefused::Busy.to_string()));
+            }
+            Err(CallRefused::Store(e)) => return Err(e.into()),
+        }
+        let (state, suppression) = self.verdict(call.attempt_id).await?;
+        Ok(Response::new(PlaceCallResponse {
+            attempt_id: call.attempt_id.to_string(),
+            state,
+            suppression: suppression as i32,
+        }))
     }
 
     async fn get_attempt(

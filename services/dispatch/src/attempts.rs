@@ -96,9 +96,27 @@ pub struct Attempt {
     pub body: Option<String>,
     /// A coordinator's email's subject.
     pub subject: Option<String>,
+    /// Who asked for it, when a person did (a coordinator's message or call).
+    pub sent_by: Option<String>,
+    /// A person's call: the database's real time when it was asked for.
+    pub asked_at: Option<DateTime<Utc>>,
+    /// A person's call: the call task's attempt it makes.
+    pub calls_for: Option<Uuid>,
+    /// A person's call: the provider's word on who answered the patient's leg
+    /// (`human`, `machine_start`, …).
+    pub answered_by: Option<String>,
 }
 
 impl Attempt {
+    /// For a person's call (click to call): whose client rings first. A voice
+    /// attempt without one is a call task for the worklist.
+    pub fn caller(&self) -> Option<&str> {
+        match self.channel {
+            Channel::Voice => self.sent_by.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The number its caps count across cases: a phone number is a person,
     /// whichever case reaches it. A fax number is a prescriber's office that
     /// serves many patients, and an email address is not counted so.
@@ -184,7 +202,7 @@ impl From<AttemptsError> for tonic::Status {
 const COLUMNS: &str = "a.attempt_id, a.case_id, a.program_id, a.step_id, a.template_id,
     a.channel, a.language, a.attempt_number, a.destination, a.due_at, a.not_after, a.state, a.tries,
     a.provider, a.request_event_id, a.correlation_id, a.traceparent, a.keyword_reply,
-    a.to_caregiver, a.body, a.subject,
+    a.to_caregiver, a.body, a.subject, a.sent_by, a.asked_at, a.calls_for, a.answered_by,
     v.case_id AS view_case, v.time_zone, v.status, v.paused_until, v.consented, v.opted_out,
     v.coordinator_id, v.first_name, v.last_name, v.us_state,
     COALESCE((SELECT max(o.opted_out_at) > max(o.opted_in_at) FROM opted_out_destinations o
@@ -259,9 +277,14 @@ pub struct RecentSends {
 
 impl RecentSends {
     /// When messages went to `case_id` or to `destination` (when it counts),
-    /// each once.
-    pub fn for_attempt(&self, case_id: &str, destination: Option<&str>) -> Vec<DateTime<Utc>> {
-        let mut seen = BTreeSet::new();
+    /// each once, but for `same_contact` (the call task a person's call makes).
+    pub fn for_attempt(
+        &self,
+        case_id: &str,
+        destination: Option<&str>,
+        same_contact: Option<Uuid>,
+    ) -> Vec<DateTime<Utc>> {
+        let mut seen = BTreeSet::from_iter(same_contact);
         self.by_case
             .get(case_id)
             .into_iter()
@@ -272,12 +295,18 @@ impl RecentSends {
             .collect()
     }
 
-    /// When messages went to `destination` (when it counts), from any case.
-    pub fn to_destination(&self, destination: Option<&str>) -> Vec<DateTime<Utc>> {
+    /// When messages went to `destination` (when it counts), from any case,
+    /// but for `same_contact`.
+    pub fn to_destination(
+        &self,
+        destination: Option<&str>,
+        same_contact: Option<Uuid>,
+    ) -> Vec<DateTime<Utc>> {
         destination
             .and_then(|d| self.by_destination.get(d))
             .into_iter()
             .flatten()
+            .filter(|(id, _)| Some(*id) != same_contact)
             .map(|(_, at)| *at)
             .collect()
     }
@@ -550,6 +579,10 @@ fn attempt(row: &PgRow) -> Result<Attempt, AttemptsError> {
             .unwrap_or_default(),
         body: row.try_get("body")?,
         subject: row.try_get("subject")?,
+        sent_by: row.try_get("sent_by")?,
+        asked_at: row.try_get("asked_at")?,
+        calls_for: row.try_get("calls_for")?,
+        answered_by: row.try_get("answered_by")?,
     })
 }
 
@@ -628,4 +661,138 @@ pub async fn record_own_message(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// A person's call, as PlaceCall records it.
+#[derive(Clone)]
+pub struct OwnCall {
+    /// Its id, derived from the caller's request id: a retry is the same attempt.
+    pub attempt_id: Uuid,
+    /// The case.
+    pub case_id: String,
+    /// The number to call (patient data).
+    pub destination: String,
+    /// Who is rung first: their roster id, their client's identity.
+    pub caller: String,
+    /// The call task's attempt it makes, if any.
+    pub calls_for: Option<Uuid>,
+    /// When it was asked for.
+    pub at: DateTime<Utc>,
+    /// It is placed by then or not at all.
+    pub not_after: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for OwnCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnCall")
+            .field("attempt_id", &self.attempt_id)
+            .field("case_id", &self.case_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a person's call was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum CallRefused {
+    /// Another call of theirs is still being placed.
+    #[error("another call of yours is still being placed; try again when it rings")]
+    Busy,
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] AttemptsError),
+}
+
+/// Records `call` for `program_id`, once per attempt id. A second call of the
+/// same person while one is queued or being placed is refused.
+pub async fn record_own_call(
+    pool: &PgPool,
+    call: &OwnCall,
+    program_id: &str,
+) -> Result<(), CallRefused> {
+    let inserted = sqlx::query(
+        "INSERT INTO attempts (attempt_id, case_id, program_id, step_id, template_id, channel,
+             language, attempt_number, destination, due_at, not_after, next_try_at,
+             request_event_id, correlation_id, requested_at, keyword_reply, to_caregiver,
+             sent_by, asked_at, calls_for)
+         VALUES ($1, $2, $3, '', '', 'CHANNEL_VOICE', 'LANGUAGE_UNSPECIFIED', 1, $4, $5, $6,
+                 $5, $1, $1::text, $5, false, false, $7, now(), $8)
+         ON CONFLICT (attempt_id) DO NOTHING",
+    )
+    .bind(call.attempt_id)
+    .bind(&call.case_id)
+    .bind(program_id)
+    .bind(&call.destination)
+    .bind(call.at)
+    .bind(call.not_after)
+    .bind(&call.caller)
+    .bind(call.calls_for)
+    .execute(pool)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(CallRefused::Busy),
+        Err(e) => Err(CallRefused::Store(e.into())),
+    }
+}
+
+/// Whether `attempt_id` is a call task of `case_id` handed to the worklist:
+/// one a person's call may make.
+pub async fn is_call_task(
+    pool: &PgPool,
+    attempt_id: Uuid,
+    case_id: &str,
+) -> Result<bool, AttemptsError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM attempts WHERE attempt_id = $1 AND case_id = $2
+             AND channel = 'CHANNEL_VOICE' AND sent_by IS NULL AND state = 'sent')",
+    )
+    .bind(attempt_id)
+    .bind(case_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Records who the provider says answered the patient's leg of a person's call.
+pub async fn record_answered_by(
+    pool: &PgPool,
+    attempt_id: Uuid,
+    answered_by: &str,
+) -> Result<(), AttemptsError> {
+    sqlx::query(
+        "UPDATE attempts SET answered_by = $2 WHERE attempt_id = $1 AND channel = 'CHANNEL_VOICE'",
+    )
+    .bind(attempt_id)
+    .bind(answered_by)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The provider's answering-machine verdict on `attempt_id`'s patient leg.
+pub async fn get_answered_by(
+    pool: &PgPool,
+    attempt_id: Uuid,
+) -> Result<Option<String>, AttemptsError> {
+    Ok(
+        sqlx::query_scalar("SELECT answered_by FROM attempts WHERE attempt_id = $1")
+            .bind(attempt_id)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
+}
+
+/// The number a person's call `attempt_id` connects to, and where the attempt
+/// stands; None if it is no person's call.
+pub async fn call_to_connect(
+    pool: &PgPool,
+    attempt_id: Uuid,
+) -> Result<Option<(String, String)>, AttemptsError> {
+    Ok(sqlx::query_as(
+        "SELECT destination, state FROM attempts
+         WHERE attempt_id = $1 AND channel = 'CHANNEL_VOICE' AND sent_by IS NOT NULL",
+    )
+    .bind(attempt_id)
+    .fetch_optional(pool)
+    .await?)
 }

@@ -12,6 +12,10 @@
 //!   when it gives up. Complaints and unsubscribes are routing's
 //!   (`/inbound/email/events`) and are only acknowledged here.
 //!
+//! - `POST /callbacks/voice/{attempt}/{hook}`: a person's call (click to
+//!   call), in Twilio's voice format, signed with `X-Twilio-Signature`
+//!   ([`crate::calls`]).
+//!
 //! An unsigned or wrongly signed callback is refused (403) and changes nothing. A
 //! body over the size limit is refused (413). A signed callback for an attempt
 //! dispatch does not know is logged (ids only) and acknowledged, so the provider
@@ -52,9 +56,9 @@ const PERMANENT_CODES: [&str; 5] = ["21211", "21610", "30003", "30005", "30006"]
 const PERMANENT_FAX_ERRORS: [&str; 2] = ["documentConversionError", "fatalError"];
 
 #[derive(Debug, Clone)]
-struct Callbacks {
-    pool: PgPool,
-    providers: Arc<Providers>,
+pub(crate) struct Callbacks {
+    pub(crate) pool: PgPool,
+    pub(crate) providers: Arc<Providers>,
     clock: SharedClock,
     topic: String,
 }
@@ -70,6 +74,10 @@ pub fn router(
         .route("/callbacks/sms/{provider}/{attempt}", post(sms_status))
         .route("/callbacks/fax/{attempt}", post(fax_status))
         .route("/callbacks/email/mailgun", post(email_event))
+        .route(
+            "/callbacks/voice/{attempt}/{hook}",
+            post(crate::calls::webhook),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Callbacks {
             pool,
@@ -81,13 +89,16 @@ pub fn router(
 
 /// What a provider reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Report {
+pub(crate) enum Report {
     /// Taken or on its way; nothing settled yet.
     Underway,
-    /// It arrived (a fax: with so many pages).
+    /// It arrived (a fax: with so many pages; a call: answered, and spoken
+    /// for so many seconds).
     Delivered {
         /// Pages transmitted (0 for SMS).
         pages: u32,
+        /// A call's length.
+        call_seconds: u32,
     },
     /// It did not arrive.
     Failed {
@@ -130,7 +141,10 @@ async fn sms_status(
     };
     let message_id = param("MessageSid").unwrap_or_default();
     let report = match param("MessageStatus").unwrap_or_default() {
-        "delivered" => Report::Delivered { pages: 0 },
+        "delivered" => Report::Delivered {
+            pages: 0,
+            call_seconds: 0,
+        },
         status @ ("failed" | "undelivered") => {
             let code = param("ErrorCode")
                 .filter(|c| !c.is_empty())
@@ -202,6 +216,7 @@ async fn fax_status(
     let outcome = match report.status.as_str() {
         "success" => Report::Delivered {
             pages: report.num_pages,
+            call_seconds: 0,
         },
         "failure" | "partialsuccess" => {
             let code = error_type.unwrap_or_else(|| report.status.clone());
@@ -265,7 +280,10 @@ fn email_report(event: &serde_json::Value) -> Option<(Uuid, String, Report)> {
         .unwrap_or_default()
         .to_owned();
     let report = match (text(event, "/event")?, text(event, "/severity")) {
-        ("delivered", _) => Report::Delivered { pages: 0 },
+        ("delivered", _) => Report::Delivered {
+            pages: 0,
+            call_seconds: 0,
+        },
         ("failed", Some("permanent")) => {
             let code = event
                 .pointer("/delivery-status/code")
@@ -283,7 +301,7 @@ fn email_report(event: &serde_json::Value) -> Option<(Uuid, String, Report)> {
     Some((attempt_id, message_id, report))
 }
 
-async fn answer(
+pub(crate) async fn answer(
     callbacks: &Callbacks,
     provider: &str,
     attempt_id: Uuid,
@@ -338,8 +356,11 @@ async fn apply(
     }
     let was_out = matches!(a.state, AttemptState::Sending | AttemptState::Sent);
     match report {
-        Report::Delivered { pages } if was_out => {
-            events.push(outcomes::delivered(topic, &a, pages, now));
+        Report::Delivered {
+            pages,
+            call_seconds,
+        } if was_out => {
+            events.push(outcomes::delivered(topic, &a, (pages, call_seconds), now));
             settled.state = AttemptState::Delivered;
         }
         Report::Failed { code, permanent } if was_out => {
@@ -382,7 +403,10 @@ mod tests {
             Some((
                 attempt,
                 "1.2@mg.example".into(),
-                Report::Delivered { pages: 0 }
+                Report::Delivered {
+                    pages: 0,
+                    call_seconds: 0
+                }
             ))
         );
         assert_eq!(

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod attempts;
 pub mod callbacks;
+mod calls;
 pub mod domain;
 pub mod intake;
 pub mod metrics;
@@ -41,7 +42,7 @@ use crate::domain::guard::DestinationCap;
 use crate::intake::Intaker;
 use crate::providers::email::{MailTls, StartTls, Unsubscribe};
 use crate::providers::http::HttpClient;
-use crate::providers::{Mailer, Mailgun, Phaxio, Providers, Throttle, Twilio};
+use crate::providers::{Mailer, Mailgun, Phaxio, Providers, Throttle, Twilio, TwilioVoice};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -116,6 +117,10 @@ pub struct Config {
     /// The fax provider: `TOUCHPOINT_FAX_URL`, `_API_KEY`, `_API_SECRET`,
     /// `_CALLBACK_TOKEN`, `_RATE`. Unset URL: no fax.
     pub fax: Option<FaxProvider>,
+    /// The voice provider for people's calls (click to call):
+    /// `TOUCHPOINT_VOICE_URL`, `_ACCOUNT_SID`, `_AUTH_TOKEN`, `_CALLER_ID`.
+    /// Unset URL: PlaceCall is refused.
+    pub voice: Option<VoiceProvider>,
     /// `TOUCHPOINT_PROVIDER_TIMEOUT_MS`: how long a provider has to answer.
     pub provider_timeout: Duration,
     /// `TOUCHPOINT_PROVIDER_CA_FILE`: a PEM file of certificate authorities the
@@ -170,12 +175,7 @@ impl FaxProvider {
             return Ok(None);
         };
         provider_url("TOUCHPOINT_FAX_URL", &base_url)?;
-        let required = |var: &str| {
-            env.raw(var).ok_or_else(|| ConfigError {
-                var: var.to_owned(),
-                reason: "required when TOUCHPOINT_FAX_URL is set".into(),
-            })
-        };
+        let required = required_with(env, "TOUCHPOINT_FAX_URL");
         Ok(Some(Self {
             base_url,
             api_key: required("TOUCHPOINT_FAX_API_KEY")?,
@@ -183,6 +183,57 @@ impl FaxProvider {
             callback_token: required("TOUCHPOINT_FAX_CALLBACK_TOKEN")?.into(),
             rate: rate(env, "TOUCHPOINT_FAX_RATE")?,
         }))
+    }
+}
+
+/// The Twilio-speaking voice provider's settings.
+#[derive(Debug, Clone)]
+pub struct VoiceProvider {
+    /// `TOUCHPOINT_VOICE_URL`: the API's base URL.
+    pub base_url: String,
+    /// `TOUCHPOINT_VOICE_ACCOUNT_SID`.
+    pub account_sid: String,
+    /// `TOUCHPOINT_VOICE_AUTH_TOKEN`: it also signs the call's webhooks.
+    pub auth_token: SecretString,
+    /// `TOUCHPOINT_VOICE_CALLER_ID`: the number (E.164) patients see.
+    pub caller_id: String,
+}
+
+impl VoiceProvider {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        const URL: &str = "TOUCHPOINT_VOICE_URL";
+        let Some(base_url) = env.raw(URL) else {
+            return Ok(None);
+        };
+        provider_url(URL, &base_url)?;
+        let required = required_with(env, URL);
+        let caller_id = required("TOUCHPOINT_VOICE_CALLER_ID")?;
+        let caller_id = touchpoint_platform::contact::PhoneNumber::parse(&caller_id, "caller id")
+            .map_err(|_| ConfigError {
+                var: "TOUCHPOINT_VOICE_CALLER_ID".into(),
+                reason: "a phone number such as +18005550199".into(),
+            })?
+            .as_str()
+            .to_owned();
+        Ok(Some(Self {
+            base_url,
+            account_sid: required("TOUCHPOINT_VOICE_ACCOUNT_SID")?,
+            auth_token: required("TOUCHPOINT_VOICE_AUTH_TOKEN")?.into(),
+            caller_id,
+        }))
+    }
+}
+
+/// Reads a variable that `url_var` being set makes required.
+fn required_with<'a>(
+    env: &'a Env,
+    url_var: &'a str,
+) -> impl Fn(&str) -> Result<String, ConfigError> + 'a {
+    move |var| {
+        env.raw(var).ok_or_else(|| ConfigError {
+            var: var.to_owned(),
+            reason: format!("required when {url_var} is set"),
+        })
     }
 }
 
@@ -327,12 +378,7 @@ impl MailgunProvider {
             return Ok(None);
         };
         provider_url(URL, &base_url)?;
-        let required = |var: &str| {
-            env.raw(var).ok_or_else(|| ConfigError {
-                var: var.to_owned(),
-                reason: format!("required when {URL} is set"),
-            })
-        };
+        let required = required_with(env, URL);
         let domain = required("TOUCHPOINT_MAILGUN_DOMAIN")?;
         if domain.is_empty()
             || !domain
@@ -461,6 +507,7 @@ impl Config {
             mailgun: MailgunProvider::from_env(env)?,
             smtp: SmtpRelay::from_env(env)?,
             fax: FaxProvider::from_env(env)?,
+            voice: VoiceProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
             provider_roots: authorities(env, "TOUCHPOINT_PROVIDER_CA_FILE")?,
             sla: SlaConfig {
@@ -490,6 +537,7 @@ impl Config {
             mailgun: None,
             smtp: None,
             fax: None,
+            voice: None,
             provider_timeout: Duration::from_secs(10),
             provider_roots: None,
             sla: SlaConfig::default(),
@@ -554,6 +602,7 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             platform.pool.clone(),
             catalogue.clone(),
             platform.clock.clone(),
+            config.voice.is_some(),
         )));
 
     let intake = InboxConsumer::new(
@@ -647,6 +696,14 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             .as_ref()
             .and_then(|f| f.rate)
             .map(Throttle::per_second),
+        voice: config.voice.as_ref().map(|v| TwilioVoice {
+            base_url: v.base_url.clone(),
+            account_sid: v.account_sid.clone(),
+            auth_token: v.auth_token.clone(),
+            caller_id: v.caller_id.clone(),
+            callback_base: callback_base.clone(),
+            client: client.clone(),
+        }),
     });
     let alerts = sla::SlaAlerts {
         pool: platform.pool.clone(),
@@ -854,6 +911,43 @@ mod tests {
             ("TOUCHPOINT_MAILGUN_API_KEY", None),
             ("TOUCHPOINT_MAILGUN_SIGNING_KEY", None),
             ("TOUCHPOINT_UNSUBSCRIBE_KEY", None),
+        ] {
+            assert_eq!(with(var, bad).as_deref(), Some(var), "{var} = {bad:?}");
+        }
+    }
+
+    #[test]
+    fn voice_settings_that_cannot_work_are_refused_at_start_by_name() {
+        let complete = [
+            ("TOUCHPOINT_VOICE_URL", "https://api.twilio.com"),
+            ("TOUCHPOINT_VOICE_ACCOUNT_SID", "AC123"),
+            ("TOUCHPOINT_VOICE_AUTH_TOKEN", "token"),
+            ("TOUCHPOINT_VOICE_CALLER_ID", "(212) 555-0199"),
+        ];
+        let with = |var: &'static str, value: Option<&'static str>| {
+            let mut pairs: Vec<(&str, &str)> = complete
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != var)
+                .collect();
+            pairs.extend(value.map(|v| (var, v)));
+            VoiceProvider::from_env(&Env::from_pairs(pairs))
+                .err()
+                .map(|e| e.var)
+        };
+        let provider = VoiceProvider::from_env(&Env::from_pairs(complete));
+        let provider = provider.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            provider.map(|p| p.caller_id).as_deref(),
+            Some("+12125550199"),
+            "the caller id in E.164"
+        );
+        for (var, bad) in [
+            ("TOUCHPOINT_VOICE_URL", Some("api.twilio.com")),
+            ("TOUCHPOINT_VOICE_CALLER_ID", Some("the front desk")),
+            ("TOUCHPOINT_VOICE_CALLER_ID", None),
+            ("TOUCHPOINT_VOICE_ACCOUNT_SID", None),
+            ("TOUCHPOINT_VOICE_AUTH_TOKEN", None),
         ] {
             assert_eq!(with(var, bad).as_deref(), Some(var), "{var} = {bad:?}");
         }

@@ -58,19 +58,25 @@ pub fn sent(
         language_fell_back: written.fell_back,
         segments: written.segments,
         pages: written.pages,
-        from_person: a.body.is_some(),
+        from_person: a.sent_by.is_some(),
     });
     event(topic, a, payload, now)
 }
 
 /// `AttemptDelivered`.
 /// `pages`: for a fax, the pages the provider transmitted (else 0).
-pub fn delivered(topic: &str, a: &Attempt, pages: u32, now: DateTime<Utc>) -> OutgoingEvent {
+pub fn delivered(
+    topic: &str,
+    a: &Attempt,
+    (pages, call_seconds): (u32, u32),
+    now: DateTime<Utc>,
+) -> OutgoingEvent {
     let payload = Payload::AttemptDelivered(AttemptDelivered {
         attempt_id: a.attempt_id.to_string(),
         channel: a.channel as i32,
         delivered_at: Some(timestamp(now)),
         pages,
+        call_seconds,
     });
     event(topic, a, payload, now)
 }

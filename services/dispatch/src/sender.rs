@@ -163,8 +163,9 @@ impl Sender {
                 }
             } else {
                 let number = attempt.counted_number();
-                let case_or_destination = sends.for_attempt(&attempt.case_id, number);
-                let to_destination = sends.to_destination(number);
+                let same_contact = attempt.calls_for;
+                let case_or_destination = sends.for_attempt(&attempt.case_id, number, same_contact);
+                let to_destination = sends.to_destination(number, same_contact);
                 check(
                     attempt.view.as_ref(),
                     program,
@@ -196,7 +197,10 @@ impl Sender {
                     });
                     events.push(outcomes::suppressed(topic, &attempt, reason, now));
                 }
-                Verdict::Send if attempt.channel == Channel::Voice => {
+                // A call the program asks for is made by a person: a task.
+                Verdict::Send
+                    if attempt.channel == Channel::Voice && attempt.caller().is_none() =>
+                {
                     sends.record(
                         attempt.attempt_id,
                         &attempt.case_id,
@@ -422,7 +426,11 @@ impl Sender {
                         message,
                         // A fax is looked up by its attempt id alone.
                         document: None,
+                        caller: a.caller(),
                     };
+                    // A person's call is looked for among the calls placed
+                    // since it was asked for.
+                    let since = a.asked_at.unwrap_or(since);
                     self.providers
                         .lookup(a.provider.as_deref(), outgoing, since)
                         .await
@@ -501,6 +509,16 @@ impl Sender {
         let program = catalogue
             .get(&attempt.program_id)
             .ok_or("program_not_loaded")?;
+        // A person's call says nothing of its own: the person speaks.
+        if attempt.caller().is_some() {
+            return Ok(Message {
+                text: String::new(),
+                html: None,
+                subject: None,
+                language: attempt.language,
+                fell_back: false,
+            });
+        }
         // A coordinator's own words go out as written.
         if let Some(body) = &attempt.body {
             return Ok(Message {
@@ -578,6 +596,7 @@ impl Handing {
             destination: &self.attempt.destination,
             message: &self.message,
             document: self.document.as_ref(),
+            caller: self.attempt.caller(),
         }
     }
 

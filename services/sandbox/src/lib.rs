@@ -13,12 +13,14 @@
 //!
 //! It records what it received, can be told to fail, refuse or stall the next
 //! requests, and reports statuses to a message's callback signed as Twilio signs
-//! them. [`post_inbound_text`] plays a patient texting back.
+//! them. [`post_inbound_text`] plays a patient texting back. The same account
+//! places calls ([`voice`]).
 
 pub mod fax;
 pub mod https;
 pub mod mailgun;
 pub mod smtp;
+pub mod voice;
 
 /// The sandbox process's addresses and development credentials, shared by
 /// `touchpoint-sandbox` and `touchpoint up` (which points dispatch at it).
@@ -50,6 +52,8 @@ pub mod local {
     pub const AUTH_TOKEN: &str = "sandbox-auth-token";
     /// The SMS sender.
     pub const SMS_FROM: &str = "+15005550006";
+    /// The caller id patients see on a person's call.
+    pub const VOICE_CALLER_ID: &str = "+12125550199";
     /// The fax API key.
     pub const FAX_API_KEY: &str = "sandbox-fax-key";
     /// The fax API secret (development only).
@@ -79,6 +83,10 @@ pub mod local {
             ("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", ACCOUNT_SID.into()),
             ("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", AUTH_TOKEN.into()),
             ("TOUCHPOINT_SMS_PRIMARY_FROM", SMS_FROM.into()),
+            ("TOUCHPOINT_VOICE_URL", format!("https://{SMS_ADDR}")),
+            ("TOUCHPOINT_VOICE_ACCOUNT_SID", ACCOUNT_SID.into()),
+            ("TOUCHPOINT_VOICE_AUTH_TOKEN", AUTH_TOKEN.into()),
+            ("TOUCHPOINT_VOICE_CALLER_ID", VOICE_CALLER_ID.into()),
             ("TOUCHPOINT_FAX_URL", format!("https://{FAX_ADDR}")),
             ("TOUCHPOINT_FAX_API_KEY", FAX_API_KEY.into()),
             ("TOUCHPOINT_FAX_API_SECRET", FAX_API_SECRET.into()),
@@ -169,6 +177,7 @@ pub enum Fault {
 #[derive(Debug, Default)]
 struct Recorded {
     messages: Vec<Received>,
+    calls: Vec<voice::PlacedCall>,
     faults: VecDeque<Fault>,
     next_sid: u64,
 }
@@ -245,6 +254,10 @@ impl Sandbox {
             .route(
                 "/2010-04-01/Accounts/{account}/Messages.json",
                 post(create).get(list),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/Calls.json",
+                post(voice::create).get(voice::list),
             )
             .with_state(shared.clone());
         let (url, stop) = serve(addr, tls, app).await?;
@@ -332,6 +345,30 @@ pub async fn post_inbound_text(url: &str, auth_token: &str, text: &InboundText<'
     post_callback(url, &params, signature::HEADER, &signed).await
 }
 
+/// The answer to a create request that meets `fault`, if the fault refuses it
+/// (after stalling, for [`Fault::Stall`]); None: the request is taken.
+async fn refusal(fault: Option<&Fault>) -> Option<Response> {
+    match fault? {
+        Fault::Status(status) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(error(status, 20500, "Internal Server Error"))
+        }
+        Fault::Refuse { status, code } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
+            Some(error(status, *code, "Refused by the sandbox"))
+        }
+        Fault::Stall(stall) => {
+            tokio::time::sleep(*stall).await;
+            Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                20503,
+                "Stalled by the sandbox",
+            ))
+        }
+        Fault::AcceptThenStall(_) => None,
+    }
+}
+
 /// Serves `app` on `addr`, over TLS with `tls` when given, until the returned
 /// token is cancelled; returns its base URL.
 async fn serve(
@@ -395,6 +432,19 @@ async fn post_callback(
     header: &str,
     signed: &str,
 ) -> Option<u16> {
+    post_form(url, params, header, signed)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// POSTs `params` form-encoded to `url` with the signature header `signed`;
+/// returns the status and body the callback answered with.
+async fn post_form(
+    url: &str,
+    params: &[(String, String)],
+    header: &str,
+    signed: &str,
+) -> Option<(u16, String)> {
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter())
         .finish();
@@ -413,7 +463,9 @@ async fn post_callback(
         )
         .await
     {
-        Exchange::Answered { status, .. } => Some(status.as_u16()),
+        Exchange::Answered { status, body } => {
+            Some((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+        }
         _ => None,
     }
 }
@@ -437,24 +489,8 @@ async fn create(
         return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }
     let fault = shared.recorded().faults.pop_front();
-    match fault {
-        Some(Fault::Status(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return error(status, 20500, "Internal Server Error");
-        }
-        Some(Fault::Refuse { status, code }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            return error(status, code, "Refused by the sandbox");
-        }
-        Some(Fault::Stall(stall)) => {
-            tokio::time::sleep(stall).await;
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                20503,
-                "Stalled by the sandbox",
-            );
-        }
-        _ => {}
+    if let Some(refused) = refusal(fault.as_ref()).await {
+        return refused;
     }
     let to = form.get("To").cloned().unwrap_or_default();
     if !is_e164(&to) {

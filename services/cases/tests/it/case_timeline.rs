@@ -56,6 +56,7 @@ fn delivered(case_id: &str, attempt: &str) -> Envelope {
             channel: Channel::Sms as i32,
             delivered_at: None,
             pages: 0,
+            call_seconds: 0,
         }),
         None,
     )

@@ -437,6 +437,20 @@ fn reply_channels(desk: &Desk, language: Language, case: &Case) -> Vec<Value> {
     channels
 }
 
+/// Dispatch's verdict on a person's message or call as a redirect's query:
+/// `refused=<reason>` when it was suppressed, else `<done>=<state>`. Codes,
+/// never patient data.
+pub fn verdict_query(done: &str, state: &str, suppression: i32) -> String {
+    if state == "suppressed" {
+        let reason = SuppressionReason::try_from(suppression)
+            .unwrap_or(SuppressionReason::Unspecified)
+            .as_str_name();
+        format!("refused={reason}")
+    } else {
+        format!("{done}={state}")
+    }
+}
+
 /// The reply form.
 #[derive(Debug, Deserialize)]
 pub struct ReplyForm {
@@ -494,14 +508,6 @@ pub async fn reply(
         .await
         .map_err(|s| PageError::from_status(&s, language))?
         .into_inner();
-    let outcome = if answer.state == "suppressed" {
-        let reason = SuppressionReason::try_from(answer.suppression)
-            .unwrap_or(SuppressionReason::Unspecified)
-            .as_str_name()
-            .to_owned();
-        format!("refused={reason}")
-    } else {
-        format!("sent={}", answer.state)
-    };
+    let outcome = verdict_query("sent", &answer.state, answer.suppression);
     Ok(Redirect::to(&format!("/cases/{}?{outcome}", case.case_id)))
 }

@@ -192,6 +192,7 @@ pub fn router(desk: Desk) -> Router {
         .route("/tasks/{task_id}", get(task::page))
         .route("/tasks/{task_id}/claim", post(task::claim))
         .route("/tasks/{task_id}/complete", post(task::complete))
+        .route("/tasks/{task_id}/call", post(task::call))
         .route("/tasks/{task_id}/callback", post(task::callback))
         .route("/tasks/{task_id}/transfer", post(task::transfer))
         .route("/static/desk.css", get(pages::stylesheet))

@@ -8,14 +8,15 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    Case, Channel, ClaimTaskRequest, CompleteTaskRequest, GetTimelineRequest, PreviewFacts,
-    RenderPreviewRequest, ScheduleCallbackRequest, Task, TaskKind, TaskOutcome, TaskStatus,
-    TransferTaskRequest,
+    CallTaskRequested, Case, Channel, ClaimTaskRequest, CompleteTaskRequest, GetTimelineRequest,
+    PlaceCallRequest, PreviewFacts, RenderPreviewRequest, ScheduleCallbackRequest, Task, TaskKind,
+    TaskOutcome, TaskStatus, TransferTaskRequest, contact_point,
 };
 
-use crate::views::case::{summary, visible_case, zone_of};
+use crate::views::case::{summary, verdict_query, visible_case, zone_of};
 use crate::views::work::{due, kind_key, tasks};
-use crate::views::{Csrf, Desk, PageError, Saved, Signed};
+use crate::views::{Csrf, Desk, PageError, Signed};
+use crate::words;
 
 /// What a call can end as, in the order the form offers them.
 const CALL_DISPOSITIONS: [&str; 6] = [
@@ -68,12 +69,45 @@ async fn visible_task(
     Ok((task, case))
 }
 
+/// `/tasks/{id}?saved=callback`, `?called=<state>` or `?refused=<reason>`:
+/// what the last form did (codes, never patient data).
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    saved: Option<String>,
+    called: Option<String>,
+    refused: Option<String>,
+}
+
+/// What the page says of the last form.
+fn flash(desk: &Desk, language: crate::user::Language, done: &Done) -> Option<String> {
+    let catalog = &desk.pages.catalog;
+    if done.saved.as_deref() == Some("callback") {
+        return Some(catalog.text(language, "task.callback_saved").to_owned());
+    }
+    if let Some(state) = done.called.as_deref() {
+        let key = match state {
+            "sent" | "delivered" => "task.call_ringing",
+            "failed" => "task.call_failed",
+            _ => "task.call_queued",
+        };
+        return Some(catalog.text(language, key).to_owned());
+    }
+    done.refused.as_deref().map(|reason| {
+        let reason = catalog.text(language, words::suppression_by_name(reason));
+        catalog.fill(
+            language,
+            "task.call_refused",
+            &[("reason", reason.to_owned())],
+        )
+    })
+}
+
 /// The task page.
 pub async fn page(
     State(desk): State<Desk>,
     signed: Signed,
     Path(task_id): Path<String>,
-    Query(saved): Query<Saved>,
+    Query(done): Query<Done>,
 ) -> Result<Html<String>, PageError> {
     let (task, case) = visible_task(&desk, &signed, &task_id).await?;
     let language = signed.language();
@@ -106,8 +140,8 @@ pub async fn page(
                 is_call => is_call,
                 workable_now => task.workable_now,
             },
-            flash => (saved.saved.as_deref() == Some("callback"))
-                .then(|| catalog.text(language, "task.callback_saved")),
+            flash => flash(&desk, language, &done),
+            request_id => uuid::Uuid::now_v7().to_string(),
             case => summary(&desk, language, &case),
             script => script,
             dispositions => dispositions(&task),
@@ -119,15 +153,15 @@ pub async fn page(
     )
 }
 
-/// The call script of the step a call task is for, in the patient's language.
-async fn script(
+/// The request a call task was made from, as the case's timeline holds it.
+async fn call_request(
     desk: &Desk,
     signed: &Signed,
     task: &Task,
     case: &Case,
-) -> Result<Option<Value>, PageError> {
+) -> Result<Option<CallTaskRequested>, PageError> {
     let language = signed.language();
-    let requested = desk
+    Ok(desk
         .peers
         .cases
         .clone()
@@ -149,8 +183,18 @@ async fn script(
             Payload::CallTaskRequested(call) if call.attempt_id == task.attempt_id => Some(call),
             _ => None,
         })
-        .next_back();
-    let Some(call) = requested else {
+        .next_back())
+}
+
+/// The call script of the step a call task is for, in the patient's language.
+async fn script(
+    desk: &Desk,
+    signed: &Signed,
+    task: &Task,
+    case: &Case,
+) -> Result<Option<Value>, PageError> {
+    let language = signed.language();
+    let Some(call) = call_request(desk, signed, task, case).await? else {
         return Ok(None);
     };
     let name = case
@@ -188,6 +232,68 @@ async fn script(
             };
             context! { text => m.text, lang => lang, fell_back => m.language_fell_back }
         }))
+}
+
+/// The call form: a request id, so a double click places one call.
+#[derive(Debug, Deserialize)]
+pub struct CallForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    request_id: String,
+}
+
+/// Click to call: the user's own phone rings, then the number the task is
+/// for (the patient's or a caregiver's) through dispatch, which checks
+/// consent, opt-out, the patient's hours and the caps at dial time.
+pub async fn call(
+    State(desk): State<Desk>,
+    signed: Signed,
+    Path(task_id): Path<String>,
+    Form(form): Form<CallForm>,
+) -> Result<Redirect, PageError> {
+    signed.check(&form.csrf)?;
+    let language = signed.language();
+    let (task, case) = visible_task(&desk, &signed, &task_id).await?;
+    let mine = TaskStatus::try_from(task.status) == Ok(TaskStatus::Claimed)
+        && task.coordinator_id == signed.0.user.id;
+    if TaskKind::try_from(task.kind) != Ok(TaskKind::Call) || !mine {
+        return Err(PageError::BadRequest(
+            language,
+            "claim this call task before calling".into(),
+        ));
+    }
+    let requested = call_request(&desk, &signed, &task, &case).await?;
+    let number = requested
+        .as_ref()
+        .and_then(|r| r.destination.as_ref()?.value.as_ref())
+        .and_then(|v| match v {
+            contact_point::Value::PhoneE164(number) => Some(number.clone()),
+            _ => None,
+        })
+        .or_else(|| {
+            let contact = case.patient.as_ref()?.contact.as_ref()?;
+            (!contact.mobile_e164.is_empty()).then(|| contact.mobile_e164.clone())
+        })
+        .ok_or_else(|| PageError::BadRequest(language, "the case has no number to call".into()))?;
+    let answer = desk
+        .peers
+        .dispatch
+        .clone()
+        .place_call(desk.vouched(
+            &signed,
+            PlaceCallRequest {
+                request_id: form.request_id,
+                case_id: case.case_id.clone(),
+                to: number,
+                task_attempt_id: requested.map(|r| r.attempt_id).unwrap_or_default(),
+            },
+        ))
+        .await
+        .map_err(|s| PageError::from_status(&s, language))?
+        .into_inner();
+    let done = verdict_query("called", &answer.state, answer.suppression);
+    Ok(Redirect::to(&format!("/tasks/{}?{done}", task.task_id)))
 }
 
 /// Claims the task for the user.

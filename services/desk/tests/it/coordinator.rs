@@ -1,8 +1,10 @@
 //! A coordinator's day: sign in, take the call task for her Spanish patient,
-//! read the script in Spanish, record that she reached her.
+//! read the script in Spanish, call her from the task, record that she
+//! reached her.
 
 use touchpoint_platform::testkit::events::{EMAIL, MOBILE, person};
 use touchpoint_proto::v1::{Channel, Language};
+use touchpoint_sandbox::voice::DialEnd;
 
 use crate::browser::Browser;
 use crate::support::{CARLA, NewPatient, Rig};
@@ -55,6 +57,25 @@ async fn a_coordinator_claims_her_spanish_patients_call_reads_the_script_and_rec
         "the task page"
     );
 
+    // Click to call: her own phone rings, and once she answers, Ana's.
+    browser.click_on("#place-call").await;
+    let flash = browser.text_of(".flash").await;
+    assert!(flash.contains("Your phone is ringing"), "{flash}");
+    let twilio = &rig.hub.sms;
+    let calls = twilio.calls();
+    assert_eq!(calls.len(), 1, "one call");
+    assert_eq!(calls[0].to, "client:carla", "her own client rings first");
+    twilio.pick_up(&calls[0].sid).await;
+    let dialled = twilio.calls()[0].dialled.clone();
+    assert_eq!(
+        dialled.map(|d| d.number),
+        Some(MOBILE.to_owned()),
+        "then Ana"
+    );
+    twilio
+        .end_dial(&calls[0].sid, DialEnd::Answered { seconds: 95 })
+        .await;
+
     browser
         .click_on("input[name=disposition][value=reached]")
         .await;
@@ -85,6 +106,10 @@ async fn a_coordinator_claims_her_spanish_patients_call_reads_the_script_and_rec
     assert!(
         page.contains("Empieza el lunes; sin preguntas."),
         "the note"
+    );
+    assert!(
+        page.contains("Call answered; spoke 95 s"),
+        "the call's outcome, under her disposition"
     );
     assert!(page.contains("A. L."), "the patient's initials");
     assert!(!page.contains(MOBILE), "no full number without a reveal");

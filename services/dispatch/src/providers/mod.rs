@@ -1,5 +1,6 @@
 //! Where messages are handed over. Adapters per channel (SMS and fax over their
-//! providers' HTTP APIs, email over Mailgun's HTTP API with SMTP behind it),
+//! providers' HTTP APIs, email over Mailgun's HTTP API with SMTP behind it,
+//! people's calls over Twilio's voice API),
 //! chosen by configuration; a channel with none configured refuses every
 //! hand-off permanently, so its attempts fail with a clear code instead of
 //! waiting forever.
@@ -13,6 +14,7 @@ pub mod mailgun;
 pub mod phaxio;
 pub mod throttle;
 pub mod twilio;
+pub mod twilio_voice;
 
 use std::time::Instant;
 
@@ -33,6 +35,7 @@ pub use touchpoint_platform::http_client as http;
 /// Provider signature schemes, shared with routing's inbound webhooks.
 pub use touchpoint_platform::signature;
 pub use twilio::Twilio;
+pub use twilio_voice::TwilioVoice;
 
 /// A message to hand over (patient data: `Debug` omits the destination).
 #[derive(Clone, Copy)]
@@ -49,6 +52,8 @@ pub struct Outgoing<'a> {
     pub message: &'a Message,
     /// For a fax: the document, cover page included.
     pub document: Option<&'a FaxDocument>,
+    /// For a person's call: whose client rings first.
+    pub caller: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Outgoing<'_> {
@@ -143,6 +148,8 @@ pub struct Providers {
     pub email: Option<Mailer>,
     /// The fax provider.
     pub fax: Option<Phaxio>,
+    /// The voice provider, for people's calls (click to call).
+    pub voice: Option<TwilioVoice>,
     /// The pace of each SMS provider (by index), where one is set.
     pub sms_pace: Vec<Option<Throttle>>,
     /// The pace of the HTTP email provider, where one is set.
@@ -188,6 +195,7 @@ impl Providers {
                 usize::from(self.mailgun.is_some()) + usize::from(self.email.is_some())
             }
             Channel::Fax => usize::from(self.fax.is_some()),
+            Channel::Voice => usize::from(self.voice.is_some()),
             _ => 0,
         }
     }
@@ -214,6 +222,9 @@ impl Providers {
             (Channel::Email, _, Some(EmailProvider::Mailgun(_))) => mailgun::NAME.into(),
             (Channel::Email, _, Some(EmailProvider::Smtp(_))) => email::SMTP.into(),
             (Channel::Fax, _, _) if index == 0 && self.fax.is_some() => phaxio::NAME.into(),
+            (Channel::Voice, _, _) if index == 0 && self.voice.is_some() => {
+                twilio_voice::NAME.into()
+            }
             _ => "none".into(),
         }
     }
@@ -266,6 +277,14 @@ impl Providers {
                     )
                     .await
             }
+            (Channel::Voice, _, _) if index == 0 => match (&self.voice, outgoing.caller) {
+                (Some(voice), Some(caller)) => voice.place(outgoing.attempt_id, caller).await,
+                _ => Handoff::Refused {
+                    provider: "none".into(),
+                    code: NO_PROVIDER.into(),
+                    permanent: true,
+                },
+            },
             (Channel::Fax, _, _) if index == 0 => match (&self.fax, outgoing.document) {
                 (Some(fax), Some(document)) => {
                     fax.send(outgoing.attempt_id, outgoing.destination, document)
@@ -305,6 +324,13 @@ impl Providers {
             }
             Channel::Fax if provider == Some(phaxio::NAME) => {
                 self.fax.as_ref()?.lookup(outgoing.attempt_id).await
+            }
+            Channel::Voice if provider == Some(twilio_voice::NAME) => {
+                match (&self.voice, outgoing.caller) {
+                    (Some(voice), Some(caller)) => voice.lookup(caller, since).await,
+                    // Configured away since: nobody left to ask.
+                    _ => Some(Lookup::Unknowable),
+                }
             }
             Channel::Email if provider == Some(mailgun::NAME) => match &self.mailgun {
                 Some(mailgun) => mailgun.lookup(outgoing.attempt_id, since).await,

@@ -70,8 +70,7 @@ impl Twilio {
     }
 
     fn authorization(&self) -> String {
-        let pair = format!("{}:{}", self.account_sid, self.auth_token.expose_secret());
-        format!("Basic {}", STANDARD.encode(pair))
+        basic_auth(&self.account_sid, &self.auth_token)
     }
 
     /// Where Twilio reports the status of `attempt_id`.
@@ -115,49 +114,7 @@ impl Twilio {
                 form.into_bytes(),
             )
             .await;
-        let refused = |code: String, permanent: bool| Handoff::Refused {
-            provider: self.name.clone(),
-            code,
-            permanent,
-        };
-        match exchange {
-            Exchange::Answered { status, body } if status.is_success() => {
-                match serde_json::from_slice::<Created>(&body)
-                    .ok()
-                    .and_then(|c| c.sid)
-                {
-                    Some(sid) => Handoff::Accepted {
-                        provider: self.name.clone(),
-                        message_id: sid,
-                    },
-                    // It said yes but not to what: as good as no answer.
-                    None => Handoff::Ambiguous {
-                        provider: self.name.clone(),
-                        code: "no_sid".into(),
-                    },
-                }
-            }
-            Exchange::Answered { status, .. } if status == StatusCode::TOO_MANY_REQUESTS => {
-                refused("http_429".into(), false)
-            }
-            Exchange::Answered { status, body } if status.is_client_error() => {
-                // Twilio's own error code says what was wrong (21211: not a valid
-                // number, 21610: the number replied STOP to this sender).
-                let code = serde_json::from_slice::<ApiError>(&body)
-                    .ok()
-                    .and_then(|e| e.code)
-                    .map_or_else(|| format!("http_{}", status.as_u16()), |c| c.to_string());
-                refused(code, true)
-            }
-            Exchange::Answered { status, .. } => {
-                refused(format!("http_{}", status.as_u16()), false)
-            }
-            Exchange::NotSent => refused("connect".into(), false),
-            Exchange::Unanswered => Handoff::Ambiguous {
-                provider: self.name.clone(),
-                code: "timeout".into(),
-            },
-        }
+        created(&self.name, exchange)
     }
 
     /// Whether a message with `body` went to `to` since `since`: its SID if so.
@@ -191,5 +148,56 @@ impl Twilio {
             // No answer to go by: ask again later.
             _ => None,
         }
+    }
+}
+
+/// Twilio's HTTP basic auth: the account SID and its auth token.
+pub(super) fn basic_auth(account_sid: &str, auth_token: &SecretString) -> String {
+    let pair = format!("{account_sid}:{}", auth_token.expose_secret());
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+/// What Twilio's answer to a create request (a message, a call) means: its
+/// SID once taken (a yes without one is as good as no answer); a 429 or 5xx
+/// is tried again; any other refusal is final, with Twilio's own error code
+/// (21211: not a valid number, 21610: the number replied STOP to this
+/// sender); no answer may have been taken, and is looked up before anything
+/// is sent again.
+pub(super) fn created(provider: &str, exchange: Exchange) -> Handoff {
+    let refused = |code: String, permanent: bool| Handoff::Refused {
+        provider: provider.to_owned(),
+        code,
+        permanent,
+    };
+    let ambiguous = |code: &str| Handoff::Ambiguous {
+        provider: provider.to_owned(),
+        code: code.to_owned(),
+    };
+    match exchange {
+        Exchange::Answered { status, body } if status.is_success() => {
+            match serde_json::from_slice::<Created>(&body)
+                .ok()
+                .and_then(|c| c.sid)
+            {
+                Some(sid) => Handoff::Accepted {
+                    provider: provider.to_owned(),
+                    message_id: sid,
+                },
+                None => ambiguous("no_sid"),
+            }
+        }
+        Exchange::Answered { status, .. } if status == StatusCode::TOO_MANY_REQUESTS => {
+            refused("http_429".into(), false)
+        }
+        Exchange::Answered { status, body } if status.is_client_error() => {
+            let code = serde_json::from_slice::<ApiError>(&body)
+                .ok()
+                .and_then(|e| e.code)
+                .map_or_else(|| format!("http_{}", status.as_u16()), |c| c.to_string());
+            refused(code, true)
+        }
+        Exchange::Answered { status, .. } => refused(format!("http_{}", status.as_u16()), false),
+        Exchange::NotSent => refused("connect".into(), false),
+        Exchange::Unanswered => ambiguous("timeout"),
     }
 }

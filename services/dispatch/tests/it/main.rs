@@ -2,6 +2,7 @@
 //! links once for them all: one module per story, and [`support`], what they
 //! share.
 
+mod calls;
 mod email;
 mod fax;
 mod mailgun;

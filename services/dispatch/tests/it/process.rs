@@ -1,7 +1,8 @@
 //! The dispatch binary killed (`kill -9`) while hand-offs are in flight, then
 //! started again: every attempt reaches the patient once. The attempts the first
 //! process left `sending` are looked up at the provider and recorded as sent,
-//! never handed over a second time; the rest are sent by the new process.
+//! never handed over a second time; the rest are sent by the new process. The
+//! same holds for a person's call killed mid-dial.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,7 +15,8 @@ use touchpoint_platform::topics::{self, Stream, Topics};
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::dispatch_service_client::DispatchServiceClient;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, GetAttemptRequest};
+use touchpoint_proto::v1::{Channel, GetAttemptRequest, PlaceCallRequest};
+use touchpoint_sandbox::voice::DialEnd;
 use touchpoint_sandbox::{Fault, Sandbox};
 
 const ATTEMPTS: usize = 30;
@@ -34,14 +36,15 @@ impl Drop for Process {
     }
 }
 
-/// The dispatch binary on `database` and the test's broker, sending SMS to
-/// `sandbox`; `sending_timeout_ms` is how long before it reconciles an attempt
-/// left `sending`.
+/// The dispatch binary on `database` and the test's broker, sending SMS and
+/// placing calls through `sandbox`, on the gRPC and callback `ports` (the same
+/// across a restart, as a deployment's are); `sending_timeout_ms` is how long
+/// before it reconciles an attempt left `sending`.
 fn spawn_dispatch(
     database: &TestDatabase,
     prefix: &str,
     sandbox: &Sandbox,
-    grpc_port: u16,
+    (grpc_port, http_port): (u16, u16),
     sending_timeout_ms: u64,
     clock_epoch: chrono::DateTime<Utc>,
 ) -> Process {
@@ -51,10 +54,7 @@ fn spawn_dispatch(
         .env("TOUCHPOINT_TOPIC_PREFIX", prefix)
         .env("TOUCHPOINT_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
         .env("TOUCHPOINT_API_TOKENS", testkit::test_tokens_var())
-        .env(
-            "TOUCHPOINT_HTTP_ADDR",
-            format!("127.0.0.1:{}", testkit::free_port()),
-        )
+        .env("TOUCHPOINT_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
         .env(
             "TOUCHPOINT_PROGRAMS_DIR",
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../programs"),
@@ -78,6 +78,10 @@ fn spawn_dispatch(
         .env("TOUCHPOINT_SMS_PRIMARY_ACCOUNT_SID", ACCOUNT_SID)
         .env("TOUCHPOINT_SMS_PRIMARY_AUTH_TOKEN", AUTH_TOKEN)
         .env("TOUCHPOINT_SMS_PRIMARY_FROM", "+15005550006")
+        .env("TOUCHPOINT_VOICE_URL", sandbox.url())
+        .env("TOUCHPOINT_VOICE_ACCOUNT_SID", ACCOUNT_SID)
+        .env("TOUCHPOINT_VOICE_AUTH_TOKEN", AUTH_TOKEN)
+        .env("TOUCHPOINT_VOICE_CALLER_ID", "+12125550199")
         .env("RUST_LOG", "warn")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdin(Stdio::null())
@@ -124,8 +128,8 @@ async fn dispatch_killed_mid_send_and_restarted_sends_nothing_twice() {
     }
     let outcomes = Outcomes::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Attempt));
     let epoch = Utc::now();
-    let grpc_port = testkit::free_port();
-    let mut first = spawn_dispatch(&database, &prefix, &provider, grpc_port, 600_000, epoch);
+    let ports = (testkit::free_port(), testkit::free_port());
+    let mut first = spawn_dispatch(&database, &prefix, &provider, ports, 600_000, epoch);
 
     let mut events = Vec::new();
     let mut ids = Vec::new();
@@ -150,7 +154,7 @@ async fn dispatch_killed_mid_send_and_restarted_sends_nothing_twice() {
 
     // The provider answers again; the restarted process reconciles at once.
     provider.clear_faults();
-    let _second = spawn_dispatch(&database, &prefix, &provider, grpc_port, 500, epoch);
+    let _second = spawn_dispatch(&database, &prefix, &provider, ports, 500, epoch);
     for id in &ids {
         eventually(&format!("{id} sent"), WAIT, || async {
             outcomes
@@ -168,14 +172,7 @@ async fn dispatch_killed_mid_send_and_restarted_sends_nothing_twice() {
     numbers.dedup();
     assert_eq!(numbers.len(), ATTEMPTS, "no number got two");
 
-    let client = eventually("the restarted gRPC API", WAIT, || async {
-        let access = ClientAccess::token(testkit::WRITE_TOKEN);
-        client::connect(&format!("http://127.0.0.1:{grpc_port}"), &access)
-            .await
-            .ok()
-            .map(DispatchServiceClient::new)
-    })
-    .await;
+    let client = connect(ports.0).await;
     for (n, id) in ids.iter().enumerate() {
         let sent: Vec<_> = outcomes
             .of(id)
@@ -212,4 +209,113 @@ async fn dispatch_killed_mid_send_and_restarted_sends_nothing_twice() {
         }
     }
     println!("{in_flight} hand-offs were in flight at the kill; {ATTEMPTS} sent once each");
+}
+
+/// The restarted binary's gRPC API, once it answers.
+async fn connect(
+    grpc_port: u16,
+) -> DispatchServiceClient<touchpoint_platform::grpc::client::AuthChannel> {
+    eventually("the gRPC API", WAIT, || async {
+        let access = ClientAccess::token(testkit::WRITE_TOKEN);
+        client::connect(&format!("http://127.0.0.1:{grpc_port}"), &access)
+            .await
+            .ok()
+            .map(DispatchServiceClient::new)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dispatch_killed_mid_dial_places_no_second_call() {
+    testkit::init_tracing();
+    let database = TestDatabase::fresh().await;
+    let prefix = testkit::unique_prefix();
+    topics::bootstrap(&testkit::kafka_config(&prefix))
+        .await
+        .unwrap_or_else(|e| panic!("topics: {e}"));
+    let twilio = Sandbox::start(ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e}"));
+    // The call is placed, and the process dies before the answer comes.
+    twilio.inject(Fault::AcceptThenStall(Duration::from_secs(300)));
+    let outcomes = Outcomes::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Attempt));
+    let epoch = Utc::now();
+    let ports = (testkit::free_port(), testkit::free_port());
+    let mut first = spawn_dispatch(&database, &prefix, &twilio, ports, 600_000, epoch);
+    testkit::publish(
+        &prefix,
+        &[
+            (Stream::Case, case_opened("case-dial")),
+            (Stream::Case, consent("case-dial", Channel::Voice)),
+        ],
+    )
+    .await;
+    let api = connect(ports.0).await;
+    let request = PlaceCallRequest {
+        request_id: "click-1".into(),
+        case_id: "case-dial".into(),
+        to: "+12125550142".into(),
+        task_attempt_id: String::new(),
+    };
+    // It answers after its verdict wait, still `sending`; the kill comes first.
+    let asking = tokio::spawn({
+        let (mut api, request) = (api.clone(), request.clone());
+        async move {
+            loop {
+                match api.place_call(request.clone()).await {
+                    Err(status) if status.code() == tonic::Code::NotFound => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => return other.map(tonic::Response::into_inner),
+                }
+            }
+        }
+    });
+    eventually("the call placed", WAIT, || async {
+        (!twilio.calls().is_empty()).then_some(())
+    })
+    .await;
+    first.kill();
+    drop(asking.await);
+
+    twilio.clear_faults();
+    let _second = spawn_dispatch(&database, &prefix, &twilio, ports, 500, epoch);
+    let mut api = connect(ports.0).await;
+    // The caller's retry of the same click is the same attempt.
+    let retried = eventually("the retried click answered", WAIT, || async {
+        api.clone().place_call(request.clone()).await.ok()
+    })
+    .await
+    .into_inner();
+    let sent = outcomes
+        .wait_for(&retried.attempt_id, |p| match p {
+            Payload::AttemptSent(x) => Some(x),
+            _ => None,
+        })
+        .await;
+    let calls = twilio.calls();
+    assert_eq!(calls.len(), 1, "one call, not two");
+    assert_eq!(sent.provider_message_id, calls[0].sid);
+    let attempt = api
+        .get_attempt(GetAttemptRequest {
+            attempt_id: retried.attempt_id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!((attempt.state.as_str(), attempt.tries), ("sent", 1));
+    // The call goes on: the restarted process connects it to the patient.
+    twilio.pick_up(&calls[0].sid).await;
+    let dialled = twilio.calls()[0].dialled.clone();
+    assert_eq!(dialled.map(|d| d.number), Some("+12125550142".to_owned()));
+    twilio
+        .end_dial(&calls[0].sid, DialEnd::Answered { seconds: 30 })
+        .await;
+    eventually("the answered call", WAIT, || async {
+        outcomes
+            .of(&retried.attempt_id)
+            .into_iter()
+            .find(|e| matches!(e.payload, Some(Payload::AttemptDelivered(_))))
+    })
+    .await;
 }

@@ -202,6 +202,16 @@ impl Outcomes {
             .collect()
     }
 
+    /// Waits for the first outcome of `attempt_id` that `pick` takes.
+    pub async fn wait_for<T>(&self, attempt_id: &str, pick: impl Fn(Payload) -> Option<T>) -> T {
+        testkit::eventually(&format!("an outcome of {attempt_id}"), WAIT, || async {
+            self.of(attempt_id)
+                .into_iter()
+                .find_map(|e| e.payload.and_then(&pick))
+        })
+        .await
+    }
+
     /// Waits for the first outcome of `attempt_id`.
     pub async fn first(&self, attempt_id: &str) -> Envelope {
         testkit::eventually(&format!("an outcome of {attempt_id}"), WAIT, || async {
