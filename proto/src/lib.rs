@@ -48,6 +48,8 @@ impl Payload {
             Payload::CallbackRequested(_) => "touchpoint.v1.CallbackRequested",
             Payload::TaskCompleted(_) => "touchpoint.v1.TaskCompleted",
             Payload::TaskWithdrawn(_) => "touchpoint.v1.TaskWithdrawn",
+            Payload::CallAnswered(_) => "touchpoint.v1.CallAnswered",
+            Payload::VoicemailLeft(_) => "touchpoint.v1.VoicemailLeft",
             Payload::Probe(_) => "touchpoint.v1.Probe",
         }
     }

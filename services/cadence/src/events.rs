@@ -209,6 +209,9 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         | Payload::ContactRouted(_)
         // A withdrawn call task follows a change cadence hears of itself.
         | Payload::TaskWithdrawn(_)
+        // What became of a call: its InboundReceived already answered the step.
+        | Payload::CallAnswered(_)
+        | Payload::VoicemailLeft(_)
         | Payload::Probe(_) => Ok(Reaction::Ignore),
     }
 }

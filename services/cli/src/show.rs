@@ -122,6 +122,10 @@ pub fn describe(payload: &Payload) -> String {
         Payload::TaskWithdrawn(w) => {
             format!("{} task withdrawn: {}", w.kind, w.reason.replace('_', " "))
         }
+        Payload::CallAnswered(c) => {
+            format!("call answered by {}, {} s", c.answered_by, c.seconds)
+        }
+        Payload::VoicemailLeft(v) => format!("voicemail left, {} s", v.seconds),
         Payload::Probe(_) => "probe".into(),
     }
 }

@@ -270,6 +270,12 @@ pub fn describe(entry: &TimelineEntry) -> Option<Phrase> {
         Payload::TaskWithdrawn(w) => {
             Phrase::new("timeline.task_withdrawn").with("kind", Arg::Word(task_kind(&w.kind)))
         }
+        Payload::CallAnswered(c) => Phrase::new("timeline.call_answered_by")
+            .with("by", text(&c.answered_by))
+            .with("seconds", text(&c.seconds.to_string())),
+        Payload::VoicemailLeft(v) => {
+            Phrase::new("timeline.voicemail_left").with("seconds", text(&v.seconds.to_string()))
+        }
         Payload::Probe(_) => return None,
     })
 }

@@ -38,6 +38,7 @@ use touchpoint_proto::v1::{
 use uuid::Uuid;
 
 use crate::batcher::Batcher;
+use crate::call_news::{self, CallNews};
 use crate::domain::decision::{Decision, GENERAL_QUEUE, Rule, decide, missed_call, program_queue};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::opt_out_scope::{Holder, OptOutScope, Reach};
@@ -219,6 +220,17 @@ impl Inbound {
         member: Option<&str>,
     ) -> Result<Routed, StoreError> {
         self.take_in(contact, Some(member)).await
+    }
+
+    /// Records what the provider reported of the call `call_sid` after it was
+    /// routed ([`CallNews`]), once, as events on its cases.
+    pub async fn call_news(
+        &self,
+        call_sid: &str,
+        news: &CallNews,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        call_news::record(&self.pool, &self.topic, call_sid, news, at).await
     }
 
     /// `contact` routed by the rules, or, for a missed call (`missed` names

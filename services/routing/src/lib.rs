@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod call_news;
 pub mod domain;
 pub mod inbound;
 pub mod projection;

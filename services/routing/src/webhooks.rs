@@ -8,10 +8,13 @@
 //!   (`domain::voice`): the chosen person's client is rung, else the queue,
 //!   else after hours a message in the case's language and a voicemail (the
 //!   callback is on the worklist already). `POST /inbound/voice/dial?member=…`
-//!   takes the dial's outcome: answered, the call ends there; not answered
-//!   (`no-answer`, `busy`, `failed`), the call becomes a callback for the one
-//!   rung and the caller may leave a voicemail. `POST /inbound/voice/recorded`
-//!   ends the call once the voicemail is taken;
+//!   takes the dial's outcome: answered, the call ends there and who took it
+//!   and for how long (`DialCallDuration`) is `CallAnswered` on the case; not
+//!   answered (`no-answer`, `busy`, `failed`), the call becomes a callback for
+//!   the one rung and the caller may leave a voicemail. `POST
+//!   /inbound/voice/recorded` ends the call once the voicemail is taken, and
+//!   `VoicemailLeft` names the callback task and the provider's recording
+//!   (`RecordingSid`, `RecordingDuration`);
 //! - `POST /inbound/email`: a parsed message in Mailgun's route format
 //!   (`sender`, `recipient`, `subject`, `body-plain`, `Message-Id`), signed in
 //!   the body (`timestamp`, `token`, `signature`); a timestamp more than five
@@ -48,6 +51,7 @@ use touchpoint_platform::secret::{ExposeSecret, SecretString};
 use touchpoint_platform::signature;
 use touchpoint_proto::v1::{Channel, Language};
 
+use crate::call_news::CallNews;
 use crate::domain::voice;
 use crate::inbound::{Contact, Inbound};
 
@@ -288,10 +292,18 @@ async fn voice_dialled(
         Ok(params) => params,
         Err(status) => return status.into_response(),
     };
-    if param(&params, "DialCallStatus") == Some("completed") {
-        return twiml_response(voice::goodbye());
-    }
     let member = query.as_deref().and_then(dialled_member);
+    if param(&params, "DialCallStatus") == Some("completed") {
+        // Who took the call and for how long, on the case's timeline.
+        let news = CallNews::Answered {
+            member: member.unwrap_or_default(),
+            seconds: seconds(&params, "DialCallDuration"),
+        };
+        return match record_news(&webhooks, &params, &news).await {
+            Ok(()) => twiml_response(voice::goodbye()),
+            Err(status) => status.into_response(),
+        };
+    }
     let contact = call_contact(&params, "missed", webhooks.clock.now());
     let routed = match webhooks.inbound.missed(&contact, member.as_deref()).await {
         Ok(routed) => routed,
@@ -335,11 +347,53 @@ async fn voice_recorded(
         &body,
     ) {
         Ok(params) => {
-            let seconds = param(&params, "RecordingDuration").unwrap_or_default();
-            tracing::info!(seconds, "voicemail taken");
-            twiml_response(voice::goodbye())
+            let Some(recording_id) = param(&params, "RecordingSid").filter(|r| !r.is_empty())
+            else {
+                return twiml_response(voice::goodbye());
+            };
+            let news = CallNews::Voicemail {
+                recording_id: recording_id.to_owned(),
+                seconds: seconds(&params, "RecordingDuration"),
+            };
+            match record_news(&webhooks, &params, &news).await {
+                Ok(()) => twiml_response(voice::goodbye()),
+                Err(status) => status.into_response(),
+            }
         }
         Err(status) => status.into_response(),
+    }
+}
+
+/// A duration field of a (verified) Twilio form, in whole seconds; 0 when
+/// absent or unreadable.
+fn seconds(params: &[(String, String)], name: &str) -> u32 {
+    param(params, name)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records `news` of the call a (verified) Twilio form names, once.
+async fn record_news(
+    webhooks: &Webhooks,
+    params: &[(String, String)],
+    news: &CallNews,
+) -> Result<(), StatusCode> {
+    let Some(call_sid) = param(params, "CallSid").filter(|s| !s.is_empty()) else {
+        return Ok(()); // nothing to tie it to
+    };
+    match webhooks
+        .inbound
+        .call_news(call_sid, news, webhooks.clock.now())
+        .await
+    {
+        Ok(recorded) => {
+            tracing::info!(recorded, "call news taken");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(%error, "call news not recorded; the provider may send it again");
+            Err(StatusCode::SERVICE_UNAVAILABLE)
+        }
     }
 }
 

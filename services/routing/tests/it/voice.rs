@@ -1,7 +1,8 @@
 //! Calls through Twilio's voice webhooks, signed as Twilio signs them: a
 //! patient calling back rings her coordinator's client, with the coordinator
 //! away her navigator's, and after hours hears the Spanish message and leaves a
-//! voicemail while a callback inside her window waits on the worklist; a call
+//! voicemail, tied to the callback inside her window that waits on the
+//! worklist; an answered call names who took it and for how long; a call
 //! nobody answers becomes a callback for the one it rang, once.
 
 use crate::support::*;
@@ -47,6 +48,7 @@ async fn dial_ended(world: &World, sid: &str, member: &str, status: &str) -> (St
         ("CallSid", sid),
         ("From", MOBILE),
         ("DialCallStatus", status),
+        ("DialCallDuration", "95"),
     ];
     let path = format!("/inbound/voice/dial?member={member}");
     twilio(world, &path, &params, true).await
@@ -113,10 +115,47 @@ async fn a_call_rings_the_coordinator_then_the_navigator_and_after_hours_takes_a
             .any(|t| t.kind() == TaskKind::Callback && t.task_id == requested.task_id),
         "the callback waits on the worklist: {queued:?}"
     );
-    let params = [("CallSid", "CA0004"), ("RecordingDuration", "14")];
+    let params = [
+        ("CallSid", "CA0004"),
+        ("RecordingSid", "RE0004"),
+        ("RecordingDuration", "14"),
+    ];
     let (status, twiml) = twilio(&world, "/inbound/voice/recorded", &params, true).await;
     assert_eq!(status, StatusCode::OK);
     assert!(twiml.contains("<Hangup/>"), "{twiml}");
+    // The voicemail is on the timeline, tied to the callback that answers it.
+    let left = world
+        .first("VoicemailLeft", |e| match &e.payload {
+            Some(Payload::VoicemailLeft(v)) => Some(v.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(left.task_id, requested.task_id, "the callback's voicemail");
+    assert_eq!((left.recording_id.as_str(), left.seconds), ("RE0004", 14));
+    // Reported again: still one.
+    twilio(&world, "/inbound/voice/recorded", &params, true).await;
+    let (_, twiml) = call(&world, "CA0005").await;
+    assert!(twiml.contains("<Record"), "{twiml}");
+    // Events publish in order: once the next call's callback is out, a second
+    // voicemail event would be too.
+    world
+        .first("the next call's CallbackRequested", |_| {
+            let callbacks = world
+                .events
+                .all()
+                .iter()
+                .filter(|e| matches!(e.payload, Some(Payload::CallbackRequested(_))))
+                .count();
+            (callbacks >= 2).then_some(())
+        })
+        .await;
+    let voicemails = world
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| matches!(e.payload, Some(Payload::VoicemailLeft(_))))
+        .count();
+    assert_eq!(voicemails, 1, "one voicemail, however often it is reported");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,10 +168,22 @@ async fn a_call_nobody_answers_becomes_one_callback_for_the_coordinator_it_rang(
     let (_, twiml) = call(&world, "CA0100").await;
     assert!(twiml.contains("<Client>carla</Client>"), "{twiml}");
 
-    // Answered: the call ends there, nothing more is made of it.
+    // Answered: the call ends there; who took it and for how long is on the
+    // case's timeline, once however often it is reported.
     let (status, twiml) = dial_ended(&world, "CA0100", "carla", "completed").await;
     assert_eq!(status, StatusCode::OK);
     assert!(twiml.contains("<Hangup/>"), "{twiml}");
+    dial_ended(&world, "CA0100", "carla", "completed").await;
+    let answered = world
+        .first("CallAnswered", |e| match &e.payload {
+            Some(Payload::CallAnswered(c)) if e.case_id == "case-missed" => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (answered.answered_by.as_str(), answered.seconds),
+        ("carla", 95)
+    );
 
     // Not answered: a voicemail in Spanish, and a callback on Carla's worklist
     // due 30 minutes later (10:30 in New York, inside the window and her shift).
@@ -171,4 +222,11 @@ async fn a_call_nobody_answers_becomes_one_callback_for_the_coordinator_it_rang(
     let (status, _) = dial_ended(&world, "CA0101", "carla", "no-answer").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(callbacks(world.worklist("carla").await).len(), 1);
+    let answered = world
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| matches!(e.payload, Some(Payload::CallAnswered(_))))
+        .count();
+    assert_eq!(answered, 1, "one CallAnswered for the answered call");
 }
