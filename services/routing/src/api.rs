@@ -25,7 +25,7 @@ use touchpoint_proto::v1::{
 use uuid::Uuid;
 
 use crate::domain::decision::{GENERAL_QUEUE, program_queue};
-use crate::domain::roster::{Member, Presence, Role, Roster, Shift};
+use crate::domain::roster::{DialTarget, Member, Presence, Role, Roster, Shift};
 use crate::inbound::{Contact, Inbound};
 use crate::store::{self, time_from, weekday_from};
 use crate::tasks::{self, Handover, Kind, Outcome, Task};
@@ -150,6 +150,8 @@ fn member(c: &Coordinator) -> Result<Member, Status> {
         shifts,
         last_assigned_at: None,
         updated_by: String::new(),
+        dial_to: DialTarget::parse(&c.dial_to)
+            .map_err(|what| Status::invalid_argument(format!("dial_to: {what}")))?,
     })
 }
 
@@ -178,6 +180,7 @@ fn coordinator(m: &Member, now: DateTime<Utc>) -> Coordinator {
         open_tasks: m.open_tasks,
         on_shift: m.on_shift(now),
         updated_by: m.updated_by.clone(),
+        dial_to: m.dial_to.as_stored().to_owned(),
     }
 }
 

@@ -42,7 +42,7 @@ use crate::call_news::{self, CallNews};
 use crate::domain::decision::{Decision, GENERAL_QUEUE, Rule, decide, missed_call, program_queue};
 use crate::domain::keywords::{self, Intent, Phrases, Reading};
 use crate::domain::opt_out_scope::{Holder, OptOutScope, Reach};
-use crate::domain::roster::Roster;
+use crate::domain::roster::{DialTarget, Roster};
 use crate::domain::screening::Lexicon;
 use crate::domain::text::email_reply;
 use crate::recorder::{self, Record, Recorder};
@@ -220,6 +220,16 @@ impl Inbound {
         member: Option<&str>,
     ) -> Result<Routed, StoreError> {
         self.take_in(contact, Some(member)).await
+    }
+
+    /// Where `member`'s calls ring, as the roster says (their client when the
+    /// roster does not know them).
+    pub fn dial_target(&self, member: &str) -> DialTarget {
+        let roster = self.roster.read().unwrap_or_else(PoisonError::into_inner);
+        roster
+            .get(member)
+            .map(|m| m.dial_to.clone())
+            .unwrap_or_default()
     }
 
     /// Records what the provider reported of the call `call_sid` after it was

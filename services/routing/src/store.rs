@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool, Row as _};
 use touchpoint_proto::v1::Language;
 
 use crate::domain::decision::CaseRouting;
-use crate::domain::roster::{Member, Presence, Role, Shift};
+use crate::domain::roster::{DialTarget, Member, Presence, Role, Shift};
 
 /// A stored row does not read back.
 #[derive(Debug, thiserror::Error)]
@@ -135,17 +135,18 @@ pub async fn save_member(pool: &PgPool, member: &Member) -> Result<(), StoreErro
     sqlx::query(
         "WITH saved AS (
              INSERT INTO members (member_id, role, time_zone, programs, languages, skills,
-                                  capacity, presence, shifts, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                  capacity, presence, shifts, updated_by, dial_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (member_id) DO UPDATE SET
                  role = $2, time_zone = $3, programs = $4, languages = $5, skills = $6,
-                 capacity = $7, presence = $8, shifts = $9, updated_by = $10,
+                 capacity = $7, presence = $8, shifts = $9, updated_by = $10, dial_to = $11,
                  updated_at = now()
              RETURNING member_id)
          INSERT INTO roster_changes (member_id, changed_by, settings)
          SELECT member_id, $10, jsonb_build_object('role', $2::text, 'time_zone', $3::text,
                     'programs', $4::text[], 'languages', $5::text[], 'skills', $6::text[],
-                    'capacity', $7::int, 'presence', $8::text, 'shifts', $9::jsonb)
+                    'capacity', $7::int, 'presence', $8::text, 'shifts', $9::jsonb,
+                    'dial_to', $11::text)
          FROM saved",
     )
     .bind(&member.id)
@@ -164,6 +165,7 @@ pub async fn save_member(pool: &PgPool, member: &Member) -> Result<(), StoreErro
     .bind(presence_name(member.presence))
     .bind(shifts)
     .bind(&member.updated_by)
+    .bind(member.dial_to.as_stored())
     .execute(pool)
     .await?;
     Ok(())
@@ -184,7 +186,7 @@ pub async fn set_presence(pool: &PgPool, id: &str, presence: Presence) -> Result
 pub async fn load_members(pool: &PgPool) -> Result<Vec<Member>, StoreError> {
     let rows = sqlx::query(
         "SELECT member_id, role, time_zone, programs, languages, skills, capacity, presence,
-                shifts, open_tasks, last_assigned_at, updated_by
+                shifts, open_tasks, last_assigned_at, updated_by, dial_to
          FROM members ORDER BY member_id",
     )
     .fetch_all(pool)
@@ -232,6 +234,8 @@ pub async fn load_members(pool: &PgPool) -> Result<Vec<Member>, StoreError> {
                     .ok_or(StoreError::Corrupt("shifts"))?,
                 last_assigned_at: row.try_get("last_assigned_at")?,
                 updated_by: row.try_get("updated_by")?,
+                dial_to: DialTarget::parse(&row.try_get::<String, _>("dial_to")?)
+                    .map_err(|_| StoreError::Corrupt("dial_to"))?,
             })
         })
         .collect()

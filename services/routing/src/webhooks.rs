@@ -275,7 +275,8 @@ async fn voice(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes
     );
     let member = decision.member_id.clone().unwrap_or_default();
     let (dial, recorded) = voice_urls(&webhooks, &member);
-    let answer = voice::answer(&decision, routed.language, (&dial, &recorded));
+    let target = webhooks.inbound.dial_target(&member);
+    let answer = voice::answer(&decision, routed.language, target, (&dial, &recorded));
     twiml_response(voice::twiml(&answer))
 }
 

@@ -367,6 +367,7 @@ fn coordinator(id: &str) -> Coordinator {
         open_tasks: 0,
         on_shift: false,
         updated_by: String::new(),
+        dial_to: String::new(),
     }
 }
 

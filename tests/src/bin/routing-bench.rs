@@ -303,5 +303,6 @@ fn member(i: usize) -> Coordinator {
         open_tasks: 0,
         on_shift: false,
         updated_by: String::new(),
+        dial_to: String::new(),
     }
 }

@@ -398,6 +398,7 @@ fn coordinator(member: &cast::Member) -> Coordinator {
         open_tasks: 0,
         on_shift: false,
         updated_by: String::new(),
+        dial_to: String::new(),
     }
 }
 

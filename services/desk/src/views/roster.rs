@@ -134,6 +134,7 @@ pub async fn edit(
             time_zone => &person.time_zone,
             skills => person.skills.join(", "),
             capacity => person.capacity,
+            dial_to => &person.dial_to,
             speaks_en => languages.contains(&"en"),
             speaks_es => languages.contains(&"es"),
             shifts => shifts_of(&person),
@@ -157,6 +158,9 @@ pub struct MemberForm {
     en: Option<String>,
     #[serde(default)]
     es: Option<String>,
+    /// Where their calls ring; absent: as before.
+    #[serde(default)]
+    dial_to: Option<String>,
     #[serde(flatten)]
     times: std::collections::HashMap<String, String>,
 }
@@ -216,6 +220,10 @@ pub async fn save(
         .filter(|c| (1..=500).contains(c))
         .ok_or_else(|| bad("capacity: a number from 1 to 500".into()))?;
     person.time_zone = form.time_zone.trim().to_owned();
+    if let Some(dial_to) = &form.dial_to {
+        // Routing checks it: a client, a sip: address or a number.
+        person.dial_to = dial_to.trim().to_owned();
+    }
     person.skills = form
         .skills
         .split(',')
@@ -261,6 +269,7 @@ mod tests {
             skills: String::new(),
             en: Some("on".into()),
             es: None,
+            dial_to: None,
             times: times
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -84,8 +84,24 @@ async fn a_supervisor_changes_a_shift_and_the_next_routed_text_follows_it() {
             serde_json::json!([]),
         )
         .await;
+    // Her calls ring her desk phone from now on.
+    browser
+        .type_into("#dial_to", "sip:carla@hub.sip.twilio.com")
+        .await;
     browser.click_on("#save-member").await;
     browser.wait_for_text("The roster is changed.").await;
+    let carla = rig
+        .routing
+        .clone()
+        .list_coordinators(touchpoint_proto::v1::ListCoordinatorsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .coordinators
+        .into_iter()
+        .find(|c| c.coordinator_id == "carla")
+        .unwrap_or_else(|| panic!("carla is on the roster"));
+    assert_eq!(carla.dial_to, "sip:carla@hub.sip.twilio.com");
     let row = browser.text_of("#member-carla").await;
     assert!(!row.contains("Tue"), "{row}");
     assert!(

@@ -334,6 +334,7 @@ impl Rig {
                     open_tasks: 0,
                     on_shift: false,
                     updated_by: String::new(),
+                    dial_to: String::new(),
                 }),
             })
             .await

@@ -256,7 +256,7 @@ mod tests {
     use touchpoint_platform::testkit::utc as at;
 
     use super::*;
-    use crate::domain::roster::{Presence, Role, Shift};
+    use crate::domain::roster::{DialTarget, Presence, Role, Shift};
 
     const PROGRAM: &str = "adherence";
 
@@ -292,6 +292,7 @@ mod tests {
             .collect(),
             last_assigned_at: None,
             updated_by: String::new(),
+            dial_to: DialTarget::Client,
         }
     }
 

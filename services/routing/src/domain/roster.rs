@@ -47,6 +47,57 @@ impl Shift {
     }
 }
 
+/// Where a person's calls ring.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DialTarget {
+    /// Their Twilio Client, whose identity is their roster id.
+    #[default]
+    Client,
+    /// A SIP address (`sip:carla@hub.sip.twilio.com`): a desk phone.
+    Sip(String),
+    /// A phone number (E.164): their own phone.
+    Number(String),
+}
+
+impl DialTarget {
+    /// `raw` as the roster stores and the API takes it: empty for the client,
+    /// `sip:…` or an E.164 number.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let raw = raw.trim();
+        const WHAT: &str = "empty (their client), a sip: address, or a number such as +12125550100";
+        if raw.is_empty() {
+            return Ok(Self::Client);
+        }
+        if let Some(address) = raw.strip_prefix("sip:") {
+            let fits = address.contains('@')
+                && raw.len() <= 256
+                && address
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "@.-_+:;=".contains(c));
+            return if fits {
+                Ok(Self::Sip(raw.to_owned()))
+            } else {
+                Err(WHAT)
+            };
+        }
+        let digits = raw.strip_prefix('+').unwrap_or_default();
+        if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
+            Ok(Self::Number(raw.to_owned()))
+        } else {
+            Err(WHAT)
+        }
+    }
+
+    /// How the roster stores it (and the API shows it).
+    pub fn as_stored(&self) -> &str {
+        match self {
+            Self::Client => "",
+            Self::Sip(address) => address,
+            Self::Number(number) => number,
+        }
+    }
+}
+
 /// A coordinator or navigator on the roster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -74,6 +125,8 @@ pub struct Member {
     pub last_assigned_at: Option<DateTime<Utc>>,
     /// Who last changed their settings ("" before anyone did).
     pub updated_by: String,
+    /// Where their calls ring.
+    pub dial_to: DialTarget,
 }
 
 impl Member {
@@ -219,6 +272,23 @@ mod tests {
             shifts: Vec::new(),
             last_assigned_at: None,
             updated_by: String::new(),
+            dial_to: DialTarget::Client,
+        }
+    }
+
+    #[test]
+    fn a_dial_target_is_a_client_a_sip_address_or_a_number_and_nothing_else() {
+        assert_eq!(DialTarget::parse(" "), Ok(DialTarget::Client));
+        assert_eq!(
+            DialTarget::parse("sip:carla@hub.sip.twilio.com"),
+            Ok(DialTarget::Sip("sip:carla@hub.sip.twilio.com".into()))
+        );
+        assert_eq!(
+            DialTarget::parse("+12125550100"),
+            Ok(DialTarget::Number("+12125550100".into()))
+        );
+        for bad in ["sip:carla", "sip:a@b\"><x", "2125550100", "+1212", "carla"] {
+            assert!(DialTarget::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -8,6 +8,7 @@ use touchpoint_platform::xml::escape;
 use touchpoint_proto::v1::Language;
 
 use super::decision::{Decision, Rule};
+use super::roster::DialTarget;
 
 /// How long a chosen person's phone rings before the call counts as missed.
 pub const RING_SECONDS: u32 = 20;
@@ -18,10 +19,13 @@ pub const VOICEMAIL_SECONDS: u32 = 120;
 /// How routing answers one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// Ring this person's client; `after` is told how the dial ended.
+    /// Ring this person where their calls ring; `after` is told how the dial
+    /// ended.
     Ring {
         /// Their roster id (their Twilio Client identity).
-        client: String,
+        member: String,
+        /// Where their calls ring.
+        target: DialTarget,
         /// Where Twilio reports the dial's outcome.
         after: String,
     },
@@ -39,11 +43,13 @@ pub enum Answer {
     },
 }
 
-/// The answer for a call routed by `decision`, for a case in `language`;
-/// `dial_url` and `recorded_url` are routing's own webhooks.
+/// The answer for a call routed by `decision`, for a case in `language`; the
+/// chosen person is rung at `target`; `dial_url` and `recorded_url` are
+/// routing's own webhooks.
 pub fn answer(
     decision: &Decision,
     language: Option<Language>,
+    target: DialTarget,
     (dial_url, recorded_url): (&str, &str),
 ) -> Answer {
     let voicemail = || Answer::Voicemail {
@@ -52,7 +58,8 @@ pub fn answer(
     };
     match (decision.rule, &decision.member_id, &decision.queue) {
         (Rule::Coordinator | Rule::Navigator | Rule::Skills, Some(member), _) => Answer::Ring {
-            client: member.clone(),
+            member: member.clone(),
+            target,
             after: dial_url.to_owned(),
         },
         (Rule::Queue, _, Some(queue)) => Answer::Queue {
@@ -84,11 +91,21 @@ fn closed_message(language: Language) -> (&'static str, &'static str) {
 /// The TwiML document for `answer`.
 pub fn twiml(answer: &Answer) -> String {
     let body = match answer {
-        Answer::Ring { client, after } => format!(
-            "<Dial timeout=\"{RING_SECONDS}\" action=\"{}\"><Client>{}</Client></Dial>",
-            escape(after),
-            escape(client)
-        ),
+        Answer::Ring {
+            member,
+            target,
+            after,
+        } => {
+            let noun = match target {
+                DialTarget::Client => format!("<Client>{}</Client>", escape(member)),
+                DialTarget::Sip(address) => format!("<Sip>{}</Sip>", escape(address)),
+                DialTarget::Number(number) => format!("<Number>{}</Number>", escape(number)),
+            };
+            format!(
+                "<Dial timeout=\"{RING_SECONDS}\" action=\"{}\">{noun}</Dial>",
+                escape(after)
+            )
+        }
         Answer::Queue { queue } => format!("<Enqueue>{}</Enqueue>", escape(queue)),
         Answer::Voicemail { language, recorded } => {
             let (code, message) = closed_message(*language);
@@ -124,12 +141,26 @@ mod tests {
     const URLS: (&str, &str) = ("https://r.example/dial?a=1&b=2", "https://r.example/rec");
 
     #[test]
-    fn a_chosen_person_is_rung_at_their_client_and_the_dial_reports_back() {
-        let ring = answer(&decision(Rule::Navigator, Some("nico"), None), None, URLS);
+    fn a_chosen_person_is_rung_where_the_roster_says_and_the_dial_reports_back() {
+        let nico = decision(Rule::Navigator, Some("nico"), None);
+        let ring = answer(&nico, None, DialTarget::Client, URLS);
         assert_eq!(
             twiml(&ring),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Dial timeout=\"20\" \
              action=\"https://r.example/dial?a=1&amp;b=2\"><Client>nico</Client></Dial></Response>"
+        );
+        // A desk phone, or their own number, where the roster says so.
+        let sip = DialTarget::Sip("sip:nico@hub.sip.twilio.com".into());
+        let desk_phone = twiml(&answer(&nico, None, sip, URLS));
+        assert!(
+            desk_phone.contains("<Sip>sip:nico@hub.sip.twilio.com</Sip></Dial>"),
+            "{desk_phone}"
+        );
+        let own = DialTarget::Number("+12125550177".into());
+        let own_phone = twiml(&answer(&nico, None, own, URLS));
+        assert!(
+            own_phone.contains("<Number>+12125550177</Number></Dial>"),
+            "{own_phone}"
         );
     }
 
@@ -138,11 +169,17 @@ mod tests {
         let queued = answer(
             &decision(Rule::Queue, None, Some("program:adherence")),
             None,
+            DialTarget::Client,
             URLS,
         );
         assert!(twiml(&queued).contains("<Enqueue>program:adherence</Enqueue>"));
         let closed = decision(Rule::Callback, None, Some("program:adherence"));
-        let spanish = twiml(&answer(&closed, Some(Language::Es), URLS));
+        let spanish = twiml(&answer(
+            &closed,
+            Some(Language::Es),
+            DialTarget::Client,
+            URLS,
+        ));
         assert!(
             spanish.contains("<Say language=\"es-MX\">Gracias"),
             "{spanish}"
@@ -150,7 +187,7 @@ mod tests {
         assert!(spanish.contains(
             "<Record maxLength=\"120\" playBeep=\"true\" action=\"https://r.example/rec\"/>"
         ));
-        let unknown = twiml(&answer(&closed, None, URLS));
+        let unknown = twiml(&answer(&closed, None, DialTarget::Client, URLS));
         assert!(
             unknown.contains("<Say language=\"en-US\">Thank you"),
             "{unknown}"

@@ -2,7 +2,7 @@
 //! only people of those programs, and every change records who made it.
 
 use tonic::Code;
-use touchpoint_proto::v1::{CoordinatorRole, ListCoordinatorsRequest, UpsertCoordinatorRequest};
+use touchpoint_proto::v1::{CoordinatorRole, UpsertCoordinatorRequest};
 
 use crate::support::{RITA_TOKEN, World, member};
 
@@ -37,14 +37,7 @@ async fn a_supervisor_changes_only_their_programs_people_and_is_recorded() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let listed = world
-        .client
-        .clone()
-        .list_coordinators(ListCoordinatorsRequest::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner()
-        .coordinators;
+    let listed = world.roster().await;
     let changed: Vec<(&str, u32, &str)> = listed
         .iter()
         .map(|c| (c.coordinator_id.as_str(), c.capacity, c.updated_by.as_str()))

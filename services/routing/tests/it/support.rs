@@ -141,6 +141,17 @@ impl World {
             .unwrap_or_else(|e| panic!("upsert: {e}"));
     }
 
+    /// The whole roster, as ListCoordinators shows it.
+    pub async fn roster(&self) -> Vec<Coordinator> {
+        self.client
+            .clone()
+            .list_coordinators(touchpoint_proto::v1::ListCoordinatorsRequest::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner()
+            .coordinators
+    }
+
     /// An adherence case in Spanish whose patient has `mobile`, assigned to
     /// `coordinator` and `navigator`; returns once routing has it.
     pub async fn open_case(&self, case_id: &str, mobile: &str, coordinator: &str, navigator: &str) {
@@ -355,5 +366,6 @@ pub fn weekly(id: &str, role: CoordinatorRole, days: &[u32]) -> Coordinator {
         open_tasks: 0,
         on_shift: false,
         updated_by: String::new(),
+        dial_to: String::new(),
     }
 }

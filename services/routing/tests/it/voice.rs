@@ -9,7 +9,9 @@ use crate::support::*;
 use http::StatusCode;
 use touchpoint_platform::signature;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{CoordinatorRole, Presence, TaskKind};
+use touchpoint_proto::v1::{
+    Coordinator, CoordinatorRole, Presence, TaskKind, UpsertCoordinatorRequest,
+};
 
 /// Posts Twilio's webhook for `path` (with its query), signed with the
 /// account's token unless `signed` is false.
@@ -229,4 +231,41 @@ async fn a_call_nobody_answers_becomes_one_callback_for_the_coordinator_it_rang(
         .filter(|e| matches!(e.payload, Some(Payload::CallAnswered(_))))
         .count();
     assert_eq!(answered, 1, "one CallAnswered for the answered call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_rings_a_desk_phone_where_the_roster_says_so_and_a_bad_target_is_refused() {
+    let world = World::at(NOW).await;
+    let desk_phone = "sip:carla@hub.sip.twilio.com";
+    world
+        .upsert(Coordinator {
+            dial_to: desk_phone.into(),
+            ..member("carla", CoordinatorRole::Coordinator)
+        })
+        .await;
+    world
+        .open_case("case-desk-phone", MOBILE, "carla", "")
+        .await;
+    let (status, twiml) = call(&world, "CA0200").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        twiml.contains(&format!("<Sip>{desk_phone}</Sip></Dial>")),
+        "{twiml}"
+    );
+    assert_eq!(world.roster().await[0].dial_to, desk_phone);
+
+    let refused = world
+        .client
+        .clone()
+        .upsert_coordinator(UpsertCoordinatorRequest {
+            coordinator: Some(Coordinator {
+                dial_to: "carla's phone".into(),
+                ..member("carla", CoordinatorRole::Coordinator)
+            }),
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a target that is no client, SIP address or number"));
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().starts_with("dial_to:"), "{refused}");
 }
