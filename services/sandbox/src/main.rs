@@ -1,11 +1,12 @@
-//! The outside providers for local runs, as one process: an SMS provider speaking
-//! Twilio's API, a fax provider speaking Phaxio's, an email provider speaking
+//! The outside providers for local runs, as one process: an SMS and voice
+//! provider speaking Twilio's API, a fax provider speaking Phaxio's, an email provider speaking
 //! Mailgun's and an SMTP server. `touchpoint up` starts it and points dispatch
 //! at it. What it takes stays in memory; it logs counts, never a number, an
 //! address or a text.
 //!
 //! Every SMS it takes is reported delivered to the message's status callback
-//! within a fraction of a second, and every email to Mailgun's delivery
+//! within a fraction of a second, every call (the desk's click to call) is
+//! picked up and answered for a minute, and every email to Mailgun's delivery
 //! webhook (dispatch's callbacks on their default address).
 //!
 //! Addresses: `TOUCHPOINT_SANDBOX_SMS_ADDR` (default 127.0.0.1:8081),
@@ -107,10 +108,11 @@ async fn main() -> anyhow::Result<()> {
         fax.url(),
         mailgun.url()
     );
-    let mut seen = (0, 0, 0, 0);
+    let mut seen = (0, 0, 0, 0, 0);
     let mut mailed = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut reported = 0;
+    let mut answered = 0;
     let mut deliver = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -120,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
                 // callback, as the provider reports.
                 sms.deliver_new(&mut reported).await;
                 mailgun.deliver_new(&mut mailed).await;
+                // Every call is picked up and answered.
+                sms.answer_new(&mut answered).await;
             }
             _ = tick.tick() => {
                 let now = (
@@ -127,11 +131,12 @@ async fn main() -> anyhow::Result<()> {
                     fax.received().len(),
                     mailgun.received().len(),
                     smtp.mails().len(),
+                    sms.calls().len(),
                 );
                 if now != seen {
                     println!(
-                        "sandbox: took {} SMS, {} faxes, {} emails through Mailgun, {} over SMTP",
-                        now.0, now.1, now.2, now.3
+                        "sandbox: took {} SMS, {} faxes, {} emails through Mailgun, {} over SMTP, {} calls",
+                        now.0, now.1, now.2, now.3, now.4
                     );
                     seen = now;
                 }
