@@ -9,6 +9,7 @@
 //! a server that runs without it ([`vacuum`]).
 
 pub mod bench;
+pub mod db_work;
 pub mod fixtures;
 pub mod hub;
 pub mod outage;

@@ -29,7 +29,9 @@
 //! text per patient, each service's peak RSS (`VmHWM`) in both phases, and how
 //! the run's CPU time split between the services, Tansu, PostgreSQL and this
 //! process (the provider's stand-in), and how far cases' KPI projection
-//! trailed the timeline. A soak also prints, every minute, the
+//! trailed the timeline, and what the run cost PostgreSQL per attempt (WAL
+//! bytes, rows inserted, updated and deleted by schema, transactions;
+//! `touchpoint_tests::db_work`). A soak also prints, every minute, the
 //! attempts recorded in it, their lag p99 and each service's RSS. On a server
 //! whose autovacuum is off, a soak vacuums the database once a minute in its
 //! place (see `touchpoint_tests::vacuum`).
@@ -52,8 +54,8 @@ use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{Channel, Language};
 use touchpoint_sandbox::Sandbox;
 use touchpoint_tests::bench::{self, ProcessUse, percentile, zone_open_at};
-use touchpoint_tests::system;
 use touchpoint_tests::vacuum::{self, Vacuum};
+use touchpoint_tests::{db_work, system};
 
 /// The program: `steps` texts a minute apart, the first at enrolment.
 fn program(steps: usize) -> String {
@@ -231,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let wait = (due - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
+    let db_before = db_work::read(&pool).await?;
     let before = Snapshot::take(&stack, &services);
     let mut peaks: BTreeMap<String, u64> = BTreeMap::new();
     let limit = BURST_LIMIT + Duration::from_secs(60 * load.steps() as u64);
@@ -381,6 +384,11 @@ async fn main() -> anyhow::Result<()> {
     if !unclean.is_empty() {
         bail!("{unclean:?} did not stop cleanly after the run");
     }
+    // Read once the services are gone: a backend reports its counts as it exits.
+    let db_after = db_work::read(&pool).await?;
+    db_work::between(&pool, &db_before, &db_after)
+        .await?
+        .print_per_attempt(attempts);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
