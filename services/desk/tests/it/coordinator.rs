@@ -58,6 +58,9 @@ async fn a_coordinator_claims_her_spanish_patients_call_reads_the_script_and_rec
     );
 
     // Click to call: her own phone rings, and once she answers, Ana's.
+    let task_shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-task-page.png");
+    std::fs::write(&task_shot, browser.screenshot().await).unwrap_or_else(|e| panic!("{e}"));
+    println!("task page screenshot: {}", task_shot.display());
     browser.click_on("#place-call").await;
     let flash = browser.text_of(".flash").await;
     assert!(flash.contains("Your phone is ringing"), "{flash}");
