@@ -73,7 +73,7 @@ async fn a_call_rings_the_caller_then_the_patient_and_its_outcome_is_the_attempt
     let twilio = sandbox().await;
     let world = World::running_with(NOW, |c| c.voice = Some(voice(&twilio))).await;
     let outcomes = world.outcomes();
-    world.open_case("case-call", &[Channel::Voice]).await;
+    world.open_known_case("case-call", &[Channel::Voice]).await;
 
     let first = place(&world, "case-call", "call-1").await;
     assert_eq!(first.state, "sent", "the caller's phone rings");
@@ -129,7 +129,9 @@ async fn a_call_rings_the_caller_then_the_patient_and_its_outcome_is_the_attempt
 
     // Another patient's call reaches voicemail (the program calls a patient
     // once a day): the attempt fails with that outcome.
-    world.open_case("case-voicemail", &[Channel::Voice]).await;
+    world
+        .open_known_case("case-voicemail", &[Channel::Voice])
+        .await;
     let second = place_to(&world, "case-voicemail", "call-2", "+12125550143").await;
     assert_eq!(second.state, "sent");
     let sid = twilio.calls()[1].sid.clone();
@@ -143,7 +145,9 @@ async fn a_call_rings_the_caller_then_the_patient_and_its_outcome_is_the_attempt
         .await;
     assert_eq!(failed.provider_code, "voicemail");
     // A third the caller never picks up: the patient was never called.
-    world.open_case("case-unreached", &[Channel::Voice]).await;
+    world
+        .open_known_case("case-unreached", &[Channel::Voice])
+        .await;
     let third = place_to(&world, "case-unreached", "call-3", "+12125550144").await;
     let sid = twilio.calls()[2].sid.clone();
     assert_eq!(twilio.not_picked_up(&sid).await, Some(200));
@@ -173,7 +177,7 @@ async fn after_the_patient_says_do_not_call_me_a_call_is_refused_before_anything
     let world = World::running_with(NOW, |c| c.voice = Some(voice(&twilio))).await;
     let outcomes = world.outcomes();
     world
-        .open_case("case-no-calls", &[Channel::Voice, Channel::Sms])
+        .open_known_case("case-no-calls", &[Channel::Voice, Channel::Sms])
         .await;
     // On a call she asked not to be called on this number again.
     let revoked = event(
@@ -189,14 +193,15 @@ async fn after_the_patient_says_do_not_call_me_a_call_is_refused_before_anything
             ..ConsentRevoked::default()
         }),
     );
-    // A text asked for after it: once it has an outcome, dispatch has read
-    // the revocation too (one case, one partition, in order).
-    let text = requested("case-no-calls", Channel::Sms);
-    let marker = attempt_id(&text);
-    world
-        .publish(&[(Stream::Case, revoked), (Stream::Outreach, text)])
-        .await;
-    outcomes.first(&marker).await;
+    world.publish(&[(Stream::Case, revoked)]).await;
+    until_dispatch(
+        world.database_url(),
+        "dispatch has her number's opt-out",
+        "SELECT opted_out_at > opted_in_at FROM dispatch.opted_out_destinations
+         WHERE channel = 'CHANNEL_VOICE' AND destination = $1",
+        &[PATIENT],
+    )
+    .await;
 
     let refused = place(&world, "case-no-calls", "call-after-stop").await;
     assert_eq!(refused.state, "suppressed");
@@ -227,7 +232,7 @@ async fn a_call_whose_answer_was_lost_is_looked_up_and_placed_once() {
     })
     .await;
     let outcomes = world.outcomes();
-    world.open_case("case-lost", &[Channel::Voice]).await;
+    world.open_known_case("case-lost", &[Channel::Voice]).await;
 
     let placed = place(&world, "case-lost", "call-lost").await;
     let sent = outcomes

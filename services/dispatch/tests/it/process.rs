@@ -250,6 +250,13 @@ async fn dispatch_killed_mid_dial_places_no_second_call() {
         ],
     )
     .await;
+    until_dispatch(
+        &database.url,
+        "dispatch knows case-dial",
+        "SELECT 'CHANNEL_VOICE' = ANY(consented) FROM dispatch.case_views WHERE case_id = $1",
+        &["case-dial"],
+    )
+    .await;
     let api = connect(ports.0).await;
     let request = PlaceCallRequest {
         request_id: "click-1".into(),

@@ -111,6 +111,18 @@ impl World {
         Outcomes::start(&self.prefix, &self.topic(Stream::Attempt))
     }
 
+    /// Its database's URL.
+    pub fn database_url(&self) -> &str {
+        &self._database.url
+    }
+
+    /// [`World::open_case`], and waits until dispatch has applied it all.
+    pub async fn open_known_case(&self, case_id: &str, consented: &[Channel]) {
+        self.open_case(case_id, consented).await;
+        let what = format!("dispatch knows {case_id}");
+        until_dispatch(self.database_url(), &what, CASE_KNOWN, &[case_id]).await;
+    }
+
     /// An active case in the adherence program, in New York, with consent on
     /// `consented` and a coordinator.
     pub async fn open_case(&self, case_id: &str, consented: &[Channel]) {
@@ -131,6 +143,33 @@ impl World {
         self.publish(&events).await;
     }
 }
+
+/// Waits until dispatch's database (at `database_url`) answers `sql`, bound
+/// to `args`, with true: what dispatch has applied of the topics, for a test
+/// that must not act before it.
+pub async fn until_dispatch(database_url: &str, what: &str, sql: &str, args: &[&str]) {
+    let pool = sqlx::PgPool::connect(database_url)
+        .await
+        .unwrap_or_else(|e| panic!("the test database: {e}"));
+    testkit::eventually(what, WAIT, || async {
+        let mut query = sqlx::query_scalar::<_, bool>(sql);
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        query
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+            .filter(|b| *b)
+    })
+    .await;
+}
+
+/// SQL that is true once `open_case`'s last event (the coordinator) is
+/// applied to case `$1`, so its consents are too.
+pub const CASE_KNOWN: &str =
+    "SELECT coordinator_id = 'coordinator-7' FROM dispatch.case_views WHERE case_id = $1";
 
 /// The `dlq-reason` of the first `count` records dead-lettered from `stream`.
 pub async fn dead_letter_reasons(world: &World, stream: Stream, count: usize) -> Vec<String> {
