@@ -61,16 +61,13 @@ struct ListedMessage {
 }
 
 impl Twilio {
-    fn messages_url(&self) -> String {
-        format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.base_url.trim_end_matches('/'),
-            self.account_sid
-        )
-    }
-
-    fn authorization(&self) -> String {
-        basic_auth(&self.account_sid, &self.auth_token)
+    fn api(&self) -> Api<'_> {
+        Api {
+            client: &self.client,
+            base_url: &self.base_url,
+            account_sid: &self.account_sid,
+            auth_token: &self.auth_token,
+        }
     }
 
     /// Where Twilio reports the status of `attempt_id`.
@@ -101,19 +98,7 @@ impl Twilio {
             }
             form.finish()
         };
-        let authorization = self.authorization();
-        let exchange = self
-            .client
-            .send(
-                Method::POST,
-                &self.messages_url(),
-                &[
-                    ("authorization", &authorization),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ],
-                form.into_bytes(),
-            )
-            .await;
+        let exchange = self.api().create("Messages", form).await;
         created(&self.name, exchange)
     }
 
@@ -123,18 +108,7 @@ impl Twilio {
             .append_pair("To", to)
             .append_pair("DateSent>", &since.format("%Y-%m-%d").to_string())
             .finish();
-        let url = format!("{}?{query}", self.messages_url());
-        let authorization = self.authorization();
-        match self
-            .client
-            .send(
-                Method::GET,
-                &url,
-                &[("authorization", &authorization)],
-                Vec::new(),
-            )
-            .await
-        {
+        match self.api().list("Messages", &query).await {
             Exchange::Answered { status, body: page } if status.is_success() => {
                 let listed: Listed = serde_json::from_slice(&page).ok()?;
                 Some(match listed.messages.into_iter().find(|m| m.body == body) {
@@ -151,10 +125,59 @@ impl Twilio {
     }
 }
 
-/// Twilio's HTTP basic auth: the account SID and its auth token.
-pub(super) fn basic_auth(account_sid: &str, auth_token: &SecretString) -> String {
-    let pair = format!("{account_sid}:{}", auth_token.expose_secret());
-    format!("Basic {}", STANDARD.encode(pair))
+/// One Twilio account's REST API (messages and calls alike): a resource's
+/// URL, and requests signed in with HTTP basic auth (the account SID and its
+/// auth token).
+pub(super) struct Api<'a> {
+    pub(super) client: &'a HttpClient,
+    pub(super) base_url: &'a str,
+    pub(super) account_sid: &'a str,
+    pub(super) auth_token: &'a SecretString,
+}
+
+impl Api<'_> {
+    /// The URL of `resource` (`Messages`, `Calls`) in the account.
+    fn url(&self, resource: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/{resource}.json",
+            self.base_url.trim_end_matches('/'),
+            self.account_sid
+        )
+    }
+
+    fn authorization(&self) -> String {
+        let pair = format!("{}:{}", self.account_sid, self.auth_token.expose_secret());
+        format!("Basic {}", STANDARD.encode(pair))
+    }
+
+    /// Creates one of `resource` from `form` (read the answer with [`created`]).
+    pub(super) async fn create(&self, resource: &str, form: String) -> Exchange {
+        let authorization = self.authorization();
+        self.client
+            .send(
+                Method::POST,
+                &self.url(resource),
+                &[
+                    ("authorization", &authorization),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                form.into_bytes(),
+            )
+            .await
+    }
+
+    /// Lists `resource` filtered by `query` (form-encoded).
+    pub(super) async fn list(&self, resource: &str, query: &str) -> Exchange {
+        let authorization = self.authorization();
+        self.client
+            .send(
+                Method::GET,
+                &format!("{}?{query}", self.url(resource)),
+                &[("authorization", &authorization)],
+                Vec::new(),
+            )
+            .await
+    }
 }
 
 /// What Twilio's answer to a create request (a message, a call) means: its

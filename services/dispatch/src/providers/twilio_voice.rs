@@ -14,13 +14,12 @@
 //! second), so the one found is theirs.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use http::Method;
 use serde::Deserialize;
 use touchpoint_platform::secret::SecretString;
 use uuid::Uuid;
 
 use super::http::{Exchange, HttpClient};
-use super::twilio::{basic_auth, created};
+use super::twilio::{Api, created};
 use super::{Handoff, Lookup};
 
 /// The provider's name in events and callback paths.
@@ -91,16 +90,13 @@ impl Hook {
 }
 
 impl TwilioVoice {
-    fn calls_url(&self) -> String {
-        format!(
-            "{}/2010-04-01/Accounts/{}/Calls.json",
-            self.base_url.trim_end_matches('/'),
-            self.account_sid
-        )
-    }
-
-    fn authorization(&self) -> String {
-        basic_auth(&self.account_sid, &self.auth_token)
+    fn api(&self) -> Api<'_> {
+        Api {
+            client: &self.client,
+            base_url: &self.base_url,
+            account_sid: &self.account_sid,
+            auth_token: &self.auth_token,
+        }
     }
 
     /// Where the provider reaches `hook` of `attempt_id`'s call.
@@ -121,19 +117,7 @@ impl TwilioVoice {
             .append_pair("StatusCallback", &self.hook_url(attempt_id, Hook::Status))
             .append_pair("Timeout", &RING_SECONDS.to_string())
             .finish();
-        let authorization = self.authorization();
-        let exchange = self
-            .client
-            .send(
-                Method::POST,
-                &self.calls_url(),
-                &[
-                    ("authorization", &authorization),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ],
-                form.into_bytes(),
-            )
-            .await;
+        let exchange = self.api().create("Calls", form).await;
         created(NAME, exchange)
     }
 
@@ -144,18 +128,7 @@ impl TwilioVoice {
             .append_pair("To", &format!("client:{caller}"))
             .append_pair("PageSize", "50")
             .finish();
-        let url = format!("{}?{query}", self.calls_url());
-        let authorization = self.authorization();
-        match self
-            .client
-            .send(
-                Method::GET,
-                &url,
-                &[("authorization", &authorization)],
-                Vec::new(),
-            )
-            .await
-        {
+        match self.api().list("Calls", &query).await {
             Exchange::Answered { status, body: page } if status.is_success() => {
                 let listed: Listed = serde_json::from_slice(&page).ok()?;
                 Some(match placed_since(&listed.calls, since) {
