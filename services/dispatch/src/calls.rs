@@ -22,6 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use touchpoint_platform::secret::ExposeSecret as _;
+use touchpoint_platform::xml;
 use uuid::Uuid;
 
 use crate::attempts::{self, State as AttemptState};
@@ -109,7 +110,7 @@ pub(crate) async fn webhook(
                 None => Report::Underway,
             };
             match answer(&callbacks, NAME, attempt_id, call_sid, report).await {
-                StatusCode::OK => twiml(call::hang_up()),
+                StatusCode::OK => twiml(xml::twiml_hang_up()),
                 refused => refused.into_response(),
             }
         }
@@ -151,7 +152,7 @@ async fn connect(
         )),
         Ok(_) => {
             tracing::info!(%attempt_id, "a call with nobody to connect was hung up");
-            twiml(call::hang_up())
+            twiml(xml::twiml_hang_up())
         }
         Err(error) => {
             tracing::error!(%attempt_id, %error, "call not connected");

@@ -48,7 +48,7 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use touchpoint_platform::clock::SharedClock;
 use touchpoint_platform::secret::{ExposeSecret, SecretString};
-use touchpoint_platform::signature;
+use touchpoint_platform::{signature, xml};
 use touchpoint_proto::v1::{Channel, Language};
 
 use crate::call_news::CallNews;
@@ -301,7 +301,7 @@ async fn voice_dialled(
             seconds: seconds(&params, "DialCallDuration"),
         };
         return match record_news(&webhooks, &params, &news).await {
-            Ok(()) => twiml_response(voice::goodbye()),
+            Ok(()) => twiml_response(xml::twiml_hang_up()),
             Err(status) => status.into_response(),
         };
     }
@@ -350,14 +350,14 @@ async fn voice_recorded(
         Ok(params) => {
             let Some(recording_id) = param(&params, "RecordingSid").filter(|r| !r.is_empty())
             else {
-                return twiml_response(voice::goodbye());
+                return twiml_response(xml::twiml_hang_up());
             };
             let news = CallNews::Voicemail {
                 recording_id: recording_id.to_owned(),
                 seconds: seconds(&params, "RecordingDuration"),
             };
             match record_news(&webhooks, &params, &news).await {
-                Ok(()) => twiml_response(voice::goodbye()),
+                Ok(()) => twiml_response(xml::twiml_hang_up()),
                 Err(status) => status.into_response(),
             }
         }
@@ -405,11 +405,7 @@ async fn sms(State(webhooks): State<Webhooks>, headers: HeaderMap, body: Bytes) 
     };
     let contact = sms_contact(&params, webhooks.clock.now());
     match take(&webhooks, contact).await {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, "text/xml")],
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
-        )
-            .into_response(),
+        Ok(()) => ([(header::CONTENT_TYPE, "text/xml")], xml::twiml("")).into_response(),
         Err(status) => status.into_response(),
     }
 }

@@ -2,7 +2,7 @@
 //! TwiML that dials the patient with the program's caller id, and what the
 //! provider's word on the patient's leg makes of the attempt.
 
-use touchpoint_platform::xml::escape;
+use touchpoint_platform::xml::{escape, twiml};
 
 /// How long the patient's phone rings before the call counts as unanswered.
 pub const PATIENT_RING_SECONDS: u32 = 25;
@@ -11,21 +11,15 @@ pub const PATIENT_RING_SECONDS: u32 = 25;
 /// `caller_id`; `dialled` is told how the dial ended and `answered_by` who
 /// (or what) picked up.
 pub fn connect(number: &str, caller_id: &str, (dialled, answered_by): (&str, &str)) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>\
-         <Dial callerId=\"{}\" timeout=\"{PATIENT_RING_SECONDS}\" action=\"{}\" method=\"POST\">\
+    twiml(&format!(
+        "<Dial callerId=\"{}\" timeout=\"{PATIENT_RING_SECONDS}\" action=\"{}\" method=\"POST\">\
          <Number machineDetection=\"Enable\" amdStatusCallback=\"{}\" amdStatusCallbackMethod=\"POST\">{}</Number>\
-         </Dial></Response>",
+         </Dial>",
         escape(caller_id),
         escape(dialled),
         escape(answered_by),
         escape(number),
-    )
-}
-
-/// The TwiML that ends the call (the dial is over, or there is nobody to call).
-pub fn hang_up() -> String {
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>".to_owned()
+    ))
 }
 
 /// What became of the patient's leg.
@@ -106,7 +100,7 @@ mod tests {
             "{twiml}"
         );
         assert!(twiml.contains(">+12125550100</Number>"), "{twiml}");
-        assert!(hang_up().contains("<Hangup/>"));
+        assert!(twiml.ends_with("</Dial></Response>"), "{twiml}");
     }
 
     #[test]

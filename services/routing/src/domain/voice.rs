@@ -4,7 +4,7 @@
 //! (`<Enqueue>`), or, after hours, a short message in the case's language and a
 //! voicemail (`<Say>`, `<Record>`), the callback already put on a worklist.
 
-use touchpoint_platform::xml::escape;
+use touchpoint_platform::xml::{escape, twiml as twiml_document};
 use touchpoint_proto::v1::Language;
 
 use super::decision::{Decision, Rule};
@@ -117,12 +117,7 @@ pub fn twiml(answer: &Answer) -> String {
             )
         }
     };
-    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{body}</Response>")
-}
-
-/// What the caller hears once the voicemail is taken.
-pub fn goodbye() -> String {
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>".to_owned()
+    twiml_document(&body)
 }
 
 #[cfg(test)]
