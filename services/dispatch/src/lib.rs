@@ -876,6 +876,12 @@ mod tests {
         assert!(!printed.contains("s3cret"), "{printed}");
     }
 
+    /// The `complete` settings with `var` set to `value`, or removed.
+    fn changed<'a>(complete: &[(&'a str, &'a str)], var: &'a str, value: Option<&'a str>) -> Env {
+        let kept = complete.iter().copied().filter(|(k, _)| *k != var);
+        Env::from_pairs(kept.chain(value.map(|v| (var, v))))
+    }
+
     #[test]
     fn mailgun_settings_that_cannot_work_are_refused_at_start_by_name() {
         let complete = [
@@ -890,15 +896,8 @@ mod tests {
             ),
             ("TOUCHPOINT_UNSUBSCRIBE_KEY", "unsubscribe"),
         ];
-        // The complete settings with `var` set to `value`, or removed.
-        let with = |var: &'static str, value: Option<&'static str>| {
-            let mut pairs: Vec<(&str, &str)> = complete
-                .iter()
-                .copied()
-                .filter(|(k, _)| *k != var)
-                .collect();
-            pairs.extend(value.map(|v| (var, v)));
-            MailgunProvider::from_env(&Env::from_pairs(pairs))
+        let with = |var, value| {
+            MailgunProvider::from_env(&changed(&complete, var, value))
                 .err()
                 .map(|e| e.var)
         };
@@ -924,14 +923,8 @@ mod tests {
             ("TOUCHPOINT_VOICE_AUTH_TOKEN", "token"),
             ("TOUCHPOINT_VOICE_CALLER_ID", "(212) 555-0199"),
         ];
-        let with = |var: &'static str, value: Option<&'static str>| {
-            let mut pairs: Vec<(&str, &str)> = complete
-                .iter()
-                .copied()
-                .filter(|(k, _)| *k != var)
-                .collect();
-            pairs.extend(value.map(|v| (var, v)));
-            VoiceProvider::from_env(&Env::from_pairs(pairs))
+        let with = |var, value| {
+            VoiceProvider::from_env(&changed(&complete, var, value))
                 .err()
                 .map(|e| e.var)
         };

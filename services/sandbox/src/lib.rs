@@ -345,6 +345,24 @@ pub async fn post_inbound_text(url: &str, auth_token: &str, text: &InboundText<'
     post_callback(url, &params, signature::HEADER, &signed).await
 }
 
+/// Lets a create request in: refused (the answer) if its account or basic
+/// auth is wrong or the next fault refuses it; otherwise the fault it meets,
+/// if any (an accept-then-stall).
+async fn admit(
+    shared: &Shared,
+    account: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Fault>, Response> {
+    if !authorized(shared, account, headers) {
+        return Err(error(StatusCode::UNAUTHORIZED, 20003, "Authenticate"));
+    }
+    let fault = shared.recorded().faults.pop_front();
+    match refusal(fault.as_ref()).await {
+        Some(refused) => Err(refused),
+        None => Ok(fault),
+    }
+}
+
 /// The answer to a create request that meets `fault`, if the fault refuses it
 /// (after stalling, for [`Fault::Stall`]); None: the request is taken.
 async fn refusal(fault: Option<&Fault>) -> Option<Response> {
@@ -485,13 +503,10 @@ async fn create(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !authorized(&shared, &account, &headers) {
-        return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
-    }
-    let fault = shared.recorded().faults.pop_front();
-    if let Some(refused) = refusal(fault.as_ref()).await {
-        return refused;
-    }
+    let fault = match admit(&shared, &account, &headers).await {
+        Ok(fault) => fault,
+        Err(refused) => return refused,
+    };
     let to = form.get("To").cloned().unwrap_or_default();
     if !is_e164(&to) {
         return error(

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use touchpoint_platform::signature;
 
-use super::{Fault, Sandbox, Shared, authorized, error, is_e164, post_form};
+use super::{Fault, Sandbox, Shared, admit, authorized, error, is_e164, post_form};
 
 /// A call the stand-in placed (patient data, kept only in memory).
 #[derive(Clone, PartialEq, Eq)]
@@ -224,13 +224,10 @@ pub(crate) async fn create(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !authorized(&shared, &account, &headers) {
-        return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
-    }
-    let fault = shared.recorded().faults.pop_front();
-    if let Some(refused) = super::refusal(fault.as_ref()).await {
-        return refused;
-    }
+    let fault = match admit(&shared, &account, &headers).await {
+        Ok(fault) => fault,
+        Err(refused) => return refused,
+    };
     let to = form.get("To").cloned().unwrap_or_default();
     let client = to.strip_prefix("client:").is_some_and(|id| {
         !id.is_empty()

@@ -92,6 +92,21 @@ fn spawn_dispatch(
         .unwrap_or_else(|e| panic!("cannot start the dispatch binary: {e}"))
 }
 
+/// A fresh database, the test's topics and the Twilio stand-in, for the
+/// binary to run on.
+async fn prepare() -> (TestDatabase, String, Sandbox) {
+    testkit::init_tracing();
+    let database = TestDatabase::fresh().await;
+    let prefix = testkit::unique_prefix();
+    topics::bootstrap(&testkit::kafka_config(&prefix))
+        .await
+        .unwrap_or_else(|e| panic!("topics: {e}"));
+    let twilio = Sandbox::start(ACCOUNT_SID, AUTH_TOKEN)
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e}"));
+    (database, prefix, twilio)
+}
+
 /// A case with SMS consent and its own phone number, and its welcome request.
 fn case_and_request(n: usize) -> (Vec<(Stream, touchpoint_proto::v1::Envelope)>, String) {
     let case_id = format!("case-{n}");
@@ -112,15 +127,7 @@ fn case_and_request(n: usize) -> (Vec<(Stream, touchpoint_proto::v1::Envelope)>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dispatch_killed_mid_send_and_restarted_sends_nothing_twice() {
-    testkit::init_tracing();
-    let database = TestDatabase::fresh().await;
-    let prefix = testkit::unique_prefix();
-    topics::bootstrap(&testkit::kafka_config(&prefix))
-        .await
-        .unwrap_or_else(|e| panic!("topics: {e}"));
-    let provider = Sandbox::start(ACCOUNT_SID, AUTH_TOKEN)
-        .await
-        .unwrap_or_else(|e| panic!("sandbox: {e}"));
+    let (database, prefix, provider) = prepare().await;
     // Every hand-off is taken and then left unanswered: the process is killed
     // while it waits.
     for _ in 0..ATTEMPTS {
@@ -227,15 +234,7 @@ async fn connect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dispatch_killed_mid_dial_places_no_second_call() {
-    testkit::init_tracing();
-    let database = TestDatabase::fresh().await;
-    let prefix = testkit::unique_prefix();
-    topics::bootstrap(&testkit::kafka_config(&prefix))
-        .await
-        .unwrap_or_else(|e| panic!("topics: {e}"));
-    let twilio = Sandbox::start(ACCOUNT_SID, AUTH_TOKEN)
-        .await
-        .unwrap_or_else(|e| panic!("sandbox: {e}"));
+    let (database, prefix, twilio) = prepare().await;
     // The call is placed, and the process dies before the answer comes.
     twilio.inject(Fault::AcceptThenStall(Duration::from_secs(300)));
     let outcomes = Outcomes::start(&prefix, &Topics::new(prefix.clone()).name(Stream::Attempt));
