@@ -40,6 +40,7 @@ impl Payload {
             Payload::AttemptFailed(_) => "touchpoint.v1.AttemptFailed",
             Payload::AttemptSuppressed(_) => "touchpoint.v1.AttemptSuppressed",
             Payload::CallTaskRequested(_) => "touchpoint.v1.CallTaskRequested",
+            Payload::AttemptInTransit(_) => "touchpoint.v1.AttemptInTransit",
             Payload::InboundReceived(_) => "touchpoint.v1.InboundReceived",
             Payload::ContactRouted(_) => "touchpoint.v1.ContactRouted",
             Payload::OptOutReceived(_) => "touchpoint.v1.OptOutReceived",
@@ -56,13 +57,34 @@ impl Payload {
 }
 
 impl v1::ContactPoint {
-    /// The number or address it holds; None when it holds none, or an empty one.
+    /// The number or address it holds; None when it holds none, an empty one,
+    /// or a postal address (which is not one string: see [`Self::postal`]).
     pub fn text(&self) -> Option<&str> {
         match self.value.as_ref()? {
             v1::contact_point::Value::PhoneE164(v)
             | v1::contact_point::Value::Email(v)
             | v1::contact_point::Value::FaxE164(v) => (!v.trim().is_empty()).then_some(v.as_str()),
+            v1::contact_point::Value::PostalAddress(_) => None,
         }
+    }
+
+    /// The postal address it holds, if it holds one a letter can be sent to.
+    pub fn postal(&self) -> Option<&v1::PostalAddress> {
+        match self.value.as_ref()? {
+            v1::contact_point::Value::PostalAddress(a) if a.is_mailable() => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl v1::PostalAddress {
+    /// Whether a letter can be addressed with it: a first line, a city or a
+    /// postal code, and a country.
+    pub fn is_mailable(&self) -> bool {
+        let known = |s: &str| !s.trim().is_empty();
+        known(&self.line1)
+            && (known(&self.city) || known(&self.postal_code))
+            && known(&self.country)
     }
 }
 

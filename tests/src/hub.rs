@@ -1,9 +1,10 @@
-//! Cases, dispatch (with Twilio and Mailgun stand-ins) and routing started in this process
+//! Cases, dispatch (with Twilio, Mailgun and Lob stand-ins) and routing started in this process
 //! on a clock that stands still, on a fresh database and fresh topics: what a
 //! test of a patient's text through the three services needs. Cadence joins
 //! them when a test follows a program's plan, on a clock that runs.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use touchpoint_platform::clock::ClockConfig;
@@ -14,6 +15,7 @@ use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_platform::vouch::TrustedFronts;
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_routing::domain::opt_out_scope::OptOutScope;
+use touchpoint_sandbox::lob::LobSandbox;
 use touchpoint_sandbox::mailgun::{MailgunOptions, MailgunSandbox};
 use touchpoint_sandbox::{InboundText, Sandbox, post_inbound_text};
 
@@ -22,6 +24,9 @@ pub const SMS_TOKEN: &str = "inbound-sms-token";
 
 /// The key Mailgun signs its webhooks with (dispatch's and routing's).
 pub const MAILGUN_SIGNING_KEY: &str = "mailgun-signing-key";
+
+/// The secret Lob signs its letter webhooks with.
+pub const LOB_WEBHOOK_SECRET: &str = "lob-webhook-secret";
 
 /// The program's sending number.
 pub const PROGRAM_NUMBER: &str = "+15005550006";
@@ -51,6 +56,9 @@ pub struct Hub {
     /// failure webhooks reach dispatch, its complaint and unsubscribe
     /// webhooks routing.
     pub mailgun: MailgunSandbox,
+    /// The print-and-mail provider's stand-in: what was posted. Its letter
+    /// webhooks reach dispatch.
+    pub lob: LobSandbox,
     /// `touchpoint.attempt.v1`, read from the start.
     pub attempts: TopicReader,
     shutdown: Shutdown,
@@ -79,6 +87,18 @@ impl Hub {
         .await
     }
 
+    /// All four services on `clock`, with the programs in `programs` instead
+    /// of the shipped ones.
+    pub async fn start_with_programs(clock: ClockConfig, programs: &Path) -> Self {
+        Self::launch_with(
+            clock,
+            true,
+            (OptOutScope::AllPrograms, TrustedFronts::default()),
+            programs.to_path_buf(),
+        )
+        .await
+    }
+
     /// All four services on `clock`, taking the vouches for signed-in people
     /// of the fronts (the desk) whose keys `fronts` holds.
     pub async fn start_trusting(clock: ClockConfig, fronts: TrustedFronts) -> Self {
@@ -99,6 +119,16 @@ impl Hub {
         opt_out_scope: OptOutScope,
         fronts: TrustedFronts,
     ) -> Self {
+        let shipped = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../programs"));
+        Self::launch_with(clock, with_cadence, (opt_out_scope, fronts), shipped).await
+    }
+
+    async fn launch_with(
+        clock: ClockConfig,
+        with_cadence: bool,
+        (opt_out_scope, fronts): (OptOutScope, TrustedFronts),
+        programs: PathBuf,
+    ) -> Self {
         testkit::init_tracing();
         let database = TestDatabase::fresh().await;
         let prefix = testkit::unique_prefix();
@@ -116,9 +146,8 @@ impl Hub {
         let sms = Sandbox::start("ACtest", "test-token")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let programs = concat!(env!("CARGO_MANIFEST_DIR"), "/../programs");
         let cadence = if with_cadence {
-            let config = touchpoint_cadence::Config::new(config("cadence"), programs);
+            let config = touchpoint_cadence::Config::new(config("cadence"), &programs);
             let addr = touchpoint_cadence::start(config, &shutdown)
                 .await
                 .unwrap_or_else(|e| panic!("cadence did not start: {e}"));
@@ -134,7 +163,10 @@ impl Hub {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        let mut dispatch = touchpoint_dispatch::Config::new(config("dispatch"), programs);
+        let lob = LobSandbox::start("lob-key", LOB_WEBHOOK_SECRET)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut dispatch = touchpoint_dispatch::Config::new(config("dispatch"), &programs);
         dispatch.sender.poll = Duration::from_millis(50);
         let dispatch_http = testkit::free_port();
         dispatch.http_addr = SocketAddr::from(([127, 0, 0, 1], dispatch_http));
@@ -167,10 +199,20 @@ impl Hub {
             auth_token: "test-token".into(),
             caller_id: PROGRAM_NUMBER.into(),
         });
+        dispatch.mail = Some(touchpoint_dispatch::MailProvider {
+            base_url: lob.url(),
+            api_key: "lob-key".into(),
+            from: "adr_hub_return".into(),
+            webhook_secret: LOB_WEBHOOK_SECRET.into(),
+            rate: None,
+        });
+        lob.webhook(&format!(
+            "http://127.0.0.1:{dispatch_http}/callbacks/mail/lob"
+        ));
         let dispatch_addr = touchpoint_dispatch::start(dispatch, &shutdown)
             .await
             .unwrap_or_else(|e| panic!("dispatch did not start: {e}"));
-        let mut routing = touchpoint_routing::Config::new(config("routing"), programs);
+        let mut routing = touchpoint_routing::Config::new(config("routing"), &programs);
         routing.secrets.sms_auth_token = Some(SMS_TOKEN.into());
         routing.secrets.email_signing_key = Some(MAILGUN_SIGNING_KEY.into());
         routing.settings.opt_out_scope = opt_out_scope;
@@ -198,6 +240,7 @@ impl Hub {
             prefix,
             sms,
             mailgun,
+            lob,
             attempts,
             shutdown,
         }

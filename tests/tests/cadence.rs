@@ -1,6 +1,8 @@
 //! The cases and cadence services together on one simulated clock: a case opened
 //! and consented through the cases service is enrolled by cadence, and its first
-//! touchpoint is requested when due and lands on the case timeline.
+//! touchpoint is requested when due and lands on the case timeline. With
+//! dispatch and its stand-ins too: a letter step goes out once, and a letter
+//! returned to sender moves the step on to a text.
 
 use std::time::Duration;
 
@@ -8,16 +10,21 @@ use chrono::{TimeDelta, Utc};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use touchpoint_platform::clock::ClockConfig;
-use touchpoint_platform::envelope::{decode, instant};
+use touchpoint_platform::envelope::{decode, instant, timestamp};
 use touchpoint_platform::kafka;
 use touchpoint_platform::shutdown::Shutdown;
+use touchpoint_platform::testkit::events::person;
 use touchpoint_platform::testkit::{self, TestDatabase, eventually, utc};
 use touchpoint_platform::topics::{Stream, Topics};
 use touchpoint_proto::v1::case_service_client::CaseServiceClient;
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
-use touchpoint_proto::v1::{Channel, GetTimelineRequest, Language, OutreachRequested};
-use touchpoint_tests::fixtures::open_spanish_sms_patient;
+use touchpoint_proto::v1::{
+    Channel, ConsentSource, GetTimelineRequest, Language, OpenCaseRequest, OutreachRequested,
+    PostalAddress, RecordConsentRequest, RecordTherapyEventRequest, TherapyEventKind,
+};
+use touchpoint_tests::fixtures::{meta, open_spanish_sms_patient};
+use touchpoint_tests::hub::Hub;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -127,4 +134,133 @@ async fn a_case_opened_through_the_cases_service_gets_its_first_outreach_request
         Some("cadence")
     );
     shutdown.trigger();
+}
+
+/// A copy of the shipped programs in which the refill reminder's first step is
+/// a letter, falling back to a text, at most two a day.
+fn programs_with_a_letter_step() -> std::path::PathBuf {
+    let shipped = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../programs"));
+    let copy = std::env::temp_dir().join(format!("touchpoint-programs-{}", uuid::Uuid::now_v7()));
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(shipped)
+        .arg(&copy)
+        .status()
+        .unwrap_or_else(|e| panic!("cp: {e}"));
+    assert!(status.success(), "the programs were not copied");
+    let file = copy.join("refill-reminder/program.toml");
+    let program = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    let sms_then_email = r#"  { channel = "sms", attempts = 2, wait = "1d" },
+  { channel = "email", attempts = 1 },"#;
+    assert!(program.contains(sms_then_email) && program.contains("per_day = 1"));
+    let letter_then_sms = r#"  { channel = "mail", attempts = 1 },
+  { channel = "sms", attempts = 1 },"#;
+    let program = program
+        .replacen(sms_then_email, letter_then_sms, 1)
+        .replacen("per_day = 1", "per_day = 2", 1);
+    std::fs::write(&file, program).unwrap_or_else(|e| panic!("{e}"));
+    copy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_letter_step_goes_out_once_and_a_return_to_sender_falls_back_to_a_text() {
+    // 09:00 in Chicago.
+    let now = utc("2026-11-23T15:00:00Z");
+    let programs = programs_with_a_letter_step();
+    let mut hub = Hub::start_with_programs(ClockConfig::Fixed { at: now }, &programs).await;
+    let mut patient = person("Ana", "Ruiz", "+13125550142", "");
+    if let Some(contact) = patient.contact.as_mut() {
+        contact.postal_address = Some(PostalAddress {
+            line1: "233 South Wacker Drive".into(),
+            city: "Chicago".into(),
+            region: "IL".into(),
+            postal_code: "60606".into(),
+            country: "US".into(),
+            ..PostalAddress::default()
+        });
+    }
+    let case_id = hub
+        .cases
+        .open_case(OpenCaseRequest {
+            meta: meta("open-letter"),
+            program_id: "refill-reminder".into(),
+            language: Language::En as i32,
+            time_zone: "America/Chicago".into(),
+            patient: Some(patient),
+            caregiver: None,
+            prescriber_fax: String::new(),
+            enrolled_at: Some(timestamp(now - TimeDelta::days(30))),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"))
+        .into_inner()
+        .case_id;
+    for channel in [Channel::Mail, Channel::Sms] {
+        hub.cases
+            .record_consent(RecordConsentRequest {
+                meta: meta(&format!("consent-letter-{}", channel.short_name())),
+                case_id: case_id.clone(),
+                channel: channel as i32,
+                source: ConsentSource::WrittenForm as i32,
+                contact_point: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("consent: {e}"));
+    }
+    // 30 days' supply filled 25 days ago: the refill is due in five days, and
+    // the step five days before it now.
+    hub.cases
+        .record_therapy_event(RecordTherapyEventRequest {
+            meta: meta("fill-letter"),
+            case_id: case_id.clone(),
+            kind: TherapyEventKind::Fill as i32,
+            at: Some(timestamp(now - TimeDelta::days(25))),
+            days_supply: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("fill: {e}"));
+
+    let sent = |channel: Channel| {
+        let attempts = hub.attempts.clone();
+        let case_id = case_id.clone();
+        async move {
+            attempts
+                .wait_for(
+                    &format!("a {} sent", channel.short_name()),
+                    WAIT,
+                    |e| match &e.payload {
+                        Some(Payload::AttemptSent(s))
+                            if e.case_id == case_id && s.channel == channel as i32 =>
+                        {
+                            Some(s.provider_message_id.clone())
+                        }
+                        _ => None,
+                    },
+                )
+                .await
+        }
+    };
+    let letter_id = sent(Channel::Mail).await;
+    let letters = hub.lob.received();
+    assert_eq!(letters.len(), 1, "one letter");
+    assert_eq!(letters[0].id, letter_id);
+    assert_eq!(
+        letters[0].to.get("address_line1").map(String::as_str),
+        Some("233 South Wacker Drive"),
+        "to the address on the case"
+    );
+    assert!(hub.sms.received().is_empty(), "the letter came first");
+
+    assert_eq!(
+        hub.lob
+            .report(&letter_id, "letter.returned_to_sender")
+            .await,
+        Some(200)
+    );
+    sent(Channel::Sms).await;
+    let texts = hub.sms.received();
+    assert_eq!(texts.len(), 1, "the step fell back to one text");
+    assert_eq!(texts[0].to, "+13125550142");
+    assert_eq!(hub.lob.received().len(), 1, "no second letter");
+    let _ = std::fs::remove_dir_all(&programs);
 }

@@ -74,12 +74,14 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
                 },
             })))
         }
-        Payload::ContactPointsUpdated(update) => change(Change::ContactPoints(Destinations {
-            patient: PersonContacts::from_proto(update.patient.as_ref()),
-            caregiver: PersonContacts::from_proto(update.caregiver.as_ref()),
-            prescriber_fax: known(&update.prescriber_fax_e164),
-            ..Destinations::default()
-        })),
+        Payload::ContactPointsUpdated(update) => {
+            change(Change::ContactPoints(Box::new(Destinations {
+                patient: PersonContacts::from_proto(update.patient.as_ref()),
+                caregiver: PersonContacts::from_proto(update.caregiver.as_ref()),
+                prescriber_fax: known(&update.prescriber_fax_e164),
+                ..Destinations::default()
+            })))
+        }
         // A consent change for one number or address is that contact point's
         // opt-out or opt-in; for the whole channel, the case's.
         Payload::ConsentRecorded(consent) => {
@@ -205,6 +207,8 @@ pub fn reaction(envelope: &Envelope) -> Result<Reaction, EventError> {
         | Payload::OutreachExpired(_)
         | Payload::AttemptSent(_)
         | Payload::AttemptDelivered(_)
+        // A letter on its way settles nothing yet.
+        | Payload::AttemptInTransit(_)
         | Payload::CallTaskRequested(_)
         | Payload::ContactRouted(_)
         // A withdrawn call task follows a change cadence hears of itself.

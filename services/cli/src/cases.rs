@@ -268,6 +268,10 @@ pub fn show(case: &Case) -> String {
                         format!(" for {}", phone_tail(n))
                     }
                     contact_point::Value::Email(e) => format!(" for {}", email_domain(e)),
+                    // A region and country say which address without showing it.
+                    contact_point::Value::PostalAddress(a) => {
+                        format!(" for an address in {} {}", a.region, a.country)
+                    }
                 })
                 .unwrap_or_default();
             format!("{channel} {state}{point} {}", when(&c.at))

@@ -70,6 +70,9 @@ pub fn describe(payload: &Payload) -> String {
             format!("sent: {} in {language}{fallback}", channel_name(s.channel))
         }
         Payload::AttemptDelivered(d) => format!("delivered: {}", channel_name(d.channel)),
+        Payload::AttemptInTransit(t) => {
+            format!("on its way: {} ({})", channel_name(t.channel), t.stage)
+        }
         Payload::AttemptFailed(f) => {
             format!("failed: {} ({})", channel_name(f.channel), f.provider_code)
         }

@@ -239,6 +239,7 @@ async fn start_all(
             local::SMS_ADDR,
             local::FAX_ADDR,
             local::MAILGUN_ADDR,
+            local::LOB_ADDR,
             local::SMTP_ADDR,
         ] {
             wait_for_port(addr)

@@ -90,6 +90,18 @@ pub fn channel(channel: i32) -> &'static str {
     }
 }
 
+/// The key naming a stage of a letter's journey.
+fn stage(stage: &str) -> &'static str {
+    match stage {
+        "mailed" => "stage.mailed",
+        "in_transit" => "stage.in_transit",
+        "in_local_area" => "stage.in_local_area",
+        "processed_for_delivery" => "stage.processed_for_delivery",
+        "re_routed" => "stage.re_routed",
+        _ => "stage.other",
+    }
+}
+
 /// The key naming where a consent came from.
 pub fn consent_source(source: i32) -> &'static str {
     match ConsentSource::try_from(source) {
@@ -221,6 +233,24 @@ pub fn describe(entry: &TimelineEntry) -> Option<Phrase> {
         Payload::AttemptFailed(a) if a.channel == Channel::Voice as i32 => {
             Phrase::new("timeline.call_not_answered").with("code", text(&a.provider_code))
         }
+        // A letter: sent to print, on its way, returned or refused.
+        Payload::AttemptSent(a) if a.channel == Channel::Mail as i32 => {
+            Phrase::new("timeline.letter_sent")
+        }
+        Payload::AttemptInTransit(a) => {
+            Phrase::new("timeline.letter_in_transit").with("stage", Arg::Word(stage(&a.stage)))
+        }
+        Payload::AttemptFailed(a)
+            if a.channel == Channel::Mail as i32 && a.provider_code == "returned_to_sender" =>
+        {
+            Phrase::new("timeline.letter_returned")
+        }
+        Payload::AttemptFailed(a)
+            if a.channel == Channel::Mail as i32
+                && a.provider_code == "failed_deliverability_strictness" =>
+        {
+            Phrase::new("timeline.letter_undeliverable")
+        }
         Payload::AttemptSent(a) => {
             Phrase::new("timeline.attempt_sent").with("channel", Arg::Word(channel(a.channel)))
         }
@@ -283,7 +313,9 @@ pub fn describe(entry: &TimelineEntry) -> Option<Phrase> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use touchpoint_proto::v1::{AttemptSuppressed, Envelope, TaskCompleted};
+    use touchpoint_proto::v1::{
+        AttemptFailed, AttemptInTransit, AttemptSuppressed, Envelope, TaskCompleted,
+    };
 
     fn entry(payload: Payload) -> TimelineEntry {
         TimelineEntry {
@@ -322,6 +354,39 @@ mod tests {
         assert_eq!(
             phrase.render(&catalog, Language::En, Tz::UTC),
             "Text message not sent: the patient opted out"
+        );
+    }
+
+    #[test]
+    fn a_letter_s_journey_and_its_return_read_as_a_letter_s() {
+        let catalog = Catalog::load().unwrap_or_else(|e| panic!("{e}"));
+        let said = |payload: Payload, language: Language| {
+            describe(&entry(payload))
+                .unwrap_or_else(|| panic!("no words"))
+                .render(&catalog, language, Tz::UTC)
+        };
+        let on_its_way = Payload::AttemptInTransit(AttemptInTransit {
+            channel: Channel::Mail as i32,
+            stage: "in_transit".into(),
+            ..AttemptInTransit::default()
+        });
+        assert_eq!(said(on_its_way.clone(), Language::En), "Letter in transit");
+        assert_eq!(said(on_its_way, Language::Es), "Carta en tránsito");
+        let failed = |code: &str| {
+            Payload::AttemptFailed(AttemptFailed {
+                channel: Channel::Mail as i32,
+                permanent: true,
+                provider_code: code.into(),
+                ..AttemptFailed::default()
+            })
+        };
+        assert_eq!(
+            said(failed("returned_to_sender"), Language::En),
+            "Letter returned to sender"
+        );
+        assert_eq!(
+            said(failed("failed_deliverability_strictness"), Language::En),
+            "Letter not sent: the address cannot be delivered to"
         );
     }
 }

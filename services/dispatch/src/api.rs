@@ -22,7 +22,7 @@ use touchpoint_proto::v1::{
 use uuid::Uuid;
 
 use crate::attempts::{self, CallRefused, OwnCall, OwnMessage, Summary};
-use crate::domain::fax::{self, Cover};
+use crate::domain::fax::{self, Cover, Kind};
 use crate::domain::sms::{self, Encoding};
 
 /// The gRPC face of dispatch.
@@ -136,9 +136,14 @@ pub fn preview(
                 .into();
                 rendered.sms_segments = size.segments as u32;
             }
-            Channel::Fax => {
+            Channel::Fax | Channel::Mail => {
                 let to = format!("{} {}", facts.first_name, facts.last_name);
                 let cover = Cover {
+                    kind: if plan.channel == Channel::Mail {
+                        Kind::Letter
+                    } else {
+                        Kind::Fax
+                    },
                     to: to.trim(),
                     from: &program.name,
                     subject: message.subject.as_deref(),

@@ -752,6 +752,25 @@ pub async fn is_call_task(
     .await?)
 }
 
+/// Records that a letter out for `attempt_id` reached `stage` of its journey;
+/// false when it was already recorded (a repeated webhook) or the attempt is
+/// not out.
+pub async fn record_stage(
+    tx: &mut PgConnection,
+    attempt_id: Uuid,
+    stage: &str,
+) -> Result<bool, AttemptsError> {
+    let updated = sqlx::query(
+        "UPDATE attempts SET stages = array_append(stages, $2)
+         WHERE attempt_id = $1 AND state IN ('sending', 'sent') AND NOT ($2 = ANY (stages))",
+    )
+    .bind(attempt_id)
+    .bind(stage)
+    .execute(&mut *tx)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 /// Records who the provider says answered the patient's leg of a person's call.
 pub async fn record_answered_by(
     pool: &PgPool,

@@ -14,7 +14,15 @@
 //!
 //! - `POST /callbacks/voice/{attempt}/{hook}`: a person's call (click to
 //!   call), in Twilio's voice format, signed with `X-Twilio-Signature`
-//!   ([`crate::calls`]).
+//!   ([`crate::calls`]);
+//! - `POST /callbacks/mail/lob`: Lob's letter webhooks (JSON: `event_type.id`,
+//!   the letter as `body` with the attempt in `metadata.attempt`), signed with
+//!   `Lob-Signature` over `Lob-Signature-Timestamp` and the body and refused
+//!   outside a five-minute window. `letter.mailed`, `.in_transit`,
+//!   `.in_local_area`, `.processed_for_delivery` and `.re-routed` become
+//!   `AttemptInTransit` once each; `letter.delivered` `AttemptDelivered`;
+//!   `letter.returned_to_sender` a permanent `AttemptFailed`
+//!   (`returned_to_sender`), so the step falls back to its next channel.
 //!
 //! An unsigned or wrongly signed callback is refused (403) and changes nothing. A
 //! body over the size limit is refused (413). A signed callback for an attempt
@@ -42,7 +50,7 @@ use uuid::Uuid;
 use crate::attempts::{self, Settled, State as AttemptState};
 use crate::metrics;
 use crate::outcomes::{self, Written};
-use crate::providers::{Providers, mailgun, phaxio, signature};
+use crate::providers::{Providers, lob, mailgun, phaxio, signature};
 
 /// The largest callback body taken.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -74,6 +82,7 @@ pub fn router(
         .route("/callbacks/sms/{provider}/{attempt}", post(sms_status))
         .route("/callbacks/fax/{attempt}", post(fax_status))
         .route("/callbacks/email/mailgun", post(email_event))
+        .route("/callbacks/mail/lob", post(letter_event))
         .route(
             "/callbacks/voice/{attempt}/{hook}",
             post(crate::calls::webhook),
@@ -92,6 +101,12 @@ pub fn router(
 pub(crate) enum Report {
     /// Taken or on its way; nothing settled yet.
     Underway,
+    /// A letter reached a stage of its journey.
+    InTransit {
+        /// `mailed`, `in_transit`, `in_local_area`, `processed_for_delivery`
+        /// or `re_routed`.
+        stage: &'static str,
+    },
     /// It arrived (a fax: with so many pages; a call: answered, and spoken
     /// for so many seconds).
     Delivered {
@@ -301,6 +316,79 @@ fn email_report(event: &serde_json::Value) -> Option<(Uuid, String, Report)> {
     Some((attempt_id, message_id, report))
 }
 
+async fn letter_event(
+    State(callbacks): State<Callbacks>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let Some(mail) = callbacks.providers.mail.as_ref() else {
+        return StatusCode::FORBIDDEN; // no print-and-mail provider: nobody signs these
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let signed = (
+        header(signature::mail::TIMESTAMP_HEADER),
+        header(signature::mail::HEADER),
+    );
+    // Lob's timestamp is real time, whatever clock the service runs on.
+    let checked = signature::mail::check(
+        mail.webhook_secret.expose_secret(),
+        signed,
+        &body,
+        chrono::Utc::now(),
+    );
+    if let Err(refused) = checked {
+        tracing::warn!(%refused, "letter webhook refused");
+        return StatusCode::FORBIDDEN;
+    }
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        tracing::warn!("signed letter webhook that is not JSON");
+        return StatusCode::BAD_REQUEST;
+    };
+    let Some((attempt_id, letter_id, report)) = letter_report(&event) else {
+        let kind = event
+            .pointer("/event_type/id")
+            .and_then(|v| v.as_str())
+            .filter(|k| k.len() <= 64)
+            .unwrap_or_default();
+        tracing::info!(event = kind, "letter webhook acknowledged without effect");
+        return StatusCode::OK;
+    };
+    answer(&callbacks, lob::NAME, attempt_id, &letter_id, report).await
+}
+
+/// The attempt, the letter's id and the report a verified letter webhook
+/// carries; None for news that changes nothing (created, rendered) or names no
+/// attempt.
+fn letter_report(event: &serde_json::Value) -> Option<(Uuid, String, Report)> {
+    let text = |pointer: &str| event.pointer(pointer).and_then(serde_json::Value::as_str);
+    let attempt_id = text(&format!("/body/metadata/{}", lob::ATTEMPT_METADATA))
+        .and_then(|id| Uuid::parse_str(id).ok())?;
+    let letter_id = text("/body/id").unwrap_or_default().to_owned();
+    let stage = |stage| Report::InTransit { stage };
+    let report = match text("/event_type/id")? {
+        "letter.mailed" => stage("mailed"),
+        "letter.in_transit" => stage("in_transit"),
+        "letter.in_local_area" => stage("in_local_area"),
+        "letter.processed_for_delivery" => stage("processed_for_delivery"),
+        "letter.re-routed" => stage("re_routed"),
+        "letter.delivered" => Report::Delivered {
+            pages: 0,
+            call_seconds: 0,
+        },
+        "letter.returned_to_sender" => Report::Failed {
+            code: "returned_to_sender".into(),
+            permanent: true,
+        },
+        _ => return None,
+    };
+    Some((attempt_id, letter_id, report))
+}
+
 pub(crate) async fn answer(
     callbacks: &Callbacks,
     provider: &str,
@@ -368,6 +456,12 @@ async fn apply(
             settled.state = AttemptState::Failed;
             settled.failure_code = Some(code);
         }
+        // A stage already published (a repeated webhook) is not again.
+        Report::InTransit { stage }
+            if was_out && attempts::record_stage(&mut tx, attempt_id, stage).await? =>
+        {
+            events.push(outcomes::in_transit(topic, &a, stage, provider, now));
+        }
         _ => {}
     }
     if events.is_empty() {
@@ -385,6 +479,51 @@ async fn apply(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn letter_webhooks_track_the_journey_and_a_return_fails_the_attempt_for_good() {
+        let attempt = Uuid::now_v7();
+        let event = |kind: &str| {
+            json!({
+                "id": "evt_1",
+                "event_type": { "id": kind, "resource": "letters" },
+                "body": { "id": "ltr_1", "metadata": { "attempt": attempt.to_string() } },
+            })
+        };
+        let report = |kind: &str| letter_report(&event(kind)).map(|(_, _, r)| r);
+        assert_eq!(
+            letter_report(&event("letter.mailed")),
+            Some((
+                attempt,
+                "ltr_1".into(),
+                Report::InTransit { stage: "mailed" }
+            ))
+        );
+        assert_eq!(
+            report("letter.re-routed"),
+            Some(Report::InTransit { stage: "re_routed" })
+        );
+        assert_eq!(
+            report("letter.delivered"),
+            Some(Report::Delivered {
+                pages: 0,
+                call_seconds: 0
+            })
+        );
+        assert_eq!(
+            report("letter.returned_to_sender"),
+            Some(Report::Failed {
+                code: "returned_to_sender".into(),
+                permanent: true
+            })
+        );
+        assert_eq!(report("letter.rendered_pdf"), None);
+        assert_eq!(
+            letter_report(&json!({ "event_type": { "id": "letter.mailed" }, "body": {} })),
+            None,
+            "no attempt named"
+        );
+    }
 
     #[test]
     fn mailgun_events_settle_only_deliveries_and_permanent_failures_of_an_attempt() {

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use touchpoint_platform::clock::SharedClock;
+use touchpoint_platform::contact::Address;
 use touchpoint_platform::envelope::instant;
 use touchpoint_platform::inbox::{Delivery, Handler, HandlerError};
 use touchpoint_programs::{StateRules, Whereabouts};
@@ -327,7 +328,17 @@ pub fn intake(envelope: &Envelope, rules: &StateRules) -> Result<Option<Intake>,
         },
         Payload::OutreachRequested(r) => {
             let channel = channel(r.channel).ok_or(bad("channel"))?;
-            let destination = point(&r.destination).ok_or(bad("destination"))?;
+            // A letter's destination is its postal address, kept as JSON.
+            let destination = if channel == Channel::Mail {
+                r.destination
+                    .as_ref()
+                    .and_then(ContactPoint::postal)
+                    .and_then(|a| Address::from_proto(Some(a)))
+                    .map(|a| a.to_json())
+            } else {
+                point(&r.destination)
+            }
+            .ok_or(bad("destination"))?;
             Intake::Requested(Box::new(Request {
                 attempt_id: Uuid::parse_str(&r.attempt_id).map_err(|_| bad("attempt_id"))?,
                 program_id: r.program_id.clone(),
@@ -683,6 +694,41 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_letter_is_recorded_with_its_address_and_needs_one() {
+        let address = touchpoint_proto::v1::PostalAddress {
+            line1: "12 Elm Street".into(),
+            city: "Tulsa".into(),
+            region: "OK".into(),
+            postal_code: "74103".into(),
+            country: "US".into(),
+            ..Default::default()
+        };
+        let mut letter = request();
+        letter.channel = Channel::Mail as i32;
+        letter.destination = Some(ContactPoint {
+            value: Some(Value::PostalAddress(address.clone())),
+        });
+        let found = intake(
+            &envelope(Payload::OutreachRequested(letter.clone())),
+            &StateRules::default(),
+        );
+        match found {
+            Ok(Some(Intake::Requested(r))) => {
+                let kept = Address::from_json(&r.destination).map(|a| a.to_proto());
+                assert_eq!(kept, Some(address));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A letter to a phone number is no letter.
+        letter.destination = request().destination;
+        let error = intake(
+            &envelope(Payload::OutreachRequested(letter)),
+            &StateRules::default(),
+        );
+        assert_eq!(error.err().map(|e| e.field), Some("destination"));
     }
 
     #[test]

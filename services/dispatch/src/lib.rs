@@ -1,5 +1,5 @@
-//! The dispatch service: delivery of attempts over SMS, email, fax and call tasks,
-//! each handed over once, with consent checked at the last moment.
+//! The dispatch service: delivery of attempts over SMS, email, fax, letters and
+//! call tasks, each handed over once, with consent checked at the last moment.
 //!
 //! It keeps a view of each case from `touchpoint.case.v1` and
 //! `touchpoint.inbound.v1`, records the attempts cadence asks for on
@@ -42,7 +42,7 @@ use crate::domain::guard::DestinationCap;
 use crate::intake::Intaker;
 use crate::providers::email::{MailTls, StartTls, Unsubscribe};
 use crate::providers::http::HttpClient;
-use crate::providers::{Mailer, Mailgun, Phaxio, Providers, Throttle, Twilio, TwilioVoice};
+use crate::providers::{Lob, Mailer, Mailgun, Phaxio, Providers, Throttle, Twilio, TwilioVoice};
 use crate::sender::{Sender, SenderConfig};
 
 /// The service's name, schema and migrations.
@@ -121,6 +121,9 @@ pub struct Config {
     /// `TOUCHPOINT_VOICE_URL`, `_ACCOUNT_SID`, `_AUTH_TOKEN`, `_CALLER_ID`.
     /// Unset URL: PlaceCall is refused.
     pub voice: Option<VoiceProvider>,
+    /// The print-and-mail provider for letters: `TOUCHPOINT_MAIL_URL`,
+    /// `_API_KEY`, `_FROM`, `_WEBHOOK_SECRET`, `_RATE`. Unset URL: no letters.
+    pub mail: Option<MailProvider>,
     /// `TOUCHPOINT_PROVIDER_TIMEOUT_MS`: how long a provider has to answer.
     pub provider_timeout: Duration,
     /// `TOUCHPOINT_PROVIDER_CA_FILE`: a PEM file of certificate authorities the
@@ -182,6 +185,41 @@ impl FaxProvider {
             api_secret: required("TOUCHPOINT_FAX_API_SECRET")?.into(),
             callback_token: required("TOUCHPOINT_FAX_CALLBACK_TOKEN")?.into(),
             rate: rate(env, "TOUCHPOINT_FAX_RATE")?,
+        }))
+    }
+}
+
+/// The Lob-speaking print-and-mail provider's settings.
+#[derive(Debug, Clone)]
+pub struct MailProvider {
+    /// `TOUCHPOINT_MAIL_URL`: the API's base URL, e.g. `https://api.lob.com`.
+    pub base_url: String,
+    /// `TOUCHPOINT_MAIL_API_KEY`: the secret API key.
+    pub api_key: SecretString,
+    /// `TOUCHPOINT_MAIL_FROM`: the return address, the id (`adr_…`) of an
+    /// address saved in the account.
+    pub from: String,
+    /// `TOUCHPOINT_MAIL_WEBHOOK_SECRET`: what the letter webhooks are signed
+    /// with.
+    pub webhook_secret: SecretString,
+    /// `TOUCHPOINT_MAIL_RATE`: at most this many letters a second.
+    pub rate: Option<NonZeroU32>,
+}
+
+impl MailProvider {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        const URL: &str = "TOUCHPOINT_MAIL_URL";
+        let Some(base_url) = env.raw(URL) else {
+            return Ok(None);
+        };
+        provider_url(URL, &base_url)?;
+        let required = required_with(env, URL);
+        Ok(Some(Self {
+            base_url,
+            api_key: required("TOUCHPOINT_MAIL_API_KEY")?.into(),
+            from: required("TOUCHPOINT_MAIL_FROM")?,
+            webhook_secret: required("TOUCHPOINT_MAIL_WEBHOOK_SECRET")?.into(),
+            rate: rate(env, "TOUCHPOINT_MAIL_RATE")?,
         }))
     }
 }
@@ -508,6 +546,7 @@ impl Config {
             smtp: SmtpRelay::from_env(env)?,
             fax: FaxProvider::from_env(env)?,
             voice: VoiceProvider::from_env(env)?,
+            mail: MailProvider::from_env(env)?,
             provider_timeout: env.millis("TOUCHPOINT_PROVIDER_TIMEOUT_MS", 10_000)?,
             provider_roots: authorities(env, "TOUCHPOINT_PROVIDER_CA_FILE")?,
             sla: SlaConfig {
@@ -538,6 +577,7 @@ impl Config {
             smtp: None,
             fax: None,
             voice: None,
+            mail: None,
             provider_timeout: Duration::from_secs(10),
             provider_roots: None,
             sla: SlaConfig::default(),
@@ -704,6 +744,18 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<SocketAddr, Di
             callback_base: callback_base.clone(),
             client: client.clone(),
         }),
+        mail: config.mail.as_ref().map(|m| Lob {
+            base_url: m.base_url.clone(),
+            api_key: m.api_key.clone(),
+            from: m.from.clone(),
+            webhook_secret: m.webhook_secret.clone(),
+            client: client.clone(),
+        }),
+        mail_pace: config
+            .mail
+            .as_ref()
+            .and_then(|m| m.rate)
+            .map(Throttle::per_second),
     });
     let alerts = sla::SlaAlerts {
         pool: platform.pool.clone(),
@@ -866,14 +918,35 @@ mod tests {
             ("TOUCHPOINT_MAILGUN_API_KEY", "mailgun-s3cret"),
             ("TOUCHPOINT_MAILGUN_FROM", "Care Team <care@hub.example>"),
             ("TOUCHPOINT_MAILGUN_SIGNING_KEY", "signing-s3cret"),
+            ("TOUCHPOINT_MAIL_URL", "https://api.lob.com"),
+            ("TOUCHPOINT_MAIL_API_KEY", "lob-s3cret"),
+            ("TOUCHPOINT_MAIL_FROM", "adr_return"),
+            ("TOUCHPOINT_MAIL_WEBHOOK_SECRET", "webhook-s3cret"),
         ]);
         let config = Config::from_env(&env).map(|c| format!("{c:?}"));
         let Ok(printed) = config else {
             panic!("refused: {config:?}");
         };
         assert!(printed.contains("sms.hub.example") && printed.contains("relay.hub.example"));
-        assert!(printed.contains("mg.hub.example"));
+        assert!(printed.contains("mg.hub.example") && printed.contains("api.lob.com"));
         assert!(!printed.contains("s3cret"), "{printed}");
+        let no_secret = changed(
+            &[
+                ("TOUCHPOINT_MAIL_URL", "https://api.lob.com"),
+                ("TOUCHPOINT_MAIL_API_KEY", "k"),
+                ("TOUCHPOINT_MAIL_FROM", "adr_return"),
+            ],
+            "TOUCHPOINT_MAIL_RATE",
+            None,
+        );
+        assert_eq!(
+            MailProvider::from_env(&no_secret)
+                .err()
+                .map(|e| e.var)
+                .as_deref(),
+            Some("TOUCHPOINT_MAIL_WEBHOOK_SECRET"),
+            "letters whose webhooks cannot be checked are refused at start"
+        );
     }
 
     /// The `complete` settings with `var` set to `value`, or removed.

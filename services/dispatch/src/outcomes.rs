@@ -9,8 +9,8 @@ use touchpoint_platform::outbox::OutgoingEvent;
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::envelope::Payload;
 use touchpoint_proto::v1::{
-    AttemptDelivered, AttemptFailed, AttemptSent, AttemptSuppressed, CallTaskRequested,
-    ContactPoint, Language, SuppressionReason,
+    AttemptDelivered, AttemptFailed, AttemptInTransit, AttemptSent, AttemptSuppressed,
+    CallTaskRequested, ContactPoint, Language, SuppressionReason,
 };
 
 use crate::attempts::Attempt;
@@ -77,6 +77,24 @@ pub fn delivered(
         delivered_at: Some(timestamp(now)),
         pages,
         call_seconds,
+    });
+    event(topic, a, payload, now)
+}
+
+/// `AttemptInTransit`: a letter reached `stage` of its journey.
+pub fn in_transit(
+    topic: &str,
+    a: &Attempt,
+    stage: &str,
+    provider: &str,
+    now: DateTime<Utc>,
+) -> OutgoingEvent {
+    let payload = Payload::AttemptInTransit(AttemptInTransit {
+        attempt_id: a.attempt_id.to_string(),
+        channel: a.channel as i32,
+        stage: stage.to_owned(),
+        at: Some(timestamp(now)),
+        provider: provider.to_owned(),
     });
     event(topic, a, payload, now)
 }

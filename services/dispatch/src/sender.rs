@@ -423,8 +423,9 @@ impl Sender {
                         case_id: &a.case_id,
                         channel: a.channel,
                         destination: &a.destination,
+                        addressee: (&a.first_name, &a.last_name),
                         message,
-                        // A fax is looked up by its attempt id alone.
+                        // A fax or a letter is looked up by its attempt id alone.
                         document: None,
                         caller: a.caller(),
                     };
@@ -562,21 +563,24 @@ impl Sender {
             .map_err(|_| "render")
     }
 
-    /// For a fax, `message` as the document that goes out: a cover page naming
-    /// the patient and the program, then the text.
+    /// For a fax or a letter, `message` as the document that goes out: a cover
+    /// page naming the patient and the program, then the text.
     fn document(
         &self,
         attempt: &Attempt,
         message: &Message,
         now: DateTime<Utc>,
     ) -> Option<FaxDocument> {
-        if attempt.channel != Channel::Fax {
-            return None;
-        }
+        let kind = match attempt.channel {
+            Channel::Fax => fax::Kind::Fax,
+            Channel::Mail => fax::Kind::Letter,
+            _ => return None,
+        };
         let catalogue = self.catalogue.current();
         let program = catalogue.get(&attempt.program_id)?;
         let to = format!("{} {}", attempt.first_name, attempt.last_name);
         let cover = Cover {
+            kind,
             to: to.trim(),
             from: &program.name,
             subject: message.subject.as_deref(),
@@ -594,6 +598,7 @@ impl Handing {
             case_id: &self.attempt.case_id,
             channel: self.attempt.channel,
             destination: &self.attempt.destination,
+            addressee: (&self.attempt.first_name, &self.attempt.last_name),
             message: &self.message,
             document: self.document.as_ref(),
             caller: self.attempt.caller(),

@@ -1,10 +1,11 @@
 //! Contact points: phone numbers in E.164 and email addresses, normalised so the
-//! same number typed three ways finds the same case. Cases stores them; routing
+//! same number typed three ways finds the same case; postal addresses a letter
+//! can be sent to. Cases stores them; routing
 //! looks cases up by them.
 
 use phonenumber::Mode;
 use phonenumber::country::Id;
-use touchpoint_proto::v1::{Channel, ContactPoint, contact_point};
+use touchpoint_proto::v1::{Channel, ContactPoint, PostalAddress, contact_point};
 
 /// A field of a request is unusable. Names the field and the problem, never the
 /// value (it may be patient data).
@@ -24,6 +25,69 @@ impl FieldError {
             field: field.into(),
             problem,
         }
+    }
+}
+
+/// A postal address a letter can be sent to, as cadence keeps it on an
+/// enrolment and dispatch on a letter's attempt (patient data: `Debug` shows
+/// none of it).
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Address {
+    /// First line.
+    pub line1: String,
+    /// Second line, or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub line2: String,
+    /// City.
+    pub city: String,
+    /// State or region.
+    pub region: String,
+    /// ZIP or postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+impl Address {
+    /// From the event's address, when a letter can be addressed with it.
+    pub fn from_proto(address: Option<&PostalAddress>) -> Option<Self> {
+        let a = address.filter(|a| a.is_mailable())?;
+        Some(Self {
+            line1: a.line1.trim().to_owned(),
+            line2: a.line2.trim().to_owned(),
+            city: a.city.trim().to_owned(),
+            region: a.region.trim().to_owned(),
+            postal_code: a.postal_code.trim().to_owned(),
+            country: a.country.trim().to_owned(),
+        })
+    }
+
+    /// As a letter's attempt keeps it: JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// From a letter's attempt; None when it is not an address.
+    pub fn from_json(json: &str) -> Option<Self> {
+        serde_json::from_str(json).ok()
+    }
+
+    /// As events carry it.
+    pub fn to_proto(&self) -> PostalAddress {
+        PostalAddress {
+            line1: self.line1.clone(),
+            line2: self.line2.clone(),
+            city: self.city.clone(),
+            region: self.region.clone(),
+            postal_code: self.postal_code.clone(),
+            country: self.country.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Address(…)")
     }
 }
 

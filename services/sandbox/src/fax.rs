@@ -23,7 +23,7 @@ use axum::routing::post;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, basic_auth, is_e164, post_callback, serve};
+use super::{Fault, Refused, basic_auth, is_e164, post_callback, refusal, serve};
 use touchpoint_platform::multipart;
 use touchpoint_platform::signature;
 use touchpoint_platform::tls::Identity;
@@ -202,20 +202,9 @@ async fn create(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         return refused(StatusCode::UNAUTHORIZED, "Invalid API credentials");
     }
     let fault = shared.recorded().faults.pop_front();
-    match fault {
-        Some(Fault::Status(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return refused(status, "Internal server error");
-        }
-        Some(Fault::Refuse { status, .. }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-            return refused(status, "Refused by the sandbox");
-        }
-        Some(Fault::Stall(stall)) => {
-            tokio::time::sleep(stall).await;
-            return refused(StatusCode::SERVICE_UNAVAILABLE, "Stalled by the sandbox");
-        }
-        _ => {}
+    let answer = |status, why: Refused| refused(status, why.message());
+    if let Some(refused) = refusal(fault.as_ref(), answer).await {
+        return refused;
     }
     let content_type = headers
         .get("content-type")

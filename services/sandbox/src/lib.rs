@@ -1,7 +1,7 @@
 //! Stand-ins for outside providers, for tests and local runs: an SMS provider
 //! speaking Twilio's API (here), a fax provider speaking Phaxio's ([`fax`]), an
-//! email provider speaking Mailgun's ([`mailgun`]) and an SMTP server
-//! ([`smtp`]).
+//! email provider speaking Mailgun's ([`mailgun`]), a print-and-mail provider
+//! speaking Lob's ([`lob`]) and an SMTP server ([`smtp`]).
 //!
 //! The SMS stand-in: It speaks the part of
 //! Twilio's Programmable Messaging API dispatch uses, so the adapter's real HTTP
@@ -18,6 +18,7 @@
 
 pub mod fax;
 pub mod https;
+pub mod lob;
 pub mod mailgun;
 pub mod smtp;
 pub mod voice;
@@ -46,6 +47,18 @@ pub mod local {
     /// Where it reports complaints and unsubscribes: routing's webhook on the
     /// address `touchpoint up` gives it.
     pub const MAILGUN_COMPLAINT_WEBHOOK: &str = "http://127.0.0.1:8054/inbound/email/events";
+    /// The print-and-mail stand-in's address.
+    pub const LOB_ADDR: &str = "127.0.0.1:8084";
+    /// Its API key (development only).
+    pub const LOB_API_KEY: &str = "sandbox-lob-key";
+    /// The secret its webhooks are signed with (development only; dispatch
+    /// holds the same).
+    pub const LOB_WEBHOOK_SECRET: &str = "sandbox-lob-webhook-secret";
+    /// The return address saved in the account.
+    pub const LOB_FROM: &str = "adr_sandbox_return";
+    /// Where it reports letters' journeys: dispatch's callbacks on their
+    /// default address.
+    pub const LOB_WEBHOOK: &str = "http://127.0.0.1:8053/callbacks/mail/lob";
     /// The SMS account.
     pub const ACCOUNT_SID: &str = "ACsandbox0000000000000000000000000";
     /// The SMS account's token (development only).
@@ -96,6 +109,10 @@ pub mod local {
             ("TOUCHPOINT_MAILGUN_API_KEY", MAILGUN_API_KEY.into()),
             ("TOUCHPOINT_MAILGUN_FROM", MAIL_FROM.into()),
             ("TOUCHPOINT_MAILGUN_SIGNING_KEY", MAILGUN_SIGNING_KEY.into()),
+            ("TOUCHPOINT_MAIL_URL", format!("https://{LOB_ADDR}")),
+            ("TOUCHPOINT_MAIL_API_KEY", LOB_API_KEY.into()),
+            ("TOUCHPOINT_MAIL_FROM", LOB_FROM.into()),
+            ("TOUCHPOINT_MAIL_WEBHOOK_SECRET", LOB_WEBHOOK_SECRET.into()),
             ("TOUCHPOINT_SMTP_HOST", smtp_host.into()),
             ("TOUCHPOINT_SMTP_PORT", smtp_port.into()),
             ("TOUCHPOINT_SMTP_FROM", MAIL_FROM.into()),
@@ -357,34 +374,67 @@ async fn admit(
         return Err(error(StatusCode::UNAUTHORIZED, 20003, "Authenticate"));
     }
     let fault = shared.recorded().faults.pop_front();
-    match refusal(fault.as_ref()).await {
+    let answer = |status, why: Refused| {
+        let code = match why {
+            Refused::Internal => 20500,
+            Refused::Coded(code) => code,
+            Refused::Stalled => 20503,
+        };
+        error(status, code, why.message())
+    };
+    match refusal(fault.as_ref(), answer).await {
         Some(refused) => Err(refused),
         None => Ok(fault),
     }
 }
 
-/// The answer to a create request that meets `fault`, if the fault refuses it
-/// (after stalling, for [`Fault::Stall`]); None: the request is taken.
-async fn refusal(fault: Option<&Fault>) -> Option<Response> {
-    match fault? {
-        Fault::Status(status) => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Some(error(status, 20500, "Internal Server Error"))
+/// Why a fault refused a request, for each stand-in to answer in its
+/// provider's error shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// A server error ([`Fault::Status`]).
+    Internal,
+    /// A refusal with the provider's code ([`Fault::Refuse`]).
+    Coded(i64),
+    /// No answer in time ([`Fault::Stall`]).
+    Stalled,
+}
+
+impl Refused {
+    /// What the provider says.
+    fn message(self) -> &'static str {
+        match self {
+            Refused::Internal => "Internal server error",
+            Refused::Coded(_) => "Refused by the sandbox",
+            Refused::Stalled => "Stalled by the sandbox",
         }
-        Fault::Refuse { status, code } => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
-            Some(error(status, *code, "Refused by the sandbox"))
-        }
-        Fault::Stall(stall) => {
-            tokio::time::sleep(*stall).await;
-            Some(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                20503,
-                "Stalled by the sandbox",
-            ))
-        }
-        Fault::AcceptThenStall(_) => None,
     }
+}
+
+/// The answer, made by `answer`, to a create request that meets `fault`, if
+/// the fault refuses it (after stalling, for [`Fault::Stall`]); None: the
+/// request is taken.
+async fn refusal(
+    fault: Option<&Fault>,
+    answer: impl FnOnce(StatusCode, Refused) -> Response,
+) -> Option<Response> {
+    let (status, why) = match fault? {
+        Fault::Status(status) => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Refused::Internal,
+        ),
+        Fault::Refuse { status, code } => (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+            Refused::Coded(*code),
+        ),
+        Fault::Stall(stall) => {
+            // Nothing taken, and no answer in time.
+            tokio::time::sleep(*stall).await;
+            (StatusCode::SERVICE_UNAVAILABLE, Refused::Stalled)
+        }
+        Fault::AcceptThenStall(_) => return None,
+    };
+    Some(answer(status, why))
 }
 
 /// Serves `app` on `addr`, over TLS with `tls` when given, until the returned

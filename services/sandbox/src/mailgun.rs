@@ -33,7 +33,7 @@ use http::Method;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, basic_auth, serve};
+use super::{Fault, Refused, basic_auth, refusal, serve};
 use touchpoint_platform::http_client::{Exchange, HttpClient};
 use touchpoint_platform::signature;
 use touchpoint_platform::tls::Identity;
@@ -292,21 +292,9 @@ async fn send(
         return refusal;
     }
     let fault = shared.recorded().faults.pop_front();
-    match fault {
-        Some(Fault::Status(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return refused(status, "Internal server error");
-        }
-        Some(Fault::Refuse { status, .. }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            return refused(status, "Refused by the sandbox");
-        }
-        Some(Fault::Stall(stall)) => {
-            // Nothing taken, and no answer in time.
-            tokio::time::sleep(stall).await;
-            return refused(StatusCode::SERVICE_UNAVAILABLE, "Stalled by the sandbox");
-        }
-        _ => {}
+    let answer = |status, why: Refused| refused(status, why.message());
+    if let Some(refused) = refusal(fault.as_ref(), answer).await {
+        return refused;
     }
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| {

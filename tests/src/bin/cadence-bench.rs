@@ -267,6 +267,7 @@ fn enrolment(program: &Program, tz: Tz, enrolled_at: DateTime<Utc>, i: usize) ->
                 landline: None,
                 email: None,
                 region: None,
+                address: None,
             },
             ..Destinations::default()
         },

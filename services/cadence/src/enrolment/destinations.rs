@@ -1,6 +1,7 @@
 //! Where each channel reaches a case: the patient's contact points first, the
-//! caregiver's when the patient has none, the prescriber's office for fax; never
-//! a number or address that opted out of the channel.
+//! caregiver's when the patient has none, the prescriber's office for fax, the
+//! patient's own postal address for a letter; never a number or address that
+//! opted out of the channel.
 //!
 //! These are patient data. `Debug` says only which contact points are known, so
 //! an enrolment can be logged or shown in a test failure without them.
@@ -9,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use touchpoint_platform::contact::Address;
 use touchpoint_programs::{Whereabouts, us_region};
 use touchpoint_proto::v1::contact_point::Value;
 use touchpoint_proto::v1::{Channel, ContactPoint, ContactPoints};
@@ -36,6 +38,9 @@ pub struct PersonContacts {
     /// The region (state) of a US postal address, for the state rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The postal address, when a letter can be addressed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
 }
 
 impl PersonContacts {
@@ -47,6 +52,7 @@ impl PersonContacts {
             landline: known(&c.landline_e164),
             email: known(&c.email),
             region: us_region(c.postal_address.as_ref()).map(str::to_owned),
+            address: Address::from_proto(c.postal_address.as_ref()),
         })
     }
 
@@ -78,7 +84,8 @@ pub struct Destinations {
 
 impl Destinations {
     /// Where `channel` reaches the case, if anywhere. Voice tries mobiles before
-    /// landlines; postal mail is not sent by outreach requests.
+    /// landlines; a letter goes only to the patient's own address (a caregiver's
+    /// letters would need a caregiver text of their own, as SMS and email have).
     pub fn for_channel(&self, channel: Channel) -> Option<ContactPoint> {
         let (p, c) = (&self.patient, &self.caregiver);
         let first = |candidates: &[&Option<String>]| {
@@ -95,7 +102,11 @@ impl Destinations {
             }
             Channel::Email => first(&[&p.email, &c.email]).map(Value::Email),
             Channel::Fax => first(&[&self.prescriber_fax]).map(Value::FaxE164),
-            Channel::Mail | Channel::Unspecified => None,
+            Channel::Mail => p
+                .address
+                .as_ref()
+                .map(|a| Value::PostalAddress(a.to_proto())),
+            Channel::Unspecified => None,
         }?;
         Some(ContactPoint { value: Some(value) })
     }
@@ -146,6 +157,14 @@ impl Destinations {
             landline: Some("+15550000001".into()),
             email: Some("patient@example.invalid".into()),
             region: None,
+            address: Some(Address {
+                line1: "1 Example Street".into(),
+                city: "Springfield".into(),
+                region: "IL".into(),
+                postal_code: "62701".into(),
+                country: "US".into(),
+                ..Address::default()
+            }),
         };
         Self {
             patient: person,
@@ -163,6 +182,7 @@ impl fmt::Debug for PersonContacts {
             .field("landline", &self.landline.is_some())
             .field("email", &self.email.is_some())
             .field("region", &self.region.is_some())
+            .field("address", &self.address.is_some())
             .finish()
     }
 }
@@ -181,10 +201,12 @@ impl fmt::Debug for Destinations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use touchpoint_proto::v1::PostalAddress;
 
     fn phone(point: Option<ContactPoint>) -> Option<String> {
         match point?.value? {
             Value::PhoneE164(p) | Value::FaxE164(p) | Value::Email(p) => Some(p),
+            Value::PostalAddress(_) => None,
         }
     }
 
@@ -214,6 +236,42 @@ mod tests {
         assert_eq!(d.for_channel(Channel::Email), None);
         assert_eq!(d.for_channel(Channel::Fax), None);
         assert_eq!(d.for_channel(Channel::Mail), None);
+        d.caregiver.address = Some(Address {
+            line1: "9 Oak Avenue".into(),
+            city: "Chicago".into(),
+            region: "IL".into(),
+            postal_code: "60601".into(),
+            country: "US".into(),
+            ..Address::default()
+        });
+        assert_eq!(
+            d.for_channel(Channel::Mail),
+            None,
+            "a letter goes to the patient's own address, never the caregiver's"
+        );
+    }
+
+    #[test]
+    fn a_letter_needs_an_address_it_can_be_sent_to() {
+        let mut incomplete = PostalAddress {
+            line1: "12 Elm Street".into(),
+            city: "Tulsa".into(),
+            ..PostalAddress::default()
+        };
+        assert_eq!(Address::from_proto(Some(&incomplete)), None, "no country");
+        incomplete.country = "US".into();
+        let d = Destinations {
+            patient: PersonContacts::from_proto(Some(&ContactPoints {
+                postal_address: Some(incomplete.clone()),
+                ..ContactPoints::default()
+            })),
+            ..Destinations::default()
+        };
+        let point = d.for_channel(Channel::Mail);
+        assert_eq!(
+            point.as_ref().and_then(ContactPoint::postal),
+            Some(&incomplete)
+        );
     }
 
     #[test]
@@ -280,13 +338,22 @@ mod tests {
                 landline: None,
                 email: Some("ana.ruiz@example.com".into()),
                 region: Some("OK".into()),
+                address: Address::from_proto(Some(&PostalAddress {
+                    line1: "12 Elm Street".into(),
+                    city: "Tulsa".into(),
+                    region: "OK".into(),
+                    postal_code: "74103".into(),
+                    country: "US".into(),
+                    ..PostalAddress::default()
+                })),
             },
             caregiver: PersonContacts::default(),
             prescriber_fax: Some("+13125550111".into()),
             opted_out: [("CHANNEL_SMS".to_owned(), "+13125550142".to_owned())].into(),
         };
         let shown = format!("{d:?}");
-        for secret in ["3125550142", "ana.ruiz", "3125550111"] {
+        assert!(d.for_channel(Channel::Mail).is_some());
+        for secret in ["3125550142", "ana.ruiz", "3125550111", "Elm", "74103"] {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("mobile: true"), "{shown}");

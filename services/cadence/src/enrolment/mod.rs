@@ -310,8 +310,8 @@ pub struct NewEnrolment {
 /// Something that happened to the case, as cadence needs to know it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// New contact points.
-    ContactPoints(Destinations),
+    /// New contact points (boxed: they hold two postal addresses).
+    ContactPoints(Box<Destinations>),
     /// Consent was recorded on a channel (also a new consent after an opt-out).
     ConsentGranted(Channel),
     /// Consent was revoked on a channel: nothing more is sent there.
@@ -570,7 +570,7 @@ impl Enrolment {
     ) {
         match change {
             Change::ContactPoints(destinations) => {
-                self.destinations = self.destinations.replaced_by(destinations);
+                self.destinations = self.destinations.replaced_by(*destinations);
             }
             Change::DestinationOptedOut { channel, point } => {
                 let reaches_now = self

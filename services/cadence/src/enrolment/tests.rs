@@ -71,6 +71,7 @@ fn destinations() -> Destinations {
             landline: Some("+12125550100".into()),
             email: Some("ana@example.com".into()),
             region: None,
+            address: None,
         },
         caregiver: PersonContacts::default(),
         prescriber_fax: None,

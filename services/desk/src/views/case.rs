@@ -313,6 +313,13 @@ fn consents(desk: &Desk, language: Language, case: &Case, zone: Tz, revealed: bo
                         mask::email(e)
                     }
                 }
+                Some(contact_point::Value::PostalAddress(a)) => {
+                    if revealed {
+                        mask::address_in_full(a)
+                    } else {
+                        mask::address(a)
+                    }
+                }
             };
             let state = match ConsentState::try_from(consent.state) {
                 Ok(ConsentState::Granted) => "consent.granted",

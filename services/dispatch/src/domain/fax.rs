@@ -1,6 +1,8 @@
-//! A fax as it goes out: a cover page, then the body, as a PDF of US Letter pages
-//! in Courier (a fixed width, so lines wrap exactly and survive a fax machine's
-//! resolution). Pure: the same facts always make the same bytes.
+//! A fax or a letter as it goes out: a cover page, then the body, as a PDF of US
+//! Letter pages in Courier (a fixed width, so lines wrap exactly and survive a
+//! fax machine's resolution). A letter's first page says the same as a fax's
+//! cover, without the fax's title, and the print-and-mail provider adds the
+//! address page in front. Pure: the same facts always make the same bytes.
 //!
 //! The PDF uses the standard Courier font with WinAnsi encoding, which holds
 //! every letter English and Spanish need; a character outside it prints as `?`.
@@ -20,9 +22,20 @@ pub const LINE_CHARS: usize = 70;
 /// Lines that fit between the margins.
 pub const PAGE_LINES: usize = ((PAGE_HEIGHT - 2.0 * MARGIN) / LEADING) as usize;
 
+/// What is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A fax to the prescriber's office.
+    Fax,
+    /// A letter to the patient.
+    Letter,
+}
+
 /// What the cover page says (patient data: `Debug` shows none of it).
 #[derive(Clone, Copy)]
 pub struct Cover<'a> {
+    /// A fax or a letter.
+    pub kind: Kind,
     /// Who the fax is for.
     pub to: &'a str,
     /// Who sends it: the program.
@@ -38,13 +51,14 @@ pub struct Cover<'a> {
 impl std::fmt::Debug for Cover<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cover")
+            .field("kind", &self.kind)
             .field("date", &self.date)
             .field("language", &self.language)
             .finish_non_exhaustive()
     }
 }
 
-/// A rendered fax.
+/// A rendered fax or letter.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FaxDocument {
     /// The PDF.
@@ -63,7 +77,7 @@ impl std::fmt::Debug for FaxDocument {
 }
 
 struct Labels {
-    title: &'static str,
+    title: Option<&'static str>,
     to: &'static str,
     from: &'static str,
     date: &'static str,
@@ -74,10 +88,34 @@ struct Labels {
     notice: &'static str,
 }
 
-fn labels(language: Language) -> Labels {
-    match language {
-        Language::Es => Labels {
-            title: "FAX",
+fn labels(kind: Kind, language: Language) -> Labels {
+    match (kind, language) {
+        (Kind::Letter, Language::Es) => Labels {
+            title: None,
+            to: "Para:",
+            from: "De:",
+            date: "Fecha:",
+            pages: "Paginas:",
+            including: "incluida esta",
+            subject: "Asunto:",
+            confidential: "PERSONAL Y CONFIDENCIAL",
+            notice: "Esta carta contiene informacion de salud destinada solo a la persona \
+                     nombrada arriba. Si la recibio por error, devuelvala al remitente.",
+        },
+        (Kind::Letter, _) => Labels {
+            title: None,
+            to: "To:",
+            from: "From:",
+            date: "Date:",
+            pages: "Pages:",
+            including: "including this one",
+            subject: "Re:",
+            confidential: "PERSONAL AND CONFIDENTIAL",
+            notice: "This letter holds health information meant only for the person named \
+                     above. If it reached you by mistake, please return it to the sender.",
+        },
+        (Kind::Fax, Language::Es) => Labels {
+            title: Some("FAX"),
             to: "Para:",
             from: "De:",
             date: "Fecha:",
@@ -89,8 +127,8 @@ fn labels(language: Language) -> Labels {
                      nombrada arriba. Si lo recibio por error, avise al remitente de \
                      inmediato y destruyalo.",
         },
-        _ => Labels {
-            title: "FAX",
+        (Kind::Fax, _) => Labels {
+            title: Some("FAX"),
             to: "To:",
             from: "From:",
             date: "Date:",
@@ -105,7 +143,7 @@ fn labels(language: Language) -> Labels {
     }
 }
 
-/// The cover page and `body` as a fax.
+/// The cover page and `body` as a fax or a letter.
 pub fn render(cover: &Cover<'_>, body: &str) -> FaxDocument {
     let body_pages: Vec<Vec<String>> = wrap(body)
         .chunks(PAGE_LINES)
@@ -125,9 +163,12 @@ pub fn render(cover: &Cover<'_>, body: &str) -> FaxDocument {
 }
 
 fn cover_lines(cover: &Cover<'_>, pages: u32) -> Vec<String> {
-    let l = labels(cover.language);
+    let l = labels(cover.kind, cover.language);
     let field = |label: &str, value: &str| wrap(&format!("{label:<9}{value}"));
-    let mut lines = vec![l.title.to_owned(), String::new()];
+    let mut lines = Vec::new();
+    if let Some(title) = l.title {
+        lines.extend([title.to_owned(), String::new()]);
+    }
     lines.extend(field(l.to, cover.to));
     lines.extend(field(l.from, cover.from));
     lines.extend(field(l.date, &cover.date.format("%Y-%m-%d").to_string()));
@@ -242,6 +283,7 @@ mod tests {
 
     fn cover(language: Language) -> Cover<'static> {
         Cover {
+            kind: Kind::Fax,
             to: "Ana Garcia",
             from: "Adherence Program",
             subject: Some("Welcome"),
@@ -264,6 +306,18 @@ mod tests {
         assert_eq!(render(&cover(Language::En), &body).pages, 1 + 3);
         let full = "line\n".repeat(PAGE_LINES);
         assert_eq!(render(&cover(Language::En), &full).pages, 1 + 1);
+    }
+
+    #[test]
+    fn a_letter_is_not_titled_a_fax_and_asks_to_be_returned() {
+        let letter = Cover {
+            kind: Kind::Letter,
+            ..cover(Language::En)
+        };
+        let lines = cover_lines(&letter, 2);
+        assert!(!lines.iter().any(|l| l.contains("FAX")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("return it to the sender")));
+        assert_eq!(render(&letter, "Hello Ana.").pages, 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where messages are handed over. Adapters per channel (SMS and fax over their
 //! providers' HTTP APIs, email over Mailgun's HTTP API with SMTP behind it,
-//! people's calls over Twilio's voice API),
+//! people's calls over Twilio's voice API, letters over Lob's print-and-mail
+//! API),
 //! chosen by configuration; a channel with none configured refuses every
 //! hand-off permanently, so its attempts fail with a clear code instead of
 //! waiting forever.
@@ -10,6 +11,7 @@
 //! attempt left `sending` by a crash can be looked up before anything is resent.
 
 pub mod email;
+pub mod lob;
 pub mod mailgun;
 pub mod phaxio;
 pub mod throttle;
@@ -27,6 +29,7 @@ use crate::domain::fax::FaxDocument;
 use crate::metrics;
 
 pub use email::Mailer;
+pub use lob::Lob;
 pub use mailgun::Mailgun;
 pub use phaxio::Phaxio;
 pub use throttle::Throttle;
@@ -46,11 +49,14 @@ pub struct Outgoing<'a> {
     pub case_id: &'a str,
     /// The channel.
     pub channel: Channel,
-    /// Where to (phone, email address or fax number).
+    /// Where to (phone, email address, fax number, or a postal address as
+    /// JSON).
     pub destination: &'a str,
+    /// Given and family name: who a letter is addressed to.
+    pub addressee: (&'a str, &'a str),
     /// What to send.
     pub message: &'a Message,
-    /// For a fax: the document, cover page included.
+    /// For a fax or a letter: the document, cover page included.
     pub document: Option<&'a FaxDocument>,
     /// For a person's call: whose client rings first.
     pub caller: Option<&'a str>,
@@ -134,6 +140,35 @@ fn not_taken(provider: &str, exchange: &http::Exchange) -> Handoff {
     }
 }
 
+/// Asks a provider's list of messages (a `GET` of `url`, filtered by the
+/// attempt, with `authorization`) whether it took an attempt's message.
+/// `first_id` reads the first listed message's id from the answer (`Some(None)`:
+/// the list is empty). None: the provider could not be asked, or its answer
+/// could not be read; ask again later.
+async fn listed(
+    client: &http::HttpClient,
+    (url, authorization): (&str, &str),
+    provider: &str,
+    first_id: impl FnOnce(&[u8]) -> Option<Option<String>>,
+) -> Option<Lookup> {
+    let headers = [("authorization", authorization)];
+    match client
+        .send(::http::Method::GET, url, &headers, Vec::new())
+        .await
+    {
+        http::Exchange::Answered { status, body } if status.is_success() => {
+            Some(match first_id(&body)? {
+                Some(message_id) => Lookup::Accepted {
+                    provider: provider.into(),
+                    message_id,
+                },
+                None => Lookup::NotFound,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The code of a hand-off refused because no provider serves the channel.
 pub const NO_PROVIDER: &str = "no_provider";
 
@@ -150,6 +185,8 @@ pub struct Providers {
     pub fax: Option<Phaxio>,
     /// The voice provider, for people's calls (click to call).
     pub voice: Option<TwilioVoice>,
+    /// The print-and-mail provider, for letters.
+    pub mail: Option<Lob>,
     /// The pace of each SMS provider (by index), where one is set.
     pub sms_pace: Vec<Option<Throttle>>,
     /// The pace of the HTTP email provider, where one is set.
@@ -158,6 +195,8 @@ pub struct Providers {
     pub email_pace: Option<Throttle>,
     /// The pace of the fax provider, where one is set.
     pub fax_pace: Option<Throttle>,
+    /// The pace of the print-and-mail provider, where one is set.
+    pub mail_pace: Option<Throttle>,
 }
 
 /// One of email's providers.
@@ -196,7 +235,8 @@ impl Providers {
             }
             Channel::Fax => usize::from(self.fax.is_some()),
             Channel::Voice => usize::from(self.voice.is_some()),
-            _ => 0,
+            Channel::Mail => usize::from(self.mail.is_some()),
+            Channel::Unspecified => 0,
         }
     }
 
@@ -210,6 +250,7 @@ impl Providers {
                 _ => self.email_pace.as_ref(),
             },
             Channel::Fax => self.fax_pace.as_ref(),
+            Channel::Mail => self.mail_pace.as_ref(),
             _ => None,
         };
         pace.map_or(Ok(()), Throttle::admit)
@@ -225,6 +266,7 @@ impl Providers {
             (Channel::Voice, _, _) if index == 0 && self.voice.is_some() => {
                 twilio_voice::NAME.into()
             }
+            (Channel::Mail, _, _) if index == 0 && self.mail.is_some() => lob::NAME.into(),
             _ => "none".into(),
         }
     }
@@ -285,6 +327,24 @@ impl Providers {
                     permanent: true,
                 },
             },
+            (Channel::Mail, _, _) if index == 0 => match (&self.mail, outgoing.document) {
+                (Some(mail), Some(document)) => {
+                    let (given, family) = outgoing.addressee;
+                    let addressee = format!("{given} {family}");
+                    mail.send(lob::Posted {
+                        attempt_id: outgoing.attempt_id,
+                        addressee: addressee.trim(),
+                        address: outgoing.destination,
+                        document,
+                    })
+                    .await
+                }
+                _ => Handoff::Refused {
+                    provider: "none".into(),
+                    code: NO_PROVIDER.into(),
+                    permanent: true,
+                },
+            },
             (Channel::Fax, _, _) if index == 0 => match (&self.fax, outgoing.document) {
                 (Some(fax), Some(document)) => {
                     fax.send(outgoing.attempt_id, outgoing.destination, document)
@@ -332,6 +392,11 @@ impl Providers {
                     _ => Some(Lookup::Unknowable),
                 }
             }
+            Channel::Mail if provider == Some(lob::NAME) => match &self.mail {
+                Some(mail) => mail.lookup(outgoing.attempt_id).await,
+                // Configured away since: nobody left to ask.
+                None => Some(Lookup::Unknowable),
+            },
             Channel::Email if provider == Some(mailgun::NAME) => match &self.mailgun {
                 Some(mailgun) => mailgun.lookup(outgoing.attempt_id, since).await,
                 // Configured away since: nobody left to ask.

@@ -128,27 +128,10 @@ impl Phaxio {
             .finish();
         let url = format!("{}?{query}", self.faxes_url());
         let authorization = self.authorization();
-        match self
-            .client
-            .send(
-                Method::GET,
-                &url,
-                &[("authorization", &authorization)],
-                Vec::new(),
-            )
-            .await
-        {
-            Exchange::Answered { status, body } if status.is_success() => {
-                let listed: Listed = serde_json::from_slice(&body).ok()?;
-                Some(match listed.data.first() {
-                    Some(found) => Lookup::Accepted {
-                        provider: NAME.into(),
-                        message_id: found.id.to_string(),
-                    },
-                    None => Lookup::NotFound,
-                })
-            }
-            _ => None,
-        }
+        super::listed(&self.client, (&url, &authorization), NAME, |body| {
+            let listed: Listed = serde_json::from_slice(body).ok()?;
+            Some(listed.data.first().map(|found| found.id.to_string()))
+        })
+        .await
     }
 }

@@ -4,7 +4,6 @@
 //! The PDF is read back with poppler's `pdftotext` and `pdfinfo` (installed by
 //! `deploy/setup.sh`), so it is checked by a reader that is not ours.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
@@ -51,31 +50,6 @@ async fn request_fax(world: &World, case_id: &str, language: Language) -> String
     id
 }
 
-/// What poppler reads in `fax`'s PDF: its text and its page count.
-fn read_pdf(fax: &ReceivedFax) -> (String, u32) {
-    let dir = std::env::temp_dir().join(format!("touchpoint-fax-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.join("fax.pdf");
-    std::fs::write(&file, &fax.pdf).unwrap_or_else(|e| panic!("{e}"));
-    let run = |program: &str, args: &[&std::ffi::OsStr]| {
-        let out = Command::new(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{program} (installed by deploy/setup.sh): {e}"));
-        assert!(out.status.success(), "{program} could not read the PDF");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let text = run("pdftotext", &[file.as_os_str(), "-".as_ref()]);
-    let info = run("pdfinfo", &[file.as_os_str()]);
-    let _ = std::fs::remove_dir_all(&dir);
-    let pages = info
-        .lines()
-        .find_map(|l| l.strip_prefix("Pages:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("pdfinfo gave no page count"));
-    (text, pages)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fax_goes_out_once_as_a_cover_page_and_the_body_in_either_language() {
     let provider = sandbox().await;
@@ -101,7 +75,7 @@ async fn a_fax_goes_out_once_as_a_cover_page_and_the_body_in_either_language() {
         assert_eq!(fax.to, "+12125550111");
         assert_eq!(sent.provider, "fax");
         assert_eq!(sent.provider_message_id, fax.id.to_string());
-        let (text, pages) = read_pdf(fax);
+        let (text, pages) = read_pdf(&fax.pdf);
         assert_eq!(pages, 2, "a cover page and one page of body");
         assert_eq!(sent.pages, 2);
         assert!(text.contains(cover_label), "the cover in the language");
@@ -115,7 +89,8 @@ async fn a_fax_goes_out_once_as_a_cover_page_and_the_body_in_either_language() {
             .received()
             .into_iter()
             .find(|f| f.tags.get("attempt") == Some(&spanish))
-            .unwrap_or_else(|| panic!("the Spanish fax")),
+            .unwrap_or_else(|| panic!("the Spanish fax"))
+            .pdf,
     );
     assert!(spanish_text.contains("llámenos"), "accents survive WinAnsi");
 }

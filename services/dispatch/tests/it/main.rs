@@ -5,6 +5,7 @@
 mod calls;
 mod email;
 mod fax;
+mod letters;
 mod mailgun;
 mod preview;
 mod process;

@@ -188,6 +188,7 @@ pub fn requested(case_id: &str, channel: Channel) -> Envelope {
     let destination = match channel {
         Channel::Email => contact_point::Value::Email("ana@example.com".into()),
         Channel::Fax => contact_point::Value::FaxE164("+12125550111".into()),
+        Channel::Mail => contact_point::Value::PostalAddress(home()),
         _ => contact_point::Value::PhoneE164("+12125550142".into()),
     };
     event(
@@ -208,6 +209,18 @@ pub fn requested(case_id: &str, channel: Channel) -> Envelope {
             ..OutreachRequested::default()
         }),
     )
+}
+
+/// The patient's home in New York: where her letters go.
+pub fn home() -> touchpoint_proto::v1::PostalAddress {
+    touchpoint_proto::v1::PostalAddress {
+        line1: "350 Fifth Avenue".into(),
+        line2: "Apt 4B".into(),
+        city: "New York".into(),
+        region: "NY".into(),
+        postal_code: "10118".into(),
+        country: "US".into(),
+    }
 }
 
 /// The attempt id of a request.
@@ -267,6 +280,7 @@ fn outcome_attempt(envelope: &Envelope) -> Option<&str> {
         Payload::AttemptSuppressed(p) => Some(&p.attempt_id),
         Payload::CallTaskRequested(p) => Some(&p.attempt_id),
         Payload::AttemptDelivered(p) => Some(&p.attempt_id),
+        Payload::AttemptInTransit(p) => Some(&p.attempt_id),
         _ => None,
     }
 }
@@ -288,3 +302,29 @@ pub fn sms_provider(
 
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "sandbox-auth-token";
+
+/// What poppler reads in a PDF (a fax's, a letter's): its text and its page
+/// count. Poppler is installed by `deploy/setup.sh`.
+pub fn read_pdf(pdf: &[u8]) -> (String, u32) {
+    let dir = std::env::temp_dir().join(format!("touchpoint-pdf-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("document.pdf");
+    std::fs::write(&file, pdf).unwrap_or_else(|e| panic!("{e}"));
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} (installed by deploy/setup.sh): {e}"));
+        assert!(out.status.success(), "{program} could not read the PDF");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = run("pdftotext", &[file.as_os_str(), "-".as_ref()]);
+    let info = run("pdfinfo", &[file.as_os_str()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let pages = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("pdfinfo gave no page count"));
+    (text, pages)
+}

@@ -13,7 +13,7 @@
 //! sits on a lock screen and in carrier logs. HTML is escaped; an unknown
 //! variable is an error, never an empty string.
 //!
-//! Every channel a step sends on (SMS, email, fax) needs a text in the program's
+//! Every channel a step sends on (SMS, email, fax, mail) needs a text in the program's
 //! first language. A missing translation falls back to it, and the rendered
 //! message says so.
 //!
@@ -44,8 +44,8 @@ pub const CAREGIVER_VARIABLES: [&str; 1] = ["program_name"];
 /// Channels whose messages may reach a caregiver.
 const TO_CAREGIVERS: [Channel; 2] = [Channel::Sms, Channel::Email];
 /// Channels whose messages are written from templates (voice is a call task for
-/// a coordinator; postal mail is not sent by outreach requests).
-const WRITTEN: [Channel; 3] = [Channel::Sms, Channel::Email, Channel::Fax];
+/// a coordinator).
+const WRITTEN: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Fax, Channel::Mail];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Part {
@@ -518,10 +518,12 @@ fn parse_name(name: &str) -> Result<Key, String> {
         Some("sms") => Some(Channel::Sms),
         Some("email") => Some(Channel::Email),
         Some("fax") => Some(Channel::Fax),
+        // A letter's body.
+        Some("mail") => Some(Channel::Mail),
         // A call script: what the coordinator reads when making the step's call.
         Some("call") if audience == Audience::Patient => Some(Channel::Voice),
         Some("call") => return Err("a call script is read to the patient: no .caregiver.".into()),
-        Some(_) => return Err("has an unknown channel: use sms, email, fax or call".into()),
+        Some(_) => return Err("has an unknown channel: use sms, email, fax, mail or call".into()),
     };
     let part = match (ext, channel) {
         ("txt", _) => Part::Text,
