@@ -1,5 +1,6 @@
 //! The spine against real PostgreSQL and a real Kafka-protocol broker: outbox →
-//! relay → topic → inbox consumer, across processes, through crashes and poison.
+//! relay → topic → inbox consumer, across processes, through crashes and poison,
+//! and each table's retention.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -17,7 +18,7 @@ use touchpoint_platform::outbox::EVENT_ID_HEADER;
 use touchpoint_platform::shutdown::Shutdown;
 use touchpoint_platform::testkit::{self, TestDatabase, eventually};
 use touchpoint_platform::topics::{self, Stream, Topics};
-use touchpoint_platform::{db, kafka, trace_context};
+use touchpoint_platform::{db, inbox, kafka, trace_context};
 use touchpoint_tests::spine;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -495,4 +496,104 @@ async fn published_rows_are_deleted_after_the_retention_and_later_rows_still_go_
     relay.drain(WAIT).await;
 
     world.assert_each_published_once(150).await;
+}
+
+impl World {
+    async fn inbox_sequences(&self) -> Vec<i64> {
+        sqlx::query_scalar(
+            "SELECT e.sequence FROM inbox i JOIN spine_effects e USING (event_id)
+             ORDER BY e.sequence",
+        )
+        .fetch_all(&self.consumer_pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_rows_past_the_retention_are_purged_and_a_redelivery_inside_it_has_no_second_effect()
+{
+    let world = World::new().await;
+    let _pipeline = world.in_process_pipeline();
+    world.append_and_wait_published(1..=40, "published").await;
+    world.wait_for_effects(40).await;
+    // The first twenty were applied 46 days ago; the retention is 45.
+    sqlx::query(
+        "UPDATE inbox SET processed_at = now() - interval '46 days'
+         WHERE event_id IN (SELECT event_id FROM spine_effects WHERE sequence <= 20)",
+    )
+    .execute(&world.consumer_pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let retention = Duration::from_secs(45 * 86_400);
+    let purged = inbox::purge(&world.consumer_pool, spine::CONSUMER_NAME, retention)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(purged, 20, "what is past the retention goes");
+    assert_eq!(
+        world.inbox_sequences().await,
+        (21..=40).collect::<Vec<i64>>(),
+        "nothing younger goes"
+    );
+    let again = inbox::purge(&world.consumer_pool, spine::CONSUMER_NAME, retention).await;
+    assert_eq!(again.ok(), Some(0));
+
+    // Records come again: those still remembered (21-40) have no second
+    // effect. One past the retention (1), which a topic no longer holds by
+    // then, would be applied again: the retention must outlast the topics'.
+    let wire = world
+        .read_topic(&world.case_topic(), |seen| seen.len() >= 40)
+        .await;
+    let producer: FutureProducer = kafka::idempotent_producer_config(&world.config.kafka)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let effects = world.effects().await;
+    let sequence_of: HashMap<uuid::Uuid, i64> =
+        effects.iter().map(|(id, _, seq, _)| (*id, *seq)).collect();
+    let topic = world.case_topic();
+    let mut resent = 0;
+    for record in &wire {
+        let id = header(record, EVENT_ID_HEADER).and_then(|id| uuid::Uuid::parse_str(id).ok());
+        let sequence = id.and_then(|id| sequence_of.get(&id).copied());
+        if !matches!(sequence, Some(1 | 21..=40)) {
+            continue;
+        }
+        let mut again = FutureRecord::to(&topic).payload(record.payload().unwrap_or_default());
+        if let Some(key) = record.key() {
+            again = again.key(key);
+        }
+        producer
+            .send(again, Timeout::After(WAIT))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{e}"));
+        resent += 1;
+    }
+    assert_eq!(resent, 21);
+    // A last record for each case, behind the redelivered ones in its
+    // partition: once they are applied, so is everything before them.
+    world
+        .append_and_wait_published(41..=47, "markers published")
+        .await;
+    world.wait_for_effects(48).await;
+    let effects = world.effects().await;
+    let applied = |n: i64| effects.iter().filter(|(_, _, seq, _)| *seq == n).count();
+    assert_eq!(effects.len(), 48, "40 + 7 markers + the one forgotten");
+    assert_eq!(applied(30), 1, "remembered: applied once");
+    assert_eq!(applied(1), 2, "forgotten past the retention: applied again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_purges_its_own_inbox_past_the_retention_and_goes_on_applying() {
+    let mut world = World::new().await;
+    world.config.consumer.inbox_retention = Duration::from_secs(1);
+    let _pipeline = world.in_process_pipeline();
+    world.append_and_wait_published(1..=30, "published").await;
+    world.wait_for_effects(30).await;
+    eventually("the inbox purged", WAIT, || async {
+        world.inbox_sequences().await.is_empty().then_some(())
+    })
+    .await;
+    world.append_and_wait_published(31..=40, "later ones").await;
+    world.wait_for_effects(40).await;
+    assert_eq!(world.effects().await.len(), 40, "each applied once");
 }

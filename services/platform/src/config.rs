@@ -295,6 +295,11 @@ pub struct ConsumerConfig {
     /// place in each consumer group at once instead of joining as a stranger.
     /// Unset: dynamic membership.
     pub instance_id: Option<String>,
+    /// `TOUCHPOINT_INBOX_RETENTION_DAYS` (45): how long an applied event's id
+    /// is kept, so its record redelivered within that time has no second
+    /// effect. Longer than the topics keep records (30 days), so a consumer
+    /// group reset to the earliest offset replays nothing twice.
+    pub inbox_retention: Duration,
 }
 
 impl ConsumerConfig {
@@ -317,6 +322,9 @@ impl ConsumerConfig {
             max_attempts: env.count("TOUCHPOINT_CONSUMER_MAX_ATTEMPTS", 3, 100)? as u32,
             retry_backoff: env.millis("TOUCHPOINT_CONSUMER_RETRY_MS", 50)?,
             instance_id,
+            inbox_retention: Duration::from_secs(
+                env.count("TOUCHPOINT_INBOX_RETENTION_DAYS", 45, 3650)? as u64 * 86_400,
+            ),
         })
     }
 }

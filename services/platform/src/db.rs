@@ -141,7 +141,7 @@ mod tests {
     fn platform_migrations_come_first() -> Result<(), DbError> {
         let combined = migrator_for(&Migrator::DEFAULT)?;
         let versions: Vec<i64> = combined.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 3]);
         Ok(())
     }
 }

@@ -14,6 +14,11 @@
 //!
 //! A record's key is its case id, so one case's records share a partition and are
 //! applied in order.
+//!
+//! Each consumer purges its own inbox rows older than the retention
+//! (`TOUCHPOINT_INBOX_RETENTION_DAYS`, longer than the topics keep records)
+//! between batches, at most hourly, so the table holds what a redelivery could
+//! still bring and no more.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -37,6 +42,37 @@ use crate::envelope::decode;
 use crate::kafka;
 use crate::metrics::{self, ConsumerLag};
 use crate::trace_context::{TRACEPARENT, continue_trace};
+
+/// How often a consumer purges its inbox of rows older than the retention (or
+/// as often as the retention lasts, when it is shorter).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Rows deleted per statement of a purge, so applying is never held up long.
+const PURGE_SLICE: u64 = 10_000;
+
+/// Deletes `consumer`'s inbox rows processed longer than `retention` ago;
+/// returns how many. A record whose row is gone would be applied again if it
+/// came back, so the retention must outlast the topics' own.
+pub async fn purge(pool: &PgPool, consumer: &str, retention: Duration) -> Result<u64, sqlx::Error> {
+    let mut purged = 0;
+    loop {
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM inbox WHERE ctid IN (
+                 SELECT ctid FROM inbox
+                 WHERE consumer = $1 AND processed_at < now() - make_interval(secs => $2)
+                 LIMIT {PURGE_SLICE})"
+        ))
+        .bind(consumer)
+        .bind(retention.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+        purged += deleted;
+        if deleted < PURGE_SLICE {
+            return Ok(purged);
+        }
+    }
+}
 
 /// `session.timeout.ms` for a static member (`TOUCHPOINT_CONSUMER_INSTANCE_ID`).
 const STATIC_SESSION_TIMEOUT_MS: &str = "45000";
@@ -235,9 +271,16 @@ impl<H: Handler> InboxConsumer<H> {
         tracing::info!(consumer = %self.name, "inbox consumer started");
 
         let mut batches = consumer.stream().ready_chunks(self.config.batch_size);
+        let every = PURGE_EVERY.min(self.config.inbox_retention);
+        let mut purge_due = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        purge_due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = tokio::select! {
                 () = shutdown.cancelled() => break,
+                _ = purge_due.tick() => {
+                    self.purge().await;
+                    continue;
+                }
                 batch = batches.next() => batch,
             };
             let Some(batch) = batch else { break };
@@ -268,6 +311,16 @@ impl<H: Handler> InboxConsumer<H> {
         }
         tracing::info!(consumer = %self.name, "inbox consumer stopped");
         Ok(())
+    }
+
+    /// Purges this consumer's inbox rows older than the retention; a failure is
+    /// logged and tried again at the next turn.
+    async fn purge(&self) {
+        match purge(&self.pool, &self.name, self.config.inbox_retention).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(consumer = %self.name, purged, "inbox purged"),
+            Err(error) => tracing::warn!(consumer = %self.name, %error, "inbox purge failed"),
+        }
     }
 
     /// Applies `records` and dead-letters what cannot be applied. Retries the whole

@@ -314,6 +314,7 @@ pub fn platform_config(service: &str, database: &TestDatabase, prefix: &str) -> 
         max_attempts: 3,
         retry_backoff: Duration::from_millis(10),
         instance_id: None,
+        inbox_retention: Duration::from_secs(45 * 86_400),
     };
     config.access.tokens = test_tokens();
     config
