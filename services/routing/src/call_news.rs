@@ -2,7 +2,8 @@
 //! cases: who took it and for how long (`CallAnswered`), and the voicemail a
 //! caller left for their callback (`VoicemailLeft`, naming the task and the
 //! provider's recording). Each piece of news is recorded once, however often
-//! the provider reports it.
+//! the provider reports it; what was recorded is forgotten after the inbox's
+//! retention.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -13,6 +14,19 @@ use touchpoint_proto::v1::{CallAnswered, VoicemailLeft};
 use uuid::Uuid;
 
 use crate::store::StoreError;
+
+/// Forgets news recorded longer than `retention` ago; returns how many. A
+/// provider repeats a report for hours at most, so the inbox's retention
+/// (`TOUCHPOINT_INBOX_RETENTION_DAYS`) is ample.
+pub async fn purge(pool: &PgPool, retention: std::time::Duration) -> Result<u64, StoreError> {
+    let purged =
+        sqlx::query("DELETE FROM call_news WHERE recorded_at < now() - make_interval(secs => $1)")
+            .bind(retention.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected();
+    Ok(purged)
+}
 
 /// What the provider reported of a call routing took in.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -311,6 +311,28 @@ pub async fn start(config: Config, shutdown: &Shutdown) -> Result<Addresses, Rou
             }
         });
     }
+    {
+        // Call news is kept as long as the inbox remembers events, then
+        // forgotten, hourly.
+        let (pool, retention, stop) = (
+            platform.pool.clone(),
+            platform.config.consumer.inbox_retention,
+            shutdown.token(),
+        );
+        shutdown.spawn(async move {
+            let every = Duration::from_secs(3600).min(retention);
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(error) = call_news::purge(&pool, retention).await {
+                    tracing::warn!(%error, "call news purge failed; tried again next hour");
+                }
+            }
+        });
+    }
     let inbound_topic = platform.topics.name(Stream::Inbound);
     let inbound = Inbound::new(
         platform.pool.clone(),

@@ -231,6 +231,26 @@ async fn a_call_nobody_answers_becomes_one_callback_for_the_coordinator_it_rang(
         .filter(|e| matches!(e.payload, Some(Payload::CallAnswered(_))))
         .count();
     assert_eq!(answered, 1, "one CallAnswered for the answered call");
+
+    // What was recorded is forgotten after the retention, and only that.
+    let options: sqlx::postgres::PgConnectOptions = world
+        .database
+        .url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .options([("search_path", "routing")]);
+    let pool = sqlx::PgPool::connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let retention = std::time::Duration::from_secs(45 * 86_400);
+    let kept = touchpoint_routing::call_news::purge(&pool, retention).await;
+    assert_eq!(kept.ok(), Some(0), "news younger than the retention stays");
+    sqlx::query("UPDATE call_news SET recorded_at = now() - interval '46 days'")
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let purged = touchpoint_routing::call_news::purge(&pool, retention).await;
+    assert_eq!(purged.ok(), Some(1), "the answered call's news, once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
