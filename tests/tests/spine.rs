@@ -597,3 +597,24 @@ async fn a_consumer_purges_its_own_inbox_past_the_retention_and_goes_on_applying
     world.wait_for_effects(40).await;
     assert_eq!(world.effects().await.len(), 40, "each applied once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_retention_each_row_is_deleted_as_it_is_published_and_goes_out_once() {
+    let mut world = World::new().await;
+    world.config.outbox.sent_retention = Duration::ZERO;
+    let relay = Shutdown::new();
+    relay.spawn(
+        spine::relay(&world.producer_pool, &world.config)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .run(relay.token()),
+    );
+    world
+        .append_and_wait_published(1..=100, "rows published")
+        .await;
+    assert_eq!(world.outbox_rows().await, 0, "nothing kept once published");
+    world
+        .append_and_wait_published(101..=150, "later rows published")
+        .await;
+    relay.drain(WAIT).await;
+    world.assert_each_published_once(150).await;
+}

@@ -261,7 +261,8 @@ pub struct OutboxConfig {
     /// before the next, so the commits of that time go out as one round.
     pub linger: Duration,
     /// `TOUCHPOINT_OUTBOX_RETENTION_SECS`: how long published rows are kept
-    /// before the relay deletes them (Kafka holds the records themselves).
+    /// before the relay deletes them (Kafka holds the records themselves); 0,
+    /// the default, deletes each row as it is published.
     pub sent_retention: Duration,
 }
 
@@ -272,11 +273,18 @@ impl OutboxConfig {
             batch_size: env.count("TOUCHPOINT_OUTBOX_BATCH", 1000, 50_000)?,
             poll_interval: env.millis("TOUCHPOINT_OUTBOX_POLL_MS", 200)?,
             linger: env.millis("TOUCHPOINT_OUTBOX_LINGER_MS", 10)?,
-            sent_retention: Duration::from_secs(env.count(
-                "TOUCHPOINT_OUTBOX_RETENTION_SECS",
-                86_400,
-                30 * 86_400,
-            )? as u64),
+            sent_retention: {
+                const VAR: &str = "TOUCHPOINT_OUTBOX_RETENTION_SECS";
+                const MAX: u64 = 30 * 86_400;
+                let secs: u64 = env.parse(VAR, 0, &format!("an integer from 0 to {MAX}"))?;
+                if secs > MAX {
+                    return Err(ConfigError::new(
+                        VAR,
+                        format!("expected an integer from 0 to {MAX}"),
+                    ));
+                }
+                Duration::from_secs(secs)
+            },
         })
     }
 }

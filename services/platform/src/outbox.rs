@@ -298,8 +298,15 @@ impl OutboxRelay {
             if shutdown.is_cancelled() {
                 break TermEnd::Shutdown;
             }
-            // A retention shorter than the interval is purged as often as it lasts.
-            if last_purge.elapsed() >= PURGE_EVERY.min(self.config.sent_retention) {
+            // A retention shorter than the interval is purged as often as it
+            // lasts; with none, rows kept under an earlier setting still go.
+            let retention = self.config.sent_retention;
+            let every = if retention.is_zero() {
+                PURGE_EVERY
+            } else {
+                PURGE_EVERY.min(retention)
+            };
+            if last_purge.elapsed() >= every {
                 last_purge = tokio::time::Instant::now();
                 if let Err(error) = purge_sent(&mut session, self.config.sent_retention).await {
                     break TermEnd::Lost(error);
@@ -370,7 +377,15 @@ impl OutboxRelay {
             // Planned afresh each time (an unnamed statement): a plan cached
             // while the table was small scans all of it once it is not, and
             // did, costing a core at 2,000 events/s.
-            sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+            // With no retention a published row is deleted at once: one small
+            // WAL record instead of a whole new row version now and a delete
+            // later.
+            let statement = if self.config.sent_retention.is_zero() {
+                "DELETE FROM outbox WHERE id = ANY($1)"
+            } else {
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1)"
+            };
+            sqlx::query(statement)
                 .persistent(false)
                 .bind(&sent)
                 .execute(&mut *session)
