@@ -50,12 +50,17 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per statement of a purge, so applying is never held up long.
 const PURGE_SLICE: u64 = 10_000;
 
-/// Deletes `consumer`'s inbox rows processed longer than `retention` ago;
-/// returns how many. A record whose row is gone would be applied again if it
-/// came back, so the retention must outlast the topics' own.
+/// Statements per purge: a million rows, the rest at the next turn, so a first
+/// purge of a long-kept table does not stop applying for long.
+const PURGE_SLICES: usize = 100;
+
+/// Deletes up to a million of `consumer`'s inbox rows processed longer than
+/// `retention` ago; returns how many. A record whose row is gone would be
+/// applied again if it came back, so the retention must outlast the topics'
+/// own.
 pub async fn purge(pool: &PgPool, consumer: &str, retention: Duration) -> Result<u64, sqlx::Error> {
     let mut purged = 0;
-    loop {
+    for _ in 0..PURGE_SLICES {
         let deleted = sqlx::query(&format!(
             "DELETE FROM inbox WHERE ctid IN (
                  SELECT ctid FROM inbox
@@ -69,9 +74,10 @@ pub async fn purge(pool: &PgPool, consumer: &str, retention: Duration) -> Result
         .rows_affected();
         purged += deleted;
         if deleted < PURGE_SLICE {
-            return Ok(purged);
+            break;
         }
     }
+    Ok(purged)
 }
 
 /// `session.timeout.ms` for a static member (`TOUCHPOINT_CONSUMER_INSTANCE_ID`).
