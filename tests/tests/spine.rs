@@ -96,6 +96,17 @@ impl World {
         )
     }
 
+    /// Runs a relay inside this process until the returned shutdown.
+    fn relay(&self) -> Shutdown {
+        let relay = Shutdown::new();
+        relay.spawn(
+            spine::relay(&self.producer_pool, &self.config)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .run(relay.token()),
+        );
+        relay
+    }
+
     /// Runs a relay and a consumer inside this process until the returned shutdown.
     fn in_process_pipeline(&self) -> Shutdown {
         let shutdown = Shutdown::new();
@@ -477,12 +488,7 @@ async fn two_relay_replicas_publish_each_row_once_and_the_standby_takes_over() {
 async fn published_rows_are_deleted_after_the_retention_and_later_rows_still_go_out() {
     let mut world = World::new().await;
     world.config.outbox.sent_retention = Duration::from_secs(1);
-    let relay = Shutdown::new();
-    relay.spawn(
-        spine::relay(&world.producer_pool, &world.config)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .run(relay.token()),
-    );
+    let relay = world.relay();
     world
         .append_and_wait_published(1..=100, "first rows published")
         .await;
@@ -602,12 +608,7 @@ async fn a_consumer_purges_its_own_inbox_past_the_retention_and_goes_on_applying
 async fn with_no_retention_each_row_is_deleted_as_it_is_published_and_goes_out_once() {
     let mut world = World::new().await;
     world.config.outbox.sent_retention = Duration::ZERO;
-    let relay = Shutdown::new();
-    relay.spawn(
-        spine::relay(&world.producer_pool, &world.config)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .run(relay.token()),
-    );
+    let relay = world.relay();
     world
         .append_and_wait_published(1..=100, "rows published")
         .await;

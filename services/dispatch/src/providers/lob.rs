@@ -170,18 +170,6 @@ impl Lob {
             )
             .await;
         match exchange {
-            Exchange::Answered { status, body } if status.is_success() => {
-                match serde_json::from_slice::<Letter>(&body) {
-                    Ok(created) if !created.id.is_empty() => Handoff::Accepted {
-                        provider: NAME.into(),
-                        message_id: created.id,
-                    },
-                    _ => Handoff::Ambiguous {
-                        provider: NAME.into(),
-                        code: "no_id".into(),
-                    },
-                }
-            }
             Exchange::Answered { status, body } if status.as_u16() == 422 => {
                 // Lob's own code says what it would not take (an address it
                 // cannot deliver to, a PDF it cannot print).
@@ -196,7 +184,10 @@ impl Lob {
                     permanent: true,
                 }
             }
-            other => super::not_taken(NAME, &other),
+            other => super::taken(NAME, &other, |body| {
+                let letter = serde_json::from_slice::<Letter>(body).ok()?;
+                (!letter.id.is_empty()).then_some(letter.id)
+            }),
         }
     }
 

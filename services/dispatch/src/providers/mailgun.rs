@@ -166,25 +166,10 @@ impl Mailgun {
                 body,
             )
             .await;
-        match exchange {
-            Exchange::Answered { status, body } if status.is_success() => {
-                match serde_json::from_slice::<Queued>(&body)
-                    .ok()
-                    .filter(|q| !q.id.is_empty())
-                {
-                    Some(queued) => Handoff::Accepted {
-                        provider: NAME.into(),
-                        message_id: queued.id.trim_matches(['<', '>']).to_owned(),
-                    },
-                    // Taken, by its status, but without an id: look it up.
-                    None => Handoff::Ambiguous {
-                        provider: NAME.into(),
-                        code: "no_id".into(),
-                    },
-                }
-            }
-            other => super::not_taken(NAME, &other),
-        }
+        super::taken(NAME, &exchange, |body| {
+            let queued = serde_json::from_slice::<Queued>(body).ok()?;
+            (!queued.id.is_empty()).then(|| queued.id.trim_matches(['<', '>']).to_owned())
+        })
     }
 
     /// Whether Mailgun took a message for `attempt_id` since `since`. None: it

@@ -140,6 +140,31 @@ fn not_taken(provider: &str, exchange: &http::Exchange) -> Handoff {
     }
 }
 
+/// What a provider's answer to a hand-off over HTTP means (Phaxio's, Mailgun's
+/// and Lob's APIs): a success is taken, under the id `id_of` reads from its
+/// body; a success without a readable id was taken by its status but cannot
+/// be recorded, so it is looked up (`no_id`); anything else is
+/// [`not_taken`]'s.
+fn taken(
+    provider: &str,
+    exchange: &http::Exchange,
+    id_of: impl FnOnce(&[u8]) -> Option<String>,
+) -> Handoff {
+    match exchange {
+        http::Exchange::Answered { status, body } if status.is_success() => match id_of(body) {
+            Some(message_id) => Handoff::Accepted {
+                provider: provider.into(),
+                message_id,
+            },
+            None => Handoff::Ambiguous {
+                provider: provider.into(),
+                code: "no_id".into(),
+            },
+        },
+        other => not_taken(provider, other),
+    }
+}
+
 /// Asks a provider's list of messages (a `GET` of `url`, filtered by the
 /// attempt, with `authorization`) whether it took an attempt's message.
 /// `first_id` reads the first listed message's id from the answer (`Some(None)`:

@@ -14,7 +14,7 @@ use http::Method;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::http::{Exchange, HttpClient};
+use super::http::HttpClient;
 use super::{Handoff, Lookup};
 use crate::domain::fax::FaxDocument;
 use touchpoint_platform::multipart::{self, Part};
@@ -101,24 +101,10 @@ impl Phaxio {
                 body,
             )
             .await;
-        match exchange {
-            Exchange::Answered { status, body } if status.is_success() => {
-                match serde_json::from_slice::<Created>(&body)
-                    .ok()
-                    .and_then(|c| c.data)
-                {
-                    Some(created) => Handoff::Accepted {
-                        provider: NAME.into(),
-                        message_id: created.id.to_string(),
-                    },
-                    None => Handoff::Ambiguous {
-                        provider: NAME.into(),
-                        code: "no_id".into(),
-                    },
-                }
-            }
-            other => super::not_taken(NAME, &other),
-        }
+        super::taken(NAME, &exchange, |body| {
+            let created = serde_json::from_slice::<Created>(body).ok()?.data?;
+            Some(created.id.to_string())
+        })
     }
 
     /// Whether the provider took a fax tagged with `attempt_id`.
